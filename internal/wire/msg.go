@@ -1,0 +1,146 @@
+package wire
+
+// The descriptions. Each is the msgpack value of one frame; data never goes
+// inside them (see spec.md). Keys are short and stable; a receiver ignores
+// keys it does not know, so fields can be added without a version bump.
+
+// Open flags, the same bits as DELEGATE_O_* in include/delegate.h.
+const (
+	ORdonly uint32 = 0x01
+	OWronly uint32 = 0x02
+	ORdwr   uint32 = 0x04
+	OCreat  uint32 = 0x08
+	OExcl   uint32 = 0x10
+)
+
+// Write and read flags.
+const (
+	// IOColl marks a piece of a collective call; Coll* fields are valid.
+	IOColl uint32 = 0x02
+	// IOAtomic asks the server to apply the request as one unit with
+	// respect to other atomic requests on the same bytes.
+	IOAtomic uint32 = 0x04
+)
+
+// Counter operations, the same values as DELEGATE_COUNTER_*.
+const (
+	CounterGet      uint8 = 0
+	CounterSet      uint8 = 1
+	CounterFetchAdd uint8 = 2
+)
+
+// Hello is the first frame a client sends on a new connection, on the raw
+// socket before yamux starts. On a Unix socket the file descriptor of the
+// shared-memory ring rides with it (SCM_RIGHTS) when RingSize > 0.
+type Hello struct {
+	Client   string `codec:"c"`           // host:pid, for logs
+	Token    string `codec:"t,omitempty"` // shared secret, if the server wants one
+	Servers  uint32 `codec:"n"`           // servers in the client's list
+	Index    uint32 `codec:"i"`           // this server's index in that list
+	ListHash uint64 `codec:"h"`           // route.ListHash of the list
+	RingSize uint64 `codec:"r,omitempty"` // bytes of the ring passed along; 0: none
+}
+
+// Open opens (and with OCreat creates) a file. The reply carries the
+// server's file id and the file's logical size.
+type Open struct {
+	Path       string `codec:"p"`           // absolute, clean
+	Flags      uint32 `codec:"f"`           // O*
+	Perm       uint32 `codec:"m,omitempty"` // for a created file; 0 means 0644
+	RegionSize int64  `codec:"rs"`          // the client's region size for this file
+}
+
+// Close releases a file id. Unless Async, the server writes the file's
+// buffered data to the backend before replying.
+type Close struct {
+	File  uint64 `codec:"f"`
+	Async bool   `codec:"a,omitempty"`
+}
+
+// Write stores data at the extents Ext (an Extents encoding). The data is
+// the frame's payload when RingLen is 0, else RingLen bytes at RingOff of
+// the client's ring. Its length equals the extents' total.
+type Write struct {
+	File     uint64 `codec:"f"`
+	Ext      []byte `codec:"x"`
+	RingOff  uint64 `codec:"ro,omitempty"`
+	RingLen  uint64 `codec:"rl,omitempty"`
+	Flags    uint32 `codec:"fl,omitempty"` // IO*
+	CollSeq  int64  `codec:"cs,omitempty"`
+	CollRank int32  `codec:"cr,omitempty"`
+	CollSize int32  `codec:"cn,omitempty"`
+}
+
+// Read fetches the extents Ext. The data goes into RingLen bytes at RingOff
+// of the client's ring when RingLen > 0, else it is the reply's payload. The
+// reply's N is the number of bytes, from the start of the list, that lie
+// below the end of file as this server knows it; Size is that end of file.
+type Read struct {
+	File     uint64 `codec:"f"`
+	Ext      []byte `codec:"x"`
+	RingOff  uint64 `codec:"ro,omitempty"`
+	RingLen  uint64 `codec:"rl,omitempty"`
+	Flags    uint32 `codec:"fl,omitempty"`
+	CollSeq  int64  `codec:"cs,omitempty"`
+	CollRank int32  `codec:"cr,omitempty"`
+	CollSize int32  `codec:"cn,omitempty"`
+}
+
+// FileOp is the description of Stat, Sync and Flush: just the file id.
+type FileOp struct {
+	File uint64 `codec:"f"`
+}
+
+// Resize truncates or extends a file (TResize), or makes sure it is at
+// least Size bytes (TAlloc).
+type Resize struct {
+	File uint64 `codec:"f"`
+	Size int64  `codec:"s"`
+}
+
+// Delete removes a file by path.
+type Delete struct {
+	Path string `codec:"p"`
+}
+
+// Counter operates on a named 64-bit counter of an open file.
+type Counter struct {
+	File  uint64 `codec:"f"`
+	Key   string `codec:"k"`
+	Op    uint8  `codec:"o"`
+	Value int64  `codec:"v,omitempty"`
+}
+
+// Stats asks for the server's statistics; the reply's payload is a msgpack
+// value of the server's snapshot type.
+type Stats struct {
+	Reset bool `codec:"r,omitempty"` // reset peaks after reading
+}
+
+// Reply answers any request. Fields a request type does not use are zero.
+type Reply struct {
+	Code  Code   `codec:"e,omitempty"`
+	Msg   string `codec:"m,omitempty"`
+	File  uint64 `codec:"f,omitempty"`  // open: the file id
+	N     int64  `codec:"n,omitempty"`  // write: bytes stored; read: bytes valid
+	Size  int64  `codec:"s,omitempty"`  // open, stat, read: logical size
+	Value int64  `codec:"v,omitempty"`  // counter: value before the operation
+	Name  string `codec:"nm,omitempty"` // hello: the server's name
+}
+
+// Err returns the reply's error, or nil.
+func (r *Reply) Err() error {
+	if r.Code == OK {
+		return nil
+	}
+	return &Error{Code: r.Code, Msg: r.Msg}
+}
+
+// ReplyTo builds the reply for a request that failed with err (or
+// succeeded, if err is nil).
+func ReplyTo(err error) Reply {
+	if err == nil {
+		return Reply{}
+	}
+	return Reply{Code: CodeOf(err), Msg: err.Error()}
+}
