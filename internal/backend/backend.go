@@ -1,0 +1,36 @@
+// Package backend is the file system a server reads from and flushes to.
+// FS and File are small interfaces with a stated contract; OS confines every
+// path to a root directory, and ErrorFS (in tests) injects failures.
+package backend
+
+import (
+	"errors"
+	"io/fs"
+)
+
+// ErrPathEscape is returned for a path outside the root.
+var ErrPathEscape = errors.New("delegate: path outside the server's root")
+
+// FS opens and removes files by absolute path. Safe for concurrent use.
+type FS interface {
+	// OpenFile opens path with os.O_* flags; perm applies on create.
+	OpenFile(path string, flag int, perm fs.FileMode) (File, error)
+	// Remove unlinks path.
+	Remove(path string) error
+}
+
+// File is an open backend file. ReadAt and WriteAt may run concurrently
+// with each other and with Size; Truncate, Allocate, Sync and Close are
+// called by one goroutine at a time. A short ReadAt at the end of the file
+// returns io.EOF; WriteAt writes everything or fails.
+type File interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	Size() (int64, error)
+	Truncate(size int64) error
+	// Allocate makes sure [0, size) is allocated and the file is at least
+	// size bytes, never shrinking it.
+	Allocate(size int64) error
+	Sync() error
+	Close() error
+}

@@ -1,0 +1,158 @@
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// OS is the operating system's file system, confined to Root. With Root
+// "/" paths are opened as given. Otherwise every open resolves beneath the
+// root with openat2(RESOLVE_BENEATH): "..", absolute symlinks and symlinks
+// that leave the root fail with ErrPathEscape.
+type OS struct {
+	root   string
+	rootFD int // -1 when root is "/"
+}
+
+// NewOS returns the file system under root, which must be an existing
+// directory.
+func NewOS(root string) (*OS, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	o := &OS{root: filepath.Clean(abs), rootFD: -1}
+	if o.root == "/" {
+		return o, nil
+	}
+	fd, err := unix.Open(o.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open root", Path: o.root, Err: err}
+	}
+	o.rootFD = fd
+	return o, nil
+}
+
+// Root returns the root directory.
+func (o *OS) Root() string { return o.root }
+
+// rel returns path relative to the root, or ErrPathEscape.
+func (o *OS) rel(op, path string) (string, error) {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return "", &fs.PathError{Op: op, Path: path, Err: errors.New("path is not absolute and clean")}
+	}
+	if o.root == "/" {
+		return path, nil
+	}
+	r, err := filepath.Rel(o.root, path)
+	if err != nil || r == ".." || strings.HasPrefix(r, "../") {
+		return "", &fs.PathError{Op: op, Path: path, Err: fmt.Errorf("%w %s", ErrPathEscape, o.root)}
+	}
+	return r, nil
+}
+
+func (o *OS) escape(op, path string, err error) error {
+	if errors.Is(err, unix.EXDEV) {
+		err = fmt.Errorf("%w %s", ErrPathEscape, o.root)
+	}
+	return &fs.PathError{Op: op, Path: path, Err: err}
+}
+
+// OpenFile implements FS.
+func (o *OS) OpenFile(path string, flag int, perm fs.FileMode) (File, error) {
+	r, err := o.rel("open", path)
+	if err != nil {
+		return nil, err
+	}
+	if o.rootFD < 0 {
+		f, err := os.OpenFile(r, flag, perm)
+		if err != nil {
+			return nil, err
+		}
+		return &osFile{f}, nil
+	}
+	how := unix.OpenHow{
+		Flags:   uint64(flag | unix.O_CLOEXEC),
+		Mode:    uint64(perm.Perm()),
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	fd, err := unix.Openat2(o.rootFD, r, &how)
+	if err != nil {
+		return nil, o.escape("open", path, err)
+	}
+	return &osFile{os.NewFile(uintptr(fd), path)}, nil
+}
+
+// Remove implements FS.
+func (o *OS) Remove(path string) error {
+	r, err := o.rel("remove", path)
+	if err != nil {
+		return err
+	}
+	if o.rootFD < 0 {
+		return os.Remove(r)
+	}
+	dir, base := filepath.Split(r)
+	if dir == "" {
+		dir = "."
+	}
+	how := unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	dfd, err := unix.Openat2(o.rootFD, dir, &how)
+	if err != nil {
+		return o.escape("remove", path, err)
+	}
+	defer unix.Close(dfd)
+	if err := unix.Unlinkat(dfd, base, 0); err != nil {
+		return &fs.PathError{Op: "remove", Path: path, Err: err}
+	}
+	return nil
+}
+
+// Close releases the root directory.
+func (o *OS) Close() error {
+	if o.rootFD >= 0 {
+		unix.Close(o.rootFD)
+		o.rootFD = -1
+	}
+	return nil
+}
+
+type osFile struct{ f *os.File }
+
+func (f *osFile) ReadAt(p []byte, off int64) (int, error)  { return f.f.ReadAt(p, off) }
+func (f *osFile) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
+func (f *osFile) Truncate(size int64) error                { return f.f.Truncate(size) }
+func (f *osFile) Sync() error                              { return f.f.Sync() }
+func (f *osFile) Close() error                             { return f.f.Close() }
+
+func (f *osFile) Size() (int64, error) {
+	st, err := f.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+func (f *osFile) Allocate(size int64) error {
+	cur, err := f.Size()
+	if err != nil || cur >= size {
+		return err
+	}
+	err = unix.Fallocate(int(f.f.Fd()), 0, 0, size)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		return f.f.Truncate(size) // the file system cannot allocate: extend
+	}
+	if err != nil {
+		return &fs.PathError{Op: "fallocate", Path: f.f.Name(), Err: err}
+	}
+	return nil
+}

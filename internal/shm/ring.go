@@ -1,0 +1,154 @@
+package shm
+
+import (
+	"sync"
+)
+
+// Ring allocates slots of a region in FIFO order for one client session.
+// Slots are freed in any order; space is reused once every older slot is
+// free, which matches how replies come back (nearly in order). Safe for
+// concurrent use.
+type Ring struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	size   uint64
+	head   uint64  // monotonic position of the next allocation
+	tail   uint64  // monotonic position of the oldest live slot
+	slots  []*Slot // live slots, oldest first
+	err    error   // set by Close: every waiter returns it
+	waits  int64   // allocations that had to wait (stats)
+	nAlloc int64
+}
+
+// Slot is an allocated piece of the ring.
+type Slot struct {
+	start uint64 // monotonic position, padding included
+	data  uint64 // monotonic position of the data
+	end   uint64
+	freed bool
+}
+
+// Off returns the slot's offset in the region.
+func (s *Slot) Off(size uint64) uint64 { return s.data % size }
+
+// Len returns the slot's length.
+func (s *Slot) Len() uint64 { return s.end - s.data }
+
+// NewRing returns an allocator over size bytes.
+func NewRing(size uint64) *Ring {
+	r := &Ring{size: size}
+	r.cond.L = &r.mu
+	return r
+}
+
+// Size returns the region size.
+func (r *Ring) Size() uint64 { return r.size }
+
+// MaxSlot is the largest slot Alloc accepts; larger transfers are split.
+func (r *Ring) MaxSlot() uint64 { return r.size / 2 }
+
+// Alloc returns a slot of n bytes (0 < n <= MaxSlot), waiting while the ring
+// is full. A slot never wraps: the unusable end of the ring is padding
+// owned by the slot. It fails only after Close.
+func (r *Ring) Alloc(n uint64) (*Slot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	waited := false
+	for {
+		if r.err != nil {
+			return nil, r.err
+		}
+		if s := r.allocLocked(n); s != nil {
+			if waited {
+				r.waits++
+			}
+			return s, nil
+		}
+		waited = true
+		r.cond.Wait()
+	}
+}
+
+// TryAlloc is Alloc without waiting: it returns nil if the ring is full.
+func (r *Ring) TryAlloc(n uint64) *Slot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return nil
+	}
+	return r.allocLocked(n)
+}
+
+func (r *Ring) allocLocked(n uint64) *Slot {
+	pos := r.head % r.size
+	pad := uint64(0)
+	if pos+n > r.size {
+		pad = r.size - pos
+	}
+	if r.size-(r.head-r.tail) < pad+n {
+		return nil
+	}
+	s := &Slot{start: r.head, data: r.head + pad, end: r.head + pad + n}
+	r.head = s.end
+	r.slots = append(r.slots, s)
+	r.nAlloc++
+	return s
+}
+
+// Grow extends s by n bytes if s is the newest slot and the space right
+// after it is free without wrapping. It never waits.
+func (r *Ring) Grow(s *Slot, n uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil || s.freed || s.end != r.head {
+		return false
+	}
+	pos := r.head % r.size
+	if pos == 0 || pos+n > r.size || r.size-(r.head-r.tail) < n || s.Len()+n > r.size/2 {
+		return false
+	}
+	s.end += n
+	r.head += n
+	return true
+}
+
+// Free releases s; the space is reused once every older slot is free too.
+func (r *Ring) Free(s *Slot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.freed {
+		return
+	}
+	s.freed = true
+	i := 0
+	for i < len(r.slots) && r.slots[i].freed {
+		r.tail = r.slots[i].end
+		i++
+	}
+	if i > 0 {
+		n := copy(r.slots, r.slots[i:])
+		clear(r.slots[n:])
+		r.slots = r.slots[:n]
+		if len(r.slots) == 0 {
+			r.tail = r.head
+		}
+		r.cond.Broadcast()
+	}
+}
+
+// Used returns the bytes between the oldest live slot and the head.
+func (r *Ring) Used() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.head - r.tail
+}
+
+// Close wakes every waiter with err and makes later allocations fail.
+func (r *Ring) Close(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		r.err = err
+	}
+	r.cond.Broadcast()
+}

@@ -1,0 +1,211 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/wire"
+	"github.com/hashicorp/yamux"
+	"golang.org/x/sys/unix"
+)
+
+// Dial connects to a, failing within timeout with a wire.EUNREACHABLE error
+// that names the address.
+func Dial(ctx context.Context, a Addr, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, a.Net, a.Addr)
+	if err != nil {
+		return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s: %w", a, err)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	return c, nil
+}
+
+// Listen listens on a; for a Unix socket a stale socket file is replaced.
+func Listen(a Addr) (net.Listener, error) {
+	if a.Net == "unix" {
+		// A socket left by a server that died is in the way; a live one
+		// answers, and then we refuse to steal its address.
+		if c, err := net.DialTimeout("unix", a.Addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("listen %s: another server is listening there", a)
+		}
+		_ = unix.Unlink(a.Addr)
+	}
+	l, err := net.Listen(a.Net, a.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", a, err)
+	}
+	return l, nil
+}
+
+// ClientHello sends h on the raw connection, with ringFD (if >= 0) as
+// SCM_RIGHTS on a Unix socket, and waits up to timeout for the reply.
+func ClientHello(c net.Conn, h *wire.Hello, ringFD int, timeout time.Duration) (*wire.Reply, error) {
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	defer c.SetDeadline(time.Time{})
+	enc := wire.NewEncoder(wire.Compression{})
+	if err := enc.Append(wire.THello, 0, h); err != nil {
+		return nil, err
+	}
+	frame := enc.Bytes()
+	if uc, ok := c.(*net.UnixConn); ok && ringFD >= 0 {
+		n, _, err := uc.WriteMsgUnix(frame, unix.UnixRights(ringFD), nil)
+		if err == nil && n < len(frame) {
+			_, err = c.Write(frame[n:])
+		}
+		if err != nil {
+			return nil, err
+		}
+	} else if ringFD >= 0 {
+		return nil, errors.New("transport: a ring can only be passed over a Unix socket")
+	} else if _, err := c.Write(frame); err != nil {
+		return nil, err
+	}
+	var rep wire.Reply
+	hd, err := readOne(c, nil, &rep)
+	if err != nil {
+		return nil, err
+	}
+	if hd.Type != wire.THello|wire.ReplyBit {
+		return nil, wire.Errorf(wire.EPROTO, "expected hello reply, got %v", hd.Type)
+	}
+	return &rep, nil
+}
+
+// ServerHello reads the client's hello within timeout. On a Unix socket it
+// also returns a descriptor passed with it (-1 if none); the caller owns it.
+func ServerHello(c net.Conn, timeout time.Duration) (*wire.Hello, int, error) {
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	defer c.SetDeadline(time.Time{})
+	var h wire.Hello
+	fds := []int{}
+	hd, err := readOne(c, &fds, &h)
+	fd := -1
+	for i, f := range fds {
+		if i == 0 {
+			fd = f
+		} else {
+			unix.Close(f)
+		}
+	}
+	if err == nil && hd.Type != wire.THello {
+		err = wire.Errorf(wire.EPROTO, "expected hello, got %v", hd.Type)
+	}
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return nil, -1, err
+	}
+	return &h, fd, nil
+}
+
+// ServerReply answers a hello.
+func ServerReply(c net.Conn, rep *wire.Reply, timeout time.Duration) error {
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	defer c.SetWriteDeadline(time.Time{})
+	enc := wire.NewEncoder(wire.Compression{})
+	if err := enc.Append(wire.THello|wire.ReplyBit, 0, rep); err != nil {
+		return err
+	}
+	_, err := c.Write(enc.Bytes())
+	return err
+}
+
+// readOne reads exactly one frame without buffering beyond it (yamux takes
+// over the connection right after), collecting passed descriptors into fds
+// when fds is not nil and c is a Unix socket.
+func readOne(c net.Conn, fds *[]int, v any) (wire.Header, error) {
+	var hb [wire.HeaderSize]byte
+	if err := readFull(c, hb[:], fds); err != nil {
+		return wire.Header{}, err
+	}
+	h, err := wire.ParseHeader(hb[:])
+	if err != nil {
+		return h, err
+	}
+	if h.DescLen > 64<<10 || h.PayloadLen != 0 {
+		return h, wire.Errorf(wire.EPROTO, "handshake frame too large")
+	}
+	desc := make([]byte, h.DescLen)
+	if err := readFull(c, desc, fds); err != nil {
+		return h, err
+	}
+	return h, wire.Unmarshal(desc, v)
+}
+
+func readFull(c net.Conn, b []byte, fds *[]int) error {
+	uc, isUnix := c.(*net.UnixConn)
+	for len(b) > 0 {
+		var n int
+		var err error
+		if isUnix && fds != nil {
+			oob := make([]byte, unix.CmsgSpace(4*4))
+			var oobn int
+			n, oobn, _, _, err = uc.ReadMsgUnix(b, oob)
+			if oobn > 0 {
+				*fds = append(*fds, parseRights(oob[:oobn])...)
+			}
+		} else {
+			n, err = c.Read(b)
+		}
+		b = b[n:]
+		if err != nil {
+			if errors.Is(err, io.EOF) && len(b) > 0 {
+				return wire.Errorf(wire.EPROTO, "connection closed during handshake")
+			}
+			if len(b) > 0 {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func parseRights(oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, m := range msgs {
+		if fds, err := unix.ParseUnixRights(&m); err == nil {
+			out = append(out, fds...)
+		}
+	}
+	return out
+}
+
+// YamuxConfig is the yamux configuration of both sides. Keepalives detect a
+// silent peer within about keepalive + 10 s; the stream window is large
+// enough that a batch of descriptions never waits for a window update.
+func YamuxConfig(log *slog.Logger, keepalive time.Duration) *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.EnableKeepAlive = keepalive > 0
+	if keepalive > 0 {
+		c.KeepAliveInterval = keepalive
+	}
+	c.ConnectionWriteTimeout = 10 * time.Second
+	c.MaxStreamWindowSize = 4 << 20
+	c.StreamOpenTimeout = 30 * time.Second
+	c.LogOutput = nil
+	c.Logger = yamuxLogger{log}
+	return c
+}
+
+// yamuxLogger gives yamux the caller's logger instead of stderr.
+type yamuxLogger struct{ l *slog.Logger }
+
+func (y yamuxLogger) Print(v ...any) { y.l.Warn("yamux", "msg", fmt.Sprint(v...)) }
+func (y yamuxLogger) Printf(format string, v ...any) {
+	y.l.Warn("yamux", "msg", fmt.Sprintf(format, v...))
+}
+func (y yamuxLogger) Println(v ...any) { y.l.Warn("yamux", "msg", fmt.Sprint(v...)) }
