@@ -1,0 +1,276 @@
+// Package client is the Go side of libdelegate: sessions to the delegate
+// servers, routing of extents to their owners, batching of writes (and
+// cork), reads that assemble what every owner returns, and the rest of the
+// file operations. The C API in libdelegate is a thin layer over it.
+//
+// Concurrency: a Client and its Files are safe for concurrent use. Each
+// session has one control stream; a sender goroutine writes queued requests
+// in batches and a receiver goroutine applies replies, so a write returns as
+// soon as its data is in the shared-memory ring (or the request buffer) and
+// small writes that arrive while a batch is being sent join the next one.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/delegate-io/delegate/internal/route"
+	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// Client is a connection to every server of a job.
+type Client struct {
+	cfg      Config
+	log      *slog.Logger
+	listHash uint64
+
+	mu struct {
+		sync.Mutex
+		sessions []*session
+		files    map[*File]struct{}
+		closed   bool
+	}
+	descRaw, descWire atomic.Int64
+}
+
+// New connects to every server in cfg.Servers. It fails, naming the
+// address, if any server does not answer within cfg.Timeout.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, wire.Errorf(wire.ECONFIG, "delegate: %v", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cl := &Client{cfg: cfg, log: log, listHash: route.ListHash(transport.Strings(cfg.Servers))}
+	cl.mu.files = map[*File]struct{}{}
+	sessions := make([]*session, len(cfg.Servers))
+	errs := make([]error, len(cfg.Servers))
+	var wg sync.WaitGroup
+	for i := range cfg.Servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sessions[i], errs[i] = dial(ctx, cl, i)
+		}()
+	}
+	wg.Wait()
+	if err := firstError(errs); err != nil {
+		for _, s := range sessions {
+			if s != nil {
+				s.close()
+			}
+		}
+		return nil, err
+	}
+	cl.mu.sessions = sessions
+	return cl, nil
+}
+
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sessions returns a live session for every server, reconnecting to those
+// whose session died (files opened before keep their dead session).
+func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.mu.closed {
+		return nil, ErrClosed
+	}
+	for i, s := range cl.mu.sessions {
+		if s.alive() == nil {
+			continue
+		}
+		ns, err := dial(ctx, cl, i)
+		if err != nil {
+			return nil, err
+		}
+		go s.close()
+		cl.mu.sessions[i] = ns
+	}
+	return append([]*session(nil), cl.mu.sessions...), nil
+}
+
+// Close closes every open file (flushing it) and every session.
+func (cl *Client) Close() error {
+	cl.mu.Lock()
+	if cl.mu.closed {
+		cl.mu.Unlock()
+		return nil
+	}
+	files := make([]*File, 0, len(cl.mu.files))
+	for f := range cl.mu.files {
+		files = append(files, f)
+	}
+	cl.mu.Unlock()
+	var errs []error
+	for _, f := range files {
+		errs = append(errs, f.Close())
+	}
+	cl.mu.Lock()
+	cl.mu.closed = true
+	sessions := cl.mu.sessions
+	cl.mu.Unlock()
+	for _, s := range sessions {
+		s.close()
+	}
+	return errors.Join(errs...)
+}
+
+// countWire adds an encoder's byte counts to the client's.
+func (cl *Client) countWire(enc *wire.Encoder) {
+	cl.descRaw.Add(enc.Counts.DescRaw)
+	cl.descWire.Add(enc.Counts.DescWire)
+	enc.Counts = wire.Counters{}
+}
+
+// AbsPath resolves path against the working directory and cleans it, as
+// every path the servers see must be.
+func AbsPath(path string) (string, error) {
+	if path == "" {
+		return "", wire.Errorf(wire.EINVAL, "empty path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", wire.Errorf(wire.EINVAL, "path %s: %v", path, err)
+	}
+	return abs, nil
+}
+
+// Open opens path on every server. hints are delegate_* keys and values.
+func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hints map[string]string) (*File, error) {
+	abs, err := AbsPath(path)
+	if err != nil {
+		return nil, err
+	}
+	switch flags & (wire.ORdonly | wire.OWronly | wire.ORdwr) {
+	case wire.ORdonly, wire.OWronly, wire.ORdwr:
+	default:
+		return nil, wire.Errorf(wire.EINVAL, "open %s: flags %#x need exactly one of read-only, write-only, read-write", abs, flags)
+	}
+	if flags&^(wire.ORdonly|wire.OWronly|wire.ORdwr|wire.OCreat|wire.OExcl) != 0 {
+		return nil, wire.Errorf(wire.EINVAL, "open %s: unknown flags %#x", abs, flags)
+	}
+	h := cl.cfg.DefaultHints()
+	for k, v := range hints {
+		if err := h.Set(k, v, true); err != nil {
+			return nil, wire.Errorf(wire.EINVAL, "open %s: %v", abs, err)
+		}
+	}
+	ss, err := cl.sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{cl: cl, path: abs, flags: flags, sess: ss, ids: make([]uint64, len(ss)),
+		rule: route.Rule{Key: route.FileKey(abs), RegionSize: h.RegionSize, Servers: len(ss)}}
+	f.mu.hints = h
+	f.mu.corked = make([]*call, len(ss))
+	// The first server creates (and checks EXCL); the others open what it
+	// created.
+	open := func(i int, fl uint32) (*call, error) {
+		c := newCall(wire.TOpen, &wire.Open{Path: abs, Flags: fl, Perm: perm, RegionSize: h.RegionSize})
+		err := ss[i].roundTrip(c)
+		f.ids[i] = c.rep.File
+		return c, err
+	}
+	if _, err := open(0, flags); err != nil {
+		return nil, err
+	}
+	if len(ss) > 1 {
+		errs := make([]error, len(ss))
+		var wg sync.WaitGroup
+		for i := 1; i < len(ss); i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = open(i, flags&^(wire.OCreat|wire.OExcl))
+			}()
+		}
+		wg.Wait()
+		if err := firstError(errs); err != nil {
+			f.closeOn(func(i int) bool { return errs[i] == nil }, true)
+			return nil, err
+		}
+	}
+	cl.mu.Lock()
+	cl.mu.files[f] = struct{}{}
+	cl.mu.Unlock()
+	return f, nil
+}
+
+// Delete removes path. Every server drops what it buffers for the file;
+// one of them unlinks it.
+func (cl *Client) Delete(ctx context.Context, path string) error {
+	abs, err := AbsPath(path)
+	if err != nil {
+		return err
+	}
+	ss, err := cl.sessions(ctx)
+	if err != nil {
+		return err
+	}
+	calls := make([]*call, len(ss))
+	for i, s := range ss {
+		calls[i] = newCall(wire.TDelete, &wire.Delete{Path: abs})
+		s.submit(calls[i])
+	}
+	var errNoEnt, other error
+	ok := false
+	for _, c := range calls {
+		switch err := c.wait(); {
+		case err == nil:
+			ok = true
+		case wire.CodeOf(err) == wire.ENOENT:
+			errNoEnt = err
+		default:
+			other = err
+		}
+	}
+	switch {
+	case other != nil:
+		return other
+	case ok:
+		return nil
+	}
+	return errNoEnt
+}
+
+// Stats is what the client counted.
+type Stats struct {
+	DescRaw, DescWire int64
+}
+
+// Stats returns the client's counters.
+func (cl *Client) Stats() Stats {
+	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load()}
+}
+
+// ServerStats asks server i for its statistics snapshot (msgpack).
+func (cl *Client) ServerStats(ctx context.Context, i int) ([]byte, error) {
+	ss, err := cl.sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if i < 0 || i >= len(ss) {
+		return nil, fmt.Errorf("no server %d", i)
+	}
+	c := newCall(wire.TStats, &wire.Stats{})
+	if err := ss[i].roundTrip(c); err != nil {
+		return nil, err
+	}
+	return c.data, nil
+}

@@ -1,0 +1,272 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/testutil"
+	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+var ctx = context.Background()
+
+type variant struct {
+	name    string
+	servers int
+	tcp     bool
+	ring    int
+}
+
+var variants = []variant{
+	{"unix-ring-1", 1, false, 4 << 20},
+	{"unix-inline-1", 1, false, 0},
+	{"unix-ring-3", 3, false, 4 << 20},
+	{"tcp-3", 3, true, 0},
+}
+
+func open(t *testing.T, cl *client.Client, path string, flags uint32, hints map[string]string) *client.File {
+	t.Helper()
+	f, err := cl.Open(ctx, path, flags, 0o644, hints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// model is a plain byte array: the file as it must be.
+type model struct{ b []byte }
+
+func (m *model) write(off int64, p []byte) {
+	if end := off + int64(len(p)); end > int64(len(m.b)) {
+		m.b = append(m.b, make([]byte, end-int64(len(m.b)))...)
+	}
+	copy(m.b[off:], p)
+}
+
+// TestModel drives random strided writes and reads through the client
+// against a byte-array model, on every transport variant, and checks the
+// backend file at the end.
+func TestModel(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{Servers: v.servers, TCP: v.tcp})
+			cl := c.Client(t, func(cfg *client.Config) { cfg.RingBytes = v.ring })
+			path := filepath.Join(c.Dir, "model")
+			f := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+			var m model
+			rnd := rand.New(rand.NewPCG(7, uint64(v.servers)))
+			for op := 0; op < 300; op++ {
+				// A random list of extents (maybe strided, maybe decreasing
+				// for reads), split into random memory pieces.
+				var ext []client.Extent
+				var total int64
+				base := rnd.Int64N(400 << 10)
+				n := 1 + rnd.IntN(20)
+				for i := 0; i < n; i++ {
+					l := 1 + rnd.Int64N(20000)
+					ext = append(ext, client.Extent{Off: base, Len: l})
+					total += l
+					base += l + rnd.Int64N(3000)
+				}
+				switch rnd.IntN(3) {
+				case 0, 1:
+					data := make([]byte, total)
+					for i := range data {
+						data[i] = byte(rnd.Uint32())
+					}
+					if _, err := f.Write(split(data, rnd), ext, client.IOOpts{}); err != nil {
+						t.Fatal(err)
+					}
+					pos := int64(0)
+					for _, e := range ext {
+						m.write(e.Off, data[pos:pos+e.Len])
+						pos += e.Len
+					}
+				case 2:
+					got := make([]byte, total)
+					n, err := f.Read(split(got, rnd), ext, client.IOOpts{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					want, wantN := expect(m.b, ext)
+					if n != wantN || !bytes.Equal(got[:n], want) {
+						t.Fatalf("op %d: read %d bytes, want %d (equal=%v)", op, n, wantN, bytes.Equal(got[:min(n, wantN)], want[:min(n, wantN)]))
+					}
+				}
+			}
+			size, err := f.Size()
+			if err != nil || size != int64(len(m.b)) {
+				t.Fatalf("size %d %v, want %d", size, err, len(m.b))
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			disk, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(disk, m.b) {
+				t.Fatalf("backend file differs from the model (%d vs %d bytes)", len(disk), len(m.b))
+			}
+		})
+	}
+}
+
+// split cuts b into 1-4 memory pieces.
+func split(b []byte, rnd *rand.Rand) [][]byte {
+	var out [][]byte
+	for len(b) > 0 && len(out) < 3 {
+		k := rnd.IntN(len(b) + 1)
+		out = append(out, b[:k])
+		b = b[k:]
+	}
+	return append(out, b)
+}
+
+// expect returns what reading ext from file content b yields: bytes up to
+// the first one at or past the end of file.
+func expect(b []byte, ext []client.Extent) ([]byte, int64) {
+	var out []byte
+	for _, e := range ext {
+		for i := int64(0); i < e.Len; i++ {
+			if e.Off+i >= int64(len(b)) {
+				return out, int64(len(out))
+			}
+			out = append(out, b[e.Off+i])
+		}
+	}
+	return out, int64(len(out))
+}
+
+func TestHoleBeyondOtherServersData(t *testing.T) {
+	// Server A's region is empty, server B buffers data further on: a read
+	// of A's region must return zeros up to B's data, not stop short.
+	c := testutil.Start(t, testutil.Options{Servers: 2})
+	cl := c.Client(t, nil)
+	f := open(t, cl, filepath.Join(c.Dir, "hole"), wire.ORdwr|wire.OCreat, nil)
+	const region = 64 << 10
+	if _, err := f.Write([][]byte{[]byte("tail")}, []client.Extent{{Off: 3 * region, Len: 4}}, client.IOOpts{Ack: true}); err != nil {
+		t.Fatal(err)
+	}
+	buf := bytes.Repeat([]byte{0xff}, 3*region+4)
+	n, err := f.Read([][]byte{buf}, []client.Extent{{Off: 0, Len: int64(len(buf))}}, client.IOOpts{})
+	if err != nil || n != int64(len(buf)) {
+		t.Fatalf("read %d %v, want %d", n, err, len(buf))
+	}
+	if !bytes.Equal(buf[:3*region], make([]byte, 3*region)) || string(buf[3*region:]) != "tail" {
+		t.Fatal("hole did not read as zeros")
+	}
+	f.Close()
+}
+
+func TestCorkHoldsWritesUntilUncork(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	cl := c.Client(t, nil)
+	path := filepath.Join(c.Dir, "cork")
+	f := open(t, cl, path, wire.ORdwr|wire.OCreat, map[string]string{"delegate_cork": "true"})
+	writes := func() int64 { return c.Servers[0].Stats().Requests["write"] }
+	for i := 0; i < 1000; i++ {
+		if _, err := f.Write([][]byte{[]byte(fmt.Sprintf("%07d\n", i))}, []client.Extent{{Off: int64(i) * 8, Len: 8}}, client.IOOpts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := writes(); n != 0 {
+		t.Fatalf("%d write requests reached the server while corked", n)
+	}
+	if err := f.Uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := writes(); n != 1 {
+		t.Fatalf("uncork sent %d write requests, want 1 batch", n)
+	}
+	f.Close()
+	b, _ := os.ReadFile(path)
+	if len(b) != 8000 || string(b[7992:]) != "0000999\n" {
+		t.Fatalf("file after uncork: %d bytes", len(b))
+	}
+}
+
+func TestErrors(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{Root: ""})
+	cl := c.Client(t, nil)
+	_, err := cl.Open(ctx, filepath.Join(c.Dir, "missing"), wire.ORdonly, 0, nil)
+	if wire.CodeOf(err) != wire.ENOENT {
+		t.Fatalf("open missing: %v", err)
+	}
+	f := open(t, cl, filepath.Join(c.Dir, "x"), wire.ORdwr|wire.OCreat|wire.OExcl, nil)
+	defer f.Close()
+	if _, err := cl.Open(ctx, filepath.Join(c.Dir, "x"), wire.ORdwr|wire.OCreat|wire.OExcl, 0, nil); wire.CodeOf(err) != wire.EEXIST {
+		t.Fatalf("exclusive create of an open file: %v", err)
+	}
+	if _, err := f.Write([][]byte{make([]byte, 3)}, []client.Extent{{Off: 0, Len: 4}}, client.IOOpts{}); wire.CodeOf(err) != wire.EINVAL {
+		t.Fatalf("mismatched lists: %v", err)
+	}
+	if _, err := cl.Open(ctx, "/x", wire.ORdwr|wire.OWronly, 0, nil); wire.CodeOf(err) != wire.EINVAL {
+		t.Fatalf("bad flags: %v", err)
+	}
+	if _, err := cl.Open(ctx, "/x", wire.ORdonly, 0, map[string]string{"delegate_cork": "maybe"}); wire.CodeOf(err) != wire.EINVAL {
+		t.Fatalf("bad hint: %v", err)
+	}
+	if err := cl.Delete(ctx, filepath.Join(c.Dir, "nothing")); wire.CodeOf(err) != wire.ENOENT {
+		t.Fatalf("delete missing: %v", err)
+	}
+}
+
+func TestPathOutsideRoot(t *testing.T) {
+	root := t.TempDir()
+	c := testutil.Start(t, testutil.Options{Root: root})
+	cl := c.Client(t, nil)
+	_, err := cl.Open(ctx, "/etc/passwd", wire.ORdonly, 0, nil)
+	if wire.CodeOf(err) != wire.EPATH {
+		t.Fatalf("open outside root: %v", err)
+	}
+	f := open(t, cl, filepath.Join(root, "in"), wire.ORdwr|wire.OCreat, nil)
+	f.Close()
+}
+
+func TestUnreachable(t *testing.T) {
+	cfg := client.DefaultConfig()
+	cfg.Servers = []transport.Addr{{Net: "unix", Addr: "/tmp/dlg-no-such-socket"}}
+	_, err := client.New(ctx, cfg)
+	if wire.CodeOf(err) != wire.EUNREACHABLE || !bytes.Contains([]byte(err.Error()), []byte("/tmp/dlg-no-such-socket")) {
+		t.Fatalf("got %v, want EUNREACHABLE naming the address", err)
+	}
+}
+
+func TestCounterSizeResize(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{Servers: 2})
+	cl := c.Client(t, nil)
+	f := open(t, cl, filepath.Join(c.Dir, "ctr"), wire.ORdwr|wire.OCreat, nil)
+	defer f.Close()
+	for i := int64(0); i < 5; i++ {
+		old, err := f.Counter("shfp", wire.CounterFetchAdd, 10)
+		if err != nil || old != i*10 {
+			t.Fatalf("fetch-add %d: %d %v", i, old, err)
+		}
+	}
+	if err := f.SetSize(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.Size(); n != 1<<20 || err != nil {
+		t.Fatalf("size %d %v", n, err)
+	}
+	if err := f.Preallocate(100); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := f.Size(); n != 1<<20 {
+		t.Fatalf("preallocate shrank the file to %d", n)
+	}
+	if err := f.SetSize(10); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := f.Size(); n != 10 {
+		t.Fatalf("size after truncate %d", n)
+	}
+}

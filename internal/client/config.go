@@ -1,0 +1,154 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/route"
+	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// Config configures a Client. Start from DefaultConfig or FromEnv.
+type Config struct {
+	// Servers is the ordered server list; every client of a job must use
+	// the same list in the same order (the servers check).
+	Servers []transport.Addr
+	// Token is sent to servers that require one.
+	Token string
+	// RegionSize is the default region size of files opened without a
+	// delegate_region_size hint.
+	RegionSize int64
+	// Timeout bounds connecting and the hello, and is the keepalive
+	// interval that detects a silent server.
+	Timeout time.Duration
+	// RingBytes is the shared-memory ring per Unix-socket server; 0 sends
+	// data inline on the control stream.
+	RingBytes int
+	// MaxInflightBytes bounds the data queued or unacknowledged per server
+	// when data travels inline; writers wait beyond it.
+	MaxInflightBytes int64
+	// MaxRequestBytes bounds the data of one request; larger writes and
+	// reads are split.
+	MaxRequestBytes int64
+	// MergeBytes is the largest write that joins the previous, not yet
+	// sent write of the same file instead of starting a request.
+	MergeBytes int64
+	// Compression is the lz4 policy for descriptions.
+	Compression wire.Compression
+	// Name identifies the client in server logs (default host:pid).
+	Name string
+	// Logger receives the library's log; nil discards it.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults, with no servers.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		RegionSize:       route.DefaultRegionSize,
+		Timeout:          5 * time.Second,
+		RingBytes:        64 << 20,
+		MaxInflightBytes: 64 << 20,
+		MaxRequestBytes:  16 << 20,
+		MergeBytes:       64 << 10,
+		Name:             fmt.Sprintf("%s:%d", host, os.Getpid()),
+	}
+}
+
+// FromEnv returns DefaultConfig overridden by the DELEGATE_* environment
+// variables documented in include/delegate.h.
+func FromEnv() (Config, error) {
+	c := DefaultConfig()
+	var errs []error
+	if s := os.Getenv("DELEGATE_SERVERS"); s == "" {
+		errs = append(errs, errors.New("DELEGATE_SERVERS is not set (start servers with delegate-run, or set it to unix:/path/to/socket,...)"))
+	} else if l, err := transport.ParseList(s); err != nil {
+		errs = append(errs, fmt.Errorf("DELEGATE_SERVERS: %w", err))
+	} else {
+		c.Servers = l
+	}
+	c.Token = os.Getenv("DELEGATE_TOKEN")
+	if s := os.Getenv("DELEGATE_REGION_SIZE"); s != "" {
+		n, err := ParseSize(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DELEGATE_REGION_SIZE: %w", err))
+		}
+		c.RegionSize = n
+	}
+	if s := os.Getenv("DELEGATE_TIMEOUT"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DELEGATE_TIMEOUT: %w", err))
+		}
+		c.Timeout = d
+	}
+	if s := os.Getenv("DELEGATE_SHM_SIZE"); s != "" {
+		n, err := ParseSize(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DELEGATE_SHM_SIZE: %w", err))
+		}
+		c.RingBytes = int(n)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem of c in one error.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Servers) == 0 {
+		errs = append(errs, errors.New("no servers"))
+	}
+	if c.RegionSize < route.MinRegionSize {
+		errs = append(errs, fmt.Errorf("region size %d is below %d", c.RegionSize, route.MinRegionSize))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, errors.New("timeout must be positive"))
+	}
+	if c.RingBytes != 0 && (c.RingBytes < 1<<20 || c.RingBytes > 1<<30) {
+		errs = append(errs, fmt.Errorf("shared-memory ring of %d bytes: want 0 or 1 MiB to 1 GiB", c.RingBytes))
+	}
+	if c.MaxRequestBytes < 64<<10 || c.MaxRequestBytes > wire.MaxPayload {
+		errs = append(errs, fmt.Errorf("max request bytes %d outside [64 KiB, %d]", c.MaxRequestBytes, wire.MaxPayload))
+	}
+	if c.MaxInflightBytes < c.MaxRequestBytes {
+		errs = append(errs, errors.New("max inflight bytes must be at least max request bytes"))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseSize parses a byte count with an optional K, M, G or T suffix
+// (powers of 1024; "KiB" and "k" are accepted too).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToUpper(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			t = t[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || v < 0 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q (want a byte count such as 4096, 64K, 1M)", s)
+	}
+	return v * mult, nil
+}

@@ -1,0 +1,249 @@
+package client
+
+import (
+	"sync"
+
+	"github.com/delegate-io/delegate/internal/route"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// Extent is a piece of a file. Its layout matches delegate_extent, so the
+// C layer passes arrays without copying.
+type Extent struct {
+	Off, Len int64
+}
+
+// IOOpts qualify one read or write.
+type IOOpts struct {
+	Ack      bool // write: wait for the servers' acknowledgement
+	Coll     bool // part of a collective
+	CollSeq  int64
+	CollRank int32
+	CollSize int32
+}
+
+// File is a file open on every server. Safe for concurrent use.
+type File struct {
+	cl    *Client
+	path  string
+	flags uint32
+	rule  route.Rule
+	sess  []*session
+	ids   []uint64 // the file id on each server
+
+	mu struct {
+		sync.Mutex
+		hints  Hints
+		err    error   // first failed write not yet reported
+		corked []*call // per server: the corked batch being filled
+		closed bool
+		atomic bool
+	}
+	reqs sync.WaitGroup // nonblocking requests in progress
+}
+
+// Path returns the file's absolute path.
+func (f *File) Path() string { return f.path }
+
+// writeDone records the outcome of one write request.
+func (f *File) writeDone(err error) {
+	if err == nil {
+		return
+	}
+	f.mu.Lock()
+	if f.mu.err == nil {
+		f.mu.err = wire.Errorf(wire.CodeOf(err), "write %s: %v", f.path, err)
+	}
+	f.mu.Unlock()
+}
+
+// enter starts an operation: it fails on a closed file, and reports (once)
+// the failure of an earlier write.
+func (f *File) enter() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.closed {
+		return ErrClosed
+	}
+	err := f.mu.err
+	f.mu.err = nil
+	return err
+}
+
+func (f *File) ioFlags(o *IOOpts) (uint32, collTag) {
+	var fl uint32
+	f.mu.Lock()
+	if f.mu.atomic {
+		fl |= wire.IOAtomic
+	}
+	f.mu.Unlock()
+	if !o.Coll {
+		return fl, collTag{}
+	}
+	return fl | wire.IOColl, collTag{seq: o.CollSeq, rank: o.CollRank, size: o.CollSize}
+}
+
+// checkLists validates the two lists and returns their common total.
+func checkLists(path string, mem [][]byte, ext []Extent) (int64, error) {
+	var mt, et int64
+	for _, m := range mem {
+		mt += int64(len(m))
+	}
+	for _, e := range ext {
+		if !wire.CheckExtent(e.Off, e.Len) {
+			return 0, wire.Errorf(wire.EFBIG, "%s: extent %d+%d is outside [0, 2^63)", path, e.Off, e.Len)
+		}
+		et += e.Len
+		if et < 0 {
+			return 0, wire.Errorf(wire.EFBIG, "%s: extents add up to more than 2^63 bytes", path)
+		}
+	}
+	if mt != et {
+		return 0, wire.Errorf(wire.EINVAL, "%s: memory holds %d bytes, file extents %d", path, mt, et)
+	}
+	return et, nil
+}
+
+// memCursor walks a list of memory pieces as one byte sequence.
+type memCursor struct {
+	mem [][]byte
+	i   int
+	off int
+}
+
+// gather copies the next len(dst) bytes into dst.
+func (m *memCursor) gather(dst []byte) {
+	for len(dst) > 0 {
+		src := m.mem[m.i][m.off:]
+		n := copy(dst, src)
+		dst = dst[n:]
+		m.off += n
+		if m.off == len(m.mem[m.i]) {
+			m.i, m.off = m.i+1, 0
+		}
+	}
+}
+
+// scatter copies src into the next len(src) bytes.
+func (m *memCursor) scatter(src []byte) {
+	for len(src) > 0 {
+		dst := m.mem[m.i][m.off:]
+		n := copy(dst, src)
+		src = src[n:]
+		m.off += n
+		if m.off == len(m.mem[m.i]) {
+			m.i, m.off = m.i+1, 0
+		}
+	}
+}
+
+// perServer returns how many bytes of ext each server owns, and how many
+// servers own any.
+func (f *File) perServer(ext []Extent) ([]int64, int) {
+	totals := make([]int64, f.rule.Servers)
+	for _, e := range ext {
+		f.rule.Split(e.Off, e.Len, func(s int, _, k int64) { totals[s] += k })
+	}
+	n := 0
+	for _, t := range totals {
+		if t > 0 {
+			n++
+		}
+	}
+	return totals, n
+}
+
+// maxChunk is the most data one request carries on session s.
+func (f *File) maxChunk(s *session) int64 {
+	n := f.cl.cfg.MaxRequestBytes
+	if s.ring != nil {
+		n = min(n, int64(s.ring.MaxSlot()))
+	}
+	return n
+}
+
+// Write writes the bytes of mem, in order, to the extents ext, in order. It
+// returns once the data has left mem (o.Ack or the write_ack hint: once the
+// servers acknowledged).
+func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
+	if err := f.enter(); err != nil {
+		return 0, err
+	}
+	if f.flags&(wire.OWronly|wire.ORdwr) == 0 {
+		return 0, wire.Errorf(wire.EROFS, "write %s: file opened read-only", f.path)
+	}
+	total, err := checkLists(f.path, mem, ext)
+	if err != nil || total == 0 {
+		return 0, err
+	}
+	f.mu.Lock()
+	ack := o.Ack || f.mu.hints.WriteAck
+	f.mu.Unlock()
+	calls, err := f.place(mem, ext, o, ack)
+	if err != nil {
+		return 0, err
+	}
+	if ack {
+		for _, c := range calls {
+			if err := c.wait(); err != nil {
+				f.enter() // reported here, not again
+				return 0, wire.Errorf(wire.CodeOf(err), "write %s: %v", f.path, err)
+			}
+		}
+	}
+	return total, nil
+}
+
+// place puts a write's data into requests, per server, and queues them (or
+// corks them). With want set it returns the requests to wait for.
+func (f *File) place(mem [][]byte, ext []Extent, o IOOpts, want bool) ([]*call, error) {
+	flags, tag := f.ioFlags(&o)
+	totals, owners := f.perServer(ext)
+	ws := make([]*writer, len(totals))
+	for i, t := range totals {
+		if t > 0 {
+			ws[i] = &writer{f: f, s: f.sess[i], left: t, flags: flags, tag: tag, merge: owners == 1, want: want}
+		}
+	}
+	cur := memCursor{mem: mem}
+	var err error
+	for _, e := range ext {
+		f.rule.Split(e.Off, e.Len, func(s int, off, n int64) {
+			if err == nil {
+				err = ws[s].put(off, n, &cur)
+			}
+		})
+	}
+	var calls []*call
+	for _, w := range ws {
+		if w == nil {
+			continue
+		}
+		if e := w.finish(); err == nil {
+			err = e
+		}
+		calls = append(calls, w.calls...)
+	}
+	return calls, err
+}
+
+// Read reads the extents ext, in order, into mem, in order, and returns
+// the number of bytes before the end of file.
+func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
+	if err := f.enter(); err != nil {
+		return 0, err
+	}
+	if f.flags&(wire.ORdonly|wire.ORdwr) == 0 {
+		return 0, wire.Errorf(wire.EACCES, "read %s: file opened write-only", f.path)
+	}
+	total, err := checkLists(f.path, mem, ext)
+	if err != nil || total == 0 {
+		return 0, err
+	}
+	if err := f.flushCork(); err != nil {
+		return 0, err
+	}
+	flags, tag := f.ioFlags(&o)
+	r := reader{f: f, flags: flags, tag: tag}
+	return r.run(mem, ext)
+}

@@ -1,0 +1,223 @@
+package client
+
+import (
+	"errors"
+
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// each sends the request made by mk to every server (or those which says)
+// and waits for all replies; it returns the calls and their first error.
+func (f *File) each(which func(i int) bool, mk func(i int) *call) ([]*call, error) {
+	calls := make([]*call, len(f.sess))
+	for i, s := range f.sess {
+		if which != nil && !which(i) {
+			continue
+		}
+		calls[i] = mk(i)
+		s.submit(calls[i])
+	}
+	var first error
+	for _, c := range calls {
+		if c == nil {
+			continue
+		}
+		if err := c.wait(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return calls, first
+}
+
+func (f *File) fileOp(t wire.Type) func(i int) *call {
+	return func(i int) *call { return newCall(t, &wire.FileOp{File: f.ids[i]}) }
+}
+
+// Sync makes every byte written through f durable: corked batches go out,
+// then every server writes the file's buffered data and fsyncs it. It
+// returns an earlier write's failure if one was not yet reported.
+func (f *File) Sync() error {
+	if err := f.live(); err != nil {
+		return err
+	}
+	ferr := f.flushCork()
+	_, err := f.each(nil, f.fileOp(wire.TSync))
+	if e := f.enter(); e != nil {
+		return e // acknowledged before the sync reply: the root cause
+	}
+	if err != nil {
+		return wire.Errorf(wire.CodeOf(err), "sync %s: %v", f.path, err)
+	}
+	return ferr
+}
+
+func (f *File) live() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close waits for nonblocking requests, sends corked batches, and closes
+// the file on every server, which writes its buffered data to the backend
+// first unless the delegate_async_close hint is set. The handle is released
+// even on error.
+func (f *File) Close() error {
+	if err := f.live(); err != nil {
+		return err
+	}
+	f.reqs.Wait()
+	ferr := f.flushCork()
+	f.mu.Lock()
+	f.mu.closed = true
+	async := f.mu.hints.AsyncClose
+	f.mu.Unlock()
+	err := f.closeOn(nil, !async)
+	f.cl.mu.Lock()
+	delete(f.cl.mu.files, f)
+	f.cl.mu.Unlock()
+	f.mu.Lock()
+	werr := f.mu.err
+	f.mu.err = nil
+	f.mu.Unlock()
+	return errors.Join(werr, err, ferr)
+}
+
+// closeOn sends close to the servers which selects.
+func (f *File) closeOn(which func(i int) bool, flush bool) error {
+	_, err := f.each(which, func(i int) *call {
+		return newCall(wire.TClose, &wire.Close{File: f.ids[i], Async: !flush})
+	})
+	if err != nil {
+		return wire.Errorf(wire.CodeOf(err), "close %s: %v", f.path, err)
+	}
+	return nil
+}
+
+// statAll returns the logical size: the largest any server knows.
+func (f *File) statAll() (int64, error) {
+	calls, err := f.each(nil, f.fileOp(wire.TStat))
+	if err != nil {
+		return 0, wire.Errorf(wire.CodeOf(err), "size of %s: %v", f.path, err)
+	}
+	var size int64
+	for _, c := range calls {
+		size = max(size, c.rep.Size)
+	}
+	return size, nil
+}
+
+// Size returns the file's logical size, buffered data included.
+func (f *File) Size() (int64, error) {
+	if err := f.enter(); err != nil {
+		return 0, err
+	}
+	if err := f.flushCork(); err != nil {
+		return 0, err
+	}
+	return f.statAll()
+}
+
+// SetSize truncates or extends the file on every server.
+func (f *File) SetSize(size int64) error {
+	if err := f.enter(); err != nil {
+		return err
+	}
+	if !wire.CheckExtent(size, 0) {
+		return wire.Errorf(wire.EINVAL, "set size of %s to %d", f.path, size)
+	}
+	if err := f.flushCork(); err != nil {
+		return err
+	}
+	_, err := f.each(nil, func(i int) *call {
+		return newCall(wire.TResize, &wire.Resize{File: f.ids[i], Size: size})
+	})
+	if err != nil {
+		return wire.Errorf(wire.CodeOf(err), "set size of %s to %d: %v", f.path, size, err)
+	}
+	return nil
+}
+
+// Preallocate makes the file at least size bytes, with blocks allocated.
+func (f *File) Preallocate(size int64) error {
+	if err := f.enter(); err != nil {
+		return err
+	}
+	if !wire.CheckExtent(size, 0) {
+		return wire.Errorf(wire.EINVAL, "preallocate %s to %d", f.path, size)
+	}
+	owner := f.rule.Owner(0)
+	_, err := f.each(func(i int) bool { return i == owner }, func(i int) *call {
+		return newCall(wire.TAlloc, &wire.Resize{File: f.ids[i], Size: size})
+	})
+	if err != nil {
+		return wire.Errorf(wire.CodeOf(err), "preallocate %s to %d: %v", f.path, size, err)
+	}
+	return nil
+}
+
+// Counter applies op to the named counter kept by the owner of the file's
+// first region and returns the value before it.
+func (f *File) Counter(key string, op uint8, v int64) (int64, error) {
+	if err := f.enter(); err != nil {
+		return 0, err
+	}
+	owner := f.rule.Owner(0)
+	c := newCall(wire.TCounter, &wire.Counter{File: f.ids[owner], Key: key, Op: op, Value: v})
+	if err := f.sess[owner].roundTrip(c); err != nil {
+		return 0, wire.Errorf(wire.CodeOf(err), "counter %s of %s: %v", key, f.path, err)
+	}
+	return c.rep.Value, nil
+}
+
+// SetAtomic turns atomic mode on or off.
+func (f *File) SetAtomic(on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.closed {
+		return ErrClosed
+	}
+	f.mu.atomic = on
+	return nil
+}
+
+// Cork starts batching writes; Uncork sends the batch and stops.
+func (f *File) Cork() error { return f.SetHint("delegate_cork", "true") }
+
+// Uncork sends the corked batch and stops batching.
+func (f *File) Uncork() error { return f.SetHint("delegate_cork", "false") }
+
+// SetHint changes a hint of the open file.
+func (f *File) SetHint(name, value string) error {
+	f.mu.Lock()
+	if f.mu.closed {
+		f.mu.Unlock()
+		return ErrClosed
+	}
+	err := f.mu.hints.Set(name, value, false)
+	corked := f.mu.hints.Cork
+	f.mu.Unlock()
+	if err != nil {
+		if errors.Is(err, errOpenOnly) {
+			return wire.Errorf(wire.ENOSYS, "%s: hint %s can only be set at open", f.path, name)
+		}
+		return wire.Errorf(wire.EINVAL, "%s: %v", f.path, err)
+	}
+	if !corked {
+		return f.flushCork()
+	}
+	return nil
+}
+
+// Hint returns the effective value of a hint.
+func (f *File) Hint(name string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, err := f.mu.hints.Get(name)
+	if err != nil {
+		return "", wire.Errorf(wire.EINVAL, "%v", err)
+	}
+	return v, nil
+}

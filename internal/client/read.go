@@ -1,0 +1,144 @@
+package client
+
+import (
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// reader runs one Read: the extent list is cut into windows small enough
+// that each server's share fits one request (and one ring slot); each
+// window is sent to every owner at once, then its pieces are copied into
+// memory in list order.
+type reader struct {
+	f      *File
+	flags  uint32
+	tag    collTag
+	pieces []rpiece
+}
+
+// rpiece is a piece of the list: n bytes at file offset off, found at pos
+// in the data of request c.
+type rpiece struct {
+	c           *call
+	pos, off, n int64
+}
+
+func (r *reader) run(mem [][]byte, ext []Extent) (int64, error) {
+	f := r.f
+	window := f.cl.cfg.MaxRequestBytes
+	for _, s := range f.sess {
+		window = min(window, f.maxChunk(s))
+	}
+	cur := memCursor{mem: mem}
+	var got int64
+	for len(ext) > 0 {
+		var win []Extent
+		win, ext = cutWindow(ext, window)
+		n, short, err := r.window(win, &cur)
+		got += n
+		if err != nil {
+			return got, err
+		}
+		if short {
+			break
+		}
+	}
+	return got, nil
+}
+
+// cutWindow splits off a prefix of ext holding at most limit bytes.
+func cutWindow(ext []Extent, limit int64) (win, rest []Extent) {
+	var sum int64
+	for i, e := range ext {
+		if sum+e.Len > limit {
+			k := limit - sum
+			if k == 0 {
+				return ext[:i], ext[i:]
+			}
+			win = append(append([]Extent(nil), ext[:i]...), Extent{e.Off, k})
+			rest = append([]Extent{{e.Off + k, e.Len - k}}, ext[i+1:]...)
+			return win, rest
+		}
+		sum += e.Len
+	}
+	return ext, nil
+}
+
+func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, err error) {
+	f := r.f
+	totals, _ := f.perServer(win)
+	calls := make([]*call, len(totals))
+	defer func() {
+		for i, c := range calls {
+			if c != nil && c.slot != nil {
+				f.sess[i].ring.Free(c.slot)
+			}
+		}
+	}()
+	for i, t := range totals {
+		if t == 0 {
+			continue
+		}
+		s := f.sess[i]
+		c := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
+		c.file, c.flags, c.coll = f, r.flags, r.tag
+		if s.ring != nil {
+			slot, err := s.ring.Alloc(uint64(t))
+			if err != nil {
+				return 0, false, err
+			}
+			c.slot = slot
+			c.data, _ = s.shmem.Slice(slot.Off(s.ring.Size()), slot.Len())
+		} else {
+			c.inline, c.data = true, make([]byte, t)
+		}
+		calls[i] = c
+	}
+	r.pieces = r.pieces[:0]
+	for _, e := range win {
+		f.rule.Split(e.Off, e.Len, func(s int, off, n int64) {
+			c := calls[s]
+			c.ext.Add(off, n)
+			r.pieces = append(r.pieces, rpiece{c: c, pos: c.filled, off: off, n: n})
+			c.filled += n
+		})
+	}
+	for i, c := range calls {
+		if c != nil {
+			f.sess[i].submit(c)
+		}
+	}
+	// The end of file: every server that answered knows its own part; if
+	// one of them stopped short, others may hold data beyond what it knows.
+	var eof int64
+	for _, c := range calls {
+		if c == nil {
+			continue
+		}
+		if e := c.wait(); e != nil && err == nil {
+			err = wire.Errorf(wire.CodeOf(e), "read %s: %v", f.path, e)
+		}
+		eof = max(eof, c.rep.Size)
+		short = short || c.rep.N < c.filled
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	if short && len(f.sess) > 1 {
+		size, err := f.statAll()
+		if err != nil {
+			return 0, false, err
+		}
+		eof = max(eof, size)
+	}
+	// Servers zero what lies past their end of file, so the bytes below eof
+	// are right as they stand.
+	for _, p := range r.pieces {
+		below := min(p.n, max(0, eof-p.off))
+		cur.scatter(p.c.data[p.pos : p.pos+below])
+		got += below
+		if below < p.n {
+			return got, true, nil
+		}
+	}
+	return got, false, nil
+}

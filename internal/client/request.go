@@ -1,0 +1,58 @@
+package client
+
+// Request is a nonblocking read or write in progress. It progresses on its
+// own goroutine; Test and Wait only look at the outcome.
+type Request struct {
+	done chan struct{}
+	n    int64
+	err  error
+}
+
+// IWrite starts Write in the background. The memory mem describes belongs
+// to the request until it completes; a write request completes once the
+// servers acknowledged it.
+func (f *File) IWrite(mem [][]byte, ext []Extent, o IOOpts) (*Request, error) {
+	o.Ack = true
+	return f.start(mem, ext, func(mem [][]byte, ext []Extent) (int64, error) { return f.Write(mem, ext, o) })
+}
+
+// IRead starts Read in the background.
+func (f *File) IRead(mem [][]byte, ext []Extent, o IOOpts) (*Request, error) {
+	return f.start(mem, ext, func(mem [][]byte, ext []Extent) (int64, error) { return f.Read(mem, ext, o) })
+}
+
+func (f *File) start(mem [][]byte, ext []Extent, op func([][]byte, []Extent) (int64, error)) (*Request, error) {
+	if err := f.live(); err != nil {
+		return nil, err
+	}
+	if _, err := checkLists(f.path, mem, ext); err != nil {
+		return nil, err
+	}
+	// The caller's lists may be reused as soon as we return.
+	mem = append([][]byte(nil), mem...)
+	ext = append([]Extent(nil), ext...)
+	r := &Request{done: make(chan struct{})}
+	f.reqs.Add(1)
+	go func() {
+		defer f.reqs.Done()
+		r.n, r.err = op(mem, ext)
+		close(r.done)
+	}()
+	return r, nil
+}
+
+// Test reports whether r is complete and, if so, its outcome.
+func (r *Request) Test() (done bool, n int64, err error) {
+	select {
+	case <-r.done:
+		return true, r.n, r.err
+	default:
+		return false, 0, nil
+	}
+}
+
+// Wait waits for r. It is bounded by the session's liveness checks.
+func (r *Request) Wait() (int64, error) {
+	<-r.done
+	return r.n, r.err
+}

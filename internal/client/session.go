@@ -1,0 +1,388 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/delegate-io/delegate/internal/shm"
+	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/wire"
+	"github.com/hashicorp/yamux"
+)
+
+// call is one request on a session, from the moment it is queued until its
+// reply has been applied.
+type call struct {
+	t    wire.Type
+	desc any // *wire.Write, *wire.Read, *wire.Open, ...
+	file *File
+
+	// Writes and reads: extents and data. data is the ring slot's memory
+	// or an inline buffer; filled counts the bytes placed so far.
+	ext    wire.Builder
+	slot   *shm.Slot
+	data   []byte
+	filled int64
+	flags  uint32
+	coll   collTag
+	sealed bool // taken by the sender: nothing more may be appended
+
+	// Reads answered inline: the reply's payload goes into data.
+	inline bool
+	// Bytes counted against the session's inflight limit.
+	inflight int64
+
+	id   uint32
+	rep  wire.Reply
+	err  error
+	done chan struct{}
+}
+
+type collTag struct {
+	seq        int64
+	rank, size int32
+}
+
+func newCall(t wire.Type, desc any) *call {
+	return &call{t: t, desc: desc, done: make(chan struct{})}
+}
+
+// wait blocks until the call completes and returns its error. It never
+// hangs: a session that dies completes every call it holds.
+func (c *call) wait() error {
+	<-c.done
+	return c.err
+}
+
+// session is the connection to one server: a yamux session with one
+// control stream, a sender that writes queued calls in batches, and a
+// receiver that matches replies. Requests on the stream are applied by the
+// server in order.
+type session struct {
+	cl    *Client
+	idx   int
+	addr  transport.Addr
+	log   *slog.Logger
+	name  string // the server's name, from the hello
+	conn  net.Conn
+	ymx   *yamux.Session
+	st    net.Conn
+	ring  *shm.Ring
+	shmem *shm.Region
+
+	mu struct {
+		sync.Mutex
+		queue    []*call
+		spare    []*call
+		pending  map[uint32]*call
+		nextID   uint32
+		err      error // why the session died; nil while alive
+		inflight int64
+	}
+	space sync.Cond // signalled when inflight drops or the session dies
+	wake  chan struct{}
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// dial connects to the server at index idx of the list.
+func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
+	cfg := &cl.cfg
+	a := cfg.Servers[idx]
+	s := &session{cl: cl, idx: idx, addr: a, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s.log = cl.log.With("server", a.String())
+	s.mu.pending = map[uint32]*call{}
+	s.space.L = &s.mu
+	conn, err := transport.Dial(ctx, a, cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	ringFD := -1
+	hello := &wire.Hello{Client: cfg.Name, Token: cfg.Token, Servers: uint32(len(cfg.Servers)), Index: uint32(idx), ListHash: cl.listHash}
+	if a.Net == "unix" && cfg.RingBytes > 0 {
+		r, err := shm.Create("delegate-ring", cfg.RingBytes)
+		if err != nil {
+			conn.Close()
+			return nil, wire.Errorf(wire.ENOMEM, "delegate server %s: %v", a, err)
+		}
+		s.shmem, s.ring = r, shm.NewRing(uint64(cfg.RingBytes))
+		ringFD = r.FD()
+		hello.RingSize = uint64(cfg.RingBytes)
+	}
+	rep, err := transport.ClientHello(conn, hello, ringFD, cfg.Timeout)
+	if s.shmem != nil {
+		s.shmem.CloseFD()
+	}
+	if err == nil {
+		err = rep.Err()
+	}
+	if err != nil {
+		conn.Close()
+		s.closeRing()
+		if wire.CodeOf(err) == wire.EIO || wire.CodeOf(err) == wire.ETIMEDOUT {
+			return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s did not complete the handshake: %w", a, err)
+		}
+		return nil, wire.Errorf(wire.CodeOf(err), "delegate server %s: %v", a, err)
+	}
+	s.name = rep.Name
+	s.conn = conn
+	s.ymx, err = yamux.Client(conn, transport.YamuxConfig(s.log, cfg.Timeout))
+	if err == nil {
+		s.st, err = s.ymx.OpenStream()
+	}
+	if err != nil {
+		conn.Close()
+		s.closeRing()
+		return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s: %v", a, err)
+	}
+	s.wg.Add(2)
+	go s.sendLoop()
+	go s.recvLoop()
+	return s, nil
+}
+
+func (s *session) closeRing() {
+	if s.shmem != nil {
+		s.shmem.Close()
+		s.shmem = nil
+	}
+}
+
+// alive returns nil, or why the session died.
+func (s *session) alive() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.err
+}
+
+// fail kills the session with err: every queued and pending call completes
+// with it, waiters wake up, and later calls fail at once.
+func (s *session) fail(err error) {
+	s.mu.Lock()
+	if s.mu.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.err = err
+	calls := s.mu.queue
+	s.mu.queue = nil
+	for _, c := range s.mu.pending {
+		calls = append(calls, c)
+	}
+	s.mu.pending = map[uint32]*call{}
+	s.space.Broadcast()
+	s.mu.Unlock()
+	close(s.done)
+	if s.ring != nil {
+		s.ring.Close(err)
+	}
+	s.ymx.Close()
+	for _, c := range calls {
+		s.complete(c, err)
+	}
+	s.log.Warn("session ended", "err", err)
+}
+
+// lost turns a transport error into the error calls see.
+func (s *session) lost(err error) error {
+	if wire.CodeOf(err) == wire.EPROTO {
+		return wire.Errorf(wire.EPROTO, "delegate server %s: %v", s.addr, err)
+	}
+	return wire.Errorf(wire.ECONNLOST, "connection to delegate server %s lost: %v", s.addr, err)
+}
+
+// close ends the session after the calls already queued have been sent.
+func (s *session) close() {
+	s.fail(wire.Errorf(wire.EBADF, "delegate client closed"))
+	s.wg.Wait()
+	s.closeRing()
+}
+
+// kick wakes the sender.
+func (s *session) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// submit queues c for sending.
+func (s *session) submit(c *call) error {
+	s.mu.Lock()
+	if err := s.mu.err; err != nil {
+		s.mu.Unlock()
+		s.complete(c, err)
+		return err
+	}
+	s.mu.queue = append(s.mu.queue, c)
+	s.mu.Unlock()
+	s.kick()
+	return nil
+}
+
+// roundTrip submits c and waits for its reply.
+func (s *session) roundTrip(c *call) error {
+	if err := s.submit(c); err != nil {
+		return err
+	}
+	return c.wait()
+}
+
+// reserve counts n bytes against the inflight limit of an inline session,
+// waiting while the limit is reached.
+func (s *session) reserve(c *call, n int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.mu.err == nil && s.mu.inflight > 0 && s.mu.inflight+n > s.cl.cfg.MaxInflightBytes {
+		s.space.Wait()
+	}
+	if s.mu.err != nil {
+		return s.mu.err
+	}
+	s.mu.inflight += n
+	c.inflight += n
+	return nil
+}
+
+func (s *session) sendLoop() {
+	defer s.wg.Done()
+	enc := wire.NewEncoder(s.cl.cfg.Compression)
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return
+		}
+		s.mu.Lock()
+		batch := s.mu.queue
+		s.mu.queue = s.mu.spare[:0]
+		for _, c := range batch {
+			c.sealed = true
+			s.mu.nextID++
+			c.id = s.mu.nextID
+			s.mu.pending[c.id] = c
+		}
+		s.mu.Unlock()
+		for i, c := range batch {
+			if err := s.encode(enc, c); err != nil {
+				// Only our own bug can get here; fail the call, not the session.
+				s.mu.Lock()
+				delete(s.mu.pending, c.id)
+				s.mu.Unlock()
+				s.complete(c, err)
+			}
+			if enc.Len() >= 1<<20 || i == len(batch)-1 {
+				if _, err := s.st.Write(enc.Bytes()); err != nil {
+					s.fail(s.lost(err))
+					return
+				}
+				enc.Reset()
+			}
+		}
+		s.cl.countWire(enc)
+		clear(batch)
+		s.mu.Lock()
+		s.mu.spare = batch[:0]
+		s.mu.Unlock()
+	}
+}
+
+// encode appends c's frame, finishing its description from the data.
+func (s *session) encode(enc *wire.Encoder, c *call) error {
+	switch d := c.desc.(type) {
+	case *wire.Write:
+		d.Ext = c.ext.Bytes()
+		d.Flags, d.CollSeq, d.CollRank, d.CollSize = c.flags, c.coll.seq, c.coll.rank, c.coll.size
+		if c.slot != nil {
+			d.RingOff, d.RingLen = c.slot.Off(s.ring.Size()), uint64(c.filled)
+			return enc.Append(c.t, c.id, d)
+		}
+		return enc.Append(c.t, c.id, d, c.data[:c.filled])
+	case *wire.Read:
+		d.Ext = c.ext.Bytes()
+		d.Flags, d.CollSeq, d.CollRank, d.CollSize = c.flags, c.coll.seq, c.coll.rank, c.coll.size
+		if c.slot != nil {
+			d.RingOff, d.RingLen = c.slot.Off(s.ring.Size()), uint64(c.filled)
+		}
+	}
+	return enc.Append(c.t, c.id, c.desc)
+}
+
+func (s *session) recvLoop() {
+	defer s.wg.Done()
+	rd := wire.NewReader(s.st, 256<<10)
+	for {
+		h, err := rd.Next()
+		if err != nil {
+			s.fail(s.lost(err))
+			return
+		}
+		s.mu.Lock()
+		c := s.mu.pending[h.ID]
+		delete(s.mu.pending, h.ID)
+		s.mu.Unlock()
+		if c == nil || h.Type != c.t|wire.ReplyBit {
+			s.fail(wire.Errorf(wire.EPROTO, "delegate server %s: unexpected %v for request %d", s.addr, h.Type, h.ID))
+			return
+		}
+		if err := rd.Decode(&c.rep); err != nil {
+			s.fail(s.lost(err))
+			return
+		}
+		if h.PayloadLen > 0 {
+			if err := s.payload(rd, c, h); err != nil {
+				s.fail(s.lost(err))
+				return
+			}
+		}
+		s.complete(c, nil)
+	}
+}
+
+// payload takes a reply's inline data: read results, or a stats snapshot.
+func (s *session) payload(rd *wire.Reader, c *call, h wire.Header) error {
+	if c.inline {
+		if int64(h.PayloadLen) != int64(len(c.data)) {
+			return wire.Errorf(wire.EPROTO, "read reply of %d bytes for %d requested", h.PayloadLen, len(c.data))
+		}
+		return rd.ReadPayload(c.data[:h.PayloadLen])
+	}
+	c.data = make([]byte, h.PayloadLen)
+	return rd.ReadPayload(c.data)
+}
+
+// complete finishes c with err (or its reply's error).
+func (s *session) complete(c *call, err error) {
+	if err == nil {
+		if err = c.rep.Err(); err != nil {
+			err = s.annotate(c, err)
+		}
+	}
+	c.err = err
+	if c.slot != nil && c.t == wire.TWrite {
+		s.ring.Free(c.slot)
+	}
+	if c.inflight > 0 {
+		s.mu.Lock()
+		s.mu.inflight -= c.inflight
+		s.space.Broadcast()
+		s.mu.Unlock()
+	}
+	if c.file != nil && c.t == wire.TWrite {
+		c.file.writeDone(err)
+	}
+	close(c.done)
+}
+
+// annotate names the server in a server's error message.
+func (s *session) annotate(c *call, err error) error {
+	return wire.Errorf(wire.CodeOf(err), "%v (delegate server %s)", err, s.addr)
+}
+
+var errNoSession = errors.New("no session")
+
+func (s *session) String() string { return fmt.Sprintf("server %d (%s)", s.idx, s.addr) }

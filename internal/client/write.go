@@ -1,0 +1,219 @@
+package client
+
+import (
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// inlineMin is the smallest inline buffer a small write gets, so that the
+// writes that follow can join it.
+const inlineMin = 256 << 10
+
+// writer places one Write's data bound for one server into requests: it
+// joins the previous unsent write of the same file when that is small and
+// allowed, else fills new requests of at most maxChunk bytes.
+type writer struct {
+	f     *File
+	s     *session
+	left  int64 // bytes of this write for s not yet given a request
+	flags uint32
+	tag   collTag
+	merge bool // this write goes to one server only, so it may join
+	want  bool // keep the requests, the caller waits for them
+
+	c      *call
+	room   int64  // bytes c can still take from this write
+	joined func() // set while filling a request someone else created; unlocks it
+	calls  []*call
+}
+
+func (w *writer) put(off, n int64, cur *memCursor) error {
+	for n > 0 {
+		if w.room == 0 {
+			if err := w.next(); err != nil {
+				return err
+			}
+		}
+		k := min(n, w.room)
+		c := w.c
+		cur.gather(c.data[c.filled : c.filled+k])
+		c.ext.Add(off, k)
+		c.filled += k
+		off, n, w.room = off+k, n-k, w.room-k
+	}
+	return nil
+}
+
+// next hands over the current request and starts the next one.
+func (w *writer) next() error {
+	w.release()
+	if w.merge && w.left <= w.f.cl.cfg.MergeBytes && w.join() {
+		return nil
+	}
+	n := min(w.left, w.f.maxChunk(w.s))
+	c := newCall(wire.TWrite, &wire.Write{File: w.f.ids[w.s.idx]})
+	c.file, c.flags, c.coll = w.f, w.flags, w.tag
+	if err := w.f.reserveData(w.s, c, n); err != nil {
+		return err
+	}
+	w.c, w.room, w.left = c, n, w.left-n
+	return nil
+}
+
+// join appends to the file's newest unsent write on this server, if it has
+// room: the corked batch, or the tail of the session's queue.
+func (w *writer) join() bool {
+	f, s, n := w.f, w.s, w.left
+	f.mu.Lock()
+	if f.mu.hints.Cork {
+		if t := f.mu.corked[s.idx]; t != nil && w.compatible(t) && s.grow(t, n, f.maxChunk(s)) {
+			w.c, w.room, w.left, w.joined = t, n, 0, f.mu.Unlock
+			return true
+		}
+		f.mu.Unlock()
+		return false
+	}
+	f.mu.Unlock()
+	s.mu.Lock()
+	if q := s.mu.queue; len(q) > 0 {
+		if t := q[len(q)-1]; t.file == f && w.compatible(t) && !t.sealed && s.grow(t, n, f.maxChunk(s)) {
+			w.c, w.room, w.left = t, n, 0
+			w.joined = func() { s.mu.Unlock(); s.kick() }
+			return true
+		}
+	}
+	s.mu.Unlock()
+	return false
+}
+
+func (w *writer) compatible(t *call) bool {
+	return t.t == wire.TWrite && t.flags == w.flags && t.coll == w.tag
+}
+
+// release hands the current request over: a joined one is unlocked, a new
+// one is corked or queued.
+func (w *writer) release() {
+	c := w.c
+	if c == nil {
+		return
+	}
+	w.c = nil
+	if w.want {
+		w.calls = append(w.calls, c)
+	}
+	if w.joined != nil {
+		w.joined()
+		w.joined = nil
+		return
+	}
+	f, s := w.f, w.s
+	f.mu.Lock()
+	if f.mu.hints.Cork {
+		prev := f.mu.corked[s.idx]
+		f.mu.corked[s.idx] = c
+		f.mu.Unlock()
+		if prev != nil {
+			s.submit(prev) // replaced by a newer batch: a full batch goes out
+		}
+		return
+	}
+	f.mu.Unlock()
+	s.submit(c)
+}
+
+// finish hands over the last request; a corked batch that reached the cork
+// size goes out.
+func (w *writer) finish() error {
+	w.release()
+	f, s := w.f, w.s
+	f.mu.Lock()
+	var full *call
+	if t := f.mu.corked[s.idx]; t != nil && (t.filled >= f.mu.hints.CorkBytes || w.want) {
+		full, f.mu.corked[s.idx] = t, nil
+	}
+	f.mu.Unlock()
+	if full != nil {
+		return s.submit(full)
+	}
+	return s.alive()
+}
+
+// grow makes room for n more bytes in t, which the caller has locked
+// against the sender (or the cork). It never waits.
+func (s *session) grow(t *call, n, limit int64) bool {
+	if t.filled+n > limit {
+		return false
+	}
+	if t.slot != nil {
+		if int64(t.slot.Len())-t.filled >= n {
+			return true
+		}
+		if !s.ring.Grow(t.slot, uint64(t.filled+n)-t.slot.Len()) {
+			return false
+		}
+		t.data, _ = s.shmem.Slice(t.slot.Off(s.ring.Size()), t.slot.Len())
+		return true
+	}
+	return int64(len(t.data))-t.filled >= n
+}
+
+// reserveData gives c room for n bytes: a ring slot (waiting while the ring
+// is full, which is how the server's backpressure reaches the writer) or an
+// inline buffer counted against the session's inflight limit.
+func (f *File) reserveData(s *session, c *call, n int64) error {
+	if s.ring == nil {
+		size := n
+		if n <= f.cl.cfg.MergeBytes {
+			size = max(n, inlineMin)
+		}
+		if err := s.reserve(c, size); err != nil {
+			return err
+		}
+		c.data = make([]byte, size)
+		return nil
+	}
+	slot := s.ring.TryAlloc(uint64(n))
+	if slot == nil {
+		// Corked batches hold ring space until they are sent: send them
+		// before waiting for space, or the wait would never end.
+		f.cl.flushCorks()
+		var err error
+		if slot, err = s.ring.Alloc(uint64(n)); err != nil {
+			return err
+		}
+	}
+	c.slot = slot
+	c.data, _ = s.shmem.Slice(slot.Off(s.ring.Size()), slot.Len())
+	return nil
+}
+
+// flushCorks sends the corked batches of every open file.
+func (cl *Client) flushCorks() {
+	cl.mu.Lock()
+	files := make([]*File, 0, len(cl.mu.files))
+	for f := range cl.mu.files {
+		files = append(files, f)
+	}
+	cl.mu.Unlock()
+	for _, f := range files {
+		f.flushCork()
+	}
+}
+
+// flushCork sends the file's corked batches.
+func (f *File) flushCork() error {
+	f.mu.Lock()
+	batches := make([]*call, len(f.mu.corked))
+	copy(batches, f.mu.corked)
+	clear(f.mu.corked)
+	f.mu.Unlock()
+	var first error
+	for i, c := range batches {
+		if c == nil {
+			continue
+		}
+		if err := f.sess[i].submit(c); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

@@ -1,0 +1,166 @@
+// Package server is the delegate server: it accepts client sessions,
+// serves their requests on yamux streams, and keeps the files they use.
+// See internal/wire/spec.md for the protocol and DESIGN.md §6 for the engine.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/delegate-io/delegate/internal/backend"
+	"github.com/delegate-io/delegate/internal/route"
+)
+
+// Server serves delegate clients. Create it with New, run Serve on one or
+// more listeners, stop it with Shutdown (graceful: in-flight requests end,
+// buffered data reaches the backend) or Close.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	fs       *backend.OS
+	files    *fileTable
+	listHash uint64
+	stats    stats
+
+	mu struct {
+		sync.Mutex
+		listeners map[net.Listener]struct{}
+		sessions  map[*session]struct{}
+		closed    bool
+	}
+	wg         sync.WaitGroup // Serve loops and sessions
+	shutdownCh chan struct{}
+	closeOnce  sync.Once
+}
+
+// New returns a server for cfg.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server config: %w", err)
+	}
+	fsys, err := backend.NewOS(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("server root: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log, fs: fsys, files: newFileTable(fsys), shutdownCh: make(chan struct{})}
+	if len(cfg.Peers) > 0 {
+		s.listHash = route.ListHash(cfg.Peers)
+	}
+	s.mu.listeners = map[net.Listener]struct{}{}
+	s.mu.sessions = map[*session]struct{}{}
+	return s, nil
+}
+
+// Serve accepts connections on l until Shutdown or Close, and then returns
+// ErrServerClosed. It always returns a non-nil error.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.mu.listeners[l] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			select {
+			case <-s.shutdownCh:
+				return ErrServerClosed
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		s.mu.Lock()
+		if s.mu.closed {
+			s.mu.Unlock()
+			c.Close()
+			return ErrServerClosed
+		}
+		ss := newSession(s, c)
+		s.mu.sessions[ss] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			ss.run()
+			s.mu.Lock()
+			delete(s.mu.sessions, ss)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Shutdown stops accepting connections, ends every session once its
+// current request is done, writes every file's buffered data to the backend
+// and closes the files. If ctx ends first it returns ctx.Err() and the
+// remaining work goes on in the background.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.beginClose()
+	done := make(chan error, 1)
+	go func() {
+		s.wg.Wait()
+		done <- s.closeFiles()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close is Shutdown without waiting.
+func (s *Server) Close() error {
+	s.beginClose()
+	return nil
+}
+
+func (s *Server) beginClose() {
+	s.closeOnce.Do(func() {
+		close(s.shutdownCh)
+		s.mu.Lock()
+		s.mu.closed = true
+		for l := range s.mu.listeners {
+			l.Close()
+		}
+		for ss := range s.mu.sessions {
+			ss.close()
+		}
+		s.mu.Unlock()
+	})
+}
+
+// closeFiles flushes and closes files left open by sessions that ended.
+func (s *Server) closeFiles() error {
+	var errs []error
+	for _, f := range s.files.files() {
+		if err := f.flush(); err != nil {
+			errs = append(errs, fmt.Errorf("flush %s: %w", f.path, err))
+		}
+	}
+	s.fs.Close()
+	return errors.Join(errs...)
+}
+
+// Stats returns a snapshot of the server's statistics.
+func (s *Server) Stats() Snapshot {
+	snap := s.stats.snapshot()
+	snap.Name = s.cfg.Name
+	snap.OpenFiles = int64(len(s.files.files()))
+	return snap
+}

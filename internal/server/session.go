@@ -1,0 +1,203 @@
+package server
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/delegate-io/delegate/internal/route"
+	"github.com/delegate-io/delegate/internal/shm"
+	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/wire"
+	"github.com/hashicorp/yamux"
+)
+
+// session is one client connection: the hello, then yamux streams served
+// concurrently, each in order.
+type session struct {
+	srv  *Server
+	conn net.Conn
+	log  *slog.Logger
+
+	// Set by the hello, read-only afterwards.
+	client  string
+	servers int
+	index   int
+	ring    *shm.Region
+
+	mu struct {
+		sync.Mutex
+		ymx     *yamux.Session
+		handles map[uint64]*handle
+		next    uint64
+		closed  bool
+	}
+	streams sync.WaitGroup
+}
+
+// handle is a file as one session opened it.
+type handle struct {
+	f        *file
+	writable bool
+	rule     route.Rule
+}
+
+func newSession(s *Server, c net.Conn) *session {
+	ss := &session{srv: s, conn: c, log: s.log.With("remote", c.RemoteAddr().String())}
+	ss.mu.handles = map[uint64]*handle{}
+	ss.mu.next = 1
+	return ss
+}
+
+func (ss *session) run() {
+	s := ss.srv
+	defer ss.cleanup()
+	if err := ss.handshake(); err != nil {
+		s.stats.rejected.Add(1)
+		ss.log.Warn("client refused", "err", err)
+		return
+	}
+	ymx, err := yamux.Server(ss.conn, transport.YamuxConfig(ss.log, s.cfg.KeepAlive))
+	if err != nil {
+		ss.log.Error("yamux", "err", err)
+		return
+	}
+	ss.mu.Lock()
+	if ss.mu.closed {
+		ss.mu.Unlock()
+		ymx.Close()
+		return
+	}
+	ss.mu.ymx = ymx
+	ss.mu.Unlock()
+	s.stats.sessions.Add(1)
+	s.stats.sessionsTotal.Add(1)
+	defer s.stats.sessions.Add(-1)
+	ss.log.Info("client connected", "client", ss.client, "ring", ss.ring != nil)
+	for {
+		c, err := ymx.AcceptStream()
+		if err != nil {
+			break
+		}
+		ss.streams.Add(1)
+		go func() {
+			defer ss.streams.Done()
+			newStream(ss, c).serve()
+		}()
+	}
+	ss.streams.Wait()
+	ss.log.Info("client disconnected", "client", ss.client)
+}
+
+// handshake reads and checks the hello and answers it.
+func (ss *session) handshake() error {
+	cfg := &ss.srv.cfg
+	h, fd, err := transport.ServerHello(ss.conn, cfg.HandshakeTimeout)
+	if err != nil {
+		return err
+	}
+	ss.client = h.Client
+	ss.log = ss.log.With("client", h.Client)
+	refuse := func(err *wire.Error) error {
+		rep := wire.ReplyTo(err)
+		_ = transport.ServerReply(ss.conn, &rep, cfg.HandshakeTimeout)
+		return err
+	}
+	switch {
+	case cfg.Token != "" && h.Token != cfg.Token:
+		if fd >= 0 {
+			closeFD(fd)
+		}
+		return refuse(wire.Errorf(wire.EACCES, "server %s: wrong or missing token", cfg.Name))
+	case h.Servers == 0 || h.Index >= h.Servers:
+		if fd >= 0 {
+			closeFD(fd)
+		}
+		return refuse(wire.Errorf(wire.EPROTO, "server %s: client index %d of %d servers", cfg.Name, h.Index, h.Servers))
+	case len(cfg.Peers) > 0 && (int(h.Servers) != len(cfg.Peers) || int(h.Index) != cfg.Index || h.ListHash != ss.srv.listHash):
+		if fd >= 0 {
+			closeFD(fd)
+		}
+		return refuse(wire.Errorf(wire.ENOTOWNER,
+			"server %s is number %d of %d in its list, the client says %d of %d (or the lists differ): check DELEGATE_SERVERS",
+			cfg.Name, cfg.Index, len(cfg.Peers), h.Index, h.Servers))
+	}
+	ss.servers, ss.index = int(h.Servers), int(h.Index)
+	if h.RingSize > 0 {
+		if fd < 0 {
+			return refuse(wire.Errorf(wire.EPROTO, "server %s: hello announces a ring but no descriptor came with it", cfg.Name))
+		}
+		r, err := shm.Attach(fd, h.RingSize)
+		if err != nil {
+			return refuse(wire.Errorf(wire.EPROTO, "server %s: %v", cfg.Name, err))
+		}
+		ss.ring = r
+	} else if fd >= 0 {
+		closeFD(fd)
+	}
+	rep := wire.Reply{Name: cfg.Name}
+	return transport.ServerReply(ss.conn, &rep, cfg.HandshakeTimeout)
+}
+
+// close ends the session: streams stop after their current request.
+func (ss *session) close() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.mu.closed = true
+	if ss.mu.ymx != nil {
+		ss.mu.ymx.Close()
+	} else {
+		ss.conn.Close()
+	}
+}
+
+// cleanup runs when every stream has ended: files the client left open are
+// released (their buffered data stays with the file), the ring unmapped.
+func (ss *session) cleanup() {
+	ss.close()
+	ss.conn.Close()
+	ss.mu.Lock()
+	hs := ss.mu.handles
+	ss.mu.handles = map[uint64]*handle{}
+	ss.mu.Unlock()
+	for _, h := range hs {
+		if err := ss.srv.files.release(h.f); err != nil {
+			ss.log.Warn("release file", "file", h.f.path, "err", err)
+		}
+	}
+	if ss.ring != nil {
+		ss.ring.Close()
+	}
+}
+
+func (ss *session) addHandle(h *handle) uint64 {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	id := ss.mu.next
+	ss.mu.next++
+	ss.mu.handles[id] = h
+	return id
+}
+
+func (ss *session) handle(id uint64) (*handle, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if h := ss.mu.handles[id]; h != nil {
+		return h, nil
+	}
+	return nil, wire.Errorf(wire.EBADF, "file id %d is not open on this session", id)
+}
+
+func (ss *session) dropHandle(id uint64) (*handle, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	h := ss.mu.handles[id]
+	if h == nil {
+		return nil, wire.Errorf(wire.EBADF, "file id %d is not open on this session", id)
+	}
+	delete(ss.mu.handles, id)
+	return h, nil
+}
+
+var errRingMissing = errors.New("request names a ring slot but the session has no ring")
