@@ -88,6 +88,7 @@ extern "C" {
 #define DELEGATE_ELOOP 26 /* too many levels of symbolic links */
 #define DELEGATE_ERANGE 27 /* result does not fit the buffer */
 #define DELEGATE_EAGAIN 28 /* not complete yet */
+#define DELEGATE_EHINT 29 /* invalid hint value */
 /* END GENERATED CODES */
 
 /* Open flags (delegate_open). Exactly one of RDONLY, WRONLY, RDWR. */
@@ -133,6 +134,9 @@ typedef struct delegate_io_opts {
     int32_t coll_size; /**< collective: size of that communicator */
     int32_t reserved;  /**< must be 0 */
     int64_t coll_seq;  /**< collective: sequence number of the collective on this file */
+    int64_t coll_group; /**< collective: id shared by the ranks that opened the file
+                         *   together (made by one rank and broadcast), so servers
+                         *   can tell the pieces of one collective apart */
 } delegate_io_opts;
 
 /** @return DELEGATE_API_VERSION of the library (compare with the header's). */
@@ -157,7 +161,8 @@ int delegate_finalize(void);
 
 /**
  * Copies the message of the last failure on handle into buf, always
- * NUL-terminated (if buflen > 0).
+ * NUL-terminated (if buflen > 0). delegate_close releases its handle even
+ * when it fails; its message is then under DELEGATE_NOHANDLE.
  * @param[in] handle a file or request handle, or DELEGATE_NOHANDLE.
  * @return DELEGATE_OK, DELEGATE_ERANGE (truncated), DELEGATE_EBADF.
  */
@@ -173,8 +178,9 @@ const char *delegate_strerror(int code);
  * @param[in] perm  permission bits for a created file (0 means 0644).
  * @param[in] hints nhints hints (keys starting with "delegate_"); copied.
  * @param[out] fh   the new file handle.
- * @return DELEGATE_OK, DELEGATE_EINVAL (bad flags or hint value; the message
- *         names the hint), DELEGATE_ENOENT, DELEGATE_EEXIST, DELEGATE_EACCES,
+ * @return DELEGATE_OK, DELEGATE_EINVAL (bad flags or unknown hint),
+ *         DELEGATE_EHINT (bad hint value; the message names it),
+ *         DELEGATE_ENOENT, DELEGATE_EEXIST, DELEGATE_EACCES,
  *         DELEGATE_EPATH, DELEGATE_EISDIR, DELEGATE_ENOTDIR, DELEGATE_EROFS,
  *         DELEGATE_ENAMETOOLONG, DELEGATE_EUNREACHABLE, DELEGATE_ECONNLOST,
  *         DELEGATE_ENOTOWNER, DELEGATE_ECONFIG, DELEGATE_EIO.
@@ -237,6 +243,15 @@ int delegate_iread(int fh, const delegate_iov *mem, int64_t nmem, const delegate
                    int64_t next, const delegate_io_opts *opts, int *req);
 
 /**
+ * Waits up to timeout_us microseconds for a request: a bounded test, for
+ * progress loops that would otherwise spin (MPI_Wait polls a generalized
+ * request in a loop).
+ * @param[out] done 1 if complete, else 0.
+ * @return as delegate_test.
+ */
+int delegate_wait_for(int req, int64_t timeout_us, int *done, int64_t *nbytes);
+
+/**
  * Tests a request without blocking.
  * @param[out] done 1 if complete, else 0.
  * @param[out] nbytes when done: bytes written or read (see delegate_read).
@@ -263,6 +278,14 @@ int delegate_request_free(int req);
  * @return DELEGATE_OK, a deferred write error, DELEGATE_EIO, DELEGATE_ENOSPC, ...
  */
 int delegate_sync(int fh);
+
+/**
+ * Returns once the servers have acknowledged every write issued on fh (sent
+ * what is corked first): from then on every client's reads see them. Nothing
+ * is forced to the backend; see delegate_sync for that.
+ * @return DELEGATE_OK or a deferred write error.
+ */
+int delegate_flush(int fh);
 
 /**
  * Logical size of the file: the largest of the backend size and every
@@ -297,8 +320,9 @@ int delegate_uncork(int fh);
 
 /**
  * Sets a hint on an open file (delegate_cork, delegate_write_ack, ...).
- * @return DELEGATE_OK, DELEGATE_EINVAL (unknown key or bad value; message
- *         says which), DELEGATE_ENOSYS (hint fixed at open), DELEGATE_EBADF.
+ * @return DELEGATE_OK, DELEGATE_EINVAL (unknown key), DELEGATE_EHINT (bad
+ *         value; the message names the hint), DELEGATE_ENOSYS (hint fixed at
+ *         open), DELEGATE_EBADF.
  */
 int delegate_set_hint(int fh, const char *key, const char *value);
 

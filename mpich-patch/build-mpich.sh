@@ -139,6 +139,7 @@ run make install
 # through this name once $prefix/lib is on LD_LIBRARY_PATH.
 (cd "$prefix/lib" && ln -sf libmpi.so.12 libmpich.so.12)
 grep -q 'delegate' "$bt/src/mpi/romio/localdefs" 2>/dev/null || true
+echo "$bt" >"$prefix/.delegate-build-tree"
 echo "$key" >"$prefix/.delegate-complete"
 
 # Keep the two newest builds; older keys are dead weight.

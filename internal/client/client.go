@@ -168,7 +168,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 	h := cl.cfg.DefaultHints()
 	for k, v := range hints {
 		if err := h.Set(k, v, true); err != nil {
-			return nil, wire.Errorf(wire.EINVAL, "open %s: %v", abs, err)
+			return nil, wire.Errorf(wire.CodeOf(err), "open %s: %v", abs, err)
 		}
 	}
 	ss, err := cl.sessions(ctx)

@@ -211,8 +211,11 @@ func TestErrors(t *testing.T) {
 	if _, err := cl.Open(ctx, "/x", wire.ORdwr|wire.OWronly, 0, nil); wire.CodeOf(err) != wire.EINVAL {
 		t.Fatalf("bad flags: %v", err)
 	}
-	if _, err := cl.Open(ctx, "/x", wire.ORdonly, 0, map[string]string{"delegate_cork": "maybe"}); wire.CodeOf(err) != wire.EINVAL {
+	if _, err := cl.Open(ctx, "/x", wire.ORdonly, 0, map[string]string{"delegate_cork": "maybe"}); wire.CodeOf(err) != wire.EHINT {
 		t.Fatalf("bad hint: %v", err)
+	}
+	if _, err := cl.Open(ctx, "/x", wire.ORdonly, 0, map[string]string{"delegate_nonsense": "1"}); wire.CodeOf(err) != wire.EINVAL {
+		t.Fatalf("unknown hint: %v", err)
 	}
 	if err := cl.Delete(ctx, filepath.Join(c.Dir, "nothing")); wire.CodeOf(err) != wire.ENOENT {
 		t.Fatalf("delete missing: %v", err)

@@ -15,11 +15,12 @@ type Extent struct {
 
 // IOOpts qualify one read or write.
 type IOOpts struct {
-	Ack      bool // write: wait for the servers' acknowledgement
-	Coll     bool // part of a collective
-	CollSeq  int64
-	CollRank int32
-	CollSize int32
+	Ack       bool // write: wait for the servers' acknowledgement
+	Coll      bool // part of a collective
+	CollSeq   int64
+	CollRank  int32
+	CollSize  int32
+	CollGroup int64
 }
 
 // File is a file open on every server. Safe for concurrent use.
@@ -80,7 +81,7 @@ func (f *File) ioFlags(o *IOOpts) (uint32, collTag) {
 	if !o.Coll {
 		return fl, collTag{}
 	}
-	return fl | wire.IOColl, collTag{seq: o.CollSeq, rank: o.CollRank, size: o.CollSize}
+	return fl | wire.IOColl, collTag{seq: o.CollSeq, rank: o.CollRank, size: o.CollSize, group: o.CollGroup}
 }
 
 // checkLists validates the two lists and returns their common total.

@@ -3,6 +3,8 @@ package client
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/delegate-io/delegate/internal/wire"
 )
 
 // Hints are a file's tunables, set at open (MPI_Info at MPI_File_open)
@@ -125,14 +127,14 @@ func (h *Hints) Get(name string) (string, error) {
 func (h *Hints) Set(name, value string, open bool) error {
 	d, ok := lookupHint(name)
 	if !ok {
-		return fmt.Errorf("unknown hint %s", name)
+		return wire.Errorf(wire.EINVAL, "unknown hint %s", name)
 	}
 	if d.openOnly && !open {
 		return errOpenOnly
 	}
 	nh := *h
 	if err := d.set(&nh, value); err != nil {
-		return fmt.Errorf("hint %s=%q: %w", name, value, err)
+		return wire.Errorf(wire.EHINT, "hint %s=%q: %v", name, value, err)
 	}
 	*h = nh
 	return nil

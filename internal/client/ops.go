@@ -51,6 +51,24 @@ func (f *File) Sync() error {
 	return ferr
 }
 
+// Flush returns once the servers acknowledged every write issued on f: a
+// round trip on each session, which the servers answer in order, after
+// sending what is corked. Nothing is forced to the backend.
+func (f *File) Flush() error {
+	if err := f.live(); err != nil {
+		return err
+	}
+	ferr := f.flushCork()
+	_, err := f.each(nil, f.fileOp(wire.TStat))
+	if e := f.enter(); e != nil {
+		return e
+	}
+	if err != nil {
+		return wire.Errorf(wire.CodeOf(err), "flush %s: %v", f.path, err)
+	}
+	return ferr
+}
+
 func (f *File) live() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -203,7 +221,7 @@ func (f *File) SetHint(name, value string) error {
 		if errors.Is(err, errOpenOnly) {
 			return wire.Errorf(wire.ENOSYS, "%s: hint %s can only be set at open", f.path, name)
 		}
-		return wire.Errorf(wire.EINVAL, "%s: %v", f.path, err)
+		return wire.Errorf(wire.CodeOf(err), "%s: %v", f.path, err)
 	}
 	if !corked {
 		return f.flushCork()

@@ -1,5 +1,7 @@
 package client
 
+import "time"
+
 // Request is a nonblocking read or write in progress. It progresses on its
 // own goroutine; Test and Wait only look at the outcome.
 type Request struct {
@@ -47,6 +49,18 @@ func (r *Request) Test() (done bool, n int64, err error) {
 	case <-r.done:
 		return true, r.n, r.err
 	default:
+		return false, 0, nil
+	}
+}
+
+// WaitFor waits up to d for r and reports whether it is complete.
+func (r *Request) WaitFor(d time.Duration) (done bool, n int64, err error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return true, r.n, r.err
+	case <-t.C:
 		return false, 0, nil
 	}
 }

@@ -43,7 +43,7 @@ type call struct {
 }
 
 type collTag struct {
-	seq        int64
+	seq, group int64
 	rank, size int32
 }
 
@@ -296,7 +296,7 @@ func (s *session) encode(enc *wire.Encoder, c *call) error {
 	switch d := c.desc.(type) {
 	case *wire.Write:
 		d.Ext = c.ext.Bytes()
-		d.Flags, d.CollSeq, d.CollRank, d.CollSize = c.flags, c.coll.seq, c.coll.rank, c.coll.size
+		d.Flags, d.CollSeq, d.CollRank, d.CollSize, d.CollGroup = c.flags, c.coll.seq, c.coll.rank, c.coll.size, c.coll.group
 		if c.slot != nil {
 			d.RingOff, d.RingLen = c.slot.Off(s.ring.Size()), uint64(c.filled)
 			return enc.Append(c.t, c.id, d)
@@ -304,7 +304,7 @@ func (s *session) encode(enc *wire.Encoder, c *call) error {
 		return enc.Append(c.t, c.id, d, c.data[:c.filled])
 	case *wire.Read:
 		d.Ext = c.ext.Bytes()
-		d.Flags, d.CollSeq, d.CollRank, d.CollSize = c.flags, c.coll.seq, c.coll.rank, c.coll.size
+		d.Flags, d.CollSeq, d.CollRank, d.CollSize, d.CollGroup = c.flags, c.coll.seq, c.coll.rank, c.coll.size, c.coll.group
 		if c.slot != nil {
 			d.RingOff, d.RingLen = c.slot.Off(s.ring.Size()), uint64(c.filled)
 		}

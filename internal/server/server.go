@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/delegate-io/delegate/internal/stats"
 	"log/slog"
 	"net"
 	"sync"
@@ -24,7 +25,7 @@ type Server struct {
 	fs       *backend.OS
 	files    *fileTable
 	listHash uint64
-	stats    stats
+	stats    counters
 
 	mu struct {
 		sync.Mutex
@@ -158,7 +159,7 @@ func (s *Server) closeFiles() error {
 }
 
 // Stats returns a snapshot of the server's statistics.
-func (s *Server) Stats() Snapshot {
+func (s *Server) Stats() stats.Snapshot {
 	snap := s.stats.snapshot()
 	snap.Name = s.cfg.Name
 	snap.OpenFiles = int64(len(s.files.files()))

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"runtime/debug"
 	"log/slog"
 	"net"
 	"sync"
@@ -25,6 +26,7 @@ type session struct {
 	servers int
 	index   int
 	ring    *shm.Region
+	monitor bool // a stats-only session (delegate-server stats, delegate-run)
 
 	mu struct {
 		sync.Mutex
@@ -53,6 +55,7 @@ func newSession(s *Server, c net.Conn) *session {
 func (ss *session) run() {
 	s := ss.srv
 	defer ss.cleanup()
+	defer ss.recoverPanic()
 	if err := ss.handshake(); err != nil {
 		s.stats.rejected.Add(1)
 		ss.log.Warn("client refused", "err", err)
@@ -83,11 +86,20 @@ func (ss *session) run() {
 		ss.streams.Add(1)
 		go func() {
 			defer ss.streams.Done()
+			defer ss.recoverPanic()
 			newStream(ss, c).serve()
 		}()
 	}
 	ss.streams.Wait()
 	ss.log.Info("client disconnected", "client", ss.client)
+}
+
+// recoverPanic ends a session that hit a bug instead of the whole server,
+// which holds other clients' buffered data.
+func (ss *session) recoverPanic() {
+	if p := recover(); p != nil {
+		ss.log.Error("panic in session, closing it", "panic", p, "stack", string(debug.Stack()))
+	}
 }
 
 // handshake reads and checks the hello and answers it.
@@ -110,6 +122,13 @@ func (ss *session) handshake() error {
 			closeFD(fd)
 		}
 		return refuse(wire.Errorf(wire.EACCES, "server %s: wrong or missing token", cfg.Name))
+	case h.Monitor:
+		if fd >= 0 {
+			closeFD(fd)
+		}
+		ss.monitor = true
+		rep := wire.Reply{Name: cfg.Name}
+		return transport.ServerReply(ss.conn, &rep, cfg.HandshakeTimeout)
 	case h.Servers == 0 || h.Index >= h.Servers:
 		if fd >= 0 {
 			closeFD(fd)

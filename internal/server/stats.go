@@ -1,16 +1,15 @@
 package server
 
 import (
-	"fmt"
-	"strings"
 	"sync/atomic"
 
+	"github.com/delegate-io/delegate/internal/stats"
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
-// stats are the server's live counters, typed atomics updated on the hot
+// counters are the server's live counters, typed atomics updated on the hot
 // path and read by Snapshot.
-type stats struct {
+type counters struct {
 	sessions      atomic.Int64
 	sessionsTotal atomic.Int64
 	rejected      atomic.Int64 // refused handshakes
@@ -25,26 +24,8 @@ type stats struct {
 	descWire      atomic.Int64
 }
 
-// Snapshot is a copy of the server's statistics, safe to keep and encode.
-type Snapshot struct {
-	Name          string           `codec:"name"`
-	Sessions      int64            `codec:"sessions"`
-	SessionsTotal int64            `codec:"sessions_total"`
-	Rejected      int64            `codec:"rejected"`
-	BadFrames     int64            `codec:"bad_frames"`
-	Requests      map[string]int64 `codec:"requests"`
-	Errors        map[string]int64 `codec:"errors"`
-	BytesIn       int64            `codec:"bytes_in"`
-	BytesOut      int64            `codec:"bytes_out"`
-	BackendWrites int64            `codec:"backend_writes"`
-	BackendReads  int64            `codec:"backend_reads"`
-	DescRaw       int64            `codec:"desc_raw"`
-	DescWire      int64            `codec:"desc_wire"`
-	OpenFiles     int64            `codec:"open_files"`
-}
-
-func (s *stats) snapshot() Snapshot {
-	out := Snapshot{
+func (s *counters) snapshot() stats.Snapshot {
+	out := stats.Snapshot{
 		Sessions:      s.sessions.Load(),
 		SessionsTotal: s.sessionsTotal.Load(),
 		Rejected:      s.rejected.Load(),
@@ -67,31 +48,4 @@ func (s *stats) snapshot() Snapshot {
 		}
 	}
 	return out
-}
-
-// String renders the snapshot for people, one fact per line.
-func (s Snapshot) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "server %s\n", s.Name)
-	fmt.Fprintf(&b, "  sessions        %d now, %d total, %d refused\n", s.Sessions, s.SessionsTotal, s.Rejected)
-	fmt.Fprintf(&b, "  requests       ")
-	for t := 1; t < wire.NumTypes; t++ {
-		name := wire.Type(t).String()
-		if n := s.Requests[name]; n > 0 {
-			fmt.Fprintf(&b, " %s=%d", name, n)
-		}
-	}
-	fmt.Fprintf(&b, "\n  errors         ")
-	for t := 1; t < wire.NumTypes; t++ {
-		name := wire.Type(t).String()
-		if n := s.Errors[name]; n > 0 {
-			fmt.Fprintf(&b, " %s=%d", name, n)
-		}
-	}
-	fmt.Fprintf(&b, " bad_frames=%d\n", s.BadFrames)
-	fmt.Fprintf(&b, "  data            %d bytes in, %d bytes out\n", s.BytesIn, s.BytesOut)
-	fmt.Fprintf(&b, "  backend         %d writes, %d reads\n", s.BackendWrites, s.BackendReads)
-	fmt.Fprintf(&b, "  descriptions    %d bytes raw, %d bytes on the wire\n", s.DescRaw, s.DescWire)
-	fmt.Fprintf(&b, "  open files      %d\n", s.OpenFiles)
-	return b.String()
 }

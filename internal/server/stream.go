@@ -73,7 +73,9 @@ func (st *stream) serve() {
 		var rep wire.Reply
 		var payload []byte
 		t := h.Type
-		if fn := handlers[t]; fn != nil && !t.IsReply() {
+		if st.ss.monitor && t != wire.TStats {
+			rep = wire.ReplyTo(wire.Errorf(wire.EACCES, "a monitor session may only ask for stats"))
+		} else if fn := handlers[t]; fn != nil && !t.IsReply() {
 			s.stats.requests[t].Add(1)
 			rep, payload = fn(st, h)
 		} else {

@@ -157,7 +157,7 @@ func readFull(c net.Conn, b []byte, fds *[]int) error {
 		} else {
 			n, err = c.Read(b)
 		}
-		b = b[n:]
+		b = b[max(n, 0):] // ReadMsgUnix reports -1 with some errors
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(b) > 0 {
 				return wire.Errorf(wire.EPROTO, "connection closed during handshake")
@@ -196,6 +196,9 @@ func YamuxConfig(log *slog.Logger, keepalive time.Duration) *yamux.Config {
 	c.ConnectionWriteTimeout = 10 * time.Second
 	c.MaxStreamWindowSize = 4 << 20
 	c.StreamOpenTimeout = 30 * time.Second
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	c.LogOutput = nil
 	c.Logger = yamuxLogger{log}
 	return c

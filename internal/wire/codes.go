@@ -47,6 +47,7 @@ const (
 	ELOOP
 	ERANGE
 	EAGAIN
+	EHINT
 	numCodes
 )
 
@@ -86,6 +87,7 @@ var codeTable = [numCodes]CodeInfo{
 	ELOOP:        {"ELOOP", "too many levels of symbolic links"},
 	ERANGE:       {"ERANGE", "result does not fit the buffer"},
 	EAGAIN:       {"EAGAIN", "not complete yet"},
+	EHINT:        {"EHINT", "invalid hint value"},
 }
 
 // Codes returns the table of every code, in numeric order.

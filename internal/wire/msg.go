@@ -33,12 +33,13 @@ const (
 // socket before yamux starts. On a Unix socket the file descriptor of the
 // shared-memory ring rides with it (SCM_RIGHTS) when RingSize > 0.
 type Hello struct {
-	Client   string `codec:"c"`           // host:pid, for logs
-	Token    string `codec:"t,omitempty"` // shared secret, if the server wants one
-	Servers  uint32 `codec:"n"`           // servers in the client's list
-	Index    uint32 `codec:"i"`           // this server's index in that list
-	ListHash uint64 `codec:"h"`           // route.ListHash of the list
-	RingSize uint64 `codec:"r,omitempty"` // bytes of the ring passed along; 0: none
+	Client   string `codec:"c"`             // host:pid, for logs
+	Token    string `codec:"t,omitempty"`   // shared secret, if the server wants one
+	Servers  uint32 `codec:"n"`             // servers in the client's list
+	Index    uint32 `codec:"i"`             // this server's index in that list
+	ListHash uint64 `codec:"h"`             // route.ListHash of the list
+	RingSize uint64 `codec:"r,omitempty"`   // bytes of the ring passed along; 0: none
+	Monitor  bool   `codec:"mon,omitempty"` // stats only: no files, no routing check
 }
 
 // Open opens (and with OCreat creates) a file. The reply carries the
@@ -61,14 +62,15 @@ type Close struct {
 // the frame's payload when RingLen is 0, else RingLen bytes at RingOff of
 // the client's ring. Its length equals the extents' total.
 type Write struct {
-	File     uint64 `codec:"f"`
-	Ext      []byte `codec:"x"`
-	RingOff  uint64 `codec:"ro,omitempty"`
-	RingLen  uint64 `codec:"rl,omitempty"`
-	Flags    uint32 `codec:"fl,omitempty"` // IO*
-	CollSeq  int64  `codec:"cs,omitempty"`
-	CollRank int32  `codec:"cr,omitempty"`
-	CollSize int32  `codec:"cn,omitempty"`
+	File      uint64 `codec:"f"`
+	Ext       []byte `codec:"x"`
+	RingOff   uint64 `codec:"ro,omitempty"`
+	RingLen   uint64 `codec:"rl,omitempty"`
+	Flags     uint32 `codec:"fl,omitempty"` // IO*
+	CollSeq   int64  `codec:"cs,omitempty"`
+	CollRank  int32  `codec:"cr,omitempty"`
+	CollSize  int32  `codec:"cn,omitempty"`
+	CollGroup int64  `codec:"cg,omitempty"`
 }
 
 // Read fetches the extents Ext. The data goes into RingLen bytes at RingOff
@@ -76,14 +78,15 @@ type Write struct {
 // reply's N is the number of bytes, from the start of the list, that lie
 // below the end of file as this server knows it; Size is that end of file.
 type Read struct {
-	File     uint64 `codec:"f"`
-	Ext      []byte `codec:"x"`
-	RingOff  uint64 `codec:"ro,omitempty"`
-	RingLen  uint64 `codec:"rl,omitempty"`
-	Flags    uint32 `codec:"fl,omitempty"`
-	CollSeq  int64  `codec:"cs,omitempty"`
-	CollRank int32  `codec:"cr,omitempty"`
-	CollSize int32  `codec:"cn,omitempty"`
+	File      uint64 `codec:"f"`
+	Ext       []byte `codec:"x"`
+	RingOff   uint64 `codec:"ro,omitempty"`
+	RingLen   uint64 `codec:"rl,omitempty"`
+	Flags     uint32 `codec:"fl,omitempty"`
+	CollSeq   int64  `codec:"cs,omitempty"`
+	CollRank  int32  `codec:"cr,omitempty"`
+	CollSize  int32  `codec:"cn,omitempty"`
+	CollGroup int64  `codec:"cg,omitempty"`
 }
 
 // FileOp is the description of Stat, Sync and Flush: just the file id.

@@ -1,0 +1,207 @@
+/*
+ * shim.c: the public delegate_* names of include/delegate.h, mapped onto the
+ * Go exports of export.go. Including the header here lets the compiler
+ * check every signature against the API. The fork guard lives here too, so
+ * a forked child never enters the Go runtime (after fork() it would hang).
+ */
+#include <pthread.h>
+#include "delegate.h"
+#include "_cgo_export.h"
+
+static volatile int delegate_forked;
+
+static void delegate_atfork_child(void)
+{
+    delegate_forked = 1;
+}
+
+__attribute__((constructor))
+static void delegate_shim_init(void)
+{
+    pthread_atfork(NULL, NULL, delegate_atfork_child);
+}
+
+#define GUARD() do { if (delegate_forked) return DELEGATE_EFORK; } while (0)
+
+int delegate_api_version(void)
+{
+    return DELEGATE_API_VERSION;
+}
+
+int delegate_init(void)
+{
+    GUARD();
+    return dlgInit();
+}
+
+int delegate_finalize(void)
+{
+    GUARD();
+    return dlgFinalize();
+}
+
+int delegate_errmsg(int handle, char *buf, size_t buflen)
+{
+    GUARD();
+    return dlgErrmsg(handle, buf, buflen);
+}
+
+const char *delegate_strerror(int code)
+{
+    if (delegate_forked)
+        return "library used in a forked child";
+    return dlgStrerror(code);
+}
+
+int delegate_open(const char *path, int flags, int perm, const delegate_hint *hints, int nhints,
+                  int *fh)
+{
+    GUARD();
+    return dlgOpen((char *) path, flags, perm, (delegate_hint *) hints, nhints, fh);
+}
+
+int delegate_close(int fh)
+{
+    GUARD();
+    return dlgClose(fh);
+}
+
+int delegate_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
+                   int64_t next, const delegate_io_opts *opts, int64_t *nbytes)
+{
+    GUARD();
+    return dlgIO(fh, 1, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
+                 (delegate_io_opts *) opts, nbytes);
+}
+
+int delegate_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
+                  int64_t next, const delegate_io_opts *opts, int64_t *nbytes)
+{
+    GUARD();
+    return dlgIO(fh, 0, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
+                 (delegate_io_opts *) opts, nbytes);
+}
+
+int delegate_iwrite(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
+                    int64_t next, const delegate_io_opts *opts, int *req)
+{
+    GUARD();
+    return dlgIIO(fh, 1, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
+                  (delegate_io_opts *) opts, req);
+}
+
+int delegate_iread(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
+                   int64_t next, const delegate_io_opts *opts, int *req)
+{
+    GUARD();
+    return dlgIIO(fh, 0, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
+                  (delegate_io_opts *) opts, req);
+}
+
+int delegate_test(int req, int *done, int64_t *nbytes)
+{
+    GUARD();
+    return dlgTest(req, done, nbytes);
+}
+
+int delegate_wait(int req, int64_t *nbytes)
+{
+    GUARD();
+    return dlgWait(req, nbytes);
+}
+
+int delegate_wait_for(int req, int64_t timeout_us, int *done, int64_t *nbytes)
+{
+    GUARD();
+    return dlgWaitFor(req, timeout_us, done, nbytes);
+}
+
+int delegate_request_free(int req)
+{
+    GUARD();
+    return dlgRequestFree(req);
+}
+
+int delegate_sync(int fh)
+{
+    GUARD();
+    return dlgSync(fh);
+}
+
+int delegate_flush(int fh)
+{
+    GUARD();
+    return dlgFlush(fh);
+}
+
+int delegate_get_size(int fh, int64_t *size)
+{
+    GUARD();
+    return dlgGetSize(fh, size);
+}
+
+int delegate_set_size(int fh, int64_t size)
+{
+    GUARD();
+    return dlgSetSize(fh, size, 0);
+}
+
+int delegate_preallocate(int fh, int64_t size)
+{
+    GUARD();
+    return dlgSetSize(fh, size, 1);
+}
+
+int delegate_delete(const char *path)
+{
+    GUARD();
+    return dlgDelete((char *) path);
+}
+
+int delegate_cork(int fh)
+{
+    GUARD();
+    return dlgSetHint(fh, (char *) "delegate_cork", (char *) "true");
+}
+
+int delegate_uncork(int fh)
+{
+    GUARD();
+    return dlgSetHint(fh, (char *) "delegate_cork", (char *) "false");
+}
+
+int delegate_set_hint(int fh, const char *key, const char *value)
+{
+    GUARD();
+    return dlgSetHint(fh, (char *) key, (char *) value);
+}
+
+int delegate_get_hint(int fh, const char *key, char *buf, size_t buflen)
+{
+    GUARD();
+    return dlgGetHint(fh, (char *) key, buf, buflen);
+}
+
+int delegate_hint_name(int i, char *buf, size_t buflen)
+{
+    GUARD();
+    return dlgHintName(i, buf, buflen);
+}
+
+int delegate_set_atomic(int fh, int atomic)
+{
+    GUARD();
+    return dlgSetAtomic(fh, atomic);
+}
+
+int delegate_counter(int fh, const char *key, int op, int64_t value, int64_t *old)
+{
+    GUARD();
+    return dlgCounter(fh, (char *) key, op, value, old);
+}
+
+int delegate_set_log_fd(int fd)
+{
+    GUARD();
+    return dlgSetLogFD(fd);
+}

@@ -1,0 +1,109 @@
+// Command delegate-run runs a command beside delegate servers:
+//
+//	delegate-run [--servers N] [launcher options] [server options] -- COMMAND...
+//
+// It starts N delegate-server processes on Unix sockets in a private
+// temporary directory, exports DELEGATE_SERVERS, runs COMMAND (normally
+// mpiexec ...), shuts the servers down cleanly (they write every buffered
+// byte to the backend), prints their statistics and exits with COMMAND's
+// status. Options it does not know are passed to every server.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/launch"
+)
+
+func main() {
+	args := os.Args[1:]
+	sep := -1
+	for i, a := range args {
+		if a == "--" {
+			sep = i
+			break
+		}
+	}
+	if sep < 0 {
+		fmt.Fprintln(os.Stderr, "usage: delegate-run [--servers N] [options] -- COMMAND...")
+		os.Exit(2)
+	}
+	own, serverArgs := splitArgs(args[:sep])
+	fs := flag.NewFlagSet("delegate-run", flag.ContinueOnError)
+	o := launch.Options{Stderr: os.Stderr}
+	fs.IntVar(&o.Servers, "servers", 1, "number of delegate servers")
+	fs.StringVar(&o.ServerBin, "server-bin", "", "delegate-server binary (default: next to delegate-run, else $PATH)")
+	fs.StringVar(&o.Dir, "dir", "", "directory for the sockets (default: a new temporary directory)")
+	fs.DurationVar(&o.StartTimeout, "start-timeout", 10*time.Second, "how long servers may take to start")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 10*time.Minute, "how long servers may take to drain at the end")
+	fs.BoolVar(&o.Quiet, "quiet", false, "do not print the servers' statistics")
+	if err := fs.Parse(own); err != nil {
+		os.Exit(2)
+	}
+	o.ServerArgs = serverArgs
+	if o.ServerBin == "" {
+		o.ServerBin = findServer()
+	}
+	status, err := launch.Run(o, args[sep+1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delegate-run:", err)
+	}
+	os.Exit(status)
+}
+
+// launcherFlags are the options delegate-run keeps; the rest go to servers.
+var launcherFlags = map[string]bool{"servers": true, "server-bin": true, "dir": true,
+	"start-timeout": true, "drain-timeout": true, "quiet": true}
+
+// splitArgs separates launcher options from server options. Options take
+// their value as --name=value or as the next argument (except --quiet).
+func splitArgs(args []string) (own, rest []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name := a
+		for len(name) > 0 && name[0] == '-' {
+			name = name[1:]
+		}
+		key, _, hasValue := cut(name)
+		takesNext := !hasValue && key != "quiet" && i+1 < len(args)
+		dst := &rest
+		if launcherFlags[key] {
+			dst = &own
+		}
+		*dst = append(*dst, a)
+		if takesNext && !isBoolServerFlag(key) {
+			i++
+			*dst = append(*dst, args[i])
+		}
+	}
+	return own, rest
+}
+
+func cut(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '=' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+func isBoolServerFlag(key string) bool { return key == "print-config" }
+
+func findServer() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "delegate-server")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("delegate-server"); err == nil {
+		return p
+	}
+	return "delegate-server"
+}

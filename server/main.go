@@ -1,0 +1,211 @@
+// Command delegate-server runs a delegate server, or queries one.
+//
+//	delegate-server --listen unix:/tmp/dlg.sock [--root DIR] [flags]
+//	delegate-server stats --connect unix:/tmp/dlg.sock [--watch 2s]
+//
+// Every flag can also be set by an environment variable (DELEGATE_LISTEN,
+// DELEGATE_ROOT, ...; see -help). SIGTERM or SIGINT shut the server down
+// gracefully: in-flight requests finish and buffered data reaches the
+// backend before it exits.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/server"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "stats" {
+		os.Exit(statsCmd(os.Args[2:], os.Stdout))
+	}
+	os.Exit(serve(os.Args[1:]))
+}
+
+// env returns the environment's value for a flag, or def.
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func serve(args []string) int {
+	fs := flag.NewFlagSet("delegate-server", flag.ContinueOnError)
+	def := server.DefaultConfig()
+	listen := fs.String("listen", env("DELEGATE_LISTEN", ""), "address to listen on: unix:PATH or tcp:HOST:PORT ($DELEGATE_LISTEN)")
+	root := fs.String("root", env("DELEGATE_ROOT", def.Root), "serve only paths under this directory ($DELEGATE_ROOT)")
+	name := fs.String("name", env("DELEGATE_NAME", ""), "name in logs and stats (default: the listen address)")
+	peers := fs.String("peers", env("DELEGATE_PEERS", ""), "comma-separated server list of the job, in client order (set by delegate-run)")
+	index := fs.Int("index", 0, "this server's position in --peers")
+	tokenFile := fs.String("token-file", env("DELEGATE_TOKEN_FILE", ""), "file holding the token clients must present ($DELEGATE_TOKEN also works)")
+	logLevel := fs.String("log-level", env("DELEGATE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	logFormat := fs.String("log-format", env("DELEGATE_LOG_FORMAT", "text"), "text or json")
+	keepalive := fs.Duration("keepalive", def.KeepAlive, "keepalive interval; a silent client is dropped after it plus 10s")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
+	readyFD := fs.Int("ready-fd", -1, "write a line to this descriptor once listening (used by delegate-run)")
+	finalStats := fs.String("final-stats", "", "write the final statistics as JSON to this file at shutdown (used by delegate-run)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := newLogger(os.Stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delegate-server:", err)
+		return 2
+	}
+	cfg := def
+	cfg.Root = *root
+	cfg.KeepAlive = *keepalive
+	cfg.Logger = log
+	cfg.Token = os.Getenv("DELEGATE_TOKEN")
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "delegate-server:", err)
+			return 2
+		}
+		cfg.Token = strings.TrimSpace(string(b))
+	}
+	if *listen == "" {
+		fmt.Fprintln(os.Stderr, "delegate-server: --listen is required (unix:PATH or tcp:HOST:PORT)")
+		return 2
+	}
+	addr, err := server.ParseAddr(*listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delegate-server:", err)
+		return 2
+	}
+	cfg.Name = addr
+	if *name != "" {
+		cfg.Name = *name
+	}
+	if *peers != "" {
+		if cfg.Peers, err = server.ParsePeers(*peers); err != nil {
+			fmt.Fprintln(os.Stderr, "delegate-server: --peers:", err)
+			return 2
+		}
+		cfg.Index = *index
+	}
+	if *printConfig {
+		fmt.Print(cfg.String())
+		return 0
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "delegate-server:", err)
+		return 2
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delegate-server:", err)
+		return 1
+	}
+	l, err := server.Listen(addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delegate-server:", err)
+		return 1
+	}
+	log.Info("delegate server listening", "addr", addr, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index)
+	if *readyFD >= 0 {
+		f := os.NewFile(uintptr(*readyFD), "ready")
+		fmt.Fprintln(f, addr)
+		f.Close()
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down", "signal", sig.String())
+	case err := <-serveErr:
+		log.Error("serve", "err", err)
+		return 1
+	}
+	// A second signal stops waiting for the drain.
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-sigs
+		log.Warn("second signal: not waiting for the drain")
+		cancel()
+	}()
+	err = srv.Shutdown(ctx)
+	snap := srv.Stats()
+	log.Info("final stats\n" + snap.String())
+	if *finalStats != "" {
+		if b, err := json.Marshal(snap); err == nil {
+			os.WriteFile(*finalStats, b, 0o644)
+		}
+	}
+	if err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func statsCmd(args []string, out io.Writer) int {
+	fs := flag.NewFlagSet("delegate-server stats", flag.ContinueOnError)
+	connect := fs.String("connect", env("DELEGATE_SERVERS", ""), "server address (default: the first of $DELEGATE_SERVERS)")
+	watch := fs.Duration("watch", 0, "refresh at this interval until interrupted")
+	timeout := fs.Duration("timeout", 5*time.Second, "connect timeout")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	addr, _, _ := strings.Cut(*connect, ",")
+	if addr == "" {
+		fmt.Fprintln(os.Stderr, "delegate-server stats: --connect ADDR is required")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	m, err := server.Connect(ctx, addr, os.Getenv("DELEGATE_TOKEN"), *timeout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delegate-server stats:", err)
+		return 1
+	}
+	defer m.Close()
+	for {
+		snap, err := m.Stats()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "delegate-server stats:", err)
+			return 1
+		}
+		if *watch > 0 {
+			fmt.Fprint(out, "\033[H\033[2J")
+		}
+		fmt.Fprint(out, snap.String())
+		if *watch <= 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(*watch):
+		}
+	}
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# tests/check.sh: the whole test suite (the README's second command, and
+# what .ci/run calls). It sets everything up first (tests/setup.sh), then:
+#   1. gofmt and go vet;
+#   2. Go unit tests with the race detector (wire, route, shm, backend,
+#      client/server over real Unix sockets and TCP loopback), fuzz seeds;
+#   3. integration with real mpiexec, servers and files (tests/integration.sh).
+# Every step is bounded; the script fails if any step fails.
+set -uo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+"$top/tests/setup.sh" || { echo "check: setup failed" >&2; exit 1; }
+. "$top/build/env.sh"
+export PATH="$PATH:/usr/local/go/bin"
+failed=()
+step() {
+    local name=$1
+    shift
+    echo
+    echo "### $name"
+    local t0=$SECONDS
+    if "$@"; then
+        echo "### $name: passed ($((SECONDS - t0))s)"
+    else
+        echo "### $name: FAILED ($((SECONDS - t0))s)"
+        failed+=("$name")
+    fi
+}
+gofmt_clean() {
+    local out
+    out=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+    [ -z "$out" ] || { echo "gofmt -l lists: $out"; return 1; }
+}
+step "gofmt" gofmt_clean
+step "go vet" go vet ./...
+step "go test -race" timeout 900 go test -race -timeout 600s ./...
+step "integration" timeout 1800 "$top/tests/integration.sh"
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "check: FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "check: all passed"

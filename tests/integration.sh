@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# tests/integration.sh: real mpiexec, real delegate servers, real files.
+#  - the same MPI program on ufs: and on delegate: leaves byte-identical
+#    files and reads the same bytes, for several rank and server counts;
+#  - the example runs and checks its bytes;
+#  - bad input fails fast with the right MPI error class and a clear message.
+# Needs build/env.sh (tests/setup.sh). Every command is bounded by timeout.
+set -uo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$top/build/env.sh"
+work=$(mktemp -d /tmp/dlg-it-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+failures=0
+ok() { printf '  ok    %s\n' "$*"; }
+bad() { printf '  FAIL  %s\n' "$*"; failures=$((failures + 1)); }
+run() { timeout "${T:-300}" "$@" </dev/null; }
+T=${T:-300}
+
+echo "== ufs: and delegate: leave identical files (tests/prog/iotest.c)"
+for np in 1 2 4; do
+    for ns in 1 3; do
+        u=$work/u.$np.$ns d=$work/d.$np.$ns
+        if ! run mpiexec -n $np "$top/build/tests/iotest" "ufs:$u" >"$u.out" 2>&1; then
+            bad "iotest np=$np on ufs: ($(tail -1 "$u.out"))"
+            continue
+        fi
+        if ! run delegate-run --quiet --servers $ns -- mpiexec -n $np "$top/build/tests/iotest" "delegate:$d" >"$d.out" 2>&1; then
+            bad "iotest np=$np servers=$ns on delegate: ($(tail -3 "$d.out" | tr '\n' ' '))"
+            continue
+        fi
+        if cmp -s "$u" "$d" && cmp -s "$u.out" "$d.out"; then
+            ok "iotest np=$np servers=$ns: $(stat -c %s "$d") bytes identical, read checksums equal"
+        else
+            bad "iotest np=$np servers=$ns: files or reads differ ($(cmp "$u" "$d" 2>&1 | head -1))"
+        fi
+        rm -f "$u" "$d"
+    done
+done
+
+echo "== the example"
+if out=$(run delegate-run --servers 2 -- mpiexec -n 4 "$top/build/examples/delegate_example" "delegate:$work/ex" 2 2>&1) &&
+    grep -q "all bytes correct" <<<"$out"; then
+    ok "delegate_example, 4 ranks, 2 servers"
+else
+    bad "delegate_example: $(tail -5 <<<"$out")"
+fi
+
+echo "== errors"
+# No server listening: open fails within seconds, MPI_ERR_IO, naming the address.
+out=$(DELEGATE_SERVERS=unix:$work/nobody.sock DELEGATE_TIMEOUT=2s run mpiexec -n 2 "$top/build/tests/errtest" open-rdonly "delegate:$work/x" 2>&1)
+if grep -q "class=MPI_ERR_IO" <<<"$out" && grep -q "$work/nobody.sock" <<<"$out" &&
+    awk -F'secs=' '{split($2,a," "); exit !(a[1] < 10)}' <<<"$(grep class= <<<"$out")"; then
+    ok "no server: $(grep -o 'class=[A-Z_]* secs=[0-9.]*' <<<"$out"), message names the socket"
+else
+    bad "no server: $out"
+fi
+out=$(DELEGATE_SERVERS=tcp:127.0.0.1:1 DELEGATE_TIMEOUT=2s run mpiexec -n 1 "$top/build/tests/errtest" open-rdonly "delegate:$work/x" 2>&1)
+if grep -q "class=MPI_ERR_IO" <<<"$out" && grep -q "127.0.0.1:1" <<<"$out"; then
+    ok "wrong tcp address: $(grep -o 'class=[A-Z_]* secs=[0-9.]*' <<<"$out"), message names it"
+else
+    bad "wrong tcp address: $out"
+fi
+mkdir -p "$work/root"
+out=$(run delegate-run --quiet --root "$work/root" -- mpiexec -n 2 "$top/build/tests/errtest" open-rdonly "delegate:/etc/hostname" 2>&1)
+if grep -q "class=MPI_ERR_ACCESS" <<<"$out"; then
+    ok "path outside the server's root: MPI_ERR_ACCESS"
+else
+    bad "path outside the server's root: $out"
+fi
+out=$(run delegate-run --quiet -- mpiexec -n 2 "$top/build/tests/errtest" open-rdonly "delegate:$work/missing" 2>&1)
+grep -q "class=MPI_ERR_NO_SUCH_FILE" <<<"$out" && ok "missing file: MPI_ERR_NO_SUCH_FILE" || bad "missing file: $out"
+touch "$work/exists"
+out=$(run delegate-run --quiet -- mpiexec -n 2 "$top/build/tests/errtest" create-excl "delegate:$work/exists" 2>&1)
+grep -q "class=MPI_ERR_FILE_EXISTS" <<<"$out" && ok "exclusive create of an existing file: MPI_ERR_FILE_EXISTS" || bad "exclusive create: $out"
+
+echo "== integration: $failures failure(s)"
+exit $((failures > 0))
