@@ -2,9 +2,9 @@ package server
 
 import (
 	"errors"
-	"runtime/debug"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 
 	"github.com/delegate-io/delegate/internal/route"
