@@ -34,3 +34,27 @@ type File interface {
 	Sync() error
 	Close() error
 }
+
+// VectorWriter is an optional File capability: one vectored write of bufs,
+// in order, at off (pwritev). The flusher uses it to write a run of
+// buffered extents in one call; without it, it calls WriteAt per buffer.
+type VectorWriter interface {
+	WriteAtv(bufs [][]byte, off int64) (int64, error)
+}
+
+// WriteRun writes bufs at off with one vectored call when f supports it.
+// It reports the number of backend calls it made.
+func WriteRun(f File, bufs [][]byte, off int64) (calls int, err error) {
+	if vw, ok := f.(VectorWriter); ok && len(bufs) > 1 {
+		_, err := vw.WriteAtv(bufs, off)
+		return 1, err
+	}
+	for _, b := range bufs {
+		if _, err := f.WriteAt(b, off); err != nil {
+			return calls + 1, err
+		}
+		calls++
+		off += int64(len(b))
+	}
+	return calls, nil
+}

@@ -134,6 +134,36 @@ func (f *osFile) Truncate(size int64) error                { return f.f.Truncate
 func (f *osFile) Sync() error                              { return f.f.Sync() }
 func (f *osFile) Close() error                             { return f.f.Close() }
 
+// maxIOV is the kernel's limit on iovecs per pwritev (IOV_MAX).
+const maxIOV = 1024
+
+// WriteAtv implements VectorWriter with pwritev, looping over short writes
+// and the iovec limit.
+func (f *osFile) WriteAtv(bufs [][]byte, off int64) (int64, error) {
+	fd := int(f.f.Fd())
+	var total int64
+	for len(bufs) > 0 {
+		batch := bufs[:min(len(bufs), maxIOV)]
+		n, err := unix.Pwritev(fd, batch, off)
+		if err != nil {
+			return total, &fs.PathError{Op: "pwritev", Path: f.f.Name(), Err: err}
+		}
+		total += int64(n)
+		off += int64(n)
+		// Drop what was written; a short write resumes mid-buffer.
+		for n > 0 && len(bufs) > 0 {
+			if n >= len(bufs[0]) {
+				n -= len(bufs[0])
+				bufs = bufs[1:]
+			} else {
+				bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
+				n = 0
+			}
+		}
+	}
+	return total, nil
+}
+
 func (f *osFile) Size() (int64, error) {
 	st, err := f.f.Stat()
 	if err != nil {

@@ -62,6 +62,14 @@ func TestOSConfinesToRoot(t *testing.T) {
 	if n, err := f.ReadAt(buf, 0); n != 100 || err != io.EOF || string(buf[3:8]) != "hello" {
 		t.Fatalf("read %d %v %q", n, err, buf[:8])
 	}
+	calls, err := WriteRun(f, [][]byte{[]byte("ab"), []byte("cd"), []byte("ef")}, 200)
+	if err != nil || calls != 1 {
+		t.Fatalf("vectored write: %d calls, %v", calls, err)
+	}
+	buf = make([]byte, 6)
+	if _, err := f.ReadAt(buf, 200); err != nil || string(buf) != "abcdef" {
+		t.Fatalf("after pwritev: %q %v", buf, err)
+	}
 	f.Close()
 	if err := fsys.Remove(filepath.Join(root, "d", "f")); err != nil {
 		t.Fatal(err)

@@ -46,5 +46,11 @@ func (c Config) String() string {
 	fmt.Fprintf(&b, "handshake-timeout  %s\n", c.HandshakeTimeout)
 	fmt.Fprintf(&b, "keepalive          %s\n", c.KeepAlive)
 	fmt.Fprintf(&b, "max-read-bytes     %d\n", c.MaxReadBytes)
+	fmt.Fprintf(&b, "buffer             %d\n", c.BufferBytes)
+	fmt.Fprintf(&b, "high-water         %d%%\n", c.HighWaterPct)
+	fmt.Fprintf(&b, "flush-idle         %s\n", c.FlushIdle)
+	fmt.Fprintf(&b, "chunk              %d\n", c.ChunkBytes)
+	fmt.Fprintf(&b, "flush-run          %d\n", c.FlushRunBytes)
+	fmt.Fprintf(&b, "direct             %d\n", c.DirectBytes)
 	return b.String()
 }

@@ -2,7 +2,9 @@ package server
 
 import (
 	"errors"
+
 	"fmt"
+	"github.com/delegate-io/delegate/internal/backend"
 	"log/slog"
 	"time"
 )
@@ -30,8 +32,25 @@ type Config struct {
 	KeepAlive time.Duration
 	// MaxReadBytes bounds one read request; clients split larger reads.
 	MaxReadBytes int64
+	// BufferBytes bounds the memory of all write-behind buffers together.
+	// Above HighWaterPct percent of it the flusher writes the fullest
+	// files; at the limit writers wait (backpressure).
+	BufferBytes  int64
+	HighWaterPct int
+	// FlushIdle flushes a file not written for this long.
+	FlushIdle time.Duration
+	// ChunkBytes is the alignment of buffered extents and of backend
+	// writes inside a run (the stripe size of a parallel file system).
+	ChunkBytes int64
+	// FlushRunBytes bounds one backend write of the flusher.
+	FlushRunBytes int64
+	// DirectBytes: a written extent at least this long goes straight to the
+	// backend instead of the buffer.
+	DirectBytes int64
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
+	// Wrap, if set, wraps the backend file system (tests inject faults).
+	Wrap func(backend.FS) backend.FS
 }
 
 // DefaultConfig returns the defaults.
@@ -41,6 +60,12 @@ func DefaultConfig() Config {
 		HandshakeTimeout: 5 * time.Second,
 		KeepAlive:        5 * time.Second,
 		MaxReadBytes:     64 << 20,
+		BufferBytes:      1 << 30,
+		HighWaterPct:     75,
+		FlushIdle:        2 * time.Second,
+		ChunkBytes:       1 << 20,
+		FlushRunBytes:    8 << 20,
+		DirectBytes:      1 << 20,
 	}
 }
 
@@ -61,6 +86,24 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxReadBytes < 4096 || c.MaxReadBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("max read bytes %d outside [4096, 1 GiB]", c.MaxReadBytes))
+	}
+	if c.ChunkBytes < 4096 || c.ChunkBytes&(c.ChunkBytes-1) != 0 {
+		errs = append(errs, fmt.Errorf("chunk bytes %d: want a power of two >= 4096", c.ChunkBytes))
+	}
+	if c.BufferBytes < 4*c.ChunkBytes {
+		errs = append(errs, fmt.Errorf("buffer of %d bytes: want at least 4 chunks (%d)", c.BufferBytes, 4*c.ChunkBytes))
+	}
+	if c.HighWaterPct < 10 || c.HighWaterPct > 100 {
+		errs = append(errs, fmt.Errorf("high-water mark %d%%: want 10-100", c.HighWaterPct))
+	}
+	if c.FlushIdle <= 0 {
+		errs = append(errs, errors.New("flush idle time must be positive"))
+	}
+	if c.FlushRunBytes < c.ChunkBytes {
+		errs = append(errs, errors.New("flush run bytes must be at least one chunk"))
+	}
+	if c.DirectBytes < 4096 {
+		errs = append(errs, fmt.Errorf("direct bytes %d: want >= 4096", c.DirectBytes))
 	}
 	return errors.Join(errs...)
 }

@@ -17,16 +17,13 @@ func fail(err error) (wire.Reply, []byte) {
 	return wire.ReplyTo(err), nil
 }
 
-func (st *stream) open(h wire.Header) (wire.Reply, []byte) {
-	var o wire.Open
-	if err := st.rd.Decode(&o); err != nil {
-		return fail(err)
-	}
+func (st *stream) open(r *request) (wire.Reply, []byte) {
+	o := r.desc.(*wire.Open)
 	rule := route.Rule{Key: route.FileKey(o.Path), RegionSize: o.RegionSize, Servers: st.ss.servers}
 	if err := rule.Check(); err != nil {
 		return fail(wire.Errorf(wire.EINVAL, "open %s: %v", o.Path, err))
 	}
-	f, err := st.ss.srv.files.open(&o)
+	f, err := st.ss.srv.files.open(o)
 	if err != nil {
 		return fail(err)
 	}
@@ -39,18 +36,18 @@ func (st *stream) open(h wire.Header) (wire.Reply, []byte) {
 	return wire.Reply{File: id, Size: size}, nil
 }
 
-func (st *stream) closeFile(h wire.Header) (wire.Reply, []byte) {
-	var c wire.Close
-	if err := st.rd.Decode(&c); err != nil {
-		return fail(err)
-	}
+// closeFile releases the client's handle. Unless the close is asynchronous
+// the file's buffered data is written to the backend first, so readers
+// outside delegate see it once close returns, as with ufs:.
+func (st *stream) closeFile(r *request) (wire.Reply, []byte) {
+	c := r.desc.(*wire.Close)
 	hd, err := st.ss.dropHandle(c.File)
 	if err != nil {
 		return fail(err)
 	}
 	var ferr error
 	if !c.Async {
-		ferr = hd.f.flush()
+		ferr = hd.f.flush(causeClose, false)
 	}
 	rerr := st.ss.srv.files.release(hd.f)
 	if ferr != nil {
@@ -72,126 +69,116 @@ func (st *stream) slot(off, n uint64) ([]byte, error) {
 }
 
 // checkOwned verifies that this server owns every extent and that they
-// cover exactly total bytes.
-func (st *stream) checkOwned(hd *handle, ext []byte, total int64) error {
+// cover exactly total bytes; it returns the number of extents.
+func (st *stream) checkOwned(hd *handle, ext []byte, total int64) (int64, error) {
 	it := wire.NewExtentIter(ext, total)
-	var sum int64
+	var sum, count int64
 	for off, n, ok := it.Next(); ok; off, n, ok = it.Next() {
 		if !hd.rule.Owns(st.ss.index, off, n) {
-			return wire.Errorf(wire.ENOTOWNER, "%s: bytes %d+%d belong to another server (server %d of %d here)",
+			return 0, wire.Errorf(wire.ENOTOWNER, "%s: bytes %d+%d belong to another server (server %d of %d here)",
 				hd.f.path, off, n, st.ss.index, st.ss.servers)
 		}
 		sum += n
+		count++
 	}
 	if err := it.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	if sum != total {
-		return wire.Errorf(wire.EPROTO, "%s: extents cover %d bytes, %d came with them", hd.f.path, sum, total)
+		return 0, wire.Errorf(wire.EPROTO, "%s: extents cover %d bytes, %d came with them", hd.f.path, sum, total)
 	}
-	return nil
+	return count, nil
 }
 
-func (st *stream) write(h wire.Header) (wire.Reply, []byte) {
-	var w wire.Write
-	if err := st.rd.Decode(&w); err != nil {
-		return fail(err)
-	}
+func (st *stream) write(r *request) (wire.Reply, []byte) {
+	w := r.desc.(*wire.Write)
 	hd, err := st.ss.handle(w.File)
 	if err != nil {
 		return fail(err)
 	}
-	var data []byte
+	data := r.payload
 	if w.RingLen > 0 {
-		if h.PayloadLen != 0 {
+		if len(r.payload) != 0 {
 			return fail(wire.Errorf(wire.EPROTO, "write has both a ring slot and a payload"))
 		}
-		data, err = st.slot(w.RingOff, w.RingLen)
-	} else {
-		data, err = st.payload(h.PayloadLen)
-	}
-	if err != nil {
-		return fail(err)
+		if data, err = st.slot(w.RingOff, w.RingLen); err != nil {
+			return fail(err)
+		}
 	}
 	if !hd.writable {
 		return fail(wire.Errorf(wire.EBADF, "write %s: file opened read-only", hd.f.path))
 	}
-	if err := st.checkOwned(hd, w.Ext, int64(len(data))); err != nil {
+	extents, err := st.checkOwned(hd, w.Ext, int64(len(data)))
+	if err != nil {
 		return fail(err)
 	}
 	if w.Flags&wire.IOAtomic != 0 {
 		hd.f.atomic.Lock()
 		defer hd.f.atomic.Unlock()
 	}
+	s := st.ss.srv
+	if w.Flags&wire.IOColl != 0 {
+		s.stats.collWrites.Add(1)
+	}
 	it := wire.NewExtentIter(w.Ext, int64(len(data)))
 	n, err := hd.f.write(&it, data)
-	s := st.ss.srv
 	s.stats.bytesIn.Add(n)
-	s.stats.backendWrites.Add(1)
+	s.stats.extentsIn.Add(extents)
 	if err != nil {
 		return fail(err)
 	}
 	return wire.Reply{N: n}, nil
 }
 
-func (st *stream) read(h wire.Header) (wire.Reply, []byte) {
-	var r wire.Read
-	if err := st.rd.Decode(&r); err != nil {
-		return fail(err)
-	}
-	hd, err := st.ss.handle(r.File)
+func (st *stream) read(r *request) (wire.Reply, []byte) {
+	rd := r.desc.(*wire.Read)
+	hd, err := st.ss.handle(rd.File)
 	if err != nil {
 		return fail(err)
 	}
 	limit := st.ss.srv.cfg.MaxReadBytes
-	total, err := wire.ExtentsTotal(r.Ext, limit)
+	total, err := wire.ExtentsTotal(rd.Ext, limit)
 	if err != nil {
 		return fail(wire.Errorf(wire.CodeOf(err), "read %s: %v (at most %d bytes per request)", hd.f.path, err, limit))
 	}
 	var dst []byte
-	if r.RingLen > 0 {
-		if r.RingLen != uint64(total) {
-			return fail(wire.Errorf(wire.EPROTO, "read slot of %d bytes for extents of %d", r.RingLen, total))
+	if rd.RingLen > 0 {
+		if rd.RingLen != uint64(total) {
+			return fail(wire.Errorf(wire.EPROTO, "read slot of %d bytes for extents of %d", rd.RingLen, total))
 		}
-		if dst, err = st.slot(r.RingOff, r.RingLen); err != nil {
+		if dst, err = st.slot(rd.RingOff, rd.RingLen); err != nil {
 			return fail(err)
 		}
 	} else {
 		dst = st.buffer(int(total))
 	}
-	if err := st.checkOwned(hd, r.Ext, total); err != nil {
+	if _, err := st.checkOwned(hd, rd.Ext, total); err != nil {
 		return fail(err)
 	}
-	if r.Flags&wire.IOAtomic != 0 {
+	if rd.Flags&wire.IOAtomic != 0 {
 		hd.f.atomic.RLock()
 		defer hd.f.atomic.RUnlock()
 	}
-	it := wire.NewExtentIter(r.Ext, total)
+	it := wire.NewExtentIter(rd.Ext, total)
 	valid, size, err := hd.f.read(&it, dst)
-	s := st.ss.srv
-	s.stats.backendReads.Add(1)
 	if err != nil {
 		return fail(err)
 	}
-	s.stats.bytesOut.Add(valid)
+	st.ss.srv.stats.bytesOut.Add(valid)
 	rep := wire.Reply{N: valid, Size: size}
-	if r.RingLen > 0 {
+	if rd.RingLen > 0 {
 		return rep, nil
 	}
 	return rep, dst
 }
 
-// fileOp decodes a FileOp and returns its handle.
-func (st *stream) fileOp() (*handle, error) {
-	var op wire.FileOp
-	if err := st.rd.Decode(&op); err != nil {
-		return nil, err
-	}
-	return st.ss.handle(op.File)
+// fileOp returns the handle of a Stat, Sync or Flush request.
+func (st *stream) fileOp(r *request) (*handle, error) {
+	return st.ss.handle(r.desc.(*wire.FileOp).File)
 }
 
-func (st *stream) stat(h wire.Header) (wire.Reply, []byte) {
-	hd, err := st.fileOp()
+func (st *stream) stat(r *request) (wire.Reply, []byte) {
+	hd, err := st.fileOp(r)
 	if err != nil {
 		return fail(err)
 	}
@@ -202,78 +189,64 @@ func (st *stream) stat(h wire.Header) (wire.Reply, []byte) {
 	return wire.Reply{Size: size}, nil
 }
 
-func (st *stream) sync(h wire.Header) (wire.Reply, []byte) {
-	hd, err := st.fileOp()
+func (st *stream) sync(r *request) (wire.Reply, []byte) {
+	hd, err := st.fileOp(r)
 	if err != nil {
-		return fail(err)
-	}
-	if err := hd.f.flush(); err != nil {
 		return fail(err)
 	}
 	return fail(hd.f.sync())
 }
 
-func (st *stream) flushFile(h wire.Header) (wire.Reply, []byte) {
-	hd, err := st.fileOp()
+func (st *stream) flushFile(r *request) (wire.Reply, []byte) {
+	hd, err := st.fileOp(r)
 	if err != nil {
 		return fail(err)
 	}
-	return fail(hd.f.flush())
+	return fail(hd.f.flush(causeFlush, false))
 }
 
-func (st *stream) resize(h wire.Header) (wire.Reply, []byte) {
-	var r wire.Resize
-	if err := st.rd.Decode(&r); err != nil {
-		return fail(err)
-	}
-	hd, err := st.ss.handle(r.File)
+// sized decodes a Resize or Alloc request and checks it.
+func (st *stream) sized(r *request, what string) (*handle, int64, error) {
+	rz := r.desc.(*wire.Resize)
+	hd, err := st.ss.handle(rz.File)
 	if err != nil {
-		return fail(err)
+		return nil, 0, err
 	}
 	if !hd.writable {
-		return fail(wire.Errorf(wire.EBADF, "resize %s: file opened read-only", hd.f.path))
+		return nil, 0, wire.Errorf(wire.EBADF, "%s %s: file opened read-only", what, hd.f.path)
 	}
-	if !wire.CheckExtent(r.Size, 0) {
-		return fail(wire.Errorf(wire.EINVAL, "resize %s: size %d", hd.f.path, r.Size))
+	if !wire.CheckExtent(rz.Size, 0) {
+		return nil, 0, wire.Errorf(wire.EINVAL, "%s %s: size %d", what, hd.f.path, rz.Size)
 	}
-	return fail(hd.f.resize(r.Size))
+	return hd, rz.Size, nil
 }
 
-func (st *stream) alloc(h wire.Header) (wire.Reply, []byte) {
-	var r wire.Resize
-	if err := st.rd.Decode(&r); err != nil {
-		return fail(err)
-	}
-	hd, err := st.ss.handle(r.File)
+func (st *stream) resize(r *request) (wire.Reply, []byte) {
+	hd, size, err := st.sized(r, "resize")
 	if err != nil {
 		return fail(err)
 	}
-	if !hd.writable {
-		return fail(wire.Errorf(wire.EBADF, "preallocate %s: file opened read-only", hd.f.path))
-	}
-	if !wire.CheckExtent(r.Size, 0) {
-		return fail(wire.Errorf(wire.EINVAL, "preallocate %s: size %d", hd.f.path, r.Size))
-	}
-	size, err := hd.f.allocate(r.Size)
+	return fail(hd.f.resize(size))
+}
+
+func (st *stream) alloc(r *request) (wire.Reply, []byte) {
+	hd, size, err := st.sized(r, "preallocate")
 	if err != nil {
 		return fail(err)
 	}
-	return wire.Reply{Size: size}, nil
-}
-
-func (st *stream) delete(h wire.Header) (wire.Reply, []byte) {
-	var d wire.Delete
-	if err := st.rd.Decode(&d); err != nil {
+	n, err := hd.f.allocate(size)
+	if err != nil {
 		return fail(err)
 	}
-	return fail(st.ss.srv.files.unlink(d.Path))
+	return wire.Reply{Size: n}, nil
 }
 
-func (st *stream) counter(h wire.Header) (wire.Reply, []byte) {
-	var c wire.Counter
-	if err := st.rd.Decode(&c); err != nil {
-		return fail(err)
-	}
+func (st *stream) delete(r *request) (wire.Reply, []byte) {
+	return fail(st.ss.srv.files.unlink(r.desc.(*wire.Delete).Path))
+}
+
+func (st *stream) counter(r *request) (wire.Reply, []byte) {
+	c := r.desc.(*wire.Counter)
 	hd, err := st.ss.handle(c.File)
 	if err != nil {
 		return fail(err)
@@ -285,11 +258,7 @@ func (st *stream) counter(h wire.Header) (wire.Reply, []byte) {
 	return wire.Reply{Value: old}, nil
 }
 
-func (st *stream) statsReq(h wire.Header) (wire.Reply, []byte) {
-	var q wire.Stats
-	if err := st.rd.Decode(&q); err != nil {
-		return fail(err)
-	}
+func (st *stream) statsReq(r *request) (wire.Reply, []byte) {
 	snap := st.ss.srv.Stats()
 	b, err := wire.Marshal(&snap)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/delegate-io/delegate/internal/backend"
 	"github.com/delegate-io/delegate/internal/route"
@@ -36,6 +37,14 @@ type Server struct {
 	wg         sync.WaitGroup // Serve loops and sessions
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
+
+	budget      *budget
+	flushKick   chan struct{}
+	flusherStop chan struct{}
+	flusherDone chan struct{}
+	drainOnce   sync.Once
+	drained     chan struct{} // closed once Shutdown has drained every file
+	drainErr    error
 }
 
 // New returns a server for cfg.
@@ -51,7 +60,16 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, fs: fsys, files: newFileTable(fsys), shutdownCh: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, fs: fsys, shutdownCh: make(chan struct{}),
+		flushKick: make(chan struct{}, 1), flusherStop: make(chan struct{}), flusherDone: make(chan struct{}), drained: make(chan struct{})}
+	var bfs backend.FS = fsys
+	if cfg.Wrap != nil {
+		bfs = cfg.Wrap(fsys)
+	}
+	s.files = newFileTable(s, bfs)
+	s.budget = newBudget(cfg.BufferBytes, cfg.BufferBytes*int64(cfg.HighWaterPct)/100, s.kickFlusher)
+	s.stats.start = time.Now()
+	go s.flushLoop()
 	if len(cfg.Peers) > 0 {
 		s.listHash = route.ListHash(cfg.Peers)
 	}
@@ -112,14 +130,19 @@ func (s *Server) Serve(l net.Listener) error {
 // remaining work goes on in the background.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.beginClose()
-	done := make(chan error, 1)
-	go func() {
-		s.wg.Wait()
-		done <- s.closeFiles()
-	}()
+	s.drainOnce.Do(func() {
+		go func() {
+			s.wg.Wait()
+			close(s.flusherStop)
+			<-s.flusherDone
+			s.drainErr = s.drainAll()
+			s.fs.Close()
+			close(s.drained)
+		}()
+	})
 	select {
-	case err := <-done:
-		return err
+	case <-s.drained:
+		return s.drainErr
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -143,19 +166,8 @@ func (s *Server) beginClose() {
 			ss.close()
 		}
 		s.mu.Unlock()
+		s.budget.wakeAll(true) // writers waiting for space end their requests
 	})
-}
-
-// closeFiles flushes and closes files left open by sessions that ended.
-func (s *Server) closeFiles() error {
-	var errs []error
-	for _, f := range s.files.files() {
-		if err := f.flush(); err != nil {
-			errs = append(errs, fmt.Errorf("flush %s: %w", f.path, err))
-		}
-	}
-	s.fs.Close()
-	return errors.Join(errs...)
 }
 
 // Stats returns a snapshot of the server's statistics.
@@ -163,5 +175,9 @@ func (s *Server) Stats() stats.Snapshot {
 	snap := s.stats.snapshot()
 	snap.Name = s.cfg.Name
 	snap.OpenFiles = int64(len(s.files.files()))
+	b := s.budget.stats()
+	snap.BufferBytes, snap.BufferPeak, snap.BufferLimit = b.used, b.peak, b.limit
+	snap.Stalls, snap.StallNanos = b.stalls, b.stallNanos
+	snap.ChunkBytes = s.cfg.ChunkBytes
 	return snap
 }

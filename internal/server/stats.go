@@ -2,42 +2,120 @@ package server
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/delegate-io/delegate/internal/stats"
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
-// counters are the server's live counters, typed atomics updated on the hot
-// path and read by Snapshot.
+// Why a flush happened.
+type cause int
+
+const (
+	causeSync cause = iota
+	causeClose
+	causeFlush
+	causeHighWater
+	causeIdle
+	causeShutdown
+	causeResize
+	numCauses
+)
+
+var causeNames = [numCauses]string{"sync", "close", "flush", "highwater", "idle", "shutdown", "resize"}
+
+// counters are the server's live statistics: typed atomics updated on the
+// hot path and copied by snapshot.
 type counters struct {
+	start         time.Time
 	sessions      atomic.Int64
 	sessionsTotal atomic.Int64
-	rejected      atomic.Int64 // refused handshakes
+	rejected      atomic.Int64
 	badFrames     atomic.Int64
 	requests      [wire.NumTypes]atomic.Int64
 	errors        [wire.NumTypes]atomic.Int64
-	bytesIn       atomic.Int64 // write data received
-	bytesOut      atomic.Int64 // read data sent
-	backendWrites atomic.Int64
-	backendReads  atomic.Int64
-	descRaw       atomic.Int64
-	descWire      atomic.Int64
+
+	queueDepth atomic.Int64
+	queuePeak  atomic.Int64
+	wait       [stats.WaitBuckets]atomic.Int64
+
+	bytesIn         atomic.Int64
+	bytesOut        atomic.Int64
+	extentsIn       atomic.Int64
+	bytesDirect     atomic.Int64
+	readFromBuffer  atomic.Int64
+	readFromBackend atomic.Int64
+	collWrites      atomic.Int64
+	descRaw         atomic.Int64
+	descWire        atomic.Int64
+
+	backendWrites     atomic.Int64
+	backendWriteBytes atomic.Int64
+	backendAligned    atomic.Int64
+	backendReads      atomic.Int64
+	backendSyncs      atomic.Int64
+
+	dirty       atomic.Int64
+	flushes     [numCauses]atomic.Int64
+	flushBytes  atomic.Int64
+	flushErrors atomic.Int64
+}
+
+// enqueued counts a request entering the queue.
+func (s *counters) enqueued() {
+	d := s.queueDepth.Add(1)
+	for {
+		p := s.queuePeak.Load()
+		if d <= p || s.queuePeak.CompareAndSwap(p, d) {
+			return
+		}
+	}
+}
+
+// dequeued counts a request leaving the queue after waiting d.
+func (s *counters) dequeued(d time.Duration) {
+	s.wait[stats.BucketOf(d)].Add(1)
+}
+
+// backendWrite counts one backend write of n bytes at off.
+func (s *counters) backendWrite(off, n, chunk int64, calls int) {
+	s.backendWrites.Add(int64(calls))
+	s.backendWriteBytes.Add(n)
+	if off%chunk == 0 {
+		s.backendAligned.Add(1)
+	}
 }
 
 func (s *counters) snapshot() stats.Snapshot {
 	out := stats.Snapshot{
-		Sessions:      s.sessions.Load(),
-		SessionsTotal: s.sessionsTotal.Load(),
-		Rejected:      s.rejected.Load(),
-		BadFrames:     s.badFrames.Load(),
-		Requests:      map[string]int64{},
-		Errors:        map[string]int64{},
-		BytesIn:       s.bytesIn.Load(),
-		BytesOut:      s.bytesOut.Load(),
-		BackendWrites: s.backendWrites.Load(),
-		BackendReads:  s.backendReads.Load(),
-		DescRaw:       s.descRaw.Load(),
-		DescWire:      s.descWire.Load(),
+		Uptime:            time.Since(s.start).Seconds(),
+		Sessions:          s.sessions.Load(),
+		SessionsTotal:     s.sessionsTotal.Load(),
+		Rejected:          s.rejected.Load(),
+		BadFrames:         s.badFrames.Load(),
+		Requests:          map[string]int64{},
+		Errors:            map[string]int64{},
+		QueueDepth:        s.queueDepth.Load(),
+		QueuePeak:         s.queuePeak.Load(),
+		Wait:              make([]int64, stats.WaitBuckets),
+		BytesIn:           s.bytesIn.Load(),
+		BytesOut:          s.bytesOut.Load(),
+		ExtentsIn:         s.extentsIn.Load(),
+		BytesDirect:       s.bytesDirect.Load(),
+		ReadFromBuffer:    s.readFromBuffer.Load(),
+		ReadFromBackend:   s.readFromBackend.Load(),
+		CollWrites:        s.collWrites.Load(),
+		DescRaw:           s.descRaw.Load(),
+		DescWire:          s.descWire.Load(),
+		BackendWrites:     s.backendWrites.Load(),
+		BackendWriteBytes: s.backendWriteBytes.Load(),
+		BackendAligned:    s.backendAligned.Load(),
+		BackendReads:      s.backendReads.Load(),
+		BackendSyncs:      s.backendSyncs.Load(),
+		Dirty:             s.dirty.Load(),
+		Flushes:           map[string]int64{},
+		FlushBytes:        s.flushBytes.Load(),
+		FlushErrors:       s.flushErrors.Load(),
 	}
 	for t := 1; t < wire.NumTypes; t++ {
 		if n := s.requests[t].Load(); n > 0 {
@@ -45,6 +123,14 @@ func (s *counters) snapshot() stats.Snapshot {
 		}
 		if n := s.errors[t].Load(); n > 0 {
 			out.Errors[wire.Type(t).String()] = n
+		}
+	}
+	for i := range s.wait {
+		out.Wait[i] = s.wait[i].Load()
+	}
+	for c := cause(0); c < numCauses; c++ {
+		if n := s.flushes[c].Load(); n > 0 {
+			out.Flushes[causeNames[c]] = n
 		}
 	}
 	return out

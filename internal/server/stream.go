@@ -4,24 +4,42 @@ import (
 	"errors"
 	"io"
 	"net"
+	"time"
 
 	"github.com/delegate-io/delegate/internal/wire"
 	"github.com/hashicorp/yamux"
 )
 
-// stream serves the requests of one yamux stream, one at a time, in
-// order. It owns its reader, encoder and buffers.
+// stream serves one yamux stream. A reader goroutine decodes frames into
+// requests and queues them; the stream's worker applies them one at a
+// time, in order, so a read sees every earlier write of the stream. The
+// queue is what the statistics call queue depth and time in queue; it is
+// bounded, so a worker that waits (for buffer space) stops the reader, and
+// the client, in turn.
 type stream struct {
 	ss   *session
 	c    net.Conn
 	rd   *wire.Reader
 	enc  *wire.Encoder
-	data []byte // inline write payloads and inline read results
+	q    chan *request
+	data []byte // scratch for inline read results
 }
 
-// A handler serves one request whose header and description are current
-// in st.rd. It returns the reply and, for a read answered inline, the data.
-type handler func(st *stream, h wire.Header) (wire.Reply, []byte)
+// request is a decoded frame waiting in the queue.
+type request struct {
+	h       wire.Header
+	desc    any    // the decoded description, nil if it did not decode
+	err     error  // why it did not decode
+	payload []byte // inline payload
+	arrived time.Time
+}
+
+// queueLen bounds the requests read ahead of the worker per stream.
+const queueLen = 64
+
+// A handler serves one request. It returns the reply and, for a read
+// answered inline, the data.
+type handler func(st *stream, r *request) (wire.Reply, []byte)
 
 var handlers = [wire.NumTypes]handler{
 	wire.TOpen:    (*stream).open,
@@ -38,60 +56,131 @@ var handlers = [wire.NumTypes]handler{
 	wire.TAlloc:   (*stream).alloc,
 }
 
+// descs makes the description value of each request type.
+var descs = [wire.NumTypes]func() any{
+	wire.TOpen:    func() any { return new(wire.Open) },
+	wire.TClose:   func() any { return new(wire.Close) },
+	wire.TWrite:   func() any { return new(wire.Write) },
+	wire.TRead:    func() any { return new(wire.Read) },
+	wire.TStat:    func() any { return new(wire.FileOp) },
+	wire.TResize:  func() any { return new(wire.Resize) },
+	wire.TSync:    func() any { return new(wire.FileOp) },
+	wire.TFlush:   func() any { return new(wire.FileOp) },
+	wire.TDelete:  func() any { return new(wire.Delete) },
+	wire.TCounter: func() any { return new(wire.Counter) },
+	wire.TStats:   func() any { return new(wire.Stats) },
+	wire.TAlloc:   func() any { return new(wire.Resize) },
+}
+
 // Replies larger than this go out in their own write instead of being
 // copied into the batch of replies.
 const bigPayload = 64 << 10
 
 func newStream(ss *session, c net.Conn) *stream {
-	return &stream{ss: ss, c: c, rd: wire.NewReader(c, 256<<10), enc: wire.NewEncoder(wire.Compression{})}
+	return &stream{ss: ss, c: c, rd: wire.NewReader(c, 256<<10), enc: wire.NewEncoder(wire.Compression{}),
+		q: make(chan *request, queueLen)}
 }
 
+// serve runs the worker; the reader runs beside it until the stream ends.
 func (st *stream) serve() {
 	defer st.c.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st.readLoop()
+	}()
+	defer func() {
+		st.c.Close() // stops the reader if the worker quit first
+		for range st.q {
+			st.ss.srv.stats.queueDepth.Add(-1)
+		}
+		<-done
+	}()
+	s := st.ss.srv
+	for r := range st.q {
+		s.stats.dequeued(time.Since(r.arrived))
+		rep, payload := st.handle(r)
+		s.stats.queueDepth.Add(-1)
+		if err := st.reply(r.h, &rep, payload); err != nil {
+			return
+		}
+		// Replies are held while more requests wait, so a pipelined batch
+		// is answered with one write.
+		if len(st.q) == 0 && !st.sendReplies() {
+			return
+		}
+	}
+}
+
+// readLoop decodes frames into the queue. A frame whose header is bad ends
+// the stream (its length cannot be trusted); a description that does not
+// decode is queued with its error and answered EPROTO.
+func (st *stream) readLoop() {
+	defer close(st.q)
 	s := st.ss.srv
 	for {
-		// Replies are held while more requests are already buffered, so a
-		// pipelined batch is answered with one write.
-		if st.rd.Buffered() == 0 && st.enc.Len() > 0 {
-			if !st.sendReplies() {
-				return
-			}
-		}
 		h, err := st.rd.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !isClosed(err) {
 				s.stats.badFrames.Add(1)
 				st.ss.log.Warn("bad frame, closing stream", "err", err)
 				if wire.CodeOf(err) == wire.EPROTO && h.Type.Valid() {
-					rep := wire.ReplyTo(err)
-					_ = st.enc.Append(h.Type.Request()|wire.ReplyBit, h.ID, &rep)
+					st.push(&request{h: h, err: err})
 				}
 			}
-			st.sendReplies()
 			return
 		}
-		var rep wire.Reply
-		var payload []byte
+		r := &request{h: h}
 		t := h.Type
-		if st.ss.monitor && t != wire.TStats {
-			rep = wire.ReplyTo(wire.Errorf(wire.EACCES, "a monitor session may only ask for stats"))
-		} else if fn := handlers[t]; fn != nil && !t.IsReply() {
-			s.stats.requests[t].Add(1)
-			rep, payload = fn(st, h)
-		} else {
-			rep = wire.ReplyTo(wire.Errorf(wire.EPROTO, "unexpected %v frame", t))
-		}
-		if rep.Code != wire.OK {
-			s.stats.errors[t.Request()].Add(1)
-			if rep.Code == wire.EPROTO {
-				s.stats.badFrames.Add(1)
+		switch {
+		case t.IsReply() || descs[t] == nil:
+			r.err = wire.Errorf(wire.EPROTO, "unexpected %v frame", t)
+		case st.ss.monitor && t != wire.TStats:
+			r.err = wire.Errorf(wire.EACCES, "a monitor session may only ask for stats")
+		default:
+			r.desc = descs[t]()
+			if r.err = st.rd.Decode(r.desc); r.err != nil {
+				r.desc = nil
 			}
 		}
-		if err := st.reply(h, &rep, payload); err != nil {
-			st.ss.log.Warn("reply", "err", err)
-			return
+		if h.PayloadLen > 0 && r.err == nil {
+			r.payload = make([]byte, h.PayloadLen)
+			if err := st.rd.ReadPayload(r.payload); err != nil {
+				s.stats.badFrames.Add(1)
+				return
+			}
 		}
+		s.stats.descWire.Add(int64(h.DescLen))
+		s.stats.descRaw.Add(int64(len(st.rd.Desc())))
+		st.push(r)
 	}
+}
+
+func (st *stream) push(r *request) {
+	r.arrived = time.Now()
+	st.ss.srv.stats.enqueued()
+	st.q <- r
+}
+
+// handle dispatches one request and counts it.
+func (st *stream) handle(r *request) (wire.Reply, []byte) {
+	s := st.ss.srv
+	t := r.h.Type.Request()
+	var rep wire.Reply
+	var payload []byte
+	if r.err != nil {
+		rep = wire.ReplyTo(r.err)
+		if wire.CodeOf(r.err) == wire.EPROTO {
+			s.stats.badFrames.Add(1)
+		}
+	} else {
+		s.stats.requests[t].Add(1)
+		rep, payload = handlers[t](st, r)
+	}
+	if rep.Code != wire.OK {
+		s.stats.errors[t].Add(1)
+	}
+	return rep, payload
 }
 
 func (st *stream) reply(h wire.Header, rep *wire.Reply, payload []byte) error {
@@ -114,21 +203,8 @@ func (st *stream) sendReplies() bool {
 		return true
 	}
 	_, err := st.c.Write(st.enc.Bytes())
-	s := st.ss.srv
-	s.stats.descRaw.Add(st.enc.Counts.DescRaw)
-	s.stats.descWire.Add(st.enc.Counts.DescWire)
-	st.enc.Counts = wire.Counters{}
 	st.enc.Reset()
 	return err == nil
-}
-
-// payload reads the current frame's inline payload into the stream's buffer.
-func (st *stream) payload(n uint32) ([]byte, error) {
-	buf := st.buffer(int(n))
-	if err := st.rd.ReadPayload(buf); err != nil {
-		return nil, err
-	}
-	return buf, nil
 }
 
 // buffer returns the stream's scratch buffer resized to n bytes; a large

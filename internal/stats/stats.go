@@ -1,56 +1,263 @@
-// Package stats is the server's statistics snapshot: what the server
-// fills, the stats request carries (msgpack), delegate-server stats and
-// delegate-run print, and the metrics listener serves.
+// Package stats is the server's statistics snapshot: what the server fills,
+// the stats request carries (msgpack), `delegate-server stats` and
+// delegate-run print, and the metrics listener serves (Prometheus text).
 package stats
 
 import (
 	"fmt"
+	"io"
+	"sort"
 	"strings"
-
-	"github.com/delegate-io/delegate/internal/wire"
+	"time"
 )
 
-// Snapshot is a copy of the server's statistics, safe to keep and encode.
-type Snapshot struct {
-	Name          string           `codec:"name" json:"name"`
-	Sessions      int64            `codec:"sessions" json:"sessions"`
-	SessionsTotal int64            `codec:"sessions_total" json:"sessions_total"`
-	Rejected      int64            `codec:"rejected" json:"rejected"`
-	BadFrames     int64            `codec:"bad_frames" json:"bad_frames"`
-	Requests      map[string]int64 `codec:"requests" json:"requests"`
-	Errors        map[string]int64 `codec:"errors" json:"errors"`
-	BytesIn       int64            `codec:"bytes_in" json:"bytes_in"`
-	BytesOut      int64            `codec:"bytes_out" json:"bytes_out"`
-	BackendWrites int64            `codec:"backend_writes" json:"backend_writes"`
-	BackendReads  int64            `codec:"backend_reads" json:"backend_reads"`
-	DescRaw       int64            `codec:"desc_raw" json:"desc_raw"`
-	DescWire      int64            `codec:"desc_wire" json:"desc_wire"`
-	OpenFiles     int64            `codec:"open_files" json:"open_files"`
+// WaitBuckets is the number of time-in-queue histogram buckets. Bucket 0
+// counts waits under 1 us; bucket i (i >= 1) counts waits in
+// [2^(i-1), 2^i) us; the last bucket also takes everything longer.
+const WaitBuckets = 26
+
+// BucketOf returns the histogram bucket of a wait.
+func BucketOf(d time.Duration) int {
+	us := d.Microseconds()
+	b := 0
+	for us > 0 && b < WaitBuckets-1 {
+		us >>= 1
+		b++
+	}
+	return b
 }
 
-// String renders the snapshot for people, one fact per line.
+// BucketUpper returns the upper bound of bucket i.
+func BucketUpper(i int) time.Duration { return time.Duration(1<<i) * time.Microsecond }
+
+// Snapshot is a copy of one server's statistics, safe to keep and encode.
+type Snapshot struct {
+	Name   string  `codec:"name" json:"name"`
+	Uptime float64 `codec:"uptime_s" json:"uptime_s"`
+
+	Sessions      int64 `codec:"sessions" json:"sessions"`
+	SessionsTotal int64 `codec:"sessions_total" json:"sessions_total"`
+	Rejected      int64 `codec:"rejected" json:"rejected"`
+	BadFrames     int64 `codec:"bad_frames" json:"bad_frames"`
+	OpenFiles     int64 `codec:"open_files" json:"open_files"`
+
+	// Requests and errors by message type ("write", "read", ...).
+	Requests map[string]int64 `codec:"requests" json:"requests"`
+	Errors   map[string]int64 `codec:"errors" json:"errors"`
+
+	// The request queue: requests read from clients and not yet answered.
+	QueueDepth int64   `codec:"queue_depth" json:"queue_depth"`
+	QueuePeak  int64   `codec:"queue_peak" json:"queue_peak"`
+	Wait       []int64 `codec:"wait_hist" json:"wait_hist"` // time in queue, WaitBuckets buckets
+
+	// Data in and out, and what came with it.
+	BytesIn         int64 `codec:"bytes_in" json:"bytes_in"`     // write data received
+	BytesOut        int64 `codec:"bytes_out" json:"bytes_out"`   // read data sent
+	ExtentsIn       int64 `codec:"extents_in" json:"extents_in"` // extents of write requests
+	BytesDirect     int64 `codec:"bytes_direct" json:"bytes_direct"`
+	ReadFromBuffer  int64 `codec:"read_from_buffer" json:"read_from_buffer"`
+	ReadFromBackend int64 `codec:"read_from_backend" json:"read_from_backend"`
+	CollWrites      int64 `codec:"coll_writes" json:"coll_writes"`
+	DescRaw         int64 `codec:"desc_raw" json:"desc_raw"`   // description bytes before decompression
+	DescWire        int64 `codec:"desc_wire" json:"desc_wire"` // as they came on the wire
+
+	// The backend.
+	BackendWrites     int64 `codec:"backend_writes" json:"backend_writes"`
+	BackendWriteBytes int64 `codec:"backend_write_bytes" json:"backend_write_bytes"`
+	BackendAligned    int64 `codec:"backend_aligned" json:"backend_aligned"` // writes starting on a chunk boundary
+	BackendReads      int64 `codec:"backend_reads" json:"backend_reads"`
+	BackendSyncs      int64 `codec:"backend_syncs" json:"backend_syncs"`
+	ChunkBytes        int64 `codec:"chunk_bytes" json:"chunk_bytes"`
+
+	// The write-behind buffer.
+	BufferBytes int64 `codec:"buffer_bytes" json:"buffer_bytes"` // memory held now
+	BufferPeak  int64 `codec:"buffer_peak" json:"buffer_peak"`
+	BufferLimit int64 `codec:"buffer_limit" json:"buffer_limit"`
+	Dirty       int64 `codec:"dirty" json:"dirty"` // bytes not yet on the backend
+	Stalls      int64 `codec:"stalls" json:"stalls"`
+	StallNanos  int64 `codec:"stall_ns" json:"stall_ns"`
+
+	// Flushes by cause ("sync", "close", "flush", "highwater", "idle",
+	// "shutdown", "resize"), bytes flushed, and failures.
+	Flushes     map[string]int64 `codec:"flushes" json:"flushes"`
+	FlushBytes  int64            `codec:"flush_bytes" json:"flush_bytes"`
+	FlushErrors int64            `codec:"flush_errors" json:"flush_errors"`
+}
+
+// Quantile returns the upper bound of the histogram bucket holding the q-th
+// quantile of the time in queue (0 if no request was queued).
+func (s *Snapshot) Quantile(q float64) time.Duration {
+	var total int64
+	for _, n := range s.Wait {
+		total += n
+	}
+	if total == 0 {
+		return 0
+	}
+	want := int64(q*float64(total)) + 1
+	var cum int64
+	for i, n := range s.Wait {
+		cum += n
+		if cum >= want {
+			return BucketUpper(i)
+		}
+	}
+	return BucketUpper(len(s.Wait) - 1)
+}
+
+// Coalescing returns client extents written per backend write.
+func (s *Snapshot) Coalescing() float64 {
+	if s.BackendWrites == 0 {
+		return 0
+	}
+	return float64(s.ExtentsIn) / float64(s.BackendWrites)
+}
+
+// Add accumulates o into s (for a job-wide total over servers).
+func (s *Snapshot) Add(o *Snapshot) {
+	s.Sessions += o.Sessions
+	s.SessionsTotal += o.SessionsTotal
+	s.Rejected += o.Rejected
+	s.BadFrames += o.BadFrames
+	s.OpenFiles += o.OpenFiles
+	s.Requests = addMap(s.Requests, o.Requests)
+	s.Errors = addMap(s.Errors, o.Errors)
+	s.Flushes = addMap(s.Flushes, o.Flushes)
+	s.QueueDepth += o.QueueDepth
+	s.QueuePeak = max(s.QueuePeak, o.QueuePeak)
+	if len(s.Wait) < len(o.Wait) {
+		s.Wait = append(s.Wait, make([]int64, len(o.Wait)-len(s.Wait))...)
+	}
+	for i, n := range o.Wait {
+		s.Wait[i] += n
+	}
+	for _, p := range [][2]*int64{
+		{&s.BytesIn, &o.BytesIn}, {&s.BytesOut, &o.BytesOut}, {&s.ExtentsIn, &o.ExtentsIn},
+		{&s.BytesDirect, &o.BytesDirect}, {&s.ReadFromBuffer, &o.ReadFromBuffer},
+		{&s.ReadFromBackend, &o.ReadFromBackend}, {&s.CollWrites, &o.CollWrites},
+		{&s.DescRaw, &o.DescRaw}, {&s.DescWire, &o.DescWire},
+		{&s.BackendWrites, &o.BackendWrites}, {&s.BackendWriteBytes, &o.BackendWriteBytes},
+		{&s.BackendAligned, &o.BackendAligned}, {&s.BackendReads, &o.BackendReads},
+		{&s.BackendSyncs, &o.BackendSyncs}, {&s.BufferBytes, &o.BufferBytes},
+		{&s.BufferPeak, &o.BufferPeak}, {&s.BufferLimit, &o.BufferLimit}, {&s.Dirty, &o.Dirty},
+		{&s.Stalls, &o.Stalls}, {&s.StallNanos, &o.StallNanos}, {&s.FlushBytes, &o.FlushBytes},
+		{&s.FlushErrors, &o.FlushErrors},
+	} {
+		*p[0] += *p[1]
+	}
+	s.ChunkBytes = max(s.ChunkBytes, o.ChunkBytes)
+}
+
+func addMap(a, b map[string]int64) map[string]int64 {
+	if a == nil {
+		a = map[string]int64{}
+	}
+	for k, v := range b {
+		a[k] += v
+	}
+	return a
+}
+
+func sortedKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func kv(m map[string]int64) string {
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		if m[k] != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+// MiB formats a byte count.
+func MiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// String renders the snapshot for people, one topic per line.
 func (s Snapshot) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "server %s\n", s.Name)
-	fmt.Fprintf(&b, "  sessions        %d now, %d total, %d refused\n", s.Sessions, s.SessionsTotal, s.Rejected)
-	fmt.Fprintf(&b, "  requests       ")
-	for t := 1; t < wire.NumTypes; t++ {
-		name := wire.Type(t).String()
-		if n := s.Requests[name]; n > 0 {
-			fmt.Fprintf(&b, " %s=%d", name, n)
-		}
+	fmt.Fprintf(&b, "server %s (up %.0fs)\n", s.Name, s.Uptime)
+	fmt.Fprintf(&b, "  sessions       %d now, %d total, %d refused; %d files open\n", s.Sessions, s.SessionsTotal, s.Rejected, s.OpenFiles)
+	fmt.Fprintf(&b, "  requests       %s\n", kv(s.Requests))
+	fmt.Fprintf(&b, "  errors         %s; bad frames %d\n", kv(s.Errors), s.BadFrames)
+	fmt.Fprintf(&b, "  queue          depth %d now, %d peak; time in queue p50 %s, p99 %s\n",
+		s.QueueDepth, s.QueuePeak, s.Quantile(0.50), s.Quantile(0.99))
+	fmt.Fprintf(&b, "  data           %s written in %d extents (%s straight to the backend), %s read (%s from the buffer)\n",
+		MiB(s.BytesIn), s.ExtentsIn, MiB(s.BytesDirect), MiB(s.BytesOut), MiB(s.ReadFromBuffer))
+	aligned := 0.0
+	if s.BackendWrites > 0 {
+		aligned = 100 * float64(s.BackendAligned) / float64(s.BackendWrites)
 	}
-	fmt.Fprintf(&b, "\n  errors         ")
-	for t := 1; t < wire.NumTypes; t++ {
-		name := wire.Type(t).String()
-		if n := s.Errors[name]; n > 0 {
-			fmt.Fprintf(&b, " %s=%d", name, n)
-		}
+	avg := int64(0)
+	if s.BackendWrites > 0 {
+		avg = s.BackendWriteBytes / s.BackendWrites
 	}
-	fmt.Fprintf(&b, " bad_frames=%d\n", s.BadFrames)
-	fmt.Fprintf(&b, "  data            %d bytes in, %d bytes out\n", s.BytesIn, s.BytesOut)
-	fmt.Fprintf(&b, "  backend         %d writes, %d reads\n", s.BackendWrites, s.BackendReads)
-	fmt.Fprintf(&b, "  descriptions    %d bytes raw, %d bytes on the wire\n", s.DescRaw, s.DescWire)
-	fmt.Fprintf(&b, "  open files      %d\n", s.OpenFiles)
+	fmt.Fprintf(&b, "  backend        %d writes (%s, avg %d bytes, %.0f%% chunk-aligned), %d reads, %d syncs\n",
+		s.BackendWrites, MiB(s.BackendWriteBytes), avg, aligned, s.BackendReads, s.BackendSyncs)
+	fmt.Fprintf(&b, "  coalescing     %.1f client extents per backend write\n", s.Coalescing())
+	fmt.Fprintf(&b, "  buffer         %s held now, %s peak, %s limit; %s dirty; %d stalls (%s)\n",
+		MiB(s.BufferBytes), MiB(s.BufferPeak), MiB(s.BufferLimit), MiB(s.Dirty), s.Stalls,
+		time.Duration(s.StallNanos).Round(time.Microsecond))
+	fmt.Fprintf(&b, "  flushes        %s; %s flushed; %d failed\n", kv(s.Flushes), MiB(s.FlushBytes), s.FlushErrors)
+	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes\n", s.DescRaw, s.DescWire, s.CollWrites)
 	return b.String()
+}
+
+// WritePrometheus writes the snapshot in the Prometheus text format.
+func (s *Snapshot) WritePrometheus(w io.Writer) {
+	l := fmt.Sprintf("server=%q", s.Name)
+	metric := func(name, typ, help string) {
+		fmt.Fprintf(w, "# HELP delegate_%s %s\n# TYPE delegate_%s %s\n", name, help, name, typ)
+	}
+	one := func(name, typ, help string, v any) {
+		metric(name, typ, help)
+		fmt.Fprintf(w, "delegate_%s{%s} %v\n", name, l, v)
+	}
+	byKey := func(name, key, help string, m map[string]int64) {
+		metric(name, "counter", help)
+		for _, k := range sortedKeys(m) {
+			fmt.Fprintf(w, "delegate_%s{%s,%s=%q} %d\n", name, l, key, k, m[k])
+		}
+	}
+	one("sessions", "gauge", "Client sessions now.", s.Sessions)
+	one("open_files", "gauge", "Files open on the server.", s.OpenFiles)
+	byKey("requests_total", "type", "Requests by message type.", s.Requests)
+	byKey("errors_total", "type", "Failed requests by message type.", s.Errors)
+	one("bad_frames_total", "counter", "Malformed frames received.", s.BadFrames)
+	one("queue_depth", "gauge", "Requests read and not yet answered.", s.QueueDepth)
+	one("queue_depth_peak", "gauge", "Largest queue depth seen.", s.QueuePeak)
+	metric("queue_wait_seconds", "histogram", "Time requests spent in the queue.")
+	var cum int64
+	for i, n := range s.Wait {
+		cum += n
+		fmt.Fprintf(w, "delegate_queue_wait_seconds_bucket{%s,le=\"%g\"} %d\n", l, BucketUpper(i).Seconds(), cum)
+	}
+	fmt.Fprintf(w, "delegate_queue_wait_seconds_bucket{%s,le=\"+Inf\"} %d\ndelegate_queue_wait_seconds_count{%s} %d\n", l, cum, l, cum)
+	one("write_bytes_total", "counter", "Bytes clients wrote.", s.BytesIn)
+	one("read_bytes_total", "counter", "Bytes clients read.", s.BytesOut)
+	one("write_extents_total", "counter", "Extents in client writes.", s.ExtentsIn)
+	one("backend_writes_total", "counter", "Write calls to the backend.", s.BackendWrites)
+	one("backend_write_bytes_total", "counter", "Bytes written to the backend.", s.BackendWriteBytes)
+	one("backend_reads_total", "counter", "Read calls to the backend.", s.BackendReads)
+	one("backend_syncs_total", "counter", "fsync calls to the backend.", s.BackendSyncs)
+	one("buffer_bytes", "gauge", "Memory the write-behind buffer holds.", s.BufferBytes)
+	one("buffer_bytes_peak", "gauge", "Most memory the buffer held.", s.BufferPeak)
+	one("buffer_bytes_limit", "gauge", "The buffer's configured limit.", s.BufferLimit)
+	one("dirty_bytes", "gauge", "Buffered bytes not yet on the backend.", s.Dirty)
+	one("stalls_total", "counter", "Writes that waited for buffer space.", s.Stalls)
+	one("stall_seconds_total", "counter", "Time writes waited for buffer space.", float64(s.StallNanos)/1e9)
+	byKey("flushes_total", "cause", "Flushes by cause.", s.Flushes)
+	one("flush_errors_total", "counter", "Flushes that failed.", s.FlushErrors)
+	one("description_bytes_raw_total", "counter", "Description bytes before decompression.", s.DescRaw)
+	one("description_bytes_wire_total", "counter", "Description bytes on the wire.", s.DescWire)
 }

@@ -1,0 +1,40 @@
+package backend
+
+import (
+	"errors"
+	"io/fs"
+	"sync/atomic"
+)
+
+// ErrInjected is the error ErrorFS injects.
+var ErrInjected = errors.New("delegate: injected backend failure")
+
+// ErrorFS wraps an FS and fails writes while Fail is set: for tests of
+// flush failures, which must be reported and must not lose data.
+type ErrorFS struct {
+	FS
+	Fail   atomic.Bool
+	Writes atomic.Int64 // write calls that reached the wrapped FS
+}
+
+// OpenFile implements FS.
+func (e *ErrorFS) OpenFile(path string, flag int, perm fs.FileMode) (File, error) {
+	f, err := e.FS.OpenFile(path, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &errorFile{File: f, fs: e}, nil
+}
+
+type errorFile struct {
+	File
+	fs *ErrorFS
+}
+
+func (f *errorFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.fs.Fail.Load() {
+		return 0, &fs.PathError{Op: "write", Path: "(injected)", Err: ErrInjected}
+	}
+	f.fs.Writes.Add(1)
+	return f.File.WriteAt(p, off)
+}

@@ -1,0 +1,205 @@
+package extent
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+)
+
+// model is the reference: a byte array plus a mask of which bytes are
+// buffered.
+type model struct {
+	data []byte
+	have []bool
+}
+
+func (m *model) ensure(n int64) {
+	for int64(len(m.data)) < n {
+		m.data = append(m.data, 0)
+		m.have = append(m.have, false)
+	}
+}
+
+func (m *model) write(off int64, p []byte) {
+	m.ensure(off + int64(len(p)))
+	copy(m.data[off:], p)
+	for i := range p {
+		m.have[off+int64(i)] = true
+	}
+}
+
+func (m *model) truncate(size int64) {
+	for i := size; i < int64(len(m.have)); i++ {
+		m.have[i] = false
+	}
+}
+
+func (m *model) bytes() (n int64) {
+	for _, h := range m.have {
+		if h {
+			n++
+		}
+	}
+	return n
+}
+
+// overlay reads [off, off+n) as Overlay would: buffered bytes, and 0xEE
+// where the model has none (the gap filler below writes the same).
+func (m *model) overlay(off, n int64) []byte {
+	out := make([]byte, n)
+	for i := int64(0); i < n; i++ {
+		o := off + i
+		if o < int64(len(m.have)) && m.have[o] {
+			out[i] = m.data[o]
+		} else {
+			out[i] = 0xEE
+		}
+	}
+	return out
+}
+
+func readIndex(x *Index, off, n int64) []byte {
+	out := make([]byte, n)
+	last := off
+	x.Overlay(off, out, func(goff int64, g []byte) {
+		if goff < last {
+			panic("gaps out of order")
+		}
+		last = goff + int64(len(g))
+		for i := range g {
+			g[i] = 0xEE
+		}
+	})
+	return out
+}
+
+func TestModelRandom(t *testing.T) {
+	for _, chunk := range []int64{64, 1000, 4096} {
+		r := rand.New(rand.NewPCG(uint64(chunk), 9))
+		x := New(chunk)
+		m := &model{}
+		const span = 20000
+		for op := 0; op < 6000; op++ {
+			switch k := r.IntN(10); {
+			case k < 7:
+				off := r.Int64N(span)
+				n := 1 + r.Int64N(300)
+				if r.IntN(4) == 0 {
+					n = 1 + r.Int64N(3*chunk)
+				}
+				p := make([]byte, n)
+				for i := range p {
+					p[i] = byte(r.Uint32())
+				}
+				x.Write(off, p)
+				m.write(off, p)
+			case k < 9:
+				off, n := r.Int64N(span), r.Int64N(2000)
+				if got, want := readIndex(x, off, n), m.overlay(off, n); !bytes.Equal(got, want) {
+					t.Fatalf("chunk %d op %d: overlay of %d+%d differs", chunk, op, off, n)
+				}
+			case k < 10 && r.IntN(2) == 0:
+				off, n := r.Int64N(span), r.Int64N(3000)
+				x.Punch(off, n)
+				for i := off; i < off+n && i < int64(len(m.have)); i++ {
+					m.have[i] = false
+				}
+			default:
+				size := r.Int64N(span)
+				x.Truncate(size)
+				m.truncate(size)
+			}
+			if err := x.Check(); err != nil {
+				t.Fatalf("chunk %d op %d: %v", chunk, op, err)
+			}
+			if x.Bytes() != m.bytes() {
+				t.Fatalf("chunk %d op %d: %d bytes, model %d", chunk, op, x.Bytes(), m.bytes())
+			}
+		}
+		// Runs cover exactly the buffered bytes, in order, within the limit.
+		var pos int64 = -1
+		var total int64
+		err := x.Runs(3*chunk, func(r Run) error {
+			if r.Off <= pos {
+				t.Fatalf("runs out of order")
+			}
+			var n int64
+			for _, b := range r.Bufs {
+				if !bytes.Equal(b, m.data[r.Off+n:r.Off+n+int64(len(b))]) {
+					t.Fatalf("run at %d holds the wrong bytes", r.Off)
+				}
+				n += int64(len(b))
+			}
+			if n != r.Len || (r.Len > 3*chunk && len(r.Bufs) > 1) {
+				t.Fatalf("run %d+%d: %d bytes in %d buffers", r.Off, r.Len, n, len(r.Bufs))
+			}
+			pos = r.Off + r.Len - 1
+			total += r.Len
+			return nil
+		})
+		if err != nil || total != m.bytes() {
+			t.Fatalf("runs cover %d bytes, want %d (%v)", total, m.bytes(), err)
+		}
+	}
+}
+
+func TestInterleavedRecordsMerge(t *testing.T) {
+	// 64-byte records from 4 "ranks", each rank in turn: one buffer per
+	// chunk, whatever the order.
+	const chunk = 1 << 20
+	x := New(chunk)
+	rec := make([]byte, 64)
+	for round := 0; round < 4096*4; round++ {
+		rank := round % 4
+		i := round / 4
+		x.Write(int64(i*4+rank)*64, rec)
+	}
+	if x.Len() != 1 || x.Bytes() != 1<<20 {
+		t.Fatalf("%d extents, %d bytes; want one extent of 1 MiB", x.Len(), x.Bytes())
+	}
+	if x.Alloc() > 1<<20 {
+		t.Fatalf("allocated %d bytes for 1 MiB", x.Alloc())
+	}
+	full := x.TakeFullChunks()
+	if full.Bytes() != 1<<20 || x.Len() != 0 {
+		t.Fatalf("take full chunks: %d moved, %d left", full.Bytes(), x.Len())
+	}
+}
+
+func TestSmallExtentsOneCall(t *testing.T) {
+	// 175,000 four-byte extents of a strided view (mpich issue #7283).
+	x := New(1 << 20)
+	p := []byte{1, 2, 3, 4}
+	for i := int64(0); i < 175000; i++ {
+		x.Write(i*8, p)
+	}
+	if err := x.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if x.Bytes() != 700000 {
+		t.Fatalf("%d bytes", x.Bytes())
+	}
+}
+
+func BenchmarkWrite64Interleaved(b *testing.B) {
+	x := New(1 << 20)
+	rec := make([]byte, 64)
+	b.SetBytes(64)
+	for i := 0; i < b.N; i++ {
+		if i%(1<<18) == 0 {
+			x = New(1 << 20)
+		}
+		x.Write(int64(i^1)*64, rec)
+	}
+}
+
+func BenchmarkWrite4Strided(b *testing.B) {
+	x := New(1 << 20)
+	p := []byte{1, 2, 3, 4}
+	for i := 0; i < b.N; i++ {
+		if i%(1<<18) == 0 {
+			x = New(1 << 20)
+		}
+		x.Write(int64(i)*8, p)
+	}
+}

@@ -1,0 +1,38 @@
+package extent
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+// FuzzIndex interprets the input as a sequence of operations and checks the
+// index against the model after each.
+func FuzzIndex(f *testing.F) {
+	f.Add([]byte{0, 10, 0, 20, 1, 5, 0, 30, 2, 15, 0})
+	f.Add(bytes.Repeat([]byte{0, 7, 3, 9}, 20))
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		x := New(32)
+		m := &model{}
+		for len(ops) >= 3 {
+			op, a, b := ops[0]%3, int64(binary.LittleEndian.Uint16([]byte{ops[1], 0})), int64(ops[2])
+			ops = ops[3:]
+			switch op {
+			case 0:
+				p := bytes.Repeat([]byte{byte(a ^ b)}, int(b%70)+1)
+				x.Write(a, p)
+				m.write(a, p)
+			case 1:
+				if got, want := readIndex(x, a, b), m.overlay(a, b); !bytes.Equal(got, want) {
+					t.Fatalf("overlay %d+%d differs", a, b)
+				}
+			case 2:
+				x.Truncate(a)
+				m.truncate(a)
+			}
+			if err := x.Check(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

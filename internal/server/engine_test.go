@@ -1,0 +1,232 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/backend"
+	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/testutil"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+var bg = context.Background()
+
+func record(i int) []byte {
+	b := make([]byte, 64)
+	for k := range b {
+		b[k] = byte(i*7 + k)
+	}
+	return b
+}
+
+// TestInterleavedRecordsCoalesce: four clients write 64-byte records
+// interleaved with each other; they reach the backend as a few large writes.
+func TestInterleavedRecordsCoalesce(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	path := filepath.Join(c.Dir, "records")
+	const ranks, per = 4, 4096
+	var files []*client.File
+	for r := 0; r < ranks; r++ {
+		cl := c.Client(t, nil)
+		f, err := cl.Open(bg, path, wire.ORdwr|wire.OCreat, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	var wg sync.WaitGroup
+	for r, f := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				idx := i*ranks + r
+				if _, err := f.Write([][]byte{record(idx)}, []client.Extent{{Off: int64(idx) * 64, Len: 64}}, client.IOOpts{}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if err := f.Flush(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range files {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := c.Servers[0].Stats()
+	if st.ExtentsIn < ranks*per/64 || st.BackendWrites > 4 {
+		t.Fatalf("%d extents in, %d backend writes: want few large writes\n%s", st.ExtentsIn, st.BackendWrites, st)
+	}
+	want := make([]byte, 0, ranks*per*64)
+	for i := 0; i < ranks*per; i++ {
+		want = append(want, record(i)...)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, want) {
+		t.Fatal("file content differs")
+	}
+	t.Logf("coalescing: %d client extents in, %d backend writes", st.ExtentsIn, st.BackendWrites)
+}
+
+// TestMemoryBound writes ten times the buffer; the buffer never holds more
+// than its limit plus one chunk per writer, writers stall, no byte is lost.
+func TestMemoryBound(t *testing.T) {
+	const limit, chunk = 1 << 20, 64 << 10
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.BufferBytes, cfg.ChunkBytes, cfg.FlushRunBytes = limit, chunk, chunk
+		cfg.DirectBytes = 1 << 30 // everything through the buffer
+	}})
+	path := filepath.Join(c.Dir, "big")
+	const writers, piece = 2, 4096
+	total := 10 * limit
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		cl := c.Client(t, nil)
+		f, err := cl.Open(bg, path, wire.ORdwr|wire.OCreat, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, piece)
+			for off := w * piece; off < total; off += writers * piece {
+				for k := range buf {
+					buf[k] = byte(off/piece + k)
+				}
+				if _, err := f.Write([][]byte{buf}, []client.Extent{{Off: int64(off), Len: piece}}, client.IOOpts{}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if err := f.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	st := c.Servers[0].Stats()
+	if st.BufferPeak > limit+writers*chunk {
+		t.Fatalf("buffer peaked at %d bytes, limit %d", st.BufferPeak, limit)
+	}
+	if st.Flushes["highwater"] == 0 {
+		t.Fatalf("no high-water flush while writing 10x the buffer\n%s", st)
+	}
+	got, _ := os.ReadFile(path)
+	if len(got) != total {
+		t.Fatalf("file has %d bytes, want %d", len(got), total)
+	}
+	for off := 0; off < total; off += piece {
+		if got[off] != byte(off/piece) || got[off+piece-1] != byte(off/piece+piece-1) {
+			t.Fatalf("bad data at %d", off)
+		}
+	}
+	t.Logf("peak %d of %d, %d stalls (%s)", st.BufferPeak, limit, st.Stalls, time.Duration(st.StallNanos))
+}
+
+// TestShutdownDrains: acknowledged writes still buffered reach the backend
+// when the server shuts down, without close or sync.
+func TestShutdownDrains(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.FlushIdle = time.Hour }})
+	cl := c.Client(t, nil)
+	path := filepath.Join(c.Dir, "drain")
+	f, err := cl.Open(bg, path, wire.ORdwr|wire.OCreat, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([][]byte{[]byte("acknowledged")}, []client.Extent{{Off: 100, Len: 12}}, client.IOOpts{Ack: true}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); len(b) != 0 {
+		t.Fatalf("data reached the backend before shutdown (%d bytes): the test proves nothing", len(b))
+	}
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := c.Servers[0].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b[100:]) != "acknowledged" {
+		t.Fatalf("after shutdown the file holds %q", b)
+	}
+}
+
+// TestFlushFailureReportedNotLost: a failing backend makes sync fail with a
+// clear error; the data stays readable and reaches the disk once the
+// backend recovers.
+func TestFlushFailureReportedNotLost(t *testing.T) {
+	efs := &backend.ErrorFS{}
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.Wrap = func(f backend.FS) backend.FS { efs.FS = f; return efs }
+		cfg.FlushIdle = time.Hour
+	}})
+	cl := c.Client(t, nil)
+	path := filepath.Join(c.Dir, "faulty")
+	f, err := cl.Open(bg, path, wire.ORdwr|wire.OCreat, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	efs.Fail.Store(true)
+	if _, err := f.Write([][]byte{[]byte("precious")}, []client.Extent{{Off: 0, Len: 8}}, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	err = f.Sync()
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("injected")) {
+		t.Fatalf("sync on a failing backend: %v", err)
+	}
+	buf := make([]byte, 8)
+	if n, err := f.Read([][]byte{buf}, []client.Extent{{Off: 0, Len: 8}}, client.IOOpts{}); err != nil || n != 8 || string(buf) != "precious" {
+		t.Fatalf("read after the failure: %d %v %q", n, err, buf)
+	}
+	efs.Fail.Store(false)
+	if err := f.Sync(); err != nil {
+		t.Fatalf("sync after recovery: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "precious" {
+		t.Fatalf("file holds %q", b)
+	}
+	f.Close()
+}
+
+// TestIdleAndAsyncClose: with delegate_async_close, close returns before
+// the data is on the backend; the idle flush writes it soon after.
+func TestIdleAndAsyncClose(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.FlushIdle = 100 * time.Millisecond }})
+	cl := c.Client(t, nil)
+	path := filepath.Join(c.Dir, "async")
+	f, err := cl.Open(bg, path, wire.ORdwr|wire.OCreat, 0, map[string]string{"delegate_async_close": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([][]byte{[]byte("later")}, []client.Extent{{Off: 0, Len: 5}}, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if b, _ := os.ReadFile(path); string(b) == "later" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("async-closed data did not reach the backend within 5s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := c.Servers[0].Stats(); st.Flushes["idle"] == 0 || st.OpenFiles != 0 {
+		t.Fatalf("want an idle flush and the file finalized:\n%s", st)
+	}
+}
+
+var _ = errors.New
