@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -52,6 +54,13 @@ func serve(args []string) int {
 	logLevel := fs.String("log-level", env("DELEGATE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	logFormat := fs.String("log-format", env("DELEGATE_LOG_FORMAT", "text"), "text or json")
 	keepalive := fs.Duration("keepalive", def.KeepAlive, "keepalive interval; a silent client is dropped after it plus 10s")
+	buffer := fs.String("buffer", env("DELEGATE_BUFFER", sizeString(def.BufferBytes)), "memory for write-behind buffers (K, M, G suffixes); writers wait beyond it ($DELEGATE_BUFFER)")
+	highWater := fs.Int("high-water", def.HighWaterPct, "flush the fullest files above this percentage of --buffer")
+	flushIdle := fs.Duration("flush-idle", def.FlushIdle, "flush a file not written for this long")
+	chunk := fs.String("chunk", sizeString(def.ChunkBytes), "alignment of buffered data and backend writes (the stripe size)")
+	flushRun := fs.String("flush-run", sizeString(def.FlushRunBytes), "largest backend write of the flusher")
+	direct := fs.String("direct", sizeString(def.DirectBytes), "extents at least this long bypass the buffer")
+	metrics := fs.String("metrics", env("DELEGATE_METRICS", ""), "serve Prometheus metrics on this host:port (/metrics)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
 	readyFD := fs.Int("ready-fd", -1, "write a line to this descriptor once listening (used by delegate-run)")
 	finalStats := fs.String("final-stats", "", "write the final statistics as JSON to this file at shutdown (used by delegate-run)")
@@ -66,6 +75,21 @@ func serve(args []string) int {
 	cfg := def
 	cfg.Root = *root
 	cfg.KeepAlive = *keepalive
+	cfg.HighWaterPct = *highWater
+	cfg.FlushIdle = *flushIdle
+	for _, sz := range []struct {
+		flag string
+		val  string
+		dst  *int64
+	}{{"buffer", *buffer, &cfg.BufferBytes}, {"chunk", *chunk, &cfg.ChunkBytes},
+		{"flush-run", *flushRun, &cfg.FlushRunBytes}, {"direct", *direct, &cfg.DirectBytes}} {
+		n, err := server.ParseSize(sz.val)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "delegate-server: --%s: %v\n", sz.flag, err)
+			return 2
+		}
+		*sz.dst = n
+	}
 	cfg.Logger = log
 	cfg.Token = os.Getenv("DELEGATE_TOKEN")
 	if *tokenFile != "" {
@@ -120,6 +144,19 @@ func serve(args []string) int {
 		fmt.Fprintln(f, addr)
 		f.Close()
 	}
+	if *metrics != "" {
+		ml, err := net.Listen("tcp", *metrics)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "delegate-server: --metrics:", err)
+			return 1
+		}
+		go http.Serve(ml, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+			snap := srv.Stats()
+			snap.WritePrometheus(w)
+		}))
+		log.Info("metrics", "addr", ml.Addr().String())
+	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	serveErr := make(chan error, 1)
@@ -151,6 +188,19 @@ func serve(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// sizeString prints a byte count the way ParseSize reads it.
+func sizeString(n int64) string {
+	for _, u := range []struct {
+		s string
+		v int64
+	}{{"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if n >= u.v && n%u.v == 0 {
+			return fmt.Sprintf("%d%s", n/u.v, u.s)
+		}
+	}
+	return fmt.Sprint(n)
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

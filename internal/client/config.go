@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/route"
@@ -75,7 +73,7 @@ func FromEnv() (Config, error) {
 	}
 	c.Token = os.Getenv("DELEGATE_TOKEN")
 	if s := os.Getenv("DELEGATE_REGION_SIZE"); s != "" {
-		n, err := ParseSize(s)
+		n, err := wire.ParseSize(s)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("DELEGATE_REGION_SIZE: %w", err))
 		}
@@ -89,7 +87,7 @@ func FromEnv() (Config, error) {
 		c.Timeout = d
 	}
 	if s := os.Getenv("DELEGATE_SHM_SIZE"); s != "" {
-		n, err := ParseSize(s)
+		n, err := wire.ParseSize(s)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("DELEGATE_SHM_SIZE: %w", err))
 		}
@@ -123,32 +121,4 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("max inflight bytes must be at least max request bytes"))
 	}
 	return errors.Join(errs...)
-}
-
-// ParseSize parses a byte count with an optional K, M, G or T suffix
-// (powers of 1024; "KiB" and "k" are accepted too).
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(strings.ToUpper(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = t[:n-1]
-		}
-	}
-	v, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
-	if err != nil || v < 0 || v > (1<<62)/mult {
-		return 0, fmt.Errorf("bad size %q (want a byte count such as 4096, 64K, 1M)", s)
-	}
-	return v * mult, nil
 }

@@ -30,7 +30,7 @@ var hintTable = []hintDef{
 	{"delegate_region_size", true,
 		func(h *Hints) string { return strconv.FormatInt(h.RegionSize, 10) },
 		func(h *Hints, v string) error {
-			n, err := ParseSize(v)
+			n, err := wire.ParseSize(v)
 			if err == nil && n < 4096 {
 				err = fmt.Errorf("region size %d is below 4096", n)
 			}
@@ -43,7 +43,7 @@ var hintTable = []hintDef{
 	{"delegate_cork_size", false,
 		func(h *Hints) string { return strconv.FormatInt(h.CorkBytes, 10) },
 		func(h *Hints, v string) error {
-			n, err := ParseSize(v)
+			n, err := wire.ParseSize(v)
 			if err == nil && n < 4096 {
 				err = fmt.Errorf("cork size %d is below 4096", n)
 			}

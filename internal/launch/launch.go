@@ -217,5 +217,14 @@ func Summary(snaps []stats.Snapshot) string {
 	for _, s := range snaps {
 		b.WriteString(s.String())
 	}
+	if len(snaps) > 1 {
+		var total stats.Snapshot
+		for i := range snaps {
+			total.Add(&snaps[i])
+		}
+		total.Name = "(all servers)"
+		total.Uptime = snaps[0].Uptime
+		b.WriteString(total.String())
+	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/wire"
 )
 
 // ParseAddr returns the canonical form of a listen address.
@@ -54,3 +55,6 @@ func (c Config) String() string {
 	fmt.Fprintf(&b, "direct             %d\n", c.DirectBytes)
 	return b.String()
 }
+
+// ParseSize parses a byte count with an optional K, M, G or T suffix.
+func ParseSize(s string) (int64, error) { return wire.ParseSize(s) }
