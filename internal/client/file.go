@@ -71,19 +71,6 @@ func (f *File) enter() error {
 	return err
 }
 
-func (f *File) ioFlags(o *IOOpts) (uint32, collTag) {
-	var fl uint32
-	f.mu.Lock()
-	if f.mu.atomic {
-		fl |= wire.IOAtomic
-	}
-	f.mu.Unlock()
-	if !o.Coll {
-		return fl, collTag{}
-	}
-	return fl | wire.IOColl, collTag{seq: o.CollSeq, rank: o.CollRank, size: o.CollSize, group: o.CollGroup}
-}
-
 // checkLists validates the two lists and returns their common total.
 func checkLists(path string, mem [][]byte, ext []Extent) (int64, error) {
 	var mt, et int64
@@ -163,11 +150,44 @@ func (f *File) maxChunk(s *session) int64 {
 	return n
 }
 
+// opState is what one operation reads of the file's state, under one lock.
+type opState struct {
+	flags     uint32
+	tag       collTag
+	cork      bool
+	corkBytes int64
+	ack       bool
+}
+
+// begin starts an operation: it fails on a closed file, reports (once) the
+// failure of an earlier write, and returns the file's state for the call.
+func (f *File) begin(o *IOOpts) (opState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.closed {
+		return opState{}, ErrClosed
+	}
+	if err := f.mu.err; err != nil {
+		f.mu.err = nil
+		return opState{}, err
+	}
+	st := opState{cork: f.mu.hints.Cork, corkBytes: f.mu.hints.CorkBytes, ack: o.Ack || f.mu.hints.WriteAck}
+	if f.mu.atomic {
+		st.flags |= wire.IOAtomic
+	}
+	if o.Coll {
+		st.flags |= wire.IOColl
+		st.tag = collTag{seq: o.CollSeq, rank: o.CollRank, size: o.CollSize, group: o.CollGroup}
+	}
+	return st, nil
+}
+
 // Write writes the bytes of mem, in order, to the extents ext, in order. It
 // returns once the data has left mem (o.Ack or the write_ack hint: once the
 // servers acknowledged).
 func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
-	if err := f.enter(); err != nil {
+	st, err := f.begin(&o)
+	if err != nil {
 		return 0, err
 	}
 	if f.flags&(wire.OWronly|wire.ORdwr) == 0 {
@@ -177,14 +197,14 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if err != nil || total == 0 {
 		return 0, err
 	}
-	f.mu.Lock()
-	ack := o.Ack || f.mu.hints.WriteAck
-	f.mu.Unlock()
-	calls, err := f.place(mem, ext, o, ack)
+	calls, err := f.place(mem, ext, total, &st)
 	if err != nil {
 		return 0, err
 	}
-	if ack {
+	if st.ack {
+		if st.cork {
+			f.flushCork()
+		}
 		for _, c := range calls {
 			if err := c.wait(); err != nil {
 				f.enter() // reported here, not again
@@ -196,17 +216,30 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 }
 
 // place puts a write's data into requests, per server, and queues them (or
-// corks them). With want set it returns the requests to wait for.
-func (f *File) place(mem [][]byte, ext []Extent, o IOOpts, want bool) ([]*call, error) {
-	flags, tag := f.ioFlags(&o)
+// corks them). With st.ack set it returns the requests to wait for. One
+// server is the common case and allocates nothing.
+func (f *File) place(mem [][]byte, ext []Extent, total int64, st *opState) ([]*call, error) {
+	cur := memCursor{mem: mem}
+	if len(f.sess) == 1 {
+		w := writer{f: f, s: f.sess[0], left: total, st: *st, merge: true}
+		var err error
+		for _, e := range ext {
+			if err = w.put(e.Off, e.Len, &cur); err != nil {
+				break
+			}
+		}
+		if e := w.finish(); err == nil {
+			err = e
+		}
+		return w.calls, err
+	}
 	totals, owners := f.perServer(ext)
 	ws := make([]*writer, len(totals))
 	for i, t := range totals {
 		if t > 0 {
-			ws[i] = &writer{f: f, s: f.sess[i], left: t, flags: flags, tag: tag, merge: owners == 1, want: want}
+			ws[i] = &writer{f: f, s: f.sess[i], left: t, st: *st, merge: owners == 1}
 		}
 	}
-	cur := memCursor{mem: mem}
 	var err error
 	for _, e := range ext {
 		f.rule.Split(e.Off, e.Len, func(s int, off, n int64) {
@@ -231,7 +264,8 @@ func (f *File) place(mem [][]byte, ext []Extent, o IOOpts, want bool) ([]*call, 
 // Read reads the extents ext, in order, into mem, in order, and returns
 // the number of bytes before the end of file.
 func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
-	if err := f.enter(); err != nil {
+	st, err := f.begin(&o)
+	if err != nil {
 		return 0, err
 	}
 	if f.flags&(wire.ORdonly|wire.ORdwr) == 0 {
@@ -244,7 +278,6 @@ func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if err := f.flushCork(); err != nil {
 		return 0, err
 	}
-	flags, tag := f.ioFlags(&o)
-	r := reader{f: f, flags: flags, tag: tag}
+	r := reader{f: f, flags: st.flags, tag: st.tag}
 	return r.run(mem, ext)
 }

@@ -15,16 +15,19 @@ type writer struct {
 	f     *File
 	s     *session
 	left  int64 // bytes of this write for s not yet given a request
-	flags uint32
-	tag   collTag
+	st    opState
 	merge bool // this write goes to one server only, so it may join
-	want  bool // keep the requests, the caller waits for them
 
 	c      *call
-	room   int64  // bytes c can still take from this write
-	joined func() // set while filling a request someone else created; unlocks it
+	room   int64 // bytes c can still take from this write
+	joined int   // c was created by someone else and is locked: joinedCork or joinedQueue
 	calls  []*call
 }
+
+const (
+	joinedCork  = 1 // c is the file's corked batch; f.mu is held
+	joinedQueue = 2 // c is the session's last queued request; s.mu is held
+)
 
 func (w *writer) put(off, n int64, cur *memCursor) error {
 	for n > 0 {
@@ -51,7 +54,7 @@ func (w *writer) next() error {
 	}
 	n := min(w.left, w.f.maxChunk(w.s))
 	c := newCall(wire.TWrite, &wire.Write{File: w.f.ids[w.s.idx]})
-	c.file, c.flags, c.coll = w.f, w.flags, w.tag
+	c.file, c.flags, c.coll = w.f, w.st.flags, w.st.tag
 	if err := w.f.reserveData(w.s, c, n); err != nil {
 		return err
 	}
@@ -60,24 +63,23 @@ func (w *writer) next() error {
 }
 
 // join appends to the file's newest unsent write on this server, if it has
-// room: the corked batch, or the tail of the session's queue.
+// room: the corked batch, or the tail of the session's queue. On success
+// the request stays locked until release.
 func (w *writer) join() bool {
 	f, s, n := w.f, w.s, w.left
-	f.mu.Lock()
-	if f.mu.hints.Cork {
+	if w.st.cork {
+		f.mu.Lock()
 		if t := f.mu.corked[s.idx]; t != nil && w.compatible(t) && s.grow(t, n, f.maxChunk(s)) {
-			w.c, w.room, w.left, w.joined = t, n, 0, f.mu.Unlock
+			w.c, w.room, w.left, w.joined = t, n, 0, joinedCork
 			return true
 		}
 		f.mu.Unlock()
 		return false
 	}
-	f.mu.Unlock()
 	s.mu.Lock()
 	if q := s.mu.queue; len(q) > 0 {
 		if t := q[len(q)-1]; t.file == f && w.compatible(t) && !t.sealed && s.grow(t, n, f.maxChunk(s)) {
-			w.c, w.room, w.left = t, n, 0
-			w.joined = func() { s.mu.Unlock(); s.kick() }
+			w.c, w.room, w.left, w.joined = t, n, 0, joinedQueue
 			return true
 		}
 	}
@@ -86,7 +88,7 @@ func (w *writer) join() bool {
 }
 
 func (w *writer) compatible(t *call) bool {
-	return t.t == wire.TWrite && t.flags == w.flags && t.coll == w.tag
+	return t.t == wire.TWrite && t.flags == w.st.flags && t.coll == w.st.tag
 }
 
 // release hands the current request over: a joined one is unlocked, a new
@@ -97,17 +99,23 @@ func (w *writer) release() {
 		return
 	}
 	w.c = nil
-	if w.want {
+	if w.st.ack {
 		w.calls = append(w.calls, c)
 	}
-	if w.joined != nil {
-		w.joined()
-		w.joined = nil
+	switch w.joined {
+	case joinedCork:
+		w.joined = 0
+		w.f.mu.Unlock()
+		return
+	case joinedQueue:
+		w.joined = 0
+		w.s.mu.Unlock()
+		w.s.kick()
 		return
 	}
 	f, s := w.f, w.s
-	f.mu.Lock()
-	if f.mu.hints.Cork {
+	if w.st.cork {
+		f.mu.Lock()
 		prev := f.mu.corked[s.idx]
 		f.mu.corked[s.idx] = c
 		f.mu.Unlock()
@@ -116,7 +124,6 @@ func (w *writer) release() {
 		}
 		return
 	}
-	f.mu.Unlock()
 	s.submit(c)
 }
 
@@ -124,17 +131,20 @@ func (w *writer) release() {
 // size goes out.
 func (w *writer) finish() error {
 	w.release()
+	if !w.st.cork {
+		return nil
+	}
 	f, s := w.f, w.s
 	f.mu.Lock()
 	var full *call
-	if t := f.mu.corked[s.idx]; t != nil && (t.filled >= f.mu.hints.CorkBytes || w.want) {
+	if t := f.mu.corked[s.idx]; t != nil && t.filled >= w.st.corkBytes {
 		full, f.mu.corked[s.idx] = t, nil
 	}
 	f.mu.Unlock()
 	if full != nil {
 		return s.submit(full)
 	}
-	return s.alive()
+	return nil
 }
 
 // grow makes room for n more bytes in t, which the caller has locked
