@@ -203,3 +203,23 @@ func BenchmarkWrite4Strided(b *testing.B) {
 		x.Write(int64(i)*8, p)
 	}
 }
+
+// BenchmarkInterleavedBatches: two ranks' batches of 1000 strided 64-byte
+// records arrive alternately (what the server sees for workload 1).
+func BenchmarkInterleavedBatches(b *testing.B) {
+	rec := make([]byte, 64)
+	x := New(1 << 20)
+	const batch = 1000
+	b.SetBytes(64)
+	for i := 0; i < b.N; i++ {
+		if i%(1<<17) == 0 {
+			x = New(1 << 20)
+		}
+		// record index: batch number decides the rank, position within
+		// the batch the record.
+		k := i % (2 * batch)
+		rank := k / batch
+		base := (i / (2 * batch)) * batch
+		x.Write(int64((base+k%batch)*2+rank)*64, rec)
+	}
+}

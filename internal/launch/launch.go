@@ -91,6 +91,7 @@ func startServers(o Options, dir string, addrs []string) ([]*proc, error) {
 	peers := strings.Join(addrs, ",")
 	var procs []*proc
 	ready := make(chan int, len(addrs))
+	exited := make(chan *proc, len(addrs))
 	for i, a := range addrs {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -113,7 +114,11 @@ func startServers(o Options, dir string, addrs []string) ([]*proc, error) {
 		}
 		w.Close()
 		procs = append(procs, p)
-		go func() { p.done <- p.cmd.Wait() }()
+		go func() {
+			err := p.cmd.Wait()
+			p.done <- err
+			exited <- p
+		}()
 		go func() {
 			defer r.Close()
 			if _, err := bufio.NewReader(r).ReadString('\n'); err == nil {
@@ -126,18 +131,12 @@ func startServers(o Options, dir string, addrs []string) ([]*proc, error) {
 		select {
 		case <-ready:
 			n++
+		case p := <-exited:
+			err := <-p.done
+			p.done <- err // stopServers collects it again
+			return procs, fmt.Errorf("server %s exited at start: %v", p.addr, err)
 		case <-deadline:
 			return procs, fmt.Errorf("servers did not start listening within %s", o.StartTimeout)
-		default:
-			for _, p := range procs {
-				select {
-				case err := <-p.done:
-					p.done <- err
-					return procs, fmt.Errorf("server %s exited at start: %v", p.addr, err)
-				default:
-				}
-			}
-			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	return procs, nil

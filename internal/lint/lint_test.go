@@ -1,0 +1,125 @@
+// Package lint holds repository-wide checks that run with the unit tests:
+// the dependency direction between packages, and habits STYLE.md asks for.
+package lint
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/delegate-io/delegate/"
+
+// imports maps each package of the module to the module packages it imports
+// (non-test files only).
+func imports(t *testing.T) map[string][]string {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "../../...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	m := map[string][]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		pkg := strings.TrimPrefix(f[0], module)
+		for _, imp := range f[1:] {
+			if strings.HasPrefix(imp, module) {
+				m[pkg] = append(m[pkg], strings.TrimPrefix(imp, module))
+			}
+		}
+		if _, ok := m[pkg]; !ok {
+			m[pkg] = nil
+		}
+	}
+	return m
+}
+
+func TestDependencyDirection(t *testing.T) {
+	allowed := map[string][]string{
+		"internal/wire":      {},
+		"internal/extent":    {},
+		"internal/route":     {},
+		"internal/shm":       {},
+		"internal/stats":     {"internal/wire"},
+		"internal/backend":   {},
+		"internal/transport": {"internal/wire"},
+		"internal/client":    {"internal/wire", "internal/route", "internal/shm", "internal/transport"},
+		"internal/server": {"internal/wire", "internal/route", "internal/shm", "internal/transport",
+			"internal/extent", "internal/backend", "internal/stats"},
+		"internal/launch":     {"internal/stats"},
+		"libdelegate":         {"internal/client", "internal/wire"},
+		"server":              {"internal/server"},
+		"server/delegate-run": {"internal/launch"},
+		"internal/testutil":   {"internal/client", "internal/server", "internal/transport"},
+		"internal/lint":       {},
+	}
+	for pkg, imps := range imports(t) {
+		ok, known := allowed[pkg]
+		if !known {
+			t.Errorf("package %s is not in the dependency table of lint_test.go", pkg)
+			continue
+		}
+		for _, imp := range imps {
+			found := false
+			for _, a := range ok {
+				found = found || a == imp
+			}
+			if !found {
+				t.Errorf("%s imports %s, which the layering forbids", pkg, imp)
+			}
+		}
+	}
+}
+
+// goFiles returns the module's non-test Go files.
+func goFiles(t *testing.T) []string {
+	var files []string
+	filepath.WalkDir("../..", func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "build" || strings.HasPrefix(d.Name(), ".")) && p != "../.." {
+			return filepath.SkipDir
+		}
+		if strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	return files
+}
+
+func TestHabits(t *testing.T) {
+	rules := []struct {
+		re    *regexp.Regexp
+		why   string
+		allow func(path string) bool
+	}{
+		{regexp.MustCompile(`atomic\.(Add|Load|Store|CompareAndSwap)(Int|Uint)(32|64)\(`),
+			"use typed atomics (atomic.Int64), not raw atomic functions", nil},
+		{regexp.MustCompile(`context\.(Background|TODO)\(\)`),
+			"contexts come from callers; only mains and the C boundary make them",
+			func(p string) bool {
+				return strings.HasSuffix(p, "main.go") || strings.Contains(p, "libdelegate/") ||
+					strings.Contains(p, "internal/testutil/")
+			}},
+		{regexp.MustCompile(`time\.Sleep\(`), "no sleep loops as flow control", nil},
+		{regexp.MustCompile(`strings\.Contains\(err\.Error\(\)`), "classify errors with errors.Is/As, not their text", nil},
+	}
+	for _, p := range goFiles(t) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rules {
+			if r.re.Match(b) && (r.allow == nil || !r.allow(p)) {
+				t.Errorf("%s: %s", p, r.why)
+			}
+		}
+	}
+}
