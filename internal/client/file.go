@@ -125,12 +125,23 @@ func (m *memCursor) scatter(src []byte) {
 	}
 }
 
-// perServer returns how many bytes of ext each server owns, and how many
-// servers own any.
-func (f *File) perServer(ext []Extent) ([]int64, int) {
+// split cuts [off, off+n) into pieces per server. In atomic mode every
+// piece goes to the owner of the file's first region, which then orders all
+// atomic requests of the file by itself (see SetAtomic).
+func (f *File) split(flags uint32, off, n int64, fn func(s int, off, n int64)) {
+	if flags&wire.IOAtomic != 0 && len(f.sess) > 1 {
+		fn(f.rule.Owner(0), off, n)
+		return
+	}
+	f.rule.Split(off, n, fn)
+}
+
+// perServer returns how many bytes of ext each server gets, and how many
+// servers get any.
+func (f *File) perServer(ext []Extent, flags uint32) ([]int64, int) {
 	totals := make([]int64, f.rule.Servers)
 	for _, e := range ext {
-		f.rule.Split(e.Off, e.Len, func(s int, _, k int64) { totals[s] += k })
+		f.split(flags, e.Off, e.Len, func(s int, _, k int64) { totals[s] += k })
 	}
 	n := 0
 	for _, t := range totals {
@@ -233,7 +244,7 @@ func (f *File) place(mem [][]byte, ext []Extent, total int64, st *opState) ([]*c
 		}
 		return w.calls, err
 	}
-	totals, owners := f.perServer(ext)
+	totals, owners := f.perServer(ext, st.flags)
 	ws := make([]*writer, len(totals))
 	for i, t := range totals {
 		if t > 0 {
@@ -242,7 +253,7 @@ func (f *File) place(mem [][]byte, ext []Extent, total int64, st *opState) ([]*c
 	}
 	var err error
 	for _, e := range ext {
-		f.rule.Split(e.Off, e.Len, func(s int, off, n int64) {
+		f.split(st.flags, e.Off, e.Len, func(s int, off, n int64) {
 			if err == nil {
 				err = ws[s].put(off, n, &cur)
 			}

@@ -190,14 +190,32 @@ func (f *File) Counter(key string, op uint8, v int64) (int64, error) {
 	return c.rep.Value, nil
 }
 
-// SetAtomic turns atomic mode on or off.
+// SetAtomic turns atomic mode on or off. In atomic mode each request is
+// applied as one unit with respect to every other atomic request on the
+// same bytes: with several servers every request of the file goes to the
+// owner of its first region, which orders them all (no request then spans
+// servers, and no lock is needed). Since that moves data between servers,
+// changing the mode first writes what the servers buffer for the file to
+// the backend.
 func (f *File) SetAtomic(on bool) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.mu.closed {
+		f.mu.Unlock()
 		return ErrClosed
 	}
+	changed := f.mu.atomic != on
+	f.mu.Unlock()
+	if changed && len(f.sess) > 1 {
+		if err := f.flushCork(); err != nil {
+			return err
+		}
+		if _, err := f.each(nil, f.fileOp(wire.TFlush)); err != nil {
+			return wire.Errorf(wire.CodeOf(err), "atomic mode of %s: %v", f.path, err)
+		}
+	}
+	f.mu.Lock()
 	f.mu.atomic = on
+	f.mu.Unlock()
 	return nil
 }
 

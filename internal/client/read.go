@@ -65,7 +65,7 @@ func cutWindow(ext []Extent, limit int64) (win, rest []Extent) {
 
 func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, err error) {
 	f := r.f
-	totals, _ := f.perServer(win)
+	totals, _ := f.perServer(win, r.flags)
 	calls := make([]*call, len(totals))
 	defer func() {
 		for i, c := range calls {
@@ -95,7 +95,7 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 	}
 	r.pieces = r.pieces[:0]
 	for _, e := range win {
-		f.rule.Split(e.Off, e.Len, func(s int, off, n int64) {
+		f.split(r.flags, e.Off, e.Len, func(s int, off, n int64) {
 			c := calls[s]
 			c.ext.Add(off, n)
 			r.pieces = append(r.pieces, rpiece{c: c, pos: c.filled, off: off, n: n})

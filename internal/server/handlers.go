@@ -69,12 +69,18 @@ func (st *stream) slot(off, n uint64) ([]byte, error) {
 }
 
 // checkOwned verifies that this server owns every extent and that they
-// cover exactly total bytes; it returns the number of extents.
-func (st *stream) checkOwned(hd *handle, ext []byte, total int64) (int64, error) {
+// cover exactly total bytes; it returns the number of extents. Atomic
+// requests all go to the owner of the file's first region (client.SetAtomic).
+func (st *stream) checkOwned(hd *handle, ext []byte, total int64, flags uint32) (int64, error) {
 	it := wire.NewExtentIter(ext, total)
 	var sum, count int64
+	atomic := flags&wire.IOAtomic != 0
 	for off, n, ok := it.Next(); ok; off, n, ok = it.Next() {
-		if !hd.rule.Owns(st.ss.index, off, n) {
+		if atomic && hd.rule.Owner(0) != st.ss.index {
+			return 0, wire.Errorf(wire.ENOTOWNER, "%s: atomic requests go to the owner of the first region, not server %d",
+				hd.f.path, st.ss.index)
+		}
+		if !atomic && !hd.rule.Owns(st.ss.index, off, n) {
 			return 0, wire.Errorf(wire.ENOTOWNER, "%s: bytes %d+%d belong to another server (server %d of %d here)",
 				hd.f.path, off, n, st.ss.index, st.ss.servers)
 		}
@@ -108,7 +114,7 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 	if !hd.writable {
 		return fail(wire.Errorf(wire.EBADF, "write %s: file opened read-only", hd.f.path))
 	}
-	extents, err := st.checkOwned(hd, w.Ext, int64(len(data)))
+	extents, err := st.checkOwned(hd, w.Ext, int64(len(data)), w.Flags)
 	if err != nil {
 		return fail(err)
 	}
@@ -152,7 +158,7 @@ func (st *stream) read(r *request) (wire.Reply, []byte) {
 	} else {
 		dst = st.buffer(int(total))
 	}
-	if _, err := st.checkOwned(hd, rd.Ext, total); err != nil {
+	if _, err := st.checkOwned(hd, rd.Ext, total, rd.Flags); err != nil {
 		return fail(err)
 	}
 	if rd.Flags&wire.IOAtomic != 0 {
