@@ -79,8 +79,10 @@ func (o *OS) OpenFile(path string, flag int, perm fs.FileMode) (File, error) {
 	}
 	how := unix.OpenHow{
 		Flags:   uint64(flag | unix.O_CLOEXEC),
-		Mode:    uint64(perm.Perm()),
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	if flag&(os.O_CREATE|unix.O_TMPFILE) != 0 {
+		how.Mode = uint64(perm.Perm()) // openat2 refuses a mode otherwise
 	}
 	fd, err := unix.Openat2(o.rootFD, r, &how)
 	if err != nil {

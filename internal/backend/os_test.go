@@ -71,6 +71,13 @@ func TestOSConfinesToRoot(t *testing.T) {
 		t.Fatalf("after pwritev: %q %v", buf, err)
 	}
 	f.Close()
+	// Reopening an existing file (no O_CREAT) under a root: openat2 must
+	// not be given a mode.
+	f, err = fsys.OpenFile(in, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatalf("reopen under the root: %v", err)
+	}
+	f.Close()
 	if err := fsys.Remove(filepath.Join(root, "d", "f")); err != nil {
 		t.Fatal(err)
 	}

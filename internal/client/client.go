@@ -179,6 +179,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 		rule: route.Rule{Key: route.FileKey(abs), RegionSize: h.RegionSize, Servers: len(ss)}}
 	f.mu.hints = h
 	f.mu.corked = make([]*call, len(ss))
+	f.idle.L = &f.mu
 	// The first server creates (and checks EXCL); the others open what it
 	// created.
 	open := func(i int, fl uint32) (*call, error) {

@@ -327,3 +327,22 @@ func TestAtomicAcrossServers(t *testing.T) {
 		t.Fatal("the file holds a mix of writers")
 	}
 }
+
+// TestReadOnlyOpenOfRunningExecutable: reading a file that is being
+// executed works (the server must not open it for writing).
+func TestReadOnlyOpenOfRunningExecutable(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	c := testutil.Start(t, testutil.Options{})
+	cl := c.Client(t, nil)
+	f := open(t, cl, exe, wire.ORdonly, nil)
+	buf := make([]byte, 4)
+	if n, err := f.Read([][]byte{buf}, []client.Extent{{Off: 0, Len: 4}}, client.IOOpts{}); err != nil || n != 4 || string(buf[1:]) != "ELF" {
+		t.Fatalf("read %d %v %q", n, err, buf)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -39,8 +39,9 @@ type File struct {
 		corked []*call // per server: the corked batch being filled
 		closed bool
 		atomic bool
+		reqs   int // nonblocking requests in progress
 	}
-	reqs sync.WaitGroup // nonblocking requests in progress
+	idle sync.Cond // on mu: signalled when reqs drops to 0
 }
 
 // Path returns the file's absolute path.

@@ -37,7 +37,7 @@ func (f *File) fileOp(t wire.Type) func(i int) *call {
 // then every server writes the file's buffered data and fsyncs it. It
 // returns an earlier write's failure if one was not yet reported.
 func (f *File) Sync() error {
-	if err := f.live(); err != nil {
+	if err := f.settle(); err != nil {
 		return err
 	}
 	ferr := f.flushCork()
@@ -55,7 +55,7 @@ func (f *File) Sync() error {
 // round trip on each session, which the servers answer in order, after
 // sending what is corked. Nothing is forced to the backend.
 func (f *File) Flush() error {
-	if err := f.live(); err != nil {
+	if err := f.settle(); err != nil {
 		return err
 	}
 	ferr := f.flushCork()
@@ -78,15 +78,29 @@ func (f *File) live() error {
 	return nil
 }
 
+// settle waits until no nonblocking request of f is in progress, so that
+// flush, sync and close cover every write issued before them. The requests
+// progress on their own; each wait is bounded by the sessions' liveness.
+func (f *File) settle() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.mu.reqs > 0 {
+		f.idle.Wait()
+	}
+	if f.mu.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
 // Close waits for nonblocking requests, sends corked batches, and closes
 // the file on every server, which writes its buffered data to the backend
 // first unless the delegate_async_close hint is set. The handle is released
 // even on error.
 func (f *File) Close() error {
-	if err := f.live(); err != nil {
+	if err := f.settle(); err != nil {
 		return err
 	}
-	f.reqs.Wait()
 	ferr := f.flushCork()
 	f.mu.Lock()
 	f.mu.closed = true

@@ -34,11 +34,17 @@ func (f *File) start(mem [][]byte, ext []Extent, op func([][]byte, []Extent) (in
 	mem = append([][]byte(nil), mem...)
 	ext = append([]Extent(nil), ext...)
 	r := &Request{done: make(chan struct{})}
-	f.reqs.Add(1)
+	f.mu.Lock()
+	f.mu.reqs++
+	f.mu.Unlock()
 	go func() {
-		defer f.reqs.Done()
 		r.n, r.err = op(mem, ext)
 		close(r.done)
+		f.mu.Lock()
+		if f.mu.reqs--; f.mu.reqs == 0 {
+			f.idle.Broadcast()
+		}
+		f.mu.Unlock()
 	}()
 	return r, nil
 }

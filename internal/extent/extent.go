@@ -1,35 +1,46 @@
 // Package extent is a file's write-behind buffer: an index of buffered byte
-// ranges on a google/btree, with overwrite and split semantics.
+// ranges on a google/btree, with overwrite semantics.
+//
+// An item holds the bytes of [off, off+len) in one buffer. Bytes inside an
+// item that were never written are holes, marked in a bitmap; writes that
+// land near an item (within the index's gap) extend it instead of starting
+// a new one, so 64-byte records written in any order by many ranks fill
+// one buffer per chunk: filling a hole sets bits, it never deletes or
+// copies items. 175,000 four-byte extents in one call are a real workload
+// (mpich issue #7283).
 //
 // Invariants (checked by Check):
 //
-//	I1. Extents do not overlap, and are kept in offset order.
-//	I2. No extent crosses a multiple of the chunk size.
-//	I3. Two extents in the same chunk are never adjacent: they are merged.
-//	I4. Bytes() is the sum of the extents' lengths, Alloc() of their
-//	    buffers' capacities.
+//	I1. Items do not overlap, and are kept in offset order.
+//	I2. No item crosses a multiple of the chunk size.
+//	I3. Two items in the same chunk are more than gap bytes apart.
+//	I4. The first and last byte of an item are buffered (not holes). An
+//	    item that never had holes has no bitmap; one that had keeps it
+//	    (holes come and go as ranks fill each other's gaps).
+//	I5. Bytes() is the number of buffered bytes; Alloc() the memory held
+//	    by buffers and bitmaps.
 //
-// I2 and I3 keep the index small under tiny writes: 64-byte records written
-// in any order by many ranks grow one buffer per chunk instead of one btree
-// node per record (175,000 four-byte extents in one call are a real
-// workload, mpich issue #7283), and I2 bounds what one merge copies. Runs
-// handed to the flusher join adjacent extents across chunks, so backend
-// writes are large and, in the middle of a run, start and end on chunk
-// boundaries.
+// I2 bounds what one merge copies, and lets the flusher cut runs at chunk
+// boundaries, so backend writes inside a run are aligned.
 //
 // An Index is a value type for one goroutine at a time: no locks, no I/O,
-// no clock. The server owns one per file and guards it.
+// no clock. The server owns one per file and guards it. Runs, Bytes and
+// End only read, and may run concurrently with each other.
 package extent
 
 import (
 	"fmt"
+	"math"
+	"math/bits"
 
 	"github.com/google/btree"
 )
 
 type item struct {
-	off  int64
-	data []byte
+	off   int64
+	data  []byte
+	holes []uint64 // bit i set: byte i is not buffered; nil when there are none
+	nhole int64
 }
 
 func (it *item) end() int64 { return it.off + int64(len(it.data)) }
@@ -40,31 +51,38 @@ func less(a, b *item) bool { return a.off < b.off }
 type Index struct {
 	tree  *btree.BTreeG[*item]
 	chunk int64
+	gap   int64
 	bytes int64
 	alloc int64
 	probe item    // reused search key
-	merge []*item // reused list of extents a write absorbs
+	merge []*item // reused list of items a write absorbs
+
+	// hot is the item the last write landed in, and hotNext the offset of
+	// the item after it (MaxInt64 if none): a write near hot that stays
+	// clear of hotNext needs no btree search. Any other change clears hot.
+	hot     *item
+	hotNext int64
 }
 
-// New returns an empty index whose extents never cross a multiple of chunk.
-func New(chunk int64) *Index {
-	if chunk <= 0 {
-		panic("extent: chunk size must be positive")
+// New returns an empty index whose items never cross a multiple of chunk,
+// and where a write at most gap bytes from an item extends it.
+func New(chunk, gap int64) *Index {
+	if chunk <= 0 || gap < 0 || gap >= chunk {
+		panic("extent: need chunk > gap >= 0")
 	}
-	return &Index{tree: btree.NewG(16, less), chunk: chunk}
+	return &Index{tree: btree.NewG(16, less), chunk: chunk, gap: gap}
 }
 
 // Bytes returns the number of buffered bytes.
 func (x *Index) Bytes() int64 { return x.bytes }
 
-// Alloc returns the bytes allocated for buffers (capacity included): the
-// memory the index holds.
+// Alloc returns the memory the index holds in buffers and bitmaps.
 func (x *Index) Alloc() int64 { return x.alloc }
 
-// Len returns the number of extents.
+// Len returns the number of items.
 func (x *Index) Len() int { return x.tree.Len() }
 
-// End returns the end of the last extent, or 0 when empty.
+// End returns the end of the last buffered byte, or 0 when empty.
 func (x *Index) End() int64 {
 	if it, ok := x.tree.Max(); ok {
 		return it.end()
@@ -75,6 +93,26 @@ func (x *Index) End() int64 {
 func (x *Index) key(off int64) *item {
 	x.probe.off = off
 	return &x.probe
+}
+
+func bitmapBytes(b []uint64) int64 { return int64(8 * cap(b)) }
+
+func (x *Index) account(it *item, sign int64) {
+	x.bytes += sign * (int64(len(it.data)) - it.nhole)
+	x.alloc += sign * (int64(cap(it.data)) + bitmapBytes(it.holes))
+}
+
+func (x *Index) insert(it *item) {
+	x.tree.ReplaceOrInsert(it)
+	x.account(it, 1)
+}
+
+func (x *Index) remove(it *item) {
+	x.tree.Delete(it)
+	x.account(it, -1)
+	if x.hot == it {
+		x.hot = nil
+	}
 }
 
 // Write buffers p at off, replacing what was buffered there.
@@ -91,11 +129,17 @@ func (x *Index) Write(off int64, p []byte) {
 func (x *Index) writeChunk(off int64, p []byte, ce int64) {
 	end := off + int64(len(p))
 	cs := ce - x.chunk
-	// The base is the extent that starts at or before off and reaches it
-	// (overlapping or adjacent), in this chunk; else a new extent at off.
+	// Fast path: the hot item reaches off (within the gap) and the write
+	// stays more than a gap short of the next item.
+	if h := x.hot; h != nil && h.off >= cs && h.off <= off && off <= h.end()+x.gap && end+x.gap < x.hotNext && end <= ce {
+		x.fill(h, off, p)
+		return
+	}
+	// The base is the item that starts at or before off and reaches it
+	// (within the gap), in this chunk; else a new item at off.
 	var base *item
 	x.tree.DescendLessOrEqual(x.key(off), func(it *item) bool {
-		if it.off >= cs && it.end() >= off {
+		if it.off >= cs && it.end()+x.gap >= off {
 			base = it
 		}
 		return false
@@ -104,37 +148,64 @@ func (x *Index) writeChunk(off int64, p []byte, ce int64) {
 	if fresh {
 		base = &item{off: off}
 	}
-	// Extents after the base that overlap or touch [off, end) are absorbed.
+	// Items after the base that the write reaches (within the gap) join it.
 	absorb := x.merge[:0]
-	newEnd := max(base.end(), end)
+	next := int64(math.MaxInt64)
 	x.tree.AscendGreaterOrEqual(x.key(base.off+1), func(it *item) bool {
-		if it.off > end || it.off >= ce {
+		if it.off > end+x.gap || it.off >= ce {
+			next = it.off
 			return false
 		}
 		absorb = append(absorb, it)
-		newEnd = max(newEnd, it.end())
 		return true
 	})
-	x.grow(base, newEnd, ce)
+	if fresh && len(absorb) == 0 {
+		// A new item of its own: no holes, no bitmap.
+		base.data = make([]byte, len(p), min(max(int64(len(p)), 64), ce-off))
+		copy(base.data, p)
+		x.insert(base)
+		x.hot, x.hotNext = base, next
+		x.merge = absorb[:0]
+		return
+	}
+	if !fresh {
+		x.account(base, -1)
+	}
 	for _, it := range absorb {
-		copy(base.data[it.off-base.off:], it.data)
-		x.tree.Delete(it)
-		x.bytes -= int64(len(it.data))
-		x.alloc -= int64(cap(it.data))
+		x.remove(it)
+		x.extend(base, it.end(), ce)
+		x.place(base, it.off, it.data)
+		// Holes of the absorbed item are holes of the base too.
+		if it.nhole > 0 {
+			dirtyRuns(it, 0, int64(len(it.data)), func(int64, int64) {}, func(i, n int64) {
+				x.setHoles(base, it.off-base.off+i, n)
+			})
+		}
 	}
 	clear(absorb)
 	x.merge = absorb[:0]
-	copy(base.data[off-base.off:], p)
+	x.extend(base, end, ce)
+	x.place(base, off, p)
 	if fresh {
 		x.tree.ReplaceOrInsert(base)
 	}
+	x.account(base, 1)
+	x.hot, x.hotNext = base, next
 }
 
-// grow extends it to end (zero-filled), doubling its buffer when it must
-// reallocate, but never past the chunk end ce.
-func (x *Index) grow(it *item, end, ce int64) {
-	n := end - it.off
+// fill writes p into h at off (the fast path), extending h if needed.
+func (x *Index) fill(h *item, off int64, p []byte) {
+	x.account(h, -1)
+	x.extend(h, off+int64(len(p)), (h.off/x.chunk+1)*x.chunk)
+	x.place(h, off, p)
+	x.account(h, 1)
+}
+
+// extend grows it to end, the new bytes being holes. Its buffer doubles
+// when it must reallocate, never past the chunk end ce.
+func (x *Index) extend(it *item, end, ce int64) {
 	old := int64(len(it.data))
+	n := end - it.off
 	if n <= old {
 		return
 	}
@@ -142,13 +213,107 @@ func (x *Index) grow(it *item, end, ce int64) {
 		c := min(max(n, 2*int64(cap(it.data)), 64), ce-it.off)
 		buf := make([]byte, n, c)
 		copy(buf, it.data)
-		x.alloc += c - int64(cap(it.data))
 		it.data = buf
 	} else {
 		it.data = it.data[:n]
-		clear(it.data[old:])
 	}
-	x.bytes += n - old
+	x.setHoles(it, old, n-old)
+}
+
+// place copies p into it at off (inside it) and marks those bytes buffered.
+func (x *Index) place(it *item, off int64, p []byte) {
+	i := off - it.off
+	copy(it.data[i:], p)
+	if it.nhole > 0 {
+		it.nhole -= clearBits(it.holes, i, int64(len(p)))
+	}
+}
+
+// setHoles marks n bytes of it from i as holes.
+func (x *Index) setHoles(it *item, i, n int64) {
+	if n <= 0 {
+		return
+	}
+	words := (int64(len(it.data)) + 63) / 64
+	if it.holes == nil {
+		it.holes = make([]uint64, words, max(words, int64(cap(it.data))/64+1))
+	} else if int64(len(it.holes)) < words {
+		if int64(cap(it.holes)) >= words {
+			it.holes = it.holes[:words]
+		} else {
+			h := make([]uint64, words, words*2)
+			copy(h, it.holes)
+			it.holes = h
+		}
+	}
+	it.nhole += setBits(it.holes, i, n)
+}
+
+// setBits sets bits [i, i+n) and returns how many were clear.
+func setBits(b []uint64, i, n int64) int64 {
+	var changed int64
+	for n > 0 {
+		w, s := i/64, i%64
+		k := min(64-s, n)
+		mask := ^uint64(0) >> (64 - k) << s
+		changed += int64(bits.OnesCount64(mask &^ b[w]))
+		b[w] |= mask
+		i, n = i+k, n-k
+	}
+	return changed
+}
+
+// clearBits clears bits [i, i+n) (within the bitmap) and returns how many
+// were set.
+func clearBits(b []uint64, i, n int64) int64 {
+	var changed int64
+	for n > 0 {
+		w, s := i/64, i%64
+		k := min(64-s, n)
+		if w >= int64(len(b)) {
+			break
+		}
+		mask := ^uint64(0) >> (64 - k) << s
+		changed += int64(bits.OnesCount64(mask & b[w]))
+		b[w] &^= mask
+		i, n = i+k, n-k
+	}
+	return changed
+}
+
+func isHole(it *item, i int64) bool {
+	return it.nhole > 0 && i/64 < int64(len(it.holes)) && it.holes[i/64]&(1<<(i%64)) != 0
+}
+
+// dirtyRuns calls fn for each run of buffered bytes of it within [lo, hi)
+// (relative to it.off), and hole for each run of holes.
+func dirtyRuns(it *item, lo, hi int64, fn func(i, n int64), hole func(i, n int64)) {
+	if it.nhole == 0 {
+		fn(lo, hi-lo)
+		return
+	}
+	for i := lo; i < hi; {
+		h := isHole(it, i)
+		j := i + 1
+		for j < hi && isHole(it, j) == h {
+			if j%64 == 0 && j+64 <= hi {
+				w := it.holes[j/64]
+				if (h && w == ^uint64(0)) || (!h && w == 0) {
+					j += 64
+					continue
+				}
+			}
+			j++
+		}
+		if h {
+			if hole != nil {
+				hole(i, j-i)
+			}
+		} else {
+			fn(i, j-i)
+		}
+		i = j
+	}
 }
 
 // Overlay copies the buffered bytes of [off, off+len(dst)) into dst and
@@ -174,9 +339,15 @@ func (x *Index) Overlay(off int64, dst []byte, gap func(off int64, b []byte)) {
 			gap(pos, dst[pos-off:it.off-off])
 			pos = it.off
 		}
-		n := min(it.end(), end) - pos
-		copy(dst[pos-off:pos-off+n], it.data[pos-it.off:])
-		pos += n
+		hi := min(it.end(), end)
+		dirtyRuns(it, pos-it.off, hi-it.off, func(i, n int64) {
+			o := it.off + i
+			copy(dst[o-off:o-off+n], it.data[i:i+n])
+		}, func(i, n int64) {
+			o := it.off + i
+			gap(o, dst[o-off:o-off+n])
+		})
+		pos = hi
 		return true
 	})
 	if pos < end {
@@ -184,31 +355,55 @@ func (x *Index) Overlay(off int64, dst []byte, gap func(off int64, b []byte)) {
 	}
 }
 
+// trim restores I4 for it after holes appeared at its edges: it drops
+// leading and trailing holes, or the whole item if nothing is left.
+func (x *Index) trim(it *item) {
+	if it.nhole == 0 {
+		return
+	}
+	n := int64(len(it.data))
+	lo, hi := int64(0), n
+	for lo < hi && isHole(it, lo) {
+		lo++
+	}
+	for hi > lo && isHole(it, hi-1) {
+		hi--
+	}
+	if lo == hi {
+		x.remove(it)
+		return
+	}
+	if lo == 0 && hi == n {
+		return
+	}
+	x.tree.Delete(it)
+	x.account(it, -1)
+	nt := &item{off: it.off + lo, data: append([]byte(nil), it.data[lo:hi]...)}
+	for i := lo; i < hi; i++ {
+		if isHole(it, i) {
+			x.setHoles(nt, i-lo, 1)
+		}
+	}
+	x.insert(nt)
+	x.hot = nil
+}
+
 // Truncate drops every buffered byte at or past size.
 func (x *Index) Truncate(size int64) {
-	var drop []*item
-	x.tree.AscendGreaterOrEqual(x.key(size), func(it *item) bool {
-		drop = append(drop, it)
-		return true
-	})
-	for _, it := range drop {
-		x.tree.Delete(it)
-		x.bytes -= int64(len(it.data))
-		x.alloc -= int64(cap(it.data))
-	}
-	x.tree.DescendLessOrEqual(x.key(size), func(it *item) bool {
-		if it.end() > size {
-			x.bytes -= it.end() - size
-			it.data = it.data[:size-it.off]
-		}
-		return false
-	})
+	x.Punch(size, math.MaxInt64-size)
 }
 
 // Punch drops every buffered byte of [off, off+n): a newer write that goes
 // straight to the backend supersedes them.
 func (x *Index) Punch(off, n int64) {
+	if n <= 0 {
+		return
+	}
+	x.hot = nil
 	end := off + n
+	if end < off {
+		end = math.MaxInt64
+	}
 	var hit []*item
 	start := off
 	x.tree.DescendLessOrEqual(x.key(off), func(it *item) bool {
@@ -225,23 +420,15 @@ func (x *Index) Punch(off, n int64) {
 		return true
 	})
 	for _, it := range hit {
-		x.tree.Delete(it)
-		x.bytes -= int64(len(it.data))
-		x.alloc -= int64(cap(it.data))
-		// Keep what lies outside the hole: the head in place, the tail in
-		// a buffer of its own.
-		if it.off < off {
-			head := &item{off: it.off, data: it.data[:off-it.off]}
-			x.tree.ReplaceOrInsert(head)
-			x.bytes += int64(len(head.data))
-			x.alloc += int64(cap(head.data))
+		if it.off >= off && it.end() <= end {
+			x.remove(it)
+			continue
 		}
-		if it.end() > end {
-			tail := &item{off: end, data: append([]byte(nil), it.data[end-it.off:]...)}
-			x.tree.ReplaceOrInsert(tail)
-			x.bytes += int64(len(tail.data))
-			x.alloc += int64(cap(tail.data))
-		}
+		lo, hi := max(off, it.off)-it.off, min(end, it.end())-it.off
+		x.account(it, -1)
+		x.setHoles(it, lo, hi-lo)
+		x.account(it, 1)
+		x.trim(it)
 	}
 }
 
@@ -253,31 +440,33 @@ type Run struct {
 	Bufs [][]byte
 }
 
-// Runs calls fn for each run of adjacent extents, in offset order, with
-// runs cut at extent boundaries so none exceeds max bytes (an extent longer
-// than max, at most a chunk, is a run of its own). fn must not keep Bufs
-// after the Index changes. It stops at fn's first error.
+// Runs calls fn for each run of contiguous buffered bytes, in offset order,
+// with runs cut at chunk boundaries once they hold max bytes or more. fn must
+// not keep Bufs after the Index changes. It stops at fn's first error.
 func (x *Index) Runs(max int64, fn func(Run) error) error {
 	var r Run
 	var err error
-	x.tree.Ascend(func(it *item) bool {
-		n := int64(len(it.data))
-		if r.Len > 0 && (it.off != r.Off+r.Len || r.Len+n > max) {
-			if err = fn(r); err != nil {
-				return false
-			}
-			r = Run{Bufs: r.Bufs[:0]}
+	emit := func() {
+		if r.Len > 0 && err == nil {
+			err = fn(r)
 		}
-		if r.Len == 0 {
-			r.Off = it.off
-		}
-		r.Len += n
-		r.Bufs = append(r.Bufs, it.data)
-		return true
-	})
-	if err == nil && r.Len > 0 {
-		err = fn(r)
+		r = Run{Bufs: r.Bufs[:0]}
 	}
+	x.tree.Ascend(func(it *item) bool {
+		dirtyRuns(it, 0, int64(len(it.data)), func(i, n int64) {
+			o := it.off + i
+			if r.Len > 0 && (o != r.Off+r.Len || (r.Len >= max && o%x.chunk == 0)) {
+				emit()
+			}
+			if r.Len == 0 {
+				r.Off = o
+			}
+			r.Len += n
+			r.Bufs = append(r.Bufs, it.data[i:i+n])
+		}, nil)
+		return err == nil
+	})
+	emit()
 	return err
 }
 
@@ -286,21 +475,17 @@ func (x *Index) Runs(max int64, fn func(Run) error) error {
 // pressure, since a full chunk becomes one aligned write that no later
 // write of the same chunk will have to repeat.
 func (x *Index) TakeFullChunks() *Index {
-	out := New(x.chunk)
+	out := New(x.chunk, x.gap)
 	var move []*item
 	x.tree.Ascend(func(it *item) bool {
-		if it.off%x.chunk == 0 && int64(len(it.data)) == x.chunk {
+		if it.off%x.chunk == 0 && int64(len(it.data)) == x.chunk && it.nhole == 0 {
 			move = append(move, it)
 		}
 		return true
 	})
 	for _, it := range move {
-		x.tree.Delete(it)
-		x.bytes -= int64(len(it.data))
-		x.alloc -= int64(cap(it.data))
-		out.tree.ReplaceOrInsert(it)
-		out.bytes += int64(len(it.data))
-		out.alloc += int64(cap(it.data))
+		x.remove(it)
+		out.insert(it)
 	}
 	return out
 }
@@ -308,26 +493,37 @@ func (x *Index) TakeFullChunks() *Index {
 // Check verifies the invariants; tests call it after every operation.
 func (x *Index) Check() error {
 	var prev *item
-	var bytes, alloc int64
+	var nbytes, alloc int64
 	var err error
 	x.tree.Ascend(func(it *item) bool {
-		switch {
-		case len(it.data) == 0:
-			err = fmt.Errorf("empty extent at %d", it.off)
-		case it.off/x.chunk != (it.end()-1)/x.chunk:
-			err = fmt.Errorf("extent %d+%d crosses a chunk boundary", it.off, len(it.data))
-		case prev != nil && prev.end() > it.off:
-			err = fmt.Errorf("extents %d+%d and %d+%d overlap", prev.off, len(prev.data), it.off, len(it.data))
-		case prev != nil && prev.end() == it.off && prev.off/x.chunk == it.off/x.chunk:
-			err = fmt.Errorf("adjacent extents %d and %d in one chunk", prev.off, it.off)
+		n := int64(len(it.data))
+		var holes int64
+		for i := int64(0); i < n; i++ {
+			if isHole(it, i) {
+				holes++
+			}
 		}
-		bytes += int64(len(it.data))
-		alloc += int64(cap(it.data))
+		switch {
+		case n == 0:
+			err = fmt.Errorf("empty item at %d", it.off)
+		case it.off/x.chunk != (it.end()-1)/x.chunk:
+			err = fmt.Errorf("item %d+%d crosses a chunk boundary", it.off, n)
+		case prev != nil && prev.end() > it.off:
+			err = fmt.Errorf("items %d+%d and %d+%d overlap", prev.off, len(prev.data), it.off, n)
+		case prev != nil && prev.off/x.chunk == it.off/x.chunk && it.off-prev.end() <= x.gap:
+			err = fmt.Errorf("items at %d and %d are within the gap", prev.off, it.off)
+		case holes != it.nhole:
+			err = fmt.Errorf("item %d counts %d holes, has %d", it.off, it.nhole, holes)
+		case isHole(it, 0) || isHole(it, n-1):
+			err = fmt.Errorf("item %d starts or ends with a hole", it.off)
+		}
+		nbytes += n - it.nhole
+		alloc += int64(cap(it.data)) + bitmapBytes(it.holes)
 		prev = it
 		return err == nil
 	})
-	if err == nil && (bytes != x.bytes || alloc != x.alloc) {
-		err = fmt.Errorf("accounting: %d/%d bytes, %d/%d alloc", x.bytes, bytes, x.alloc, alloc)
+	if err == nil && (nbytes != x.bytes || alloc != x.alloc) {
+		err = fmt.Errorf("accounting: %d/%d bytes, %d/%d alloc", x.bytes, nbytes, x.alloc, alloc)
 	}
 	return err
 }

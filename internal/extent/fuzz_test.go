@@ -12,7 +12,7 @@ func FuzzIndex(f *testing.F) {
 	f.Add([]byte{0, 10, 0, 20, 1, 5, 0, 30, 2, 15, 0})
 	f.Add(bytes.Repeat([]byte{0, 7, 3, 9}, 20))
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		x := New(32)
+		x := New(32, 4)
 		m := &model{}
 		for len(ops) >= 3 {
 			op, a, b := ops[0]%3, int64(binary.LittleEndian.Uint16([]byte{ops[1], 0})), int64(ops[2])

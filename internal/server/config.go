@@ -42,8 +42,14 @@ type Config struct {
 	// ChunkBytes is the alignment of buffered extents and of backend
 	// writes inside a run (the stripe size of a parallel file system).
 	ChunkBytes int64
-	// FlushRunBytes bounds one backend write of the flusher.
+	// FlushRunBytes is where the flusher cuts a run into backend writes
+	// (at the next chunk boundary past it).
 	FlushRunBytes int64
+	// GapBytes: a write at most this far from buffered data joins its
+	// buffer, the bytes between being holes until someone writes them (as
+	// ranks writing interleaved records do). It bounds the memory a sparse
+	// pattern can waste per write.
+	GapBytes int64
 	// DirectBytes: a written extent at least this long goes straight to the
 	// backend instead of the buffer.
 	DirectBytes int64
@@ -65,6 +71,7 @@ func DefaultConfig() Config {
 		FlushIdle:        2 * time.Second,
 		ChunkBytes:       1 << 20,
 		FlushRunBytes:    8 << 20,
+		GapBytes:         512,
 		DirectBytes:      1 << 20,
 	}
 }
@@ -101,6 +108,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FlushRunBytes < c.ChunkBytes {
 		errs = append(errs, errors.New("flush run bytes must be at least one chunk"))
+	}
+	if c.GapBytes < 0 || c.GapBytes >= c.ChunkBytes {
+		errs = append(errs, fmt.Errorf("gap bytes %d: want 0 to less than a chunk", c.GapBytes))
 	}
 	if c.DirectBytes < 4096 {
 		errs = append(errs, fmt.Errorf("direct bytes %d: want >= 4096", c.DirectBytes))

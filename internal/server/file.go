@@ -72,7 +72,7 @@ func needsWrite(flags uint32) bool { return flags&(wire.OWronly|wire.ORdwr) != 0
 func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writable bool) *file {
 	f := &file{srv: t.srv, path: path, regionSize: regionSize}
 	f.mu.bf, f.mu.writable, f.mu.refs = bf, writable, 1
-	f.buf.live = extent.New(t.srv.cfg.ChunkBytes)
+	f.buf.live = extent.New(t.srv.cfg.ChunkBytes, t.srv.cfg.GapBytes)
 	return f
 }
 
@@ -108,8 +108,13 @@ func (t *fileTable) open(o *wire.Open) (*file, error) {
 	}
 	t.mu.Unlock()
 
-	// Open outside the table lock: it is I/O.
-	flag := os.O_RDWR
+	// Open outside the table lock: it is I/O. A reader gets a read-only
+	// descriptor (a running executable cannot be opened for writing); a
+	// writer that comes later upgrades it (reopenWritable).
+	flag := os.O_RDONLY
+	if needsWrite(o.Flags) {
+		flag = os.O_RDWR
+	}
 	if o.Flags&wire.OCreat != 0 {
 		flag |= os.O_CREATE
 		if o.Flags&wire.OExcl != 0 {
@@ -121,15 +126,10 @@ func (t *fileTable) open(o *wire.Open) (*file, error) {
 		perm = 0o644
 	}
 	bf, err := t.fs.OpenFile(o.Path, flag, perm)
-	writable := true
-	if err != nil && !needsWrite(o.Flags) && (errors.Is(err, os.ErrPermission) || wire.CodeOf(err) == wire.EROFS) {
-		bf, err = t.fs.OpenFile(o.Path, os.O_RDONLY, 0)
-		writable = false
-	}
 	if err != nil {
 		return nil, err
 	}
-	nf := t.newFile(o.Path, o.RegionSize, bf, writable)
+	nf := t.newFile(o.Path, o.RegionSize, bf, needsWrite(o.Flags))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if f := t.mu.byPath[o.Path]; f != nil {
@@ -182,7 +182,7 @@ func (t *fileTable) release(f *file) error {
 func (t *fileTable) finalize(f *file) error {
 	t.mu.Lock()
 	f.mu.Lock()
-	if f.mu.refs > 0 || f.dirty() > 0 {
+	if f.mu.refs != 0 || f.dirty() > 0 { // held again, or finalized already (-1)
 		f.mu.Unlock()
 		t.mu.Unlock()
 		return nil
@@ -489,7 +489,7 @@ func (f *file) drop() {
 		db += x.Bytes()
 		da += x.Alloc()
 	}
-	f.buf.live = extent.New(s.cfg.ChunkBytes)
+	f.buf.live = extent.New(s.cfg.ChunkBytes, s.cfg.GapBytes)
 	f.buf.flushing = nil
 	f.buf.err = nil
 	f.buf.Unlock()
@@ -511,7 +511,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 		snap = f.buf.live.TakeFullChunks()
 	} else if f.buf.live.Len() > 0 {
 		snap = f.buf.live
-		f.buf.live = extent.New(s.cfg.ChunkBytes)
+		f.buf.live = extent.New(s.cfg.ChunkBytes, s.cfg.GapBytes)
 	}
 	if snap != nil && snap.Len() > 0 {
 		f.buf.flushing = append(f.buf.flushing, snap)
