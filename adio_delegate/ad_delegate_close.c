@@ -1,0 +1,48 @@
+/*
+ * Copyright (C) by Argonne National Laboratory
+ *     See COPYRIGHT in top-level directory
+ */
+
+#include "ad_delegate.h"
+
+/* Waits for the nonblocking operations still in flight, then closes the
+ * library handle: delegate_close sends what is corked, waits for every
+ * acknowledgement and (unless delegate_async_close is set) for the servers
+ * to write the file's data to the backend, so a deferred write error shows
+ * up here at the latest. */
+void ADIOI_DELEGATE_Close(ADIO_File fd, int *error_code)
+{
+    static char myname[] = "ADIOI_DELEGATE_CLOSE";
+    ADIOI_DELEGATE_File *f = fd->fs_ptr;
+    int rc;
+
+    *error_code = MPI_SUCCESS;
+    if (f == NULL)
+        return;
+
+    ADIOI_DELEGATE_Drain(f);
+    /* Close is collective. Every rank first waits until the servers hold
+     * its writes, then the ranks meet: the first close to reach a server
+     * then finds every rank's data there and writes it out as large ordered
+     * runs, instead of flushing one rank's pieces before the others' fill
+     * the gaps between them. */
+    if ((fd->access_mode & (ADIO_WRONLY | ADIO_RDWR)) && fd->comm != MPI_COMM_NULL) {
+        int nprocs;
+        MPI_Comm_size(fd->comm, &nprocs);
+        if (nprocs > 1) {
+            rc = ADIOI_DLG.delegate_flush(f->fh);
+            if (rc != DELEGATE_OK)
+                *error_code = ADIOI_DELEGATE_err(myname, fd->filename, __LINE__, rc, f->fh);
+            MPI_Barrier(fd->comm);
+        }
+    }
+    /* the handle is released even when this fails: the message is then
+     * kept under DELEGATE_NOHANDLE */
+    rc = ADIOI_DLG.delegate_close(f->fh);
+    if (rc != DELEGATE_OK && *error_code == MPI_SUCCESS)
+        *error_code = ADIOI_DELEGATE_err(myname, fd->filename, __LINE__, rc, DELEGATE_NOHANDLE);
+
+    ADIOI_Free(f);
+    fd->fs_ptr = NULL;
+    fd->dirty_write = 0;
+}
