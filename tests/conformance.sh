@@ -45,7 +45,8 @@ for o in mtest mtest_common mtest_single; do
     [ "$bin/$o.o" -nt "$u/$o.c" ] ||
         mpicc -O1 -w -I"$src/test/mpi/include" -I"$bin" -c "$u/$o.c" -o "$bin/$o.o" 2>>"$bin/mtest.log"
 done
-mpich_tests=$(awk 'NF && $1 !~ /^#/ {print $1 ":" $2}' "$src/test/mpi/io/testlist")
+# name:np[:argument] from the test list ("arg=X" gives the program X)
+mpich_tests=$(awk 'NF && $1 !~ /^#/ {a=""; for (i=3;i<=NF;i++) if ($i ~ /^arg=/) a=":" substr($i,5); print $1 ":" $2 a}' "$src/test/mpi/io/testlist")
 for t in $mpich_tests; do
     name=${t%%:*}
     build "mpich-$name" "$src/test/mpi/io/$name.c" "$bin/mtest.o" "$bin/mtest_common.o" "$bin/mtest_single.o" || true
@@ -75,11 +76,12 @@ if [ "${DLG_CONF_INNER:-}" = 1 ]; then
         if [ $rc = 0 ] && grep -q "No Errors" "$out"; then echo "romio/$name PASS"; else echo "romio/$name FAIL rc=$rc"; fi
     done
     for t in $mpich_tests; do
-        name=${t%%:*} np=${t##*:}
+        IFS=: read -r name np arg <<<"$t"
         [ -x "$bin/mpich-$name" ] || { echo "mpich/$name NOBUILD"; continue; }
         mkdir -p "$dir/mpich-$name"
         out=$dir/mpich-$name.out
-        (cd "$dir/mpich-$name" && ROMIO_FSTYPE_FORCE=$fs timeout "$T" mpiexec -n "$np" "$bin/mpich-$name" </dev/null >"$out" 2>&1)
+        # shellcheck disable=SC2086
+        (cd "$dir/mpich-$name" && ROMIO_FSTYPE_FORCE=$fs timeout "$T" mpiexec -n "$np" "$bin/mpich-$name" $arg </dev/null >"$out" 2>&1)
         rc=$?
         if [ $rc = 0 ] && grep -q "No Errors" "$out"; then echo "mpich/$name PASS"; else echo "mpich/$name FAIL rc=$rc"; fi
     done
