@@ -37,7 +37,7 @@
  *   DELEGATE_TOKEN        shared secret sent to servers that require one (tcp)
  *   DELEGATE_REGION_SIZE  default region size in bytes (suffixes K, M, G; default 1M)
  *   DELEGATE_TIMEOUT      connect and liveness timeout (Go duration, default 5s)
- *   DELEGATE_SHM_SIZE     shared-memory ring per server (default 64M; 0 disables)
+ *   DELEGATE_SHM_SIZE     shared-memory ring per server (default 16M; 0 disables)
  *   DELEGATE_LOG_FD       file descriptor for the library's log (default: none)
  */
 #ifndef DELEGATE_H_INCLUDED

@@ -5,7 +5,9 @@
 #   2. Go unit tests with the race detector (wire, route, shm, backend,
 #      client/server over real Unix sockets and TCP loopback), fuzz seeds;
 #   3. integration with real mpiexec, servers and files (tests/integration.sh);
-#   4. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
+#   4. the server engine through MPI: coalescing, the memory bound, drain on
+#      SIGTERM (tests/engine.sh);
+#   5. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
 #      (tests/conformance.sh).
 # Every step is bounded; the script fails if any step fails.
 set -uo pipefail
@@ -37,6 +39,7 @@ step "gofmt" gofmt_clean
 step "go vet" go vet ./...
 step "go test -race" timeout 900 go test -race -timeout 600s ./...
 step "integration" timeout 1800 "$top/tests/integration.sh"
+step "engine" timeout 1200 "$top/tests/engine.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 echo
 if [ ${#failed[@]} -gt 0 ]; then

@@ -51,7 +51,7 @@ func DefaultConfig() Config {
 	return Config{
 		RegionSize:       route.DefaultRegionSize,
 		Timeout:          5 * time.Second,
-		RingBytes:        64 << 20,
+		RingBytes:        16 << 20,
 		MaxInflightBytes: 64 << 20,
 		MaxRequestBytes:  16 << 20,
 		MergeBytes:       64 << 10,

@@ -22,6 +22,7 @@ type budget struct {
 	stalls     int64
 	stallNanos int64
 	wake       func() // wakes the flusher
+	sample     func() // records memory use at a stall (the buffers are full)
 }
 
 func newBudget(limit, high int64, wake func()) *budget {
@@ -45,6 +46,9 @@ func (b *budget) acquire(n int64, abort func() error) error {
 		if t0.IsZero() {
 			t0 = time.Now()
 			b.stalls++
+			if b.sample != nil {
+				b.sample()
+			}
 		}
 		b.wake()
 		b.cond.Wait()

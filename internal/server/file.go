@@ -549,6 +549,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 	f.buf.err = nil
 	f.buf.Unlock()
 	s.stats.flushes[c].Add(1)
+	s.stats.sampleMemory()
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/backend"
@@ -69,6 +70,7 @@ func New(cfg Config) (*Server, error) {
 	s.files = newFileTable(s, bfs)
 	s.budget = newBudget(cfg.BufferBytes, cfg.BufferBytes*int64(cfg.HighWaterPct)/100, s.kickFlusher)
 	s.stats.start = time.Now()
+	s.budget.sample = s.stats.sampleMemory
 	go s.flushLoop()
 	if len(cfg.Peers) > 0 {
 		s.listHash = route.ListHash(cfg.Peers)
@@ -179,5 +181,11 @@ func (s *Server) Stats() stats.Snapshot {
 	snap.BufferBytes, snap.BufferPeak, snap.BufferLimit = b.used, b.peak, b.limit
 	snap.Stalls, snap.StallNanos = b.stalls, b.stallNanos
 	snap.ChunkBytes = s.cfg.ChunkBytes
+	s.stats.sampleMemory()
+	snap.PeakOwn = s.stats.peakOwn.Load()
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		snap.PeakRSS = ru.Maxrss * 1024 // kilobytes on Linux
+	}
 	return snap
 }

@@ -152,6 +152,7 @@ func (ss *session) handshake() error {
 			return refuse(wire.Errorf(wire.EPROTO, "server %s: %v", cfg.Name, err))
 		}
 		ss.ring = r
+		ss.srv.stats.ringBytes.Add(int64(h.RingSize))
 	} else if fd >= 0 {
 		closeFD(fd)
 	}
@@ -186,6 +187,7 @@ func (ss *session) cleanup() {
 		}
 	}
 	if ss.ring != nil {
+		ss.srv.stats.ringBytes.Add(-int64(len(ss.ring.Bytes())))
 		ss.ring.Close()
 	}
 }

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"fmt"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +58,8 @@ type counters struct {
 	backendSyncs      atomic.Int64
 
 	dirty       atomic.Int64
+	peakOwn     atomic.Int64 // sampled resident minus shared memory
+	ringBytes   atomic.Int64 // clients' rings mapped now
 	flushes     [numCauses]atomic.Int64
 	flushBytes  atomic.Int64
 	flushErrors atomic.Int64
@@ -75,6 +79,26 @@ func (s *counters) enqueued() {
 // dequeued counts a request leaving the queue after waiting d.
 func (s *counters) dequeued(d time.Duration) {
 	s.wait[stats.BucketOf(d)].Add(1)
+}
+
+// sampleMemory records the process's own resident memory (resident minus
+// shared pages, from /proc/self/statm) if it is a new peak.
+func (s *counters) sampleMemory() {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return
+	}
+	var size, resident, shared int64
+	if _, err := fmt.Sscan(string(b), &size, &resident, &shared); err != nil {
+		return
+	}
+	own := (resident - shared) * int64(os.Getpagesize())
+	for {
+		p := s.peakOwn.Load()
+		if own <= p || s.peakOwn.CompareAndSwap(p, own) {
+			return
+		}
+	}
 }
 
 // backendWrite counts one backend write of n bytes at off.
@@ -116,6 +140,8 @@ func (s *counters) snapshot() stats.Snapshot {
 		Flushes:           map[string]int64{},
 		FlushBytes:        s.flushBytes.Load(),
 		FlushErrors:       s.flushErrors.Load(),
+		PeakOwn:           s.peakOwn.Load(),
+		RingBytes:         s.ringBytes.Load(),
 	}
 	for t := 1; t < wire.NumTypes; t++ {
 		if n := s.requests[t].Load(); n > 0 {

@@ -82,6 +82,14 @@ type Snapshot struct {
 	Flushes     map[string]int64 `codec:"flushes" json:"flushes"`
 	FlushBytes  int64            `codec:"flush_bytes" json:"flush_bytes"`
 	FlushErrors int64            `codec:"flush_errors" json:"flush_errors"`
+
+	// PeakRSS is the server process's peak resident memory, in bytes,
+	// including the clients' shared-memory rings it maps (RingBytes now).
+	// PeakOwn is its own memory (resident minus shared pages), sampled at
+	// every flush and stall, when the buffers are fullest.
+	PeakRSS   int64 `codec:"peak_rss" json:"peak_rss"`
+	PeakOwn   int64 `codec:"peak_own" json:"peak_own"`
+	RingBytes int64 `codec:"ring_bytes" json:"ring_bytes"`
 }
 
 // Quantile returns the upper bound of the histogram bucket holding the q-th
@@ -210,6 +218,10 @@ func (s Snapshot) String() string {
 		time.Duration(s.StallNanos).Round(time.Microsecond))
 	fmt.Fprintf(&b, "  flushes        %s; %s flushed; %d failed\n", kv(s.Flushes), MiB(s.FlushBytes), s.FlushErrors)
 	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes\n", s.DescRaw, s.DescWire, s.CollWrites)
+	if s.PeakRSS > 0 {
+		fmt.Fprintf(&b, "  memory         peak RSS %s (own memory %s; clients' rings mapped now %s)\n",
+			MiB(s.PeakRSS), MiB(s.PeakOwn), MiB(s.RingBytes))
+	}
 	return b.String()
 }
 
@@ -258,6 +270,8 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	one("stall_seconds_total", "counter", "Time writes waited for buffer space.", float64(s.StallNanos)/1e9)
 	byKey("flushes_total", "cause", "Flushes by cause.", s.Flushes)
 	one("flush_errors_total", "counter", "Flushes that failed.", s.FlushErrors)
+	one("peak_rss_bytes", "gauge", "Peak resident memory of the server, mapped client rings included.", s.PeakRSS)
+	one("peak_own_bytes", "gauge", "Peak own (not shared) resident memory, sampled at flushes.", s.PeakOwn)
 	one("description_bytes_raw_total", "counter", "Description bytes before decompression.", s.DescRaw)
 	one("description_bytes_wire_total", "counter", "Description bytes on the wire.", s.DescWire)
 }
