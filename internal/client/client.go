@@ -37,6 +37,7 @@ type Client struct {
 		closed   bool
 	}
 	descRaw, descWire atomic.Int64
+	directReads       atomic.Int64 // reads served from the backend file directly
 }
 
 // New connects to every server in cfg.Servers. It fails, naming the
@@ -175,7 +176,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 	if err != nil {
 		return nil, err
 	}
-	f := &File{cl: cl, path: abs, flags: flags, sess: ss, ids: make([]uint64, len(ss)),
+	f := &File{cl: cl, path: abs, flags: flags, sess: ss, ids: make([]uint64, len(ss)), slots: make([]uint32, len(ss)),
 		rule: route.Rule{Key: route.FileKey(abs), RegionSize: h.RegionSize, Servers: len(ss)}}
 	f.mu.hints = h
 	f.mu.corked = make([]*call, len(ss))
@@ -185,7 +186,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 	open := func(i int, fl uint32) (*call, error) {
 		c := newCall(wire.TOpen, &wire.Open{Path: abs, Flags: fl, Perm: perm, RegionSize: h.RegionSize})
 		err := ss[i].roundTrip(c)
-		f.ids[i] = c.rep.File
+		f.ids[i], f.slots[i] = c.rep.File, c.rep.Slot
 		return c, err
 	}
 	if _, err := open(0, flags); err != nil {
@@ -253,11 +254,12 @@ func (cl *Client) Delete(ctx context.Context, path string) error {
 // Stats is what the client counted.
 type Stats struct {
 	DescRaw, DescWire int64
+	DirectReads       int64
 }
 
 // Stats returns the client's counters.
 func (cl *Client) Stats() Stats {
-	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load()}
+	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load(), DirectReads: cl.directReads.Load()}
 }
 
 // ServerStats asks server i for its statistics snapshot (msgpack).

@@ -346,3 +346,46 @@ func TestReadOnlyOpenOfRunningExecutable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDirectReads: reads go straight to the backend only while no server
+// holds dirty data, and never miss another client's acknowledged write.
+func TestDirectReads(t *testing.T) {
+	for _, servers := range []int{1, 2} {
+		c := testutil.Start(t, testutil.Options{Servers: servers})
+		path := filepath.Join(c.Dir, "direct")
+		clA, clB := c.Client(t, nil), c.Client(t, nil)
+		a := open(t, clA, path, wire.ORdwr|wire.OCreat, nil)
+		b := open(t, clB, path, wire.ORdonly, nil)
+		read := func(want string) {
+			t.Helper()
+			buf := make([]byte, len(want))
+			n, err := b.Read([][]byte{buf}, []client.Extent{{Off: 70000, Len: int64(len(want))}}, client.IOOpts{})
+			if err != nil || string(buf[:n]) != want {
+				t.Fatalf("%d servers: read %q %v, want %q", servers, buf[:n], err, want)
+			}
+		}
+		write := func(s string) {
+			t.Helper()
+			if _, err := a.Write([][]byte{[]byte(s)}, []client.Extent{{Off: 70000, Len: int64(len(s))}}, client.IOOpts{Ack: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("one")
+		d0 := clB.Stats().DirectReads
+		read("one") // buffered on a server: through it
+		if clB.Stats().DirectReads != d0 {
+			t.Fatal("a read went to the backend while a server held dirty data")
+		}
+		if err := a.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		read("one") // clean everywhere: straight from the backend
+		if clB.Stats().DirectReads != d0+1 {
+			t.Fatalf("%d servers: clean file, yet the read went through a server", servers)
+		}
+		write("two")
+		read("two")
+		a.Close()
+		b.Close()
+	}
+}

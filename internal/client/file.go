@@ -1,6 +1,7 @@
 package client
 
 import (
+	"os"
 	"sync"
 
 	"github.com/delegate-io/delegate/internal/route"
@@ -31,6 +32,7 @@ type File struct {
 	rule  route.Rule
 	sess  []*session
 	ids   []uint64 // the file id on each server
+	slots []uint32 // the file's control page slot on each server (0: none)
 
 	mu struct {
 		sync.Mutex
@@ -40,6 +42,10 @@ type File struct {
 		closed bool
 		atomic bool
 		reqs   int // nonblocking requests in progress
+		writes int // write requests created and not yet acknowledged
+
+		direct   *os.File // the backend file, read directly when no server holds dirty data
+		noDirect bool     // direct reads are impossible (TCP, no slot, cannot open)
 	}
 	idle sync.Cond // on mu: signalled when reqs drops to 0
 }
@@ -49,11 +55,9 @@ func (f *File) Path() string { return f.path }
 
 // writeDone records the outcome of one write request.
 func (f *File) writeDone(err error) {
-	if err == nil {
-		return
-	}
 	f.mu.Lock()
-	if f.mu.err == nil {
+	f.mu.writes--
+	if err != nil && f.mu.err == nil {
 		f.mu.err = wire.Errorf(wire.CodeOf(err), "write %s: %v", f.path, err)
 	}
 	f.mu.Unlock()
@@ -111,6 +115,20 @@ func (m *memCursor) gather(dst []byte) {
 			m.i, m.off = m.i+1, 0
 		}
 	}
+}
+
+// next returns the next contiguous piece of memory, at most n bytes, and
+// moves past it.
+func (m *memCursor) next(n int64) []byte {
+	for m.off == len(m.mem[m.i]) {
+		m.i, m.off = m.i+1, 0
+	}
+	b := m.mem[m.i][m.off:]
+	if int64(len(b)) > n {
+		b = b[:n]
+	}
+	m.off += len(b)
+	return b
 }
 
 // scatter copies src into the next len(src) bytes.
@@ -289,6 +307,9 @@ func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	}
 	if err := f.flushCork(); err != nil {
 		return 0, err
+	}
+	if f.directOK(st.flags) {
+		return f.readDirect(mem, ext)
 	}
 	r := reader{f: f, flags: st.flags, tag: st.tag}
 	return r.run(mem, ext)

@@ -106,6 +106,7 @@ func (f *File) Close() error {
 	f.mu.closed = true
 	async := f.mu.hints.AsyncClose
 	f.mu.Unlock()
+	f.closeDirect()
 	err := f.closeOn(nil, !async)
 	f.cl.mu.Lock()
 	delete(f.cl.mu.files, f)

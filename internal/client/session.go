@@ -109,7 +109,8 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 			conn.Close()
 			return nil, wire.Errorf(wire.ENOMEM, "delegate server %s: %v", a, err)
 		}
-		s.shmem, s.ring = r, shm.NewRing(uint64(cfg.RingBytes))
+		// The first page is the server's control page; the ring follows.
+		s.shmem, s.ring = r, shm.NewRing(wire.CtrlBytes, uint64(cfg.RingBytes-wire.CtrlBytes))
 		ringFD = r.FD()
 		hello.RingSize = uint64(cfg.RingBytes)
 	}
@@ -150,6 +151,15 @@ func (s *session) closeRing() {
 		s.shmem.Close()
 		s.shmem = nil
 	}
+}
+
+// slotClean reports whether control page slot i says the server holds no
+// dirty data of the file (wire/ctrl.go).
+func (s *session) slotClean(i uint32) bool {
+	if i == 0 || s.shmem == nil || i >= wire.CtrlSlots {
+		return false
+	}
+	return s.shmem.Word(8*uint64(i)).Load() == wire.SlotClean
 }
 
 // alive returns nil, or why the session died.
@@ -298,7 +308,7 @@ func (s *session) encode(enc *wire.Encoder, c *call) error {
 		d.Ext = c.ext.Bytes()
 		d.Flags, d.CollSeq, d.CollRank, d.CollSize, d.CollGroup = c.flags, c.coll.seq, c.coll.rank, c.coll.size, c.coll.group
 		if c.slot != nil {
-			d.RingOff, d.RingLen = c.slot.Off(s.ring.Size()), uint64(c.filled)
+			d.RingOff, d.RingLen = s.ring.Off(c.slot), uint64(c.filled)
 			return enc.Append(c.t, c.id, d)
 		}
 		return enc.Append(c.t, c.id, d, c.data[:c.filled])
@@ -306,7 +316,7 @@ func (s *session) encode(enc *wire.Encoder, c *call) error {
 		d.Ext = c.ext.Bytes()
 		d.Flags, d.CollSeq, d.CollRank, d.CollSize, d.CollGroup = c.flags, c.coll.seq, c.coll.rank, c.coll.size, c.coll.group
 		if c.slot != nil {
-			d.RingOff, d.RingLen = c.slot.Off(s.ring.Size()), uint64(c.filled)
+			d.RingOff, d.RingLen = s.ring.Off(c.slot), uint64(c.filled)
 		}
 	}
 	return enc.Append(c.t, c.id, c.desc)

@@ -58,6 +58,9 @@ func (w *writer) next() error {
 	if err := w.f.reserveData(w.s, c, n); err != nil {
 		return err
 	}
+	w.f.mu.Lock()
+	w.f.mu.writes++ // until writeDone: reads go through the servers meanwhile
+	w.f.mu.Unlock()
 	w.c, w.room, w.left = c, n, w.left-n
 	return nil
 }
@@ -160,7 +163,7 @@ func (s *session) grow(t *call, n, limit int64) bool {
 		if !s.ring.Grow(t.slot, uint64(t.filled+n)-t.slot.Len()) {
 			return false
 		}
-		t.data, _ = s.shmem.Slice(t.slot.Off(s.ring.Size()), t.slot.Len())
+		t.data, _ = s.shmem.Slice(s.ring.Off(t.slot), t.slot.Len())
 		return true
 	}
 	return int64(len(t.data))-t.filled >= n
@@ -192,7 +195,7 @@ func (f *File) reserveData(s *session, c *call, n int64) error {
 		}
 	}
 	c.slot = slot
-	c.data, _ = s.shmem.Slice(slot.Off(s.ring.Size()), slot.Len())
+	c.data, _ = s.shmem.Slice(s.ring.Off(slot), slot.Len())
 	return nil
 }
 

@@ -57,6 +57,13 @@ type file struct {
 	// hold it exclusively, atomic reads shared.
 	atomic sync.RWMutex
 
+	// pub lists the handles that watch the file's dirty state in their
+	// control page slot. Lock order: buf, then pub.
+	pub struct {
+		sync.Mutex
+		handles map[*handle]struct{}
+	}
+
 	flushMu sync.Mutex
 	buf     struct {
 		sync.Mutex
@@ -64,7 +71,51 @@ type file struct {
 		flushing  []*extent.Index // detached for a flush (or left by a failed one), oldest first
 		lastWrite time.Time
 		err       error // why the last flush failed; cleared by a successful one
+		published bool  // the handles' slots say dirty
 	}
+}
+
+// subscribe starts publishing the file's dirty state to h's slot.
+func (f *file) subscribe(h *handle) {
+	f.buf.Lock()
+	defer f.buf.Unlock()
+	f.pub.Lock()
+	defer f.pub.Unlock()
+	if f.pub.handles == nil {
+		f.pub.handles = map[*handle]struct{}{}
+	}
+	f.pub.handles[h] = struct{}{}
+	if f.buf.published {
+		h.publish(wire.SlotDirty)
+	} else {
+		h.publish(wire.SlotClean)
+	}
+}
+
+func (f *file) unsubscribe(h *handle) {
+	f.pub.Lock()
+	defer f.pub.Unlock()
+	delete(f.pub.handles, h)
+}
+
+// publishLocked makes every watching slot say whether the file holds dirty
+// data. The caller holds buf: a write publishes dirty before its reply, a
+// flush publishes clean only after its bytes are on the backend.
+func (f *file) publishLocked() {
+	dirty := f.buf.live.Len() > 0 || len(f.buf.flushing) > 0
+	if dirty == f.buf.published {
+		return
+	}
+	f.buf.published = dirty
+	v := wire.SlotClean
+	if dirty {
+		v = wire.SlotDirty
+	}
+	f.pub.Lock()
+	for h := range f.pub.handles {
+		h.publish(v)
+	}
+	f.pub.Unlock()
 }
 
 func needsWrite(flags uint32) bool { return flags&(wire.OWronly|wire.ORdwr) != 0 }
@@ -327,6 +378,7 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 		s.budget.adjust(f.buf.live.Alloc() - a0 - n)
 	}
 	f.buf.lastWrite = time.Now()
+	f.publishLocked()
 	f.buf.Unlock()
 	s.stats.dirty.Add(added)
 	if wasClean && added > 0 {
@@ -374,6 +426,7 @@ func (f *file) change(op func(*extent.Index)) {
 		db += x.Bytes() - b0
 		da += x.Alloc() - a0
 	}
+	f.publishLocked()
 	f.buf.Unlock()
 	s.stats.dirty.Add(db)
 	s.budget.adjust(da)
@@ -492,6 +545,7 @@ func (f *file) drop() {
 	f.buf.live = extent.New(s.cfg.ChunkBytes, s.cfg.GapBytes)
 	f.buf.flushing = nil
 	f.buf.err = nil
+	f.publishLocked()
 	f.buf.Unlock()
 	s.stats.dirty.Add(-db)
 	s.budget.release(da)
@@ -540,6 +594,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 		}
 		f.buf.Lock()
 		f.buf.flushing = f.buf.flushing[1:] // x is the oldest
+		f.publishLocked()                   // clean only now that x is on the backend
 		f.buf.Unlock()
 		s.stats.dirty.Add(-x.Bytes())
 		s.stats.flushBytes.Add(x.Bytes())

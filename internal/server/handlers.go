@@ -32,8 +32,9 @@ func (st *stream) open(r *request) (wire.Reply, []byte) {
 		st.ss.srv.files.release(f)
 		return fail(err)
 	}
-	id := st.ss.addHandle(&handle{f: f, writable: needsWrite(o.Flags), rule: rule})
-	return wire.Reply{File: id, Size: size}, nil
+	hd := &handle{f: f, writable: needsWrite(o.Flags), rule: rule}
+	id := st.ss.addHandle(hd)
+	return wire.Reply{File: id, Size: size, Slot: hd.slot}, nil
 }
 
 // closeFile releases the client's handle. Unless the close is asynchronous
@@ -45,6 +46,7 @@ func (st *stream) closeFile(r *request) (wire.Reply, []byte) {
 	if err != nil {
 		return fail(err)
 	}
+	st.ss.forget(hd)
 	var ferr error
 	if !c.Async {
 		ferr = hd.f.flush(causeClose, false)

@@ -30,10 +30,11 @@ type session struct {
 
 	mu struct {
 		sync.Mutex
-		ymx     *yamux.Session
-		handles map[uint64]*handle
-		next    uint64
-		closed  bool
+		ymx       *yamux.Session
+		handles   map[uint64]*handle
+		next      uint64
+		closed    bool
+		freeSlots []uint32 // control page slots not given to a handle
 	}
 	streams sync.WaitGroup
 }
@@ -43,6 +44,15 @@ type handle struct {
 	f        *file
 	writable bool
 	rule     route.Rule
+	ss       *session
+	slot     uint32 // control page slot (wire/ctrl.go), 0 if none
+}
+
+// publish sets the handle's control page slot.
+func (h *handle) publish(v uint64) {
+	if h.slot != 0 {
+		h.ss.ring.Word(8 * uint64(h.slot)).Store(v)
+	}
 }
 
 func newSession(s *Server, c net.Conn) *session {
@@ -153,6 +163,9 @@ func (ss *session) handshake() error {
 		}
 		ss.ring = r
 		ss.srv.stats.ringBytes.Add(int64(h.RingSize))
+		for i := uint32(wire.CtrlSlots - 1); i >= 1; i-- {
+			ss.mu.freeSlots = append(ss.mu.freeSlots, i)
+		}
 	} else if fd >= 0 {
 		closeFD(fd)
 	}
@@ -182,6 +195,7 @@ func (ss *session) cleanup() {
 	ss.mu.handles = map[uint64]*handle{}
 	ss.mu.Unlock()
 	for _, h := range hs {
+		ss.forget(h)
 		if err := ss.srv.files.release(h.f); err != nil {
 			ss.log.Warn("release file", "file", h.f.path, "err", err)
 		}
@@ -192,13 +206,31 @@ func (ss *session) cleanup() {
 	}
 }
 
+// addHandle registers h, gives it a control page slot if one is free, and
+// subscribes it to its file's dirty state.
 func (ss *session) addHandle(h *handle) uint64 {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	id := ss.mu.next
 	ss.mu.next++
 	ss.mu.handles[id] = h
+	h.ss = ss
+	if n := len(ss.mu.freeSlots); n > 0 {
+		h.slot = ss.mu.freeSlots[n-1]
+		ss.mu.freeSlots = ss.mu.freeSlots[:n-1]
+	}
+	ss.mu.Unlock()
+	h.f.subscribe(h)
 	return id
+}
+
+// forget undoes addHandle's subscription and frees the slot.
+func (ss *session) forget(h *handle) {
+	h.f.unsubscribe(h)
+	if h.slot != 0 {
+		ss.mu.Lock()
+		ss.mu.freeSlots = append(ss.mu.freeSlots, h.slot)
+		ss.mu.Unlock()
+	}
 }
 
 func (ss *session) handle(id uint64) (*handle, error) {

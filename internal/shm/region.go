@@ -10,6 +10,8 @@ package shm
 
 import (
 	"fmt"
+	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -93,6 +95,15 @@ func (r *Region) Slice(off, n uint64) ([]byte, bool) {
 		return nil, false
 	}
 	return r.mem[off : off+n : off+n], true
+}
+
+// Word returns the 64-bit word at off (8-byte aligned, inside the region)
+// for atomic access by both processes: the control page's slots.
+func (r *Region) Word(off uint64) *atomic.Uint64 {
+	if off%8 != 0 || off+8 > uint64(len(r.mem)) {
+		panic("shm: word outside the region or unaligned")
+	}
+	return (*atomic.Uint64)(unsafe.Pointer(&r.mem[off]))
 }
 
 // Close unmaps the region. No slice of it may be used afterwards.

@@ -11,6 +11,7 @@ import (
 type Ring struct {
 	mu     sync.Mutex
 	cond   sync.Cond
+	base   uint64 // where the ring starts in the region
 	size   uint64
 	head   uint64  // monotonic position of the next allocation
 	tail   uint64  // monotonic position of the oldest live slot
@@ -29,14 +30,14 @@ type Slot struct {
 }
 
 // Off returns the slot's offset in the region.
-func (s *Slot) Off(size uint64) uint64 { return s.data % size }
+func (r *Ring) Off(s *Slot) uint64 { return r.base + s.data%r.size }
 
 // Len returns the slot's length.
 func (s *Slot) Len() uint64 { return s.end - s.data }
 
-// NewRing returns an allocator over size bytes.
-func NewRing(size uint64) *Ring {
-	r := &Ring{size: size}
+// NewRing returns an allocator over size bytes of a region, from base.
+func NewRing(base, size uint64) *Ring {
+	r := &Ring{base: base, size: size}
 	r.cond.L = &r.mu
 	return r
 }

@@ -38,7 +38,7 @@ func TestRegionSealedAndShared(t *testing.T) {
 
 func TestRingNoOverlapRandomFree(t *testing.T) {
 	const size = 1 << 12
-	ring := NewRing(size)
+	ring := NewRing(0, size)
 	rnd := rand.New(rand.NewPCG(3, 4))
 	owner := make([]int, size) // slot id owning each byte, 0 = free
 	var live []*Slot
@@ -50,7 +50,7 @@ func TestRingNoOverlapRandomFree(t *testing.T) {
 		if len(live) > 0 && (rnd.IntN(2) == 0 || ring.Used() > size-1100) {
 			k := rnd.IntN(len(live))
 			s := live[k]
-			for j := s.Off(size); j < s.Off(size)+s.Len(); j++ {
+			for j := ring.Off(s); j < ring.Off(s)+s.Len(); j++ {
 				owner[j] = 0
 			}
 			ring.Free(s)
@@ -65,10 +65,10 @@ func TestRingNoOverlapRandomFree(t *testing.T) {
 		if rnd.IntN(3) == 0 && ring.Grow(s, 7) {
 			n += 7
 		}
-		if s.Len() != n || s.Off(size)+n > size {
-			t.Fatalf("slot %d+%d, want len %d inside the ring", s.Off(size), s.Len(), n)
+		if s.Len() != n || ring.Off(s)+n > size {
+			t.Fatalf("slot %d+%d, want len %d inside the ring", ring.Off(s), s.Len(), n)
 		}
-		for j := s.Off(size); j < s.Off(size)+n; j++ {
+		for j := ring.Off(s); j < ring.Off(s)+n; j++ {
 			if owner[j] != 0 {
 				t.Fatalf("byte %d given to two live slots", j)
 			}
@@ -81,7 +81,7 @@ func TestRingNoOverlapRandomFree(t *testing.T) {
 }
 
 func TestRingWaitsAndClose(t *testing.T) {
-	ring := NewRing(1024)
+	ring := NewRing(0, 1024)
 	a, _ := ring.Alloc(512)
 	b, _ := ring.Alloc(512)
 	got := make(chan error, 1)

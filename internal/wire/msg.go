@@ -129,6 +129,7 @@ type Reply struct {
 	Size  int64  `codec:"s,omitempty"`  // open, stat, read: logical size
 	Value int64  `codec:"v,omitempty"`  // counter: value before the operation
 	Name  string `codec:"nm,omitempty"` // hello: the server's name
+	Slot  uint32 `codec:"sl,omitempty"` // open: the file's control page slot (ctrl.go); 0: none
 }
 
 // Err returns the reply's error, or nil.

@@ -1,0 +1,92 @@
+package client
+
+import (
+	"errors"
+	"io"
+	"os"
+
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// Reads straight from the backend. When no server holds dirty data of the
+// file (their control page slots say so, wire/ctrl.go) and this client has
+// no write of the file in flight, the backend file holds every acknowledged
+// write, and the client reads it itself: no round trip, no copy through the
+// ring. The servers set a slot dirty before acknowledging a write and clean
+// only after the data is on the backend, so this never misses a write.
+// Only on the same host (Unix sockets), and never in atomic mode.
+
+// directOK reports whether a read may go straight to the backend now.
+func (f *File) directOK(flags uint32) bool {
+	if flags&wire.IOAtomic != 0 {
+		return false
+	}
+	f.mu.Lock()
+	ok := !f.mu.noDirect && f.mu.writes == 0
+	f.mu.Unlock()
+	if !ok {
+		return false
+	}
+	for i, s := range f.sess {
+		if !s.slotClean(f.slots[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// backendFile opens the backend file for direct reads, once.
+func (f *File) backendFile() *os.File {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.direct == nil && !f.mu.noDirect {
+		d, err := os.Open(f.path)
+		if err != nil {
+			f.mu.noDirect = true
+			return nil
+		}
+		f.mu.direct = d
+	}
+	return f.mu.direct
+}
+
+// readDirect reads ext into mem from the backend file and returns the bytes
+// before the end of file.
+func (f *File) readDirect(mem [][]byte, ext []Extent) (int64, error) {
+	d := f.backendFile()
+	if d == nil {
+		r := reader{f: f}
+		return r.run(mem, ext)
+	}
+	cur := memCursor{mem: mem}
+	var got int64
+	for _, e := range ext {
+		off, n := e.Off, e.Len
+		for n > 0 {
+			seg := cur.next(n)
+			m, err := d.ReadAt(seg, off)
+			got += int64(m)
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					f.cl.directReads.Add(1)
+					return got, nil
+				}
+				return got, wire.Errorf(wire.CodeOf(err), "read %s: %v", f.path, err)
+			}
+			off, n = off+int64(m), n-int64(m)
+		}
+	}
+	f.cl.directReads.Add(1)
+	return got, nil
+}
+
+// closeDirect closes the backend file of direct reads.
+func (f *File) closeDirect() {
+	f.mu.Lock()
+	d := f.mu.direct
+	f.mu.direct, f.mu.noDirect = nil, true
+	f.mu.Unlock()
+	if d != nil {
+		d.Close()
+	}
+}
