@@ -14,10 +14,12 @@
  * or the servers would wait for it. The call ends with one MPI_Allreduce of
  * the error class, so that all ranks fail together.
  *
- * Collective writes wait for the servers' acknowledgement (DELEGATE_IO_ACK):
- * together with the Allreduce, that makes every rank's data visible to every
- * rank when the call returns, as programs that write_all and then read_all
- * without a sync expect. */
+ * Collective writes do not wait for the servers' acknowledgement. After its
+ * pieces, the library sends each server an end marker of the collective; a
+ * server answers it only once it holds every rank's marker, and serves a
+ * rank's later requests after that. So every rank's data is visible to
+ * every rank once the call has returned, as programs that write_all and then
+ * read_all without a sync expect, and no rank waits a round trip. */
 
 static void coll_worker(ADIO_File fd, const void *buf, int count, MPI_Datatype datatype,
                         int file_ptr_type, ADIO_Offset offset, int rw, ADIO_Status * status,
@@ -35,8 +37,6 @@ static void coll_worker(ADIO_File fd, const void *buf, int count, MPI_Datatype d
 
     memset(&opts, 0, sizeof(opts));
     opts.flags = DELEGATE_IO_COLL;
-    if (rw == ADIOI_DELEGATE_WRITE)
-        opts.flags |= DELEGATE_IO_ACK;
     opts.coll_rank = rank;
     opts.coll_size = nprocs;
     opts.coll_seq = f->coll_seq++;

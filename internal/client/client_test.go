@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/testutil"
 	"github.com/delegate-io/delegate/internal/transport"
 	"github.com/delegate-io/delegate/internal/wire"
@@ -388,4 +390,80 @@ func TestDirectReads(t *testing.T) {
 		a.Close()
 		b.Close()
 	}
+}
+
+// TestCollectiveVisibility: ranks write their parts collectively (no
+// acknowledgement awaited), then each reads the whole range at once, with
+// no sync and no barrier: every read sees every rank's part.
+func TestCollectiveVisibility(t *testing.T) {
+	for _, servers := range []int{1, 3} {
+		c := testutil.Start(t, testutil.Options{Servers: servers})
+		path := filepath.Join(c.Dir, "coll")
+		const ranks, part = 4, 100000
+		var files []*client.File
+		for r := 0; r < ranks; r++ {
+			files = append(files, open(t, c.Client(t, nil), path, wire.ORdwr|wire.OCreat, nil))
+		}
+		for seq := int64(0); seq < 10; seq++ {
+			errs := make(chan error, ranks)
+			for r, f := range files {
+				go func() {
+					o := client.IOOpts{Coll: true, CollSeq: 2 * seq, CollRank: int32(r), CollSize: ranks, CollGroup: 77}
+					buf := bytes.Repeat([]byte{byte(int(seq)*ranks + r + 1)}, part)
+					if r == 2 {
+						buf = nil // a rank with nothing to write still takes part
+					}
+					ext := []client.Extent{{Off: int64(r) * part, Len: int64(len(buf))}}
+					if _, err := f.Write([][]byte{buf}, ext[:min(1, len(buf))], o); err != nil {
+						errs <- err
+						return
+					}
+					got := make([]byte, ranks*part)
+					o.CollSeq++
+					n, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: ranks * part}}, o)
+					if err != nil {
+						errs <- err
+						return
+					}
+					for q := 0; q < ranks; q++ {
+						if q == 2 {
+							continue
+						}
+						if got[q*part] != byte(int(seq)*ranks+q+1) || got[q*part+part-1] != byte(int(seq)*ranks+q+1) {
+							errs <- fmt.Errorf("%d servers, collective %d: rank %d does not see rank %d's part (%d bytes read)", servers, seq, r, q, n)
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range files {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, f := range files {
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestCollectiveMissingRank: a rank that never reaches the collective makes
+// the others' next call fail after the server's timeout, never hang.
+func TestCollectiveMissingRank(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.CollTimeout = 300 * time.Millisecond }})
+	f := open(t, c.Client(t, nil), filepath.Join(c.Dir, "lonely"), wire.ORdwr|wire.OCreat, nil)
+	o := client.IOOpts{Coll: true, CollSeq: 0, CollRank: 0, CollSize: 2, CollGroup: 5}
+	if _, err := f.Write([][]byte{[]byte("x")}, []client.Extent{{Off: 0, Len: 1}}, o); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	err := f.Sync()
+	if wire.CodeOf(err) != wire.ETIMEDOUT || time.Since(t0) > 5*time.Second {
+		t.Fatalf("after a collective nobody else joined: %v after %s", err, time.Since(t0))
+	}
+	f.Close()
 }

@@ -22,7 +22,7 @@ func (f *File) directOK(flags uint32) bool {
 		return false
 	}
 	f.mu.Lock()
-	ok := !f.mu.noDirect && f.mu.writes == 0
+	ok := !f.mu.noDirect && f.mu.writes == 0 && f.mu.markers == 0
 	f.mu.Unlock()
 	if !ok {
 		return false

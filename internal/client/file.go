@@ -36,13 +36,14 @@ type File struct {
 
 	mu struct {
 		sync.Mutex
-		hints  Hints
-		err    error   // first failed write not yet reported
-		corked []*call // per server: the corked batch being filled
-		closed bool
-		atomic bool
-		reqs   int // nonblocking requests in progress
-		writes int // write requests created and not yet acknowledged
+		hints   Hints
+		err     error   // first failed write not yet reported
+		corked  []*call // per server: the corked batch being filled
+		closed  bool
+		atomic  bool
+		reqs    int // nonblocking requests in progress
+		writes  int // write requests created and not yet acknowledged
+		markers int // collective end markers not yet answered
 
 		direct   *os.File // the backend file, read directly when no server holds dirty data
 		noDirect bool     // direct reads are impossible (TCP, no slot, cannot open)
@@ -74,6 +75,40 @@ func (f *File) enter() error {
 	err := f.mu.err
 	f.mu.err = nil
 	return err
+}
+
+// endCollective sends the end marker of a collective to every server (after
+// this rank's pieces, on the same streams). A server answers the marker once
+// it holds every rank's marker, so the rank's later requests see every
+// rank's pieces; nothing waits here for the answers, which are counted: no
+// direct read happens while one is outstanding. Every rank sends its
+// markers, also when its part failed or was empty.
+func (f *File) endCollective(o *IOOpts) {
+	if f.live() != nil {
+		return
+	}
+	f.flushCork() // corked pieces go before the marker
+	for i, s := range f.sess {
+		c := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
+		c.flags = wire.IOColl | wire.IOCollEnd
+		c.coll = collTag{seq: o.CollSeq, rank: o.CollRank, size: o.CollSize, group: o.CollGroup}
+		c.marker = f
+		f.mu.Lock()
+		f.mu.markers++
+		f.mu.Unlock()
+		s.submit(c)
+	}
+}
+
+// markerDone counts an answered collective end marker; a failed one is
+// reported like a failed write.
+func (f *File) markerDone(err error) {
+	f.mu.Lock()
+	f.mu.markers--
+	if err != nil && f.mu.err == nil {
+		f.mu.err = wire.Errorf(wire.CodeOf(err), "collective on %s: %v", f.path, err)
+	}
+	f.mu.Unlock()
 }
 
 // checkLists validates the two lists and returns their common total.
@@ -216,6 +251,9 @@ func (f *File) begin(o *IOOpts) (opState, error) {
 // returns once the data has left mem (o.Ack or the write_ack hint: once the
 // servers acknowledged).
 func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
+	if o.Coll {
+		defer f.endCollective(&o) // whatever happens here: the others wait for it
+	}
 	st, err := f.begin(&o)
 	if err != nil {
 		return 0, err
@@ -294,6 +332,9 @@ func (f *File) place(mem [][]byte, ext []Extent, total int64, st *opState) ([]*c
 // Read reads the extents ext, in order, into mem, in order, and returns
 // the number of bytes before the end of file.
 func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
+	if o.Coll {
+		defer f.endCollective(&o)
+	}
 	st, err := f.begin(&o)
 	if err != nil {
 		return 0, err

@@ -33,6 +33,8 @@ type call struct {
 
 	// Reads answered inline: the reply's payload goes into data.
 	inline bool
+	// marker is the file of a collective end marker (File.endCollective).
+	marker *File
 	// Bytes counted against the session's inflight limit.
 	inflight int64
 
@@ -384,6 +386,9 @@ func (s *session) complete(c *call, err error) {
 	}
 	if c.file != nil && c.t == wire.TWrite {
 		c.file.writeDone(err)
+	}
+	if c.marker != nil {
+		c.marker.markerDone(err)
 	}
 	close(c.done)
 }

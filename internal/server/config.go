@@ -53,6 +53,9 @@ type Config struct {
 	// DirectBytes: a written extent at least this long goes straight to the
 	// backend instead of the buffer.
 	DirectBytes int64
+	// CollTimeout bounds how long a rank's collective end marker waits for
+	// the other ranks' (coll.go); past it the rank's next call fails.
+	CollTimeout time.Duration
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
 	// Wrap, if set, wraps the backend file system (tests inject faults).
@@ -72,6 +75,7 @@ func DefaultConfig() Config {
 		ChunkBytes:       1 << 20,
 		FlushRunBytes:    8 << 20,
 		GapBytes:         512,
+		CollTimeout:      time.Minute,
 		DirectBytes:      1 << 20,
 	}
 }
@@ -111,6 +115,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GapBytes < 0 || c.GapBytes >= c.ChunkBytes {
 		errs = append(errs, fmt.Errorf("gap bytes %d: want 0 to less than a chunk", c.GapBytes))
+	}
+	if c.CollTimeout <= 0 {
+		errs = append(errs, errors.New("collective timeout must be positive"))
 	}
 	if c.DirectBytes < 4096 {
 		errs = append(errs, fmt.Errorf("direct bytes %d: want >= 4096", c.DirectBytes))

@@ -56,6 +56,7 @@ type file struct {
 	// atomic serializes atomic-mode requests on the file: atomic writes
 	// hold it exclusively, atomic reads shared.
 	atomic sync.RWMutex
+	colls  colls // collectives in progress (coll.go)
 
 	// pub lists the handles that watch the file's dirty state in their
 	// control page slot. Lock order: buf, then pub.

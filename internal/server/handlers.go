@@ -144,6 +144,9 @@ func (st *stream) read(r *request) (wire.Reply, []byte) {
 	if err != nil {
 		return fail(err)
 	}
+	if rd.Flags&wire.IOCollEnd != 0 {
+		return st.collEnd(hd, rd)
+	}
 	limit := st.ss.srv.cfg.MaxReadBytes
 	total, err := wire.ExtentsTotal(rd.Ext, limit)
 	if err != nil {

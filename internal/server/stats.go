@@ -48,6 +48,7 @@ type counters struct {
 	readFromBuffer  atomic.Int64
 	readFromBackend atomic.Int64
 	collWrites      atomic.Int64
+	collEnds        atomic.Int64
 	descRaw         atomic.Int64
 	descWire        atomic.Int64
 
@@ -129,6 +130,7 @@ func (s *counters) snapshot() stats.Snapshot {
 		ReadFromBuffer:    s.readFromBuffer.Load(),
 		ReadFromBackend:   s.readFromBackend.Load(),
 		CollWrites:        s.collWrites.Load(),
+		CollEnds:          s.collEnds.Load(),
 		DescRaw:           s.descRaw.Load(),
 		DescWire:          s.descWire.Load(),
 		BackendWrites:     s.backendWrites.Load(),

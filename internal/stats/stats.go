@@ -58,6 +58,7 @@ type Snapshot struct {
 	ReadFromBuffer  int64 `codec:"read_from_buffer" json:"read_from_buffer"`
 	ReadFromBackend int64 `codec:"read_from_backend" json:"read_from_backend"`
 	CollWrites      int64 `codec:"coll_writes" json:"coll_writes"`
+	CollEnds        int64 `codec:"coll_ends" json:"coll_ends"` // ranks' collective end markers answered
 	DescRaw         int64 `codec:"desc_raw" json:"desc_raw"`   // description bytes before decompression
 	DescWire        int64 `codec:"desc_wire" json:"desc_wire"` // as they came on the wire
 
@@ -141,7 +142,7 @@ func (s *Snapshot) Add(o *Snapshot) {
 	}
 	for _, p := range [][2]*int64{
 		{&s.BytesIn, &o.BytesIn}, {&s.BytesOut, &o.BytesOut}, {&s.ExtentsIn, &o.ExtentsIn},
-		{&s.BytesDirect, &o.BytesDirect}, {&s.ReadFromBuffer, &o.ReadFromBuffer},
+		{&s.BytesDirect, &o.BytesDirect}, {&s.ReadFromBuffer, &o.ReadFromBuffer}, {&s.CollEnds, &o.CollEnds},
 		{&s.ReadFromBackend, &o.ReadFromBackend}, {&s.CollWrites, &o.CollWrites},
 		{&s.DescRaw, &o.DescRaw}, {&s.DescWire, &o.DescWire},
 		{&s.BackendWrites, &o.BackendWrites}, {&s.BackendWriteBytes, &o.BackendWriteBytes},
@@ -217,7 +218,8 @@ func (s Snapshot) String() string {
 		MiB(s.BufferBytes), MiB(s.BufferPeak), MiB(s.BufferLimit), MiB(s.Dirty), s.Stalls,
 		time.Duration(s.StallNanos).Round(time.Microsecond))
 	fmt.Fprintf(&b, "  flushes        %s; %s flushed; %d failed\n", kv(s.Flushes), MiB(s.FlushBytes), s.FlushErrors)
-	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes\n", s.DescRaw, s.DescWire, s.CollWrites)
+	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes, %d collective ends\n",
+		s.DescRaw, s.DescWire, s.CollWrites, s.CollEnds)
 	if s.PeakRSS > 0 {
 		fmt.Fprintf(&b, "  memory         peak RSS %s (own memory %s; clients' rings mapped now %s)\n",
 			MiB(s.PeakRSS), MiB(s.PeakOwn), MiB(s.RingBytes))

@@ -20,6 +20,12 @@ const (
 	// IOAtomic asks the server to apply the request as one unit with
 	// respect to other atomic requests on the same bytes.
 	IOAtomic uint32 = 0x04
+	// IOCollEnd marks a collective's end marker: an empty read each rank
+	// sends to every server after its pieces of collective CollSeq. The
+	// server answers it once it has the markers of all CollSize ranks, so
+	// every later request of the rank, on any server, sees every rank's
+	// pieces of that collective, and no data moves between ranks.
+	IOCollEnd uint32 = 0x08
 )
 
 // Counter operations, the same values as DELEGATE_COUNTER_*.

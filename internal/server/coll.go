@@ -1,0 +1,80 @@
+package server
+
+import (
+	"sync"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// Collectives without data exchange. After its pieces of a collective, each
+// rank sends every server an end marker (wire.IOCollEnd) on the same stream.
+// A server answers a marker only once it has the markers of all ranks of
+// the collective: the stream of each rank then holds every later request
+// until every rank's pieces of the collective, which came before the
+// markers on their streams, are applied. So a read after MPI_File_write_all
+// sees all of it, and no rank waits for an acknowledgement of its pieces.
+
+// colls tracks the collectives of one file, by group (one per collective
+// open) and sequence number.
+type colls struct {
+	mu     sync.Mutex
+	groups map[int64]map[int64]*collWait
+}
+
+type collWait struct {
+	arrived int32
+	done    chan struct{}
+}
+
+// arrive records one rank's marker of collective seq of group and waits,
+// up to timeout, until all size ranks' markers have arrived.
+func (c *colls) arrive(group, seq int64, size int32, timeout time.Duration) error {
+	c.mu.Lock()
+	if c.groups == nil {
+		c.groups = map[int64]map[int64]*collWait{}
+	}
+	g := c.groups[group]
+	if g == nil {
+		g = map[int64]*collWait{}
+		c.groups[group] = g
+	}
+	w := g[seq]
+	if w == nil {
+		w = &collWait{done: make(chan struct{})}
+		g[seq] = w
+	}
+	w.arrived++
+	if w.arrived >= size {
+		close(w.done)
+		delete(g, seq)
+		if len(g) == 0 {
+			delete(c.groups, group)
+		}
+		c.mu.Unlock()
+		return nil
+	}
+	arrived := w.arrived
+	c.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-w.done:
+		return nil
+	case <-t.C:
+		return wire.Errorf(wire.ETIMEDOUT, "collective %d: only %d of %d ranks reached it within %s", seq, arrived, size, timeout)
+	}
+}
+
+// collEnd serves an end marker.
+func (st *stream) collEnd(hd *handle, rd *wire.Read) (wire.Reply, []byte) {
+	if rd.CollSize <= 0 || rd.CollRank < 0 || rd.CollRank >= rd.CollSize {
+		return fail(wire.Errorf(wire.EINVAL, "collective marker of rank %d of %d", rd.CollRank, rd.CollSize))
+	}
+	s := st.ss.srv
+	if err := hd.f.colls.arrive(rd.CollGroup, rd.CollSeq, rd.CollSize, s.cfg.CollTimeout); err != nil {
+		return fail(wire.Errorf(wire.CodeOf(err), "%s: %v", hd.f.path, err))
+	}
+	s.stats.collEnds.Add(1)
+	return wire.Reply{}, nil
+}
