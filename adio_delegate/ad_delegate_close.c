@@ -21,19 +21,28 @@ void ADIOI_DELEGATE_Close(ADIO_File fd, int *error_code)
         return;
 
     ADIOI_DELEGATE_Drain(f);
-    /* Close is collective. Every rank first waits until the servers hold
-     * its writes, then the ranks meet: the first close to reach a server
-     * then finds every rank's data there and writes it out as large ordered
-     * runs, instead of flushing one rank's pieces before the others' fill
-     * the gaps between them. */
+    /* Close is collective. An empty collective write first: it sends only
+     * the collective end markers, which a server answers once every rank's
+     * marker arrived, and it serves this rank's close after that. The first
+     * close a server handles then finds every rank's data there and writes
+     * it out as large ordered runs, instead of flushing one rank's pieces
+     * before the others' fill the gaps between them; and no rank waits for a
+     * barrier or an acknowledgement here. */
     if ((fd->access_mode & (ADIO_WRONLY | ADIO_RDWR)) && fd->comm != MPI_COMM_NULL) {
-        int nprocs;
+        int nprocs, rank;
         MPI_Comm_size(fd->comm, &nprocs);
+        MPI_Comm_rank(fd->comm, &rank);
         if (nprocs > 1) {
-            rc = ADIOI_DLG.delegate_flush(f->fh);
+            delegate_io_opts opts;
+            memset(&opts, 0, sizeof(opts));
+            opts.flags = DELEGATE_IO_COLL;
+            opts.coll_rank = rank;
+            opts.coll_size = nprocs;
+            opts.coll_seq = f->coll_seq++;
+            opts.coll_group = f->coll_group;
+            rc = ADIOI_DLG.delegate_write(f->fh, NULL, 0, NULL, 0, &opts, NULL);
             if (rc != DELEGATE_OK)
                 *error_code = ADIOI_DELEGATE_err(myname, fd->filename, __LINE__, rc, f->fh);
-            MPI_Barrier(fd->comm);
         }
     }
     /* the handle is released even when this fails: the message is then

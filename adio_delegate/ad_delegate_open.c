@@ -151,74 +151,76 @@ static int remote_error(ADIO_File fd, int code, int cls, int root, const char *m
     return ADIOI_DELEGATE_Err_msg(MPI_SUCCESS, myname, line, cls, NULL, msg);
 }
 
-/* The collective open. ADIOI_GEN_OpenColl would do (create, close, open)
- * on ranklist[0] and broadcast an MPI error code, which the other ranks
- * cannot decode. Here ranklist[0] opens first, creating the file if asked
- * (so the servers see O_EXCL exactly once), and keeps it open; it broadcasts
- * its delegate code together with a new collective group id. The other ranks
- * then open without O_CREAT and O_EXCL, or, if ranklist[0] failed, fail with
- * the same error class. Every rank builds its own MPI error from the code.
- * The group id tags every collective call on the file (ad_delegate_coll.c),
- * so the servers can tell the pieces of one collective from those of another
- * group's collective with the same sequence number. */
+/* Collective open. Without MPI_MODE_EXCL every rank opens at once (a
+ * create without EXCL is idempotent on the servers). With it, ranklist[0]
+ * creates first, so that exactly one rank can win, and broadcasts the
+ * outcome; the others then open what it created. Either way the ranks end
+ * with one MPI_Allreduce that agrees on success and on the collective group
+ * id (the largest of the ids the ranks drew): if any rank failed, those that
+ * succeeded close again and fail too, so ADIO_Open never closes the file on
+ * only some ranks, and Close may be collective. */
 void ADIOI_DELEGATE_OpenColl(ADIO_File fd, int rank, int access_mode, int *error_code)
 {
     static char myname[] = "ADIOI_DELEGATE_OPENCOLL";
     ADIOI_DELEGATE_File *f;
     int root = fd->hints->ranklist[0];
     int init_error, cls;
-    /* what ranklist[0] broadcasts: its delegate code, the group id, its error class */
-    int64_t result[3] = { DELEGATE_OK, 0, MPI_SUCCESS };
+    int excl = (access_mode & ADIO_CREATE) && (access_mode & ADIO_EXCL);
+    /* what ranklist[0] broadcasts with EXCL: its delegate code and error class */
+    int64_t result[2] = { DELEGATE_OK, MPI_SUCCESS };
+    /* what the ranks agree on: whether one failed, and the group id */
+    int64_t mine[2], agreed[2];
 
     /* every rank needs the library; a rank that cannot load it fails alone
-     * and ADIO_Open makes the others close again */
+     * and the agreement below makes the others fail with it */
     ADIOI_DELEGATE_Init(&init_error);
     *error_code = init_error;
     fd->access_mode = access_mode;
 
-    if (rank == root) {
+    if (!excl) {
         if (init_error == MPI_SUCCESS)
-            result[0] = open_file(fd, access_mode, error_code);
-        else
-            result[0] = DELEGATE_EIO;
-        result[1] = new_group_id();
-        if (*error_code != MPI_SUCCESS) {
-            MPI_Error_class(*error_code, &cls);
-            result[2] = cls;
-        }
-    }
-    MPI_Bcast(result, 3, MPI_INT64_T, root, fd->comm);
-    if (result[0] != DELEGATE_OK) {
-        if (rank != root && init_error == MPI_SUCCESS)
-            *error_code = remote_error(fd, (int) result[0], (int) result[2], root, myname,
-                                       __LINE__);
-        return;
-    }
-    if (rank != root && init_error == MPI_SUCCESS)
-        open_file(fd, access_mode & ~(ADIO_CREATE | ADIO_EXCL), error_code);
-
-    /* The ranks agree before returning: if any failed, those that succeeded
-     * close again and fail too. ADIO_Open then never closes the file on
-     * only some ranks, which lets Close be collective (it uses a barrier). */
-    {
-        int ok = *error_code == MPI_SUCCESS, all_ok;
-        MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, fd->comm);
-        if (!all_ok) {
-            if (ok) {
-                f = fd->fs_ptr;
-                ADIOI_DLG.delegate_close(f->fh);
-                ADIOI_Free(f);
-                fd->fs_ptr = NULL;
-                *error_code = MPIO_Err_create_code(MPI_SUCCESS, MPIR_ERR_RECOVERABLE, myname,
-                                                   __LINE__, MPI_ERR_IO, "**io",
-                                                   "**io %s", "the open failed on another rank");
+            open_file(fd, access_mode, error_code);
+    } else {
+        if (rank == root) {
+            if (init_error == MPI_SUCCESS)
+                result[0] = open_file(fd, access_mode, error_code);
+            else
+                result[0] = DELEGATE_EIO;
+            if (*error_code != MPI_SUCCESS) {
+                MPI_Error_class(*error_code, &cls);
+                result[1] = cls;
             }
+        }
+        MPI_Bcast(result, 2, MPI_INT64_T, root, fd->comm);
+        if (result[0] != DELEGATE_OK) {
+            /* everyone knows the root failed: all fail, with its class */
+            if (rank != root && init_error == MPI_SUCCESS)
+                *error_code = remote_error(fd, (int) result[0], (int) result[1], root, myname,
+                                           __LINE__);
             return;
         }
+        if (rank != root && init_error == MPI_SUCCESS)
+            open_file(fd, access_mode & ~(ADIO_CREATE | ADIO_EXCL), error_code);
+    }
+
+    mine[0] = *error_code != MPI_SUCCESS;
+    mine[1] = new_group_id();
+    MPI_Allreduce(mine, agreed, 2, MPI_INT64_T, MPI_MAX, fd->comm);
+    if (agreed[0]) {
+        if (*error_code == MPI_SUCCESS) {
+            f = fd->fs_ptr;
+            ADIOI_DLG.delegate_close(f->fh);
+            ADIOI_Free(f);
+            fd->fs_ptr = NULL;
+            *error_code = MPIO_Err_create_code(MPI_SUCCESS, MPIR_ERR_RECOVERABLE, myname,
+                                               __LINE__, MPI_ERR_IO, "**io",
+                                               "**io %s", "the open failed on another rank");
+        }
+        return;
     }
 
     f = fd->fs_ptr;
-    f->coll_group = result[1];
+    f->coll_group = agreed[1];
     /* what ADIOI_GEN_OpenColl leaves behind: a sane block size for code
      * that reads it, an open file, no writes yet */
     fd->blksize = 4 * 1024 * 1024;
