@@ -45,6 +45,23 @@ else
     bad "delegate_example: $(tail -5 <<<"$out")"
 fi
 
+echo "== a program linked against Debian's libmpich12"
+if ! command -v mpicc.mpich >/dev/null; then
+    as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmpich-dev >/dev/null 2>&1
+fi
+if command -v mpicc.mpich >/dev/null && mpicc.mpich -O2 -o "$work/example_debian" "$top/examples/delegate_example.c" 2>"$work/deb.log"; then
+    needed=$(objdump -p "$work/example_debian" | awk '/NEEDED.*mpich/ {print $2}')
+    if out=$(run delegate-run --quiet -- mpiexec -n 2 "$work/example_debian" "delegate:$work/deb" 1 2>&1) &&
+        grep -q "all bytes correct" <<<"$out"; then
+        ok "built with Debian's mpicc (needs $needed), run on delegate: through the patched MPICH"
+    else
+        bad "Debian-built program: $(tail -3 <<<"$out")"
+    fi
+else
+    bad "cannot build with Debian's mpicc.mpich: $(tail -2 "$work/deb.log" 2>/dev/null)"
+fi
+
 echo "== errors"
 # No server listening: open fails within seconds, MPI_ERR_IO, naming the address.
 out=$(DELEGATE_SERVERS=unix:$work/nobody.sock DELEGATE_TIMEOUT=2s run mpiexec -n 2 "$top/build/tests/errtest" open-rdonly "delegate:$work/x" 2>&1)
