@@ -216,7 +216,8 @@ func TestIdleAndAsyncClose(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if b, _ := os.ReadFile(path); string(b) == "later" {
+		// The data reaches the disk a moment before the file is finalized.
+		if b, _ := os.ReadFile(path); string(b) == "later" && c.Servers[0].Stats().OpenFiles == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -135,6 +135,19 @@ func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writ
 func (t *fileTable) open(o *wire.Open) (*file, error) {
 	t.mu.Lock()
 	f := t.mu.byPath[o.Path]
+	if f != nil && f.regionSize != o.RegionSize && f.refs() <= 0 {
+		// Nobody holds the file, but its data still drains under the old
+		// region rule. A new rule is safe once that data is on the backend:
+		// retire the entry, write it out, and open afresh.
+		delete(t.mu.byPath, o.Path)
+		t.mu.Unlock()
+		if err := f.flush(causeClose, false); err != nil {
+			return nil, fmt.Errorf("open %s with a new region size: %w", o.Path, err)
+		}
+		t.finalize(f)
+		t.mu.Lock()
+		f = t.mu.byPath[o.Path]
+	}
 	if f != nil {
 		if o.Flags&wire.OExcl != 0 && o.Flags&wire.OCreat != 0 {
 			t.mu.Unlock()
