@@ -173,6 +173,12 @@ static int err_class(int code, const char **generic)
         case DELEGATE_EHINT:
             *generic = "**infoval";
             return MPI_ERR_INFO_VALUE;
+        case DELEGATE_EHINTKEY:
+            *generic = "**infokey";
+            return MPI_ERR_INFO_KEY;
+        case DELEGATE_EBUSY:
+            *generic = "**fileinuse";
+            return MPI_ERR_FILE_IN_USE;
         case DELEGATE_ENOSYS:
             *generic = "**fileopunsupported";
             return MPI_ERR_UNSUPPORTED_OPERATION;

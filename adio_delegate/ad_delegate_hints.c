@@ -101,7 +101,7 @@ void ADIOI_DELEGATE_Install_hints(ADIO_File fd)
 }
 
 /* The MPI error of hints the library refused: an unknown key
- * (DELEGATE_EINVAL) gives MPI_ERR_INFO_KEY, a bad value (DELEGATE_EHINT)
+ * (DELEGATE_EHINTKEY) gives MPI_ERR_INFO_KEY, a bad value (DELEGATE_EHINT)
  * MPI_ERR_INFO_VALUE. The message is the library's (on handle), which names
  * the hint. */
 int ADIOI_DELEGATE_Hint_err(const char *myname, int line, int code, int handle,
@@ -111,7 +111,7 @@ int ADIOI_DELEGATE_Hint_err(const char *myname, int line, int code, int handle,
     const char *generic;
     int cls, rc;
 
-    if (code == DELEGATE_EINVAL) {
+    if (code == DELEGATE_EHINTKEY) {
         cls = MPI_ERR_INFO_KEY;
         generic = "**infokey";
     } else if (code == DELEGATE_EHINT) {
@@ -124,7 +124,7 @@ int ADIOI_DELEGATE_Hint_err(const char *myname, int line, int code, int handle,
     rc = ADIOI_DLG.delegate_errmsg(handle, msg, sizeof(msg));
     if ((rc != DELEGATE_OK && rc != DELEGATE_ERANGE) || msg[0] == '\0')
         MPL_snprintf(msg, sizeof(msg), "%s delegate hint%s%s",
-                     code == DELEGATE_EINVAL ? "unknown" : "invalid value of a",
+                     code == DELEGATE_EHINTKEY ? "unknown" : "invalid value of a",
                      nhints == 1 ? " " : "", nhints == 1 ? hints[0].key : "");
     return ADIOI_DELEGATE_Err_msg(MPI_SUCCESS, myname, line, cls, generic, msg);
 }

@@ -53,9 +53,8 @@ static int open_file(ADIO_File fd, int access_mode, int *error_code)
     }
 
     rc = ADIOI_DLG.delegate_open(fd->filename, flags, perm, hints, nhints, &fh);
-    if ((rc == DELEGATE_EINVAL || rc == DELEGATE_EHINT) && nhints > 0) {
-        /* the flags are right by construction: a delegate_* hint is not (an
-         * unknown key: EINVAL, a bad value: EHINT) */
+    if (rc == DELEGATE_EHINTKEY || rc == DELEGATE_EHINT) {
+        /* a delegate_* hint is unknown (EHINTKEY) or has a bad value (EHINT) */
         *error_code = ADIOI_DELEGATE_Hint_err(myname, __LINE__, rc, DELEGATE_NOHANDLE, hints,
                                               nhints);
         goto fn_fail;

@@ -89,6 +89,7 @@ extern "C" {
 #define DELEGATE_ERANGE 27 /* result does not fit the buffer */
 #define DELEGATE_EAGAIN 28 /* not complete yet */
 #define DELEGATE_EHINT 29 /* invalid hint value */
+#define DELEGATE_EHINTKEY 30 /* unknown hint */
 /* END GENERATED CODES */
 
 /* Open flags (delegate_open). Exactly one of RDONLY, WRONLY, RDWR. */
@@ -100,7 +101,12 @@ extern "C" {
 
 /* I/O flags (delegate_io_opts.flags). */
 #define DELEGATE_IO_ACK 0x01   /**< write: return only once the servers acknowledged */
-#define DELEGATE_IO_COLL 0x02  /**< part of a collective call (coll_* fields valid) */
+/** This rank's part of collective call coll_seq (coll_* fields valid). After
+ *  it the library sends every server an end marker; a server handles the
+ *  rank's later requests once all coll_size ranks' markers arrived, so they
+ *  see every rank's part. Every rank must make the call, with empty lists if
+ *  it has nothing to transfer. */
+#define DELEGATE_IO_COLL 0x02
 
 /* Counter operations (delegate_counter). */
 #define DELEGATE_COUNTER_GET 0
@@ -178,8 +184,10 @@ const char *delegate_strerror(int code);
  * @param[in] perm  permission bits for a created file (0 means 0644).
  * @param[in] hints nhints hints (keys starting with "delegate_"); copied.
  * @param[out] fh   the new file handle.
- * @return DELEGATE_OK, DELEGATE_EINVAL (bad flags or unknown hint),
- *         DELEGATE_EHINT (bad hint value; the message names it),
+ * @return DELEGATE_OK, DELEGATE_EINVAL (bad flags), DELEGATE_EHINTKEY
+ *         (unknown delegate_* hint), DELEGATE_EHINT (bad hint value; the
+ *         message names it), DELEGATE_EBUSY (the file is open elsewhere with
+ *         another delegate_region_size),
  *         DELEGATE_ENOENT, DELEGATE_EEXIST, DELEGATE_EACCES,
  *         DELEGATE_EPATH, DELEGATE_EISDIR, DELEGATE_ENOTDIR, DELEGATE_EROFS,
  *         DELEGATE_ENAMETOOLONG, DELEGATE_EUNREACHABLE, DELEGATE_ECONNLOST,
@@ -320,7 +328,7 @@ int delegate_uncork(int fh);
 
 /**
  * Sets a hint on an open file (delegate_cork, delegate_write_ack, ...).
- * @return DELEGATE_OK, DELEGATE_EINVAL (unknown key), DELEGATE_EHINT (bad
+ * @return DELEGATE_OK, DELEGATE_EHINTKEY (unknown key), DELEGATE_EHINT (bad
  *         value; the message names the hint), DELEGATE_ENOSYS (hint fixed at
  *         open), DELEGATE_EBADF.
  */
@@ -329,7 +337,7 @@ int delegate_set_hint(int fh, const char *key, const char *value);
 /**
  * The effective value of a hint of an open file, or (fh ==
  * DELEGATE_NOHANDLE) its default.
- * @return DELEGATE_OK, DELEGATE_EINVAL (unknown key), DELEGATE_ERANGE, DELEGATE_EBADF.
+ * @return DELEGATE_OK, DELEGATE_EHINTKEY (unknown key), DELEGATE_ERANGE, DELEGATE_EBADF.
  */
 int delegate_get_hint(int fh, const char *key, char *buf, size_t buflen);
 

@@ -127,7 +127,7 @@ func (h *Hints) Get(name string) (string, error) {
 func (h *Hints) Set(name, value string, open bool) error {
 	d, ok := lookupHint(name)
 	if !ok {
-		return wire.Errorf(wire.EINVAL, "unknown hint %s", name)
+		return wire.Errorf(wire.EHINTKEY, "unknown hint %s", name)
 	}
 	if d.openOnly && !open {
 		return errOpenOnly

@@ -155,7 +155,7 @@ func (t *fileTable) open(o *wire.Open) (*file, error) {
 		}
 		if f.regionSize != o.RegionSize {
 			t.mu.Unlock()
-			return nil, wire.Errorf(wire.EINVAL, "open %s: region size %d differs from %d used by the file's other clients",
+			return nil, wire.Errorf(wire.EBUSY, "open %s: region size %d differs from %d used by the file's other clients",
 				o.Path, o.RegionSize, f.regionSize)
 		}
 		f.mu.Lock()
@@ -231,6 +231,11 @@ func (t *fileTable) release(f *file) error {
 	f.mu.Lock()
 	f.mu.refs--
 	last := f.mu.refs == 0
+	if last {
+		// Counters (shared file pointers) live while a client holds the
+		// file; ROMIO reuses their names for opens within one second.
+		f.mu.counters = nil
+	}
 	f.mu.Unlock()
 	if !last {
 		return nil

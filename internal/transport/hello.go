@@ -204,11 +204,14 @@ func YamuxConfig(log *slog.Logger, keepalive time.Duration) *yamux.Config {
 	return c
 }
 
-// yamuxLogger gives yamux the caller's logger instead of stderr.
+// yamuxLogger gives yamux the caller's logger instead of stderr. yamux
+// reports teardown it cannot tell from failure (writes on a connection
+// closed at shutdown); our own error paths report real failures, so its
+// lines are debug.
 type yamuxLogger struct{ l *slog.Logger }
 
-func (y yamuxLogger) Print(v ...any) { y.l.Warn("yamux", "msg", fmt.Sprint(v...)) }
+func (y yamuxLogger) Print(v ...any) { y.l.Debug("yamux", "msg", fmt.Sprint(v...)) }
 func (y yamuxLogger) Printf(format string, v ...any) {
-	y.l.Warn("yamux", "msg", fmt.Sprintf(format, v...))
+	y.l.Debug("yamux", "msg", fmt.Sprintf(format, v...))
 }
-func (y yamuxLogger) Println(v ...any) { y.l.Warn("yamux", "msg", fmt.Sprint(v...)) }
+func (y yamuxLogger) Println(v ...any) { y.l.Debug("yamux", "msg", fmt.Sprint(v...)) }

@@ -48,6 +48,7 @@ const (
 	ERANGE
 	EAGAIN
 	EHINT
+	EHINTKEY
 	numCodes
 )
 
@@ -88,6 +89,7 @@ var codeTable = [numCodes]CodeInfo{
 	ERANGE:       {"ERANGE", "result does not fit the buffer"},
 	EAGAIN:       {"EAGAIN", "not complete yet"},
 	EHINT:        {"EHINT", "invalid hint value"},
+	EHINTKEY:     {"EHINTKEY", "unknown hint"},
 }
 
 // Codes returns the table of every code, in numeric order.
