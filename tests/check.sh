@@ -8,7 +8,9 @@
 #   4. the server engine through MPI: coalescing, the memory bound, drain on
 #      SIGTERM (tests/engine.sh);
 #   5. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
-#      (tests/conformance.sh).
+#      (tests/conformance.sh);
+#   6. the differential test: 200 seeded random MPI-IO programs on ufs: and
+#      delegate:, files and reads compared (tests/differential.sh).
 # Every step is bounded; the script fails if any step fails.
 set -uo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,6 +43,7 @@ step "go test -race" timeout 900 go test -race -timeout 600s ./...
 step "integration" timeout 1800 "$top/tests/integration.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
+step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
 echo
 if [ ${#failed[@]} -gt 0 ]; then
     echo "check: FAILED: ${failed[*]}"

@@ -9,11 +9,13 @@ import (
 // ErrInjected is the error ErrorFS injects.
 var ErrInjected = errors.New("delegate: injected backend failure")
 
-// ErrorFS wraps an FS and fails writes while Fail is set: for tests of
-// flush failures, which must be reported and must not lose data.
+// ErrorFS wraps an FS and fails writes while Fail is set, or holds them
+// until Gate is closed (when set): for tests of flush failures, which must
+// be reported and must not lose data, and of work that races a slow flush.
 type ErrorFS struct {
 	FS
 	Fail   atomic.Bool
+	Gate   chan struct{}
 	Writes atomic.Int64 // write calls that reached the wrapped FS
 }
 
@@ -32,6 +34,9 @@ type errorFile struct {
 }
 
 func (f *errorFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.fs.Gate != nil {
+		<-f.fs.Gate
+	}
 	if f.fs.Fail.Load() {
 		return 0, &fs.PathError{Op: "write", Path: "(injected)", Err: ErrInjected}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delegate-io/delegate/internal/backend"
 	"github.com/delegate-io/delegate/internal/client"
 	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/testutil"
@@ -473,7 +474,12 @@ func TestCollectiveMissingRank(t *testing.T) {
 // data still drains after an asynchronous close (found by the differential
 // test: ROMIO reuses counter names for opens within one second).
 func TestCounterEndsWithLastClose(t *testing.T) {
-	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.FlushIdle = time.Hour }})
+	// Backend writes wait at the gate, so the drain outlasts the reopens.
+	efs := &backend.ErrorFS{Gate: make(chan struct{})}
+	defer close(efs.Gate)
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.Wrap = func(f backend.FS) backend.FS { efs.FS = f; return efs }
+	}})
 	cl := c.Client(t, nil)
 	path := filepath.Join(c.Dir, "shfp")
 	for i := 0; i < 3; i++ {

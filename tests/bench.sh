@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# tests/bench.sh: the benchmark command (not part of the test command).
+# Runs each workload of tests/prog/bench.c on ufs: and on delegate: back to
+# back, REPS times, with 2 ranks and 1 server, and prints a table of median
+# time, bandwidth and the ratio ufs-time / delegate-time (above 1: delegate
+# is faster), the server's statistics (coalescing, backend writes, queue),
+# and the number of backend write calls each side made: delegate's from the
+# server's counters, ufs:'s from strace -f (in a separate, untimed run).
+#
+#   tests/bench.sh [REPS] [WORKLOAD...]      (default 5 repetitions, all workloads)
+set -uo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$top/tests/setup.sh" >/dev/null || exit 1
+. "$top/build/env.sh"
+reps=${1:-5}
+shift || true
+all="records corked view view-all ior ior-hard contig-w contig-r read-records checkpoint"
+workloads=${*:-$all}
+work=$(mktemp -d /tmp/dlg-bench-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+bench=$top/build/tests/bench
+command -v strace >/dev/null || { as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null 2>&1; }
+targets="records:2 corked:5 view:1 view-all:1.5 ior:1.5 ior-hard:1 contig-w:0.8 contig-r:0.7 read-records:0.5 checkpoint:-"
+
+# Workloads that read need the file written first (by the same file system).
+prepare() { # workload fs path
+    case $1 in
+    contig-r) timeout 300 mpiexec -n 2 "$bench" contig-w "$2$3" >/dev/null ;;
+    read-records) timeout 300 mpiexec -n 2 "$bench" records "$2$3" >/dev/null ;;
+    esac
+}
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# One server for the delegate: runs, started by hand so that each run's
+# counters can be read: delegate-server stats before and after.
+server() {
+    delegate-server --listen "unix:$work/s.sock" --final-stats "$work/final.json" --log-level warn &
+    spid=$!
+    for _ in $(seq 100); do [ -S "$work/s.sock" ] && break; sleep 0.05; done
+}
+export DELEGATE_SERVERS=unix:$work/s.sock
+stats_json() { delegate-server stats --connect "$DELEGATE_SERVERS" --json; }
+
+printf '%-13s %9s %9s %8s %8s %7s %6s | %9s %9s %10s %11s %9s\n' workload ufs-ms dlg-ms ufs-MB/s dlg-MB/s ratio target \
+    ufs-wr dlg-wr coalescing queue-peak wait-p99
+declare -A summary
+for w in $workloads; do
+    tu=() td=()
+    bytes=0
+    visible_u=() visible_d=()
+    server
+    for r in $(seq "$reps"); do
+        prepare "$w" ufs: "$work/u"
+        out=$(timeout 600 mpiexec -n 2 "$bench" "$w" "ufs:$work/u" 2>&1)
+        tu+=("$(field secs <<<"$out")")
+        visible_u+=("$(field visible <<<"$out")")
+        bytes=$(field bytes <<<"$out")
+        prepare "$w" delegate: "$work/d"
+        before=$(stats_json)
+        out=$(timeout 600 mpiexec -n 2 "$bench" "$w" "delegate:$work/d" 2>&1)
+        grep -q BAD <<<"$out" && echo "$w: delegate run read wrong data: $out" >&2
+        td+=("$(field secs <<<"$out")")
+        visible_d+=("$(field visible <<<"$out")")
+        after=$(stats_json)
+    done
+    kill -TERM $spid
+    wait $spid
+    mu=$(printf '%s\n' "${tu[@]}" | median)
+    md=$(printf '%s\n' "${td[@]}" | median)
+    # The server's counters of the last delegate: run (after - before).
+    read -r dwrites extents qpeak p99 < <(python3 - "$before" "$after" <<'PY'
+import json, sys
+b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+writes = a["backend_writes"] - b["backend_writes"]
+ext = a["extents_in"] - b["extents_in"]
+wait = [x - y for x, y in zip(a["wait_hist"], b["wait_hist"])]
+tot, cum, p99 = sum(wait), 0, 0
+for i, n in enumerate(wait):
+    cum += n
+    if tot and cum >= 0.99 * tot:
+        p99 = 1 << i
+        break
+print(writes, ext, a["queue_peak"], p99)
+PY
+)
+    # ufs:'s backend write calls: one untimed run under strace.
+    prepare "$w" ufs: "$work/s"
+    timeout 600 strace -f -c -o "$work/strace.txt" -e trace=pwrite64,pwritev,pwritev2,write,writev \
+        mpiexec -n 2 "$bench" "$w" "ufs:$work/s" >/dev/null 2>&1
+    uwrites=$(awk '$NF ~ /^pwrite/ {n += $4} END {print n+0}' "$work/strace.txt")
+    ratio=$(python3 -c "print(f'{$mu/$md:.2f}')")
+    target=$(tr ' ' '\n' <<<"$targets" | awk -F: -v w="$w" '$1==w {print $2}')
+    coal=$([ "$dwrites" -gt 0 ] && python3 -c "print(f'{$extents/$dwrites:.0f}')" || echo -)
+    printf '%-13s %9.1f %9.1f %8.0f %8.0f %7s %6s | %9s %9s %10s %11s %7sus\n' "$w" \
+        "$(python3 -c "print($mu*1e3)")" "$(python3 -c "print($md*1e3)")" \
+        "$(python3 -c "print($bytes/$mu/1e6)")" "$(python3 -c "print($bytes/$md/1e6)")" \
+        "$ratio" ">=$target" "$uwrites" "$dwrites" "$coal" "$qpeak" "$p99"
+    if [ "$w" = checkpoint ]; then
+        vu=$(printf '%s\n' "${visible_u[@]}" | median)
+        vd=$(printf '%s\n' "${visible_d[@]}" | median)
+        summary[checkpoint]="checkpoint: visible I/O time (total minus 0.5 s of computation): ufs $(python3 -c "print(f'{$vu*1e3:.1f}')") ms, delegate $(python3 -c "print(f'{$vd*1e3:.1f}')") ms"
+    fi
+    rm -f "$work"/u* "$work"/d* "$work"/s.*.warmup
+done
+echo
+echo "2 ranks, 1 server, $reps runs each, median; ratio = ufs time / delegate time (timed: open to close)."
+echo "ufs-wr: pwrite calls of the ufs: run (strace -f); dlg-wr: the server's backend writes for the delegate: run."
+for k in "${!summary[@]}"; do echo "${summary[$k]}"; done
