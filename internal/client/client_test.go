@@ -511,3 +511,30 @@ func TestRegionSizeConflict(t *testing.T) {
 	g := open(t, cl, path, wire.ORdwr, map[string]string{"delegate_region_size": "128K"})
 	g.Close()
 }
+
+// TestDescriptionCompression: over TCP a large description that lz4 halves
+// goes compressed (the server counts bytes before and after); over a Unix
+// socket it goes raw.
+func TestDescriptionCompression(t *testing.T) {
+	for _, tcp := range []bool{true, false} {
+		c := testutil.Start(t, testutil.Options{TCP: tcp})
+		f := open(t, c.Client(t, nil), filepath.Join(c.Dir, "z"), wire.ORdwr|wire.OCreat, nil)
+		// Alternating lengths defeat the stride folding but repeat well.
+		var ext []client.Extent
+		var total int64
+		for i := int64(0); i < 20000; i++ {
+			l := 1 + i%2
+			ext = append(ext, client.Extent{Off: i * 8, Len: l})
+			total += l
+		}
+		if _, err := f.Write([][]byte{make([]byte, total)}, ext, client.IOOpts{Ack: true}); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		st := c.Servers[0].Stats()
+		compressed := st.DescWire < st.DescRaw/2
+		if compressed != tcp {
+			t.Fatalf("tcp=%v: descriptions %d bytes raw, %d on the wire", tcp, st.DescRaw, st.DescWire)
+		}
+	}
+}

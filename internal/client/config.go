@@ -37,7 +37,10 @@ type Config struct {
 	// MergeBytes is the largest write that joins the previous, not yet
 	// sent write of the same file instead of starting a request.
 	MergeBytes int64
-	// Compression is the lz4 policy for descriptions.
+	// Compression is the lz4 policy for descriptions sent over TCP (across
+	// hosts it pays for large descriptions it at least halves, DESIGN.md
+	// §4). On a Unix socket descriptions always go raw: on one host lz4
+	// costs more than it saves.
 	Compression wire.Compression
 	// Name identifies the client in server logs (default host:pid).
 	Name string
@@ -55,6 +58,7 @@ func DefaultConfig() Config {
 		MaxInflightBytes: 64 << 20,
 		MaxRequestBytes:  16 << 20,
 		MergeBytes:       64 << 10,
+		Compression:      wire.Compression{MinBytes: 16 << 10, MinSavingsPct: 50},
 		Name:             fmt.Sprintf("%s:%d", host, os.Getpid()),
 	}
 }

@@ -262,7 +262,11 @@ func (s *session) reserve(c *call, n int64) error {
 
 func (s *session) sendLoop() {
 	defer s.wg.Done()
-	enc := wire.NewEncoder(s.cl.cfg.Compression)
+	var policy wire.Compression
+	if s.addr.Net == "tcp" {
+		policy = s.cl.cfg.Compression
+	}
+	enc := wire.NewEncoder(policy)
 	for {
 		select {
 		case <-s.wake:
