@@ -16,6 +16,7 @@ command -v go >/dev/null || { echo "setup: Go is not installed (need go 1.26 at 
 prefix=$(bash mpich-patch/build-mpich.sh)
 tree=$(cat "$prefix/.delegate-build-tree" 2>/dev/null || true)
 
+mkdir -p build/aux # configure.ac keeps autotools' helper scripts here
 if [ ! -x configure ] || [ configure.ac -nt configure ]; then
     autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
 fi

@@ -34,21 +34,30 @@ func newBudget(limit, high int64, wake func()) *budget {
 // acquire reserves n bytes, waiting while the buffers are full. It gives up
 // with abort's error when abort reports one (the bytes could never be
 // flushed), and admits a request larger than the limit once the buffers
-// are empty, so no request waits for ever.
+// are empty, so no request waits for ever. abort runs without the budget's
+// lock held (it takes the file's): the predicate is checked again under the
+// lock before each wait, so no wakeup is lost.
 func (b *budget) acquire(n int64, abort func() error) error {
+	var t0 time.Time
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var t0 time.Time
 	for b.used > 0 && b.used+n > b.limit && !b.stop {
-		if err := abort(); err != nil {
-			return err
-		}
-		if t0.IsZero() {
+		first := t0.IsZero()
+		if first {
 			t0 = time.Now()
 			b.stalls++
-			if b.sample != nil {
-				b.sample()
-			}
+		}
+		b.mu.Unlock()
+		if first && b.sample != nil {
+			b.sample() // the buffers are full: a good moment to note memory use
+		}
+		err := abort()
+		b.mu.Lock()
+		if err != nil {
+			return err
+		}
+		if !(b.used > 0 && b.used+n > b.limit && !b.stop) {
+			break
 		}
 		b.wake()
 		b.cond.Wait()
