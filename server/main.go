@@ -230,6 +230,7 @@ func statsCmd(args []string, out io.Writer) int {
 	connect := fs.String("connect", env("DELEGATE_SERVERS", ""), "server address (default: the first of $DELEGATE_SERVERS)")
 	watch := fs.Duration("watch", 0, "refresh at this interval until interrupted")
 	timeout := fs.Duration("timeout", 5*time.Second, "connect timeout")
+	asJSON := fs.Bool("json", false, "print the snapshot as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -252,10 +253,15 @@ func statsCmd(args []string, out io.Writer) int {
 			fmt.Fprintln(os.Stderr, "delegate-server stats:", err)
 			return 1
 		}
-		if *watch > 0 {
+		if *watch > 0 && !*asJSON {
 			fmt.Fprint(out, "\033[H\033[2J")
 		}
-		fmt.Fprint(out, snap.String())
+		if *asJSON {
+			b, _ := json.Marshal(snap)
+			fmt.Fprintln(out, string(b))
+		} else {
+			fmt.Fprint(out, snap.String())
+		}
 		if *watch <= 0 {
 			return 0
 		}

@@ -62,6 +62,31 @@ else
     bad "cannot build with Debian's mpicc.mpich: $(tail -2 "$work/deb.log" 2>/dev/null)"
 fi
 
+echo "== visibility across ranks without sync"
+out=$(run delegate-run --quiet --servers 2 -- mpiexec -n 4 "$top/build/tests/vistest" "delegate:$work/vis" 2>&1)
+grep -q "vistest ok" <<<"$out" && ok "$(grep -o 'vistest ok.*' <<<"$out" | cut -c13-)" || bad "vistest: $(tail -3 <<<"$out")"
+
+echo "== one request over 2 GiB at an offset over 4 GiB"
+out=$(T=600 run delegate-run --quiet -- mpiexec -n 1 "$top/build/tests/bigtest" "delegate:$work/big" 2>&1)
+grep -q "bigtest ok" <<<"$out" && ok "$(grep -o 'one .*' <<<"$out")" || bad "bigtest: $(tail -3 <<<"$out")"
+rm -f "$work/big"
+
+echo "== overlap of MPI_File_iwrite with computation (1 rank, 64 MiB)"
+ou=$(run mpiexec -n 1 "$top/build/tests/overlap" "ufs:$work/ov" 2>&1 | grep -o 'overlap.*')
+od=$(run delegate-run --quiet -- mpiexec -n 1 "$top/build/tests/overlap" "delegate:$work/ov" 2>&1 | grep -o 'overlap.*')
+echo "  ufs:      $ou"
+echo "  delegate: $od"
+# The I/O must progress while the program computes: after computing for
+# three times the I/O time, MPI_Wait has (almost) nothing left to do.
+io=$(sed -n 's/.*io_ms=\([0-9.]*\).*/\1/p' <<<"$od")
+w=$(sed -n 's/.*wait_ms=\([0-9.]*\).*/\1/p' <<<"$od")
+if [ -n "$io" ] && [ -n "$w" ] && awk -v io="$io" -v w="$w" 'BEGIN {exit !(w <= 0.25 * io)}'; then
+    ok "delegate: the iwrite progressed during computation (MPI_Wait afterwards: $w ms of $io ms)"
+else
+    bad "delegate: MPI_Wait after computing still took ${w:-?} ms of ${io:-?} ms"
+fi
+rm -f "$work/ov"
+
 echo "== errors"
 # No server listening: open fails within seconds, MPI_ERR_IO, naming the address.
 out=$(DELEGATE_SERVERS=unix:$work/nobody.sock DELEGATE_TIMEOUT=2s run mpiexec -n 2 "$top/build/tests/errtest" open-rdonly "delegate:$work/x" 2>&1)
