@@ -62,6 +62,8 @@ type Index struct {
 	// clear of hotNext needs no btree search. Any other change clears hot.
 	hot     *item
 	hotNext int64
+
+	pool *Pool // where chunk-sized buffers come from and go back; may be nil
 }
 
 // New returns an empty index whose items never cross a multiple of chunk,
@@ -71,6 +73,53 @@ func New(chunk, gap int64) *Index {
 		panic("extent: need chunk > gap >= 0")
 	}
 	return &Index{tree: btree.NewG(16, less), chunk: chunk, gap: gap}
+}
+
+// NewPooled is New with chunk-sized buffers taken from and returned to p,
+// whose chunk size must be chunk.
+func NewPooled(chunk, gap int64, p *Pool) *Index {
+	x := New(chunk, gap)
+	if p != nil && p.chunk != chunk {
+		panic("extent: pool of another chunk size")
+	}
+	x.pool = p
+	return x
+}
+
+// bigItem is the size from which an item that starts a chunk gets a whole
+// chunk buffer at once instead of doubling its way there (copying each
+// time): past it the chunk is likely to fill.
+func (x *Index) bigItem() int64 { return x.chunk / 16 }
+
+// newBuf returns a buffer of length n and capacity c, a whole chunk from
+// the pool when c is one.
+func (x *Index) newBuf(n, c int64) []byte {
+	if c == x.chunk {
+		if b := x.pool.take(); b != nil {
+			return b[:n]
+		}
+	}
+	return make([]byte, n, c)
+}
+
+// recycle gives it's buffer back to the pool; it must not be used after.
+func (x *Index) recycle(it *item) {
+	x.pool.put(it.data)
+	it.data = nil
+}
+
+// Release gives every buffer back to the pool and empties the index. The
+// caller guarantees that nobody reads the index or slices of it (Runs'
+// Bufs) any more.
+func (x *Index) Release() {
+	if x.pool != nil {
+		x.tree.Ascend(func(it *item) bool {
+			x.pool.put(it.data)
+			return true
+		})
+	}
+	x.tree.Clear(false)
+	x.bytes, x.alloc, x.hot = 0, 0, nil
 }
 
 // Bytes returns the number of buffered bytes.
@@ -161,7 +210,11 @@ func (x *Index) writeChunk(off int64, p []byte, ce int64) {
 	})
 	if fresh && len(absorb) == 0 {
 		// A new item of its own: no holes, no bitmap.
-		base.data = make([]byte, len(p), min(max(int64(len(p)), 64), ce-off))
+		c := min(max(int64(len(p)), 64), ce-off)
+		if int64(len(p)) >= x.bigItem() && ce-off == x.chunk {
+			c = x.chunk
+		}
+		base.data = x.newBuf(int64(len(p)), c)
 		copy(base.data, p)
 		x.insert(base)
 		x.hot, x.hotNext = base, next
@@ -181,6 +234,7 @@ func (x *Index) writeChunk(off int64, p []byte, ce int64) {
 				x.setHoles(base, it.off-base.off+i, n)
 			})
 		}
+		x.recycle(it)
 	}
 	clear(absorb)
 	x.merge = absorb[:0]
@@ -211,8 +265,12 @@ func (x *Index) extend(it *item, end, ce int64) {
 	}
 	if n > int64(cap(it.data)) {
 		c := min(max(n, 2*int64(cap(it.data)), 64), ce-it.off)
-		buf := make([]byte, n, c)
+		if n >= x.bigItem() && ce-it.off == x.chunk {
+			c = x.chunk
+		}
+		buf := x.newBuf(n, c)
 		copy(buf, it.data)
+		x.recycle(it)
 		it.data = buf
 	} else {
 		it.data = it.data[:n]
@@ -371,6 +429,7 @@ func (x *Index) trim(it *item) {
 	}
 	if lo == hi {
 		x.remove(it)
+		x.recycle(it)
 		return
 	}
 	if lo == 0 && hi == n {
@@ -384,6 +443,7 @@ func (x *Index) trim(it *item) {
 			x.setHoles(nt, i-lo, 1)
 		}
 	}
+	x.recycle(it)
 	x.insert(nt)
 	x.hot = nil
 }
@@ -422,6 +482,7 @@ func (x *Index) Punch(off, n int64) {
 	for _, it := range hit {
 		if it.off >= off && it.end() <= end {
 			x.remove(it)
+			x.recycle(it)
 			continue
 		}
 		lo, hi := max(off, it.off)-it.off, min(end, it.end())-it.off
@@ -475,7 +536,7 @@ func (x *Index) Runs(max int64, fn func(Run) error) error {
 // pressure, since a full chunk becomes one aligned write that no later
 // write of the same chunk will have to repeat.
 func (x *Index) TakeFullChunks() *Index {
-	out := New(x.chunk, x.gap)
+	out := NewPooled(x.chunk, x.gap, x.pool)
 	var move []*item
 	x.tree.Ascend(func(it *item) bool {
 		if it.off%x.chunk == 0 && int64(len(it.data)) == x.chunk && it.nhole == 0 {

@@ -124,7 +124,7 @@ func needsWrite(flags uint32) bool { return flags&(wire.OWronly|wire.ORdwr) != 0
 func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writable bool) *file {
 	f := &file{srv: t.srv, path: path, regionSize: regionSize}
 	f.mu.bf, f.mu.writable, f.mu.refs = bf, writable, 1
-	f.buf.live = extent.New(t.srv.cfg.ChunkBytes, t.srv.cfg.GapBytes)
+	f.buf.live = t.srv.newIndex()
 	return f
 }
 
@@ -557,17 +557,26 @@ func (f *file) drop() {
 	s := f.srv
 	f.buf.Lock()
 	var db, da int64
-	for _, x := range f.layersLocked() {
+	old := f.layersLocked()
+	for _, x := range old {
 		db += x.Bytes()
 		da += x.Alloc()
 	}
-	f.buf.live = extent.New(s.cfg.ChunkBytes, s.cfg.GapBytes)
+	f.buf.live = s.newIndex()
 	f.buf.flushing = nil
 	f.buf.err = nil
 	f.publishLocked()
 	f.buf.Unlock()
 	s.stats.dirty.Add(-db)
 	s.budget.release(da)
+	for _, x := range old {
+		x.Release() // readers take layers under buf: none sees these now
+	}
+}
+
+// newIndex returns an empty write-behind buffer for a file.
+func (s *Server) newIndex() *extent.Index {
+	return extent.NewPooled(s.cfg.ChunkBytes, s.cfg.GapBytes, s.pool)
 }
 
 // flush writes buffered bytes to the backend in coalesced runs, in offset
@@ -584,7 +593,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 		snap = f.buf.live.TakeFullChunks()
 	} else if f.buf.live.Len() > 0 {
 		snap = f.buf.live
-		f.buf.live = extent.New(s.cfg.ChunkBytes, s.cfg.GapBytes)
+		f.buf.live = s.newIndex()
 	}
 	if snap != nil && snap.Len() > 0 {
 		f.buf.flushing = append(f.buf.flushing, snap)
@@ -618,6 +627,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 		s.stats.dirty.Add(-x.Bytes())
 		s.stats.flushBytes.Add(x.Bytes())
 		s.budget.release(x.Alloc())
+		x.Release() // no reader holds x: it left the layers under buf
 	}
 	f.buf.Lock()
 	f.buf.err = nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/delegate-io/delegate/internal/backend"
+	"github.com/delegate-io/delegate/internal/extent"
 	"github.com/delegate-io/delegate/internal/route"
 )
 
@@ -40,6 +41,7 @@ type Server struct {
 	closeOnce  sync.Once
 
 	budget      *budget
+	pool        *extent.Pool // chunk buffers recycled between flushes
 	flushKick   chan struct{}
 	flusherStop chan struct{}
 	flusherDone chan struct{}
@@ -69,6 +71,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.files = newFileTable(s, bfs)
 	s.budget = newBudget(cfg.BufferBytes, cfg.BufferBytes*int64(cfg.HighWaterPct)/100, s.kickFlusher)
+	// Recycled chunk buffers sit outside the budget: at most 1/16 of it,
+	// and 32 MiB (README, Memory).
+	s.pool = extent.NewPool(cfg.ChunkBytes, int(min(cfg.BufferBytes/16, 32<<20)/cfg.ChunkBytes))
 	s.stats.start = time.Now()
 	s.budget.sample = s.stats.sampleMemory
 	go s.flushLoop()
