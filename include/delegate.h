@@ -39,6 +39,7 @@
  *   DELEGATE_TIMEOUT      connect and liveness timeout (Go duration, default 5s)
  *   DELEGATE_SHM_SIZE     shared-memory ring per server (default 16M; 0 disables)
  *   DELEGATE_LOG_FD       file descriptor for the library's log (default: none)
+ *   DELEGATE_COMBINE      0 turns off the combining of small writes (default 1)
  */
 #ifndef DELEGATE_H_INCLUDED
 #define DELEGATE_H_INCLUDED
@@ -212,6 +213,10 @@ int delegate_close(int fh);
  * and at the latest by delegate_sync or delegate_close. With
  * DELEGATE_IO_ACK (or the delegate_write_ack=sync hint) it returns once the
  * servers acknowledged.
+ * A small write (at most 4 KiB) without DELEGATE_IO_ACK, on a file not in
+ * atomic mode, is copied into a buffer of the library and sent at once by
+ * a background thread; while that thread hands a batch over, the next
+ * writes gather. Any other call on fh sends the buffer first.
  * @param[in] opts may be NULL.
  * @param[out] nbytes bytes accepted (the list total on success); may be NULL.
  * @return DELEGATE_OK, DELEGATE_EINVAL (lengths differ, negative values),

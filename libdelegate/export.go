@@ -9,6 +9,7 @@ package main
 #include <stdlib.h>
 #include <string.h>
 #include "delegate.h"
+#include "stage.h"
 */
 import "C"
 
@@ -254,6 +255,26 @@ func ioOpts(o *C.delegate_io_opts) client.IOOpts {
 		CollSize:  int32(o.coll_size),
 		CollGroup: int64(o.coll_group),
 	}
+}
+
+// dlgStagePolicy tells stage.c whether fh's small writes may be combined
+// in C before they reach Go, and whether they have a deadline.
+//
+//export dlgStagePolicy
+func dlgStagePolicy(fh C.int) (policy C.int) {
+	defer guard(int(fh), new(C.int))
+	f, err := fileOf(fh)
+	if err != nil {
+		return 0
+	}
+	ok, corked := f.Combinable()
+	if ok {
+		policy |= C.DLG_STAGE_ON
+	}
+	if corked {
+		policy |= C.DLG_STAGE_CORKED
+	}
+	return policy
 }
 
 //export dlgIO

@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 #include "delegate.h"
+#include "stage.h"
 #include "_cgo_export.h"
 
 static volatile int delegate_forked;
@@ -23,6 +24,17 @@ static void delegate_shim_init(void)
 
 #define GUARD() do { if (delegate_forked) return DELEGATE_EFORK; } while (0)
 
+/* SEND_STAGED sends fh's staged writes (stage.c) before any other call on
+ * fh, so that the call comes after them, and returns their failure. */
+#define SEND_STAGED(fh) do { int rc_ = dlg_stage_sync(fh); if (rc_ != DELEGATE_OK) return rc_; } while (0)
+
+/* restage tells the stage what Go now allows for fh. */
+static int restage(int fh, int rc)
+{
+    dlg_stage_policy(fh, dlgStagePolicy(fh));
+    return rc;
+}
+
 int delegate_api_version(void)
 {
     return DELEGATE_API_VERSION;
@@ -36,7 +48,13 @@ int delegate_init(void)
 
 int delegate_finalize(void)
 {
+    int rc;
     GUARD();
+    rc = dlg_stage_sync_all();
+    if (rc != DELEGATE_OK) {
+        dlgFinalize();
+        return rc;
+    }
     return dlgFinalize();
 }
 
@@ -56,20 +74,32 @@ const char *delegate_strerror(int code)
 int delegate_open(const char *path, int flags, int perm, const delegate_hint *hints, int nhints,
                   int *fh)
 {
+    int rc;
     GUARD();
-    return dlgOpen((char *) path, flags, perm, (delegate_hint *) hints, nhints, fh);
+    rc = dlgOpen((char *) path, flags, perm, (delegate_hint *) hints, nhints, fh);
+    if (rc == DELEGATE_OK)
+        dlg_stage_open(*fh, dlgStagePolicy(*fh));
+    return rc;
 }
 
 int delegate_close(int fh)
 {
+    int rc, rc2;
     GUARD();
-    return dlgClose(fh);
+    rc = dlg_stage_sync(fh);
+    dlg_stage_close(fh);
+    rc2 = dlgClose(fh);
+    return rc != DELEGATE_OK ? rc : rc2;
 }
 
 int delegate_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
                    int64_t next, const delegate_io_opts *opts, int64_t *nbytes)
 {
+    int rc;
     GUARD();
+    if (dlg_stage_write(fh, mem, nmem, ext, next, opts, nbytes, &rc))
+        return rc;
+    SEND_STAGED(fh);
     return dlgIO(fh, 1, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                  (delegate_io_opts *) opts, nbytes);
 }
@@ -78,6 +108,7 @@ int delegate_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_
                   int64_t next, const delegate_io_opts *opts, int64_t *nbytes)
 {
     GUARD();
+    SEND_STAGED(fh);
     return dlgIO(fh, 0, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                  (delegate_io_opts *) opts, nbytes);
 }
@@ -86,6 +117,7 @@ int delegate_iwrite(int fh, const delegate_iov *mem, int64_t nmem, const delegat
                     int64_t next, const delegate_io_opts *opts, int *req)
 {
     GUARD();
+    SEND_STAGED(fh);
     return dlgIIO(fh, 1, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                   (delegate_io_opts *) opts, req);
 }
@@ -94,6 +126,7 @@ int delegate_iread(int fh, const delegate_iov *mem, int64_t nmem, const delegate
                    int64_t next, const delegate_io_opts *opts, int *req)
 {
     GUARD();
+    SEND_STAGED(fh);
     return dlgIIO(fh, 0, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                   (delegate_io_opts *) opts, req);
 }
@@ -125,30 +158,35 @@ int delegate_request_free(int req)
 int delegate_sync(int fh)
 {
     GUARD();
+    SEND_STAGED(fh);
     return dlgSync(fh);
 }
 
 int delegate_flush(int fh)
 {
     GUARD();
+    SEND_STAGED(fh);
     return dlgFlush(fh);
 }
 
 int delegate_get_size(int fh, int64_t *size)
 {
     GUARD();
+    SEND_STAGED(fh);
     return dlgGetSize(fh, size);
 }
 
 int delegate_set_size(int fh, int64_t size)
 {
     GUARD();
+    SEND_STAGED(fh);
     return dlgSetSize(fh, size, 0);
 }
 
 int delegate_preallocate(int fh, int64_t size)
 {
     GUARD();
+    SEND_STAGED(fh);
     return dlgSetSize(fh, size, 1);
 }
 
@@ -161,19 +199,22 @@ int delegate_delete(const char *path)
 int delegate_cork(int fh)
 {
     GUARD();
-    return dlgSetHint(fh, (char *) "delegate_cork", (char *) "true");
+    SEND_STAGED(fh);
+    return restage(fh, dlgSetHint(fh, (char *) "delegate_cork", (char *) "true"));
 }
 
 int delegate_uncork(int fh)
 {
     GUARD();
-    return dlgSetHint(fh, (char *) "delegate_cork", (char *) "false");
+    SEND_STAGED(fh);
+    return restage(fh, dlgSetHint(fh, (char *) "delegate_cork", (char *) "false"));
 }
 
 int delegate_set_hint(int fh, const char *key, const char *value)
 {
     GUARD();
-    return dlgSetHint(fh, (char *) key, (char *) value);
+    SEND_STAGED(fh);
+    return restage(fh, dlgSetHint(fh, (char *) key, (char *) value));
 }
 
 int delegate_get_hint(int fh, const char *key, char *buf, size_t buflen)
@@ -191,12 +232,14 @@ int delegate_hint_name(int i, char *buf, size_t buflen)
 int delegate_set_atomic(int fh, int atomic)
 {
     GUARD();
-    return dlgSetAtomic(fh, atomic);
+    SEND_STAGED(fh);
+    return restage(fh, dlgSetAtomic(fh, atomic));
 }
 
 int delegate_counter(int fh, const char *key, int op, int64_t value, int64_t *old)
 {
     GUARD();
+    SEND_STAGED(fh);
     return dlgCounter(fh, (char *) key, op, value, old);
 }
 

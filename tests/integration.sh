@@ -66,6 +66,14 @@ echo "== visibility across ranks without sync"
 out=$(run delegate-run --quiet --servers 2 -- mpiexec -n 4 "$top/build/tests/vistest" "delegate:$work/vis" 2>&1)
 grep -q "vistest ok" <<<"$out" && ok "$(grep -o 'vistest ok.*' <<<"$out" | cut -c13-)" || bad "vistest: $(tail -3 <<<"$out")"
 
+echo "== write combining in libdelegate (C API, tests/prog/stagetest.c)"
+for on in 1 0; do
+    mkdir -p "$work/stage$on"
+    out=$(DELEGATE_COMBINE=$on run delegate-run --quiet -- "$top/build/tests/stagetest" "$work/stage$on" 2>&1)
+    grep -q "stagetest ok" <<<"$out" && ok "DELEGATE_COMBINE=$on: sent without further calls, own reads, order, cork, acknowledged writes" ||
+        bad "stagetest DELEGATE_COMBINE=$on: $(tail -3 <<<"$out")"
+done
+
 echo "== one request over 2 GiB at an offset over 4 GiB"
 out=$(T=600 run delegate-run --quiet -- mpiexec -n 1 "$top/build/tests/bigtest" "delegate:$work/big" 2>&1)
 grep -q "bigtest ok" <<<"$out" && ok "$(grep -o 'one .*' <<<"$out")" || bad "bigtest: $(tail -3 <<<"$out")"

@@ -247,6 +247,17 @@ func (f *File) begin(o *IOOpts) (opState, error) {
 	return st, nil
 }
 
+// Combinable reports whether small writes may be combined before they
+// reach Write (libdelegate's stage): the file is open for writing and its
+// writes need no acknowledgement (no write_ack hint, no atomic mode).
+// corked says the combined writes have no deadline.
+func (f *File) Combinable() (ok, corked bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ok = !f.mu.closed && f.flags&(wire.OWronly|wire.ORdwr) != 0 && !f.mu.hints.WriteAck && !f.mu.atomic
+	return ok, f.mu.hints.Cork
+}
+
 // Write writes the bytes of mem, in order, to the extents ext, in order. It
 // returns once the data has left mem (o.Ack or the write_ack hint: once the
 // servers acknowledged).

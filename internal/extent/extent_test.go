@@ -250,3 +250,23 @@ func BenchmarkInterleavedBatches(b *testing.B) {
 		x.Write(int64((base+k%batch)*2+rank)*64, rec)
 	}
 }
+
+// BenchmarkInterleavedBatchesLateFirst is BenchmarkInterleavedBatches with
+// the second rank's batch first: each batch of the first rank then starts
+// an item that absorbs a large item full of holes (measured: a bit-by-bit
+// hole scan made this 40% of a server's time).
+func BenchmarkInterleavedBatchesLateFirst(b *testing.B) {
+	rec := make([]byte, 64)
+	x := New(1<<20, 512)
+	const batch = 1000
+	b.SetBytes(64)
+	for i := 0; i < b.N; i++ {
+		if i%(1<<17) == 0 {
+			x = New(1<<20, 512)
+		}
+		k := i % (2 * batch)
+		rank := 1 - k/batch
+		base := (i / (2 * batch)) * batch
+		x.Write(int64((base+k%batch)*2+rank)*64, rec)
+	}
+}

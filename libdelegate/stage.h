@@ -1,0 +1,29 @@
+/* stage.h: write combining in C (stage.c), used by shim.c. */
+#ifndef DELEGATE_STAGE_H
+#define DELEGATE_STAGE_H
+
+#include <stdint.h>
+#include "delegate.h"
+
+#define DLG_STAGE_ON 1          /* small writes may be staged */
+#define DLG_STAGE_CORKED 2      /* no deadline: the file is corked */
+
+/* dlg_stage_open gives fh a stage if policy allows it. */
+void dlg_stage_open(int fh, int policy);
+/* dlg_stage_policy updates the policy (after a hint or atomicity change). */
+void dlg_stage_policy(int fh, int policy);
+/* dlg_stage_sync sends what fh has staged; it returns the first failure,
+ * also one of an earlier background send. */
+int dlg_stage_sync(int fh);
+/* dlg_stage_sync_all sends every file's staged writes (cheap when no stage
+ * holds data). A failure stays with its file for its next call; the first
+ * is also returned. */
+int dlg_stage_sync_all(void);
+/* dlg_stage_close drops fh's stage; call dlg_stage_sync first. */
+void dlg_stage_close(int fh);
+/* dlg_stage_write stages a write and returns 1 with *rc set, or returns 0
+ * when the write must go to Go (after dlg_stage_sync). */
+int dlg_stage_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
+                    int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc);
+
+#endif
