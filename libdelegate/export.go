@@ -22,6 +22,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -275,6 +276,30 @@ func dlgStagePolicy(fh C.int) (policy C.int) {
 		policy |= C.DLG_STAGE_CORKED
 	}
 	return policy
+}
+
+// dlgDirectSetup lets stage.c read fh's backend file itself
+// (client.File.ExportDirect): it fills words with pointers to the servers'
+// control page words of the file and *fd with the backend file, and
+// returns how many words, or -1 when direct reads are impossible.
+//
+//export dlgDirectSetup
+func dlgDirectSetup(fh C.int, mirror *C.int64_t, words **C.uint64_t, max C.int, fd *C.int) (n C.int) {
+	defer guard(int(fh), new(C.int))
+	f, err := fileOf(fh)
+	if err != nil {
+		return -1
+	}
+	d, ws, ok := f.ExportDirect((*atomic.Int64)(unsafe.Pointer(mirror)))
+	if !ok || len(ws) > int(max) {
+		return -1
+	}
+	out := unsafe.Slice(words, int(max))
+	for i, w := range ws {
+		out[i] = (*C.uint64_t)(unsafe.Pointer(w))
+	}
+	*fd = C.int(d)
+	return C.int(len(ws))
 }
 
 //export dlgIO

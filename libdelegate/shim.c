@@ -48,14 +48,12 @@ int delegate_init(void)
 
 int delegate_finalize(void)
 {
-    int rc;
+    int rc, rc2;
     GUARD();
     rc = dlg_stage_sync_all();
-    if (rc != DELEGATE_OK) {
-        dlgFinalize();
-        return rc;
-    }
-    return dlgFinalize();
+    rc2 = dlgFinalize();        /* closes the files still open */
+    dlg_stage_drop_all();
+    return rc != DELEGATE_OK ? rc : rc2;
 }
 
 int delegate_errmsg(int handle, char *buf, size_t buflen)
@@ -87,8 +85,8 @@ int delegate_close(int fh)
     int rc, rc2;
     GUARD();
     rc = dlg_stage_sync(fh);
+    rc2 = dlgClose(fh);         /* Go lets go of the stage's words first */
     dlg_stage_close(fh);
-    rc2 = dlgClose(fh);
     return rc != DELEGATE_OK ? rc : rc2;
 }
 
@@ -107,8 +105,11 @@ int delegate_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate
 int delegate_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
                   int64_t next, const delegate_io_opts *opts, int64_t *nbytes)
 {
+    int rc;
     GUARD();
     SEND_STAGED(fh);
+    if (dlg_direct_read(fh, mem, nmem, ext, next, opts, nbytes, &rc))
+        return rc;
     return dlgIO(fh, 0, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                  (delegate_io_opts *) opts, nbytes);
 }

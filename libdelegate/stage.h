@@ -8,7 +8,8 @@
 #define DLG_STAGE_ON 1          /* small writes may be staged */
 #define DLG_STAGE_CORKED 2      /* no deadline: the file is corked */
 
-/* dlg_stage_open gives fh a stage if policy allows it. */
+/* dlg_stage_open gives fh a stage: write combining if policy allows it,
+ * and the direct read path. */
 void dlg_stage_open(int fh, int policy);
 /* dlg_stage_policy updates the policy (after a hint or atomicity change). */
 void dlg_stage_policy(int fh, int policy);
@@ -24,6 +25,14 @@ void dlg_stage_close(int fh);
 /* dlg_stage_write stages a write and returns 1 with *rc set, or returns 0
  * when the write must go to Go (after dlg_stage_sync). */
 int dlg_stage_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
+                    int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc);
+
+/* dlg_stage_drop_all forgets every stage (after the files were closed). */
+void dlg_stage_drop_all(void);
+/* dlg_direct_read reads from the backend file in C when that is safe and
+ * returns 1 with *rc set, or returns 0 when the read must go to Go. Call
+ * dlg_stage_sync first. */
+int dlg_direct_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
                     int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc);
 
 #endif

@@ -42,8 +42,8 @@ server() {
 export DELEGATE_SERVERS=unix:$work/s.sock
 stats_json() { delegate-server stats --connect "$DELEGATE_SERVERS" --json; }
 
-printf '%-13s %9s %9s %8s %8s %7s %6s | %9s %9s %10s %11s %9s\n' workload ufs-ms dlg-ms ufs-MB/s dlg-MB/s ratio target \
-    ufs-wr dlg-wr coalescing queue-peak wait-p99
+printf '%-13s %8s %8s %8s %8s %6s %6s %4s | %7s %7s %5s %5s %7s %5s %8s\n' workload ufs-ms dlg-ms ufs-MB/s dlg-MB/s ratio target met \
+    ufs-wr dlg-wr ufs-a dlg-a coalesc qpeak wait-p99
 declare -A summary
 for w in $workloads; do
     tu=() td=()
@@ -69,10 +69,11 @@ for w in $workloads; do
     mu=$(printf '%s\n' "${tu[@]}" | median)
     md=$(printf '%s\n' "${td[@]}" | median)
     # The server's counters of the last delegate: run (after - before).
-    read -r dwrites extents qpeak p99 < <(python3 - "$before" "$after" <<'PY'
+    read -r dwrites daligned extents qpeak p99 < <(python3 - "$before" "$after" <<'PY'
 import json, sys
 b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 writes = a["backend_writes"] - b["backend_writes"]
+aligned = a["backend_aligned"] - b["backend_aligned"]
 ext = a["extents_in"] - b["extents_in"]
 wait = [x - y for x, y in zip(a["wait_hist"], b["wait_hist"])]
 tot, cum, p99 = sum(wait), 0, 0
@@ -81,21 +82,27 @@ for i, n in enumerate(wait):
     if tot and cum >= 0.99 * tot:
         p99 = 1 << i
         break
-print(writes, ext, a["queue_peak"], p99)
+print(writes, aligned, ext, a["queue_peak"], p99)
 PY
 )
-    # ufs:'s backend write calls: one untimed run under strace.
+    # ufs:'s backend write calls and how many start on a 1 MiB boundary:
+    # one untimed run under strace.
     prepare "$w" ufs: "$work/s"
-    timeout 600 strace -f -c -o "$work/strace.txt" -e trace=pwrite64,pwritev,pwritev2,write,writev \
+    timeout 600 strace -f -qq -o "$work/strace.txt" -e trace=pwrite64,pwritev,pwritev2 \
         mpiexec -n 2 "$bench" "$w" "ufs:$work/s" >/dev/null 2>&1
-    uwrites=$(awk '$NF ~ /^pwrite/ {n += $4} END {print n+0}' "$work/strace.txt")
+    read -r uwrites ualigned < <(awk -F', ' '/pwrite/ && !/resumed/ {
+        n++; off = $NF; sub(/[) <].*/, "", off); if (off % 1048576 == 0) a++ } END {print n+0, a+0}' "$work/strace.txt")
+    rm -f "$work/strace.txt"
     ratio=$(python3 -c "print(f'{$mu/$md:.2f}')")
     target=$(tr ' ' '\n' <<<"$targets" | awk -F: -v w="$w" '$1==w {print $2}')
     coal=$([ "$dwrites" -gt 0 ] && python3 -c "print(f'{$extents/$dwrites:.0f}')" || echo -)
-    printf '%-13s %9.1f %9.1f %8.0f %8.0f %7s %6s | %9s %9s %10s %11s %7sus\n' "$w" \
+    pct() { [ "$2" -gt 0 ] && python3 -c "print(f'{100*$1/$2:.0f}%')" || echo -; }
+    met=$([ "$target" = - ] && echo - || python3 -c "print('yes' if $ratio >= $target else 'no')")
+    printf '%-13s %8.1f %8.1f %8.0f %8.0f %6s %6s %4s | %7s %7s %5s %5s %7s %5s %6sus\n' "$w" \
         "$(python3 -c "print($mu*1e3)")" "$(python3 -c "print($md*1e3)")" \
         "$(python3 -c "print($bytes/$mu/1e6)")" "$(python3 -c "print($bytes/$md/1e6)")" \
-        "$ratio" ">=$target" "$uwrites" "$dwrites" "$coal" "$qpeak" "$p99"
+        "$ratio" ">=$target" "$met" "$uwrites" "$dwrites" "$(pct "$ualigned" "$uwrites")" \
+        "$(pct "$daligned" "$dwrites")" "$coal" "$qpeak" "$p99"
     if [ "$w" = checkpoint ]; then
         vu=$(printf '%s\n' "${visible_u[@]}" | median)
         vd=$(printf '%s\n' "${visible_d[@]}" | median)
@@ -105,5 +112,7 @@ PY
 done
 echo
 echo "2 ranks, 1 server, $reps runs each, median; ratio = ufs time / delegate time (timed: open to close)."
-echo "ufs-wr: pwrite calls of the ufs: run (strace -f); dlg-wr: the server's backend writes for the delegate: run."
+echo "ufs-wr: pwrite calls of the ufs: run (strace -f); dlg-wr: the server's backend writes for the delegate: run;"
+echo "ufs-a, dlg-a: the share of them that start on a 1 MiB boundary; coalesc: client extents per backend write;"
+echo "qpeak, wait-p99: the server's queue depth peak and time in queue (p99, power-of-two buckets)."
 for k in "${!summary[@]}"; do echo "${summary[$k]}"; done

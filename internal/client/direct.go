@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/delegate-io/delegate/internal/wire"
 )
@@ -43,6 +45,7 @@ func (f *File) backendFile() *os.File {
 		d, err := os.Open(f.path)
 		if err != nil {
 			f.mu.noDirect = true
+			f.mirrorLocked()
 			return nil
 		}
 		f.mu.direct = d
@@ -85,8 +88,57 @@ func (f *File) closeDirect() {
 	f.mu.Lock()
 	d := f.mu.direct
 	f.mu.direct, f.mu.noDirect = nil, true
+	f.mirrorLocked()
 	f.mu.Unlock()
 	if d != nil {
 		d.Close()
 	}
+}
+
+// mirrorBlocked in the exported word says: no direct read now, whatever
+// the counts (an error to report, atomic mode, closed, no backend file).
+const mirrorBlocked = 1 << 62
+
+// ExportDirect lets the caller read the backend file itself, without
+// calling into Go (libdelegate's C path), under directOK's conditions:
+// from now on *mirror is kept, atomically, at the number of this file's
+// writes and collective markers in flight, plus mirrorBlocked when a
+// direct read must not happen, and words are the servers' control page
+// words of the file, which say wire.SlotClean when a server holds no
+// dirty data of it. A read may go to the backend when *mirror and every
+// word are zero, read in that order. It returns the backend file's
+// descriptor, valid until Close, or ok false when direct reads are
+// impossible. The caller keeps mirror valid until Close returns.
+func (f *File) ExportDirect(mirror *atomic.Int64) (fd int, words []*uint64, ok bool) {
+	for i, s := range f.sess {
+		if s.shmem == nil || f.slots[i] == 0 || f.slots[i] >= wire.CtrlSlots {
+			return -1, nil, false
+		}
+		words = append(words, (*uint64)(unsafe.Pointer(s.shmem.Word(8*uint64(f.slots[i])))))
+	}
+	d := f.backendFile()
+	if d == nil {
+		return -1, nil, false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.closed || f.mu.direct == nil {
+		return -1, nil, false
+	}
+	f.mu.mirror = mirror
+	f.mirrorLocked()
+	return int(f.mu.direct.Fd()), words, true
+}
+
+// mirrorLocked updates the exported word (ExportDirect); the caller holds
+// f.mu and has just changed what directOK looks at.
+func (f *File) mirrorLocked() {
+	if f.mu.mirror == nil {
+		return
+	}
+	v := int64(f.mu.writes + f.mu.markers)
+	if f.mu.err != nil || f.mu.closed || f.mu.atomic || f.mu.noDirect || f.mu.direct == nil {
+		v |= mirrorBlocked
+	}
+	f.mu.mirror.Store(v)
 }

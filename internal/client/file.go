@@ -3,6 +3,7 @@ package client
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/delegate-io/delegate/internal/route"
 	"github.com/delegate-io/delegate/internal/wire"
@@ -45,8 +46,9 @@ type File struct {
 		writes  int // write requests created and not yet acknowledged
 		markers int // collective end markers not yet answered
 
-		direct   *os.File // the backend file, read directly when no server holds dirty data
-		noDirect bool     // direct reads are impossible (TCP, no slot, cannot open)
+		direct   *os.File      // the backend file, read directly when no server holds dirty data
+		noDirect bool          // direct reads are impossible (TCP, no slot, cannot open)
+		mirror   *atomic.Int64 // ExportDirect's word, kept by mirrorLocked; nil when not exported
 	}
 	idle sync.Cond // on mu: signalled when reqs drops to 0
 }
@@ -61,6 +63,7 @@ func (f *File) writeDone(err error) {
 	if err != nil && f.mu.err == nil {
 		f.mu.err = wire.Errorf(wire.CodeOf(err), "write %s: %v", f.path, err)
 	}
+	f.mirrorLocked()
 	f.mu.Unlock()
 }
 
@@ -74,6 +77,7 @@ func (f *File) enter() error {
 	}
 	err := f.mu.err
 	f.mu.err = nil
+	f.mirrorLocked()
 	return err
 }
 
@@ -95,6 +99,7 @@ func (f *File) endCollective(o *IOOpts) {
 		c.marker = f
 		f.mu.Lock()
 		f.mu.markers++
+		f.mirrorLocked()
 		f.mu.Unlock()
 		s.submit(c)
 	}
@@ -108,6 +113,7 @@ func (f *File) markerDone(err error) {
 	if err != nil && f.mu.err == nil {
 		f.mu.err = wire.Errorf(wire.CodeOf(err), "collective on %s: %v", f.path, err)
 	}
+	f.mirrorLocked()
 	f.mu.Unlock()
 }
 
@@ -234,6 +240,7 @@ func (f *File) begin(o *IOOpts) (opState, error) {
 	}
 	if err := f.mu.err; err != nil {
 		f.mu.err = nil
+		f.mirrorLocked()
 		return opState{}, err
 	}
 	st := opState{cork: f.mu.hints.Cork, corkBytes: f.mu.hints.CorkBytes, ack: o.Ack || f.mu.hints.WriteAck}

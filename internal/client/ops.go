@@ -98,6 +98,12 @@ func (f *File) settle() error {
 // first unless the delegate_async_close hint is set. The handle is released
 // even on error.
 func (f *File) Close() error {
+	f.mu.Lock()
+	if f.mu.mirror != nil {
+		f.mu.mirror.Store(mirrorBlocked)
+		f.mu.mirror = nil // its owner frees it after Close
+	}
+	f.mu.Unlock()
 	if err := f.settle(); err != nil {
 		return err
 	}
@@ -230,6 +236,7 @@ func (f *File) SetAtomic(on bool) error {
 	}
 	f.mu.Lock()
 	f.mu.atomic = on
+	f.mirrorLocked()
 	f.mu.Unlock()
 	return nil
 }
