@@ -83,6 +83,8 @@ typedef struct ADIOI_DELEGATE_File {
     ADIOI_DELEGATE_Req *pending;        /* nonblocking operations not yet completed,
                                          * drained by Close; guarded by the lock in
                                          * ad_delegate_nb.c */
+    int shfp_used;              /* this process used the shared file pointer since the
+                                 * last reset (ADIOI_DELEGATE_Reset_shared_fp) */
 } ADIOI_DELEGATE_File;
 
 /* The two lists of one request: memory pieces in typemap order and file
@@ -197,5 +199,7 @@ int ADIOI_DELEGATE_SetLock(ADIO_File fd, int cmd, int type, ADIO_Offset offset, 
 void ADIOI_DELEGATE_Get_shared_fp(ADIO_File fd, ADIO_Offset incr, ADIO_Offset * shared_fp,
                                   int *error_code);
 void ADIOI_DELEGATE_Set_shared_fp(ADIO_File fd, ADIO_Offset offset, int *error_code);
+/* Called by every rank from MPI_File_set_view (the ROMIO patch). */
+void ADIOI_DELEGATE_Reset_shared_fp(ADIO_File fd, int *error_code);
 
 #endif /* AD_DELEGATE_H_INCLUDED */

@@ -58,6 +58,7 @@ func serve(args []string) int {
 	buffer := fs.String("buffer", env("DELEGATE_BUFFER", sizeString(def.BufferBytes)), "memory for write-behind buffers (K, M, G suffixes); writers wait beyond it ($DELEGATE_BUFFER)")
 	highWater := fs.Int("high-water", def.HighWaterPct, "flush the fullest files above this percentage of --buffer")
 	flushIdle := fs.Duration("flush-idle", def.FlushIdle, "flush a file not written for this long")
+	flushFull := fs.Bool("flush-full", def.FlushFull, "write entirely buffered chunks in the background once they make a --flush-run")
 	chunk := fs.String("chunk", sizeString(def.ChunkBytes), "alignment of buffered data and backend writes (the stripe size)")
 	flushRun := fs.String("flush-run", sizeString(def.FlushRunBytes), "largest backend write of the flusher")
 	direct := fs.String("direct", sizeString(def.DirectBytes), "extents at least this long bypass the buffer")
@@ -78,6 +79,7 @@ func serve(args []string) int {
 	cfg.KeepAlive = *keepalive
 	cfg.HighWaterPct = *highWater
 	cfg.FlushIdle = *flushIdle
+	cfg.FlushFull = *flushFull
 	for _, sz := range []struct {
 		flag string
 		val  string

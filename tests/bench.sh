@@ -6,6 +6,8 @@
 # is faster), the server's statistics (coalescing, backend writes, queue),
 # and the number of backend write calls each side made: delegate's from the
 # server's counters, ufs:'s from strace -f (in a separate, untimed run).
+# Each workload starts with one untimed run of each side, and each run
+# writes a new file.
 #
 #   tests/bench.sh [REPS] [WORKLOAD...]      (default 5 repetitions, all workloads)
 set -uo pipefail
@@ -50,19 +52,32 @@ for w in $workloads; do
     bytes=0
     visible_u=() visible_d=()
     server
+    # One untimed run of each side first: the server's chunk buffers and
+    # the page cache reach their steady state (a server runs for a job).
+    for fs in ufs delegate; do
+        prepare "$w" $fs: "$work/$fs.warm"
+        timeout 600 mpiexec -n 2 "$bench" "$w" "$fs:$work/$fs.warm" >/dev/null 2>&1
+        rm -f "$work/$fs.warm"
+    done
     for r in $(seq "$reps"); do
-        prepare "$w" ufs: "$work/u"
-        out=$(timeout 600 mpiexec -n 2 "$bench" "$w" "ufs:$work/u" 2>&1)
+        # A new file each run: overwriting pages the kernel is writing back
+        # waits for the disk, on either side, at random.
+        prepare "$w" ufs: "$work/u.$r"
+        out=$(timeout 600 mpiexec -n 2 "$bench" "$w" "ufs:$work/u.$r" 2>&1)
         tu+=("$(field secs <<<"$out")")
         visible_u+=("$(field visible <<<"$out")")
         bytes=$(field bytes <<<"$out")
-        prepare "$w" delegate: "$work/d"
+        prepare "$w" delegate: "$work/d.$r"
         before=$(stats_json)
-        out=$(timeout 600 mpiexec -n 2 "$bench" "$w" "delegate:$work/d" 2>&1)
+        out=$(timeout 600 mpiexec -n 2 "$bench" "$w" "delegate:$work/d.$r" 2>&1)
         grep -q BAD <<<"$out" && echo "$w: delegate run read wrong data: $out" >&2
         td+=("$(field secs <<<"$out")")
         visible_d+=("$(field visible <<<"$out")")
         after=$(stats_json)
+        # Unlinked at once, their dirty pages are dropped instead of piling
+        # up until the kernel throttles writers (which then hits one side
+        # or the other at random).
+        rm -f "$work/u.$r" "$work/d.$r"
     done
     kill -TERM $spid
     wait $spid
@@ -108,7 +123,7 @@ PY
         vd=$(printf '%s\n' "${visible_d[@]}" | median)
         summary[checkpoint]="checkpoint: visible I/O time (total minus 0.5 s of computation): ufs $(python3 -c "print(f'{$vu*1e3:.1f}')") ms, delegate $(python3 -c "print(f'{$vd*1e3:.1f}')") ms"
     fi
-    rm -f "$work"/u* "$work"/d* "$work"/s.*.warmup
+    rm -f "$work"/u.* "$work"/d.* "$work"/*.warm "$work"/*.warmup "$work/s"
 done
 echo
 echo "2 ranks, 1 server, $reps runs each, median; ratio = ufs time / delegate time (timed: open to close)."

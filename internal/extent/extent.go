@@ -54,6 +54,7 @@ type Index struct {
 	gap   int64
 	bytes int64
 	alloc int64
+	full  int64   // items that are a whole chunk without holes
 	probe item    // reused search key
 	merge []*item // reused list of items a write absorbs
 
@@ -120,7 +121,7 @@ func (x *Index) Release() {
 		})
 	}
 	x.tree.Clear(false)
-	x.bytes, x.alloc, x.hot = 0, 0, nil
+	x.bytes, x.alloc, x.full, x.hot = 0, 0, 0, nil
 }
 
 // Bytes returns the number of buffered bytes.
@@ -150,7 +151,18 @@ func bitmapBytes(b []uint64) int64 { return int64(8 * cap(b)) }
 func (x *Index) account(it *item, sign int64) {
 	x.bytes += sign * (int64(len(it.data)) - it.nhole)
 	x.alloc += sign * (int64(cap(it.data)) + bitmapBytes(it.holes))
+	if x.isFull(it) {
+		x.full += sign
+	}
 }
+
+func (x *Index) isFull(it *item) bool {
+	return it.off%x.chunk == 0 && int64(len(it.data)) == x.chunk && it.nhole == 0
+}
+
+// FullBytes returns the bytes of the chunks that are entirely buffered
+// (what TakeFullChunks would take).
+func (x *Index) FullBytes() int64 { return x.full * x.chunk }
 
 func (x *Index) insert(it *item) {
 	x.tree.ReplaceOrInsert(it)
@@ -549,7 +561,7 @@ func (x *Index) TakeFullChunks() *Index {
 	out := NewPooled(x.chunk, x.gap, x.pool)
 	var move []*item
 	x.tree.Ascend(func(it *item) bool {
-		if it.off%x.chunk == 0 && int64(len(it.data)) == x.chunk && it.nhole == 0 {
+		if x.isFull(it) {
 			move = append(move, it)
 		}
 		return true
@@ -593,8 +605,15 @@ func (x *Index) Check() error {
 		prev = it
 		return err == nil
 	})
-	if err == nil && (nbytes != x.bytes || alloc != x.alloc) {
-		err = fmt.Errorf("accounting: %d/%d bytes, %d/%d alloc", x.bytes, nbytes, x.alloc, alloc)
+	var full int64
+	x.tree.Ascend(func(it *item) bool {
+		if x.isFull(it) {
+			full++
+		}
+		return true
+	})
+	if err == nil && (nbytes != x.bytes || alloc != x.alloc || full != x.full) {
+		err = fmt.Errorf("accounting: %d/%d bytes, %d/%d alloc, %d/%d full chunks", x.bytes, nbytes, x.alloc, alloc, x.full, full)
 	}
 	return err
 }

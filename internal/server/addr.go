@@ -52,6 +52,7 @@ func (c Config) String() string {
 	fmt.Fprintf(&b, "flush-idle         %s\n", c.FlushIdle)
 	fmt.Fprintf(&b, "chunk              %d\n", c.ChunkBytes)
 	fmt.Fprintf(&b, "flush-run          %d\n", c.FlushRunBytes)
+	fmt.Fprintf(&b, "flush-full         %v\n", c.FlushFull)
 	fmt.Fprintf(&b, "gap                %d\n", c.GapBytes)
 	fmt.Fprintf(&b, "direct             %d\n", c.DirectBytes)
 	return b.String()

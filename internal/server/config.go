@@ -45,6 +45,12 @@ type Config struct {
 	// FlushRunBytes is where the flusher cuts a run into backend writes
 	// (at the next chunk boundary past it).
 	FlushRunBytes int64
+	// FlushFull writes a file's entirely buffered chunks as soon as they
+	// make a run of FlushRunBytes, in the background: they are final for
+	// their stripe (a later write there is rare), so holding them only
+	// postpones the copy to the backend to the close, where the ranks wait
+	// for it. Partial chunks stay buffered to coalesce.
+	FlushFull bool
 	// GapBytes: a write at most this far from buffered data joins its
 	// buffer, the bytes between being holes until someone writes them (as
 	// ranks writing interleaved records do). It bounds the memory a sparse
@@ -74,6 +80,7 @@ func DefaultConfig() Config {
 		FlushIdle:        2 * time.Second,
 		ChunkBytes:       1 << 20,
 		FlushRunBytes:    8 << 20,
+		FlushFull:        true,
 		GapBytes:         512,
 		CollTimeout:      time.Minute,
 		DirectBytes:      1 << 20,

@@ -86,6 +86,7 @@ func TestMemoryBound(t *testing.T) {
 	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
 		cfg.BufferBytes, cfg.ChunkBytes, cfg.FlushRunBytes = limit, chunk, chunk
 		cfg.DirectBytes = 1 << 30 // everything through the buffer
+		cfg.FlushFull = false     // only memory pressure flushes: test the bound
 	}})
 	path := filepath.Join(c.Dir, "big")
 	const writers, piece = 2, 4096

@@ -326,6 +326,13 @@ func overlay(layers []*extent.Index, off int64, dst []byte, gap func(int64, []by
 	layers[0].Overlay(off, dst, func(goff int64, g []byte) { overlay(layers[1:], goff, g, gap) })
 }
 
+// fullBytes is what the live buffer holds in entire chunks.
+func (f *file) fullBytes() int64 {
+	f.buf.Lock()
+	defer f.buf.Unlock()
+	return f.buf.live.FullBytes()
+}
+
 func (f *file) dirty() int64 {
 	f.buf.Lock()
 	defer f.buf.Unlock()
@@ -407,10 +414,11 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 	}
 	f.buf.lastWrite = time.Now()
 	f.publishLocked()
+	full := f.buf.live.FullBytes()
 	f.buf.Unlock()
 	s.budget.adjust(alloc - reserved)
 	s.stats.dirty.Add(added)
-	if wasClean && added > 0 {
+	if (wasClean && added > 0) || (s.cfg.FlushFull && full >= s.cfg.FlushRunBytes) {
 		s.kickFlusher()
 	}
 	if err == nil {

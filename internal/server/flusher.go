@@ -32,6 +32,9 @@ func (s *Server) flushLoop() {
 		}
 		for s.budget.overHigh() && s.flushForMemory() {
 		}
+		if s.cfg.FlushFull {
+			s.flushFullRuns()
+		}
 		if next := s.flushIdle(); next > 0 {
 			timer.Reset(next)
 		}
@@ -67,6 +70,16 @@ func (s *Server) flushForMemory() bool {
 		}
 	}
 	return false
+}
+
+// flushFullRuns writes the entirely buffered chunks of every file holding
+// at least a run of them (Config.FlushFull).
+func (s *Server) flushFullRuns() {
+	for _, f := range s.files.files() {
+		if f.fullBytes() >= s.cfg.FlushRunBytes {
+			f.flush(causeFull, true) // a failure is kept for sync and close
+		}
+	}
 }
 
 // flushIdle flushes files not written for Config.FlushIdle and finalizes

@@ -21,10 +21,11 @@ const (
 	causeIdle
 	causeShutdown
 	causeResize
+	causeFull
 	numCauses
 )
 
-var causeNames = [numCauses]string{"sync", "close", "flush", "highwater", "idle", "shutdown", "resize"}
+var causeNames = [numCauses]string{"sync", "close", "flush", "highwater", "idle", "shutdown", "resize", "full"}
 
 // counters are the server's live statistics: typed atomics updated on the
 // hot path and copied by snapshot.

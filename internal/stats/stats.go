@@ -74,9 +74,12 @@ type Snapshot struct {
 	BufferBytes int64 `codec:"buffer_bytes" json:"buffer_bytes"` // memory held now
 	BufferPeak  int64 `codec:"buffer_peak" json:"buffer_peak"`
 	BufferLimit int64 `codec:"buffer_limit" json:"buffer_limit"`
-	Dirty       int64 `codec:"dirty" json:"dirty"` // bytes not yet on the backend
-	Stalls      int64 `codec:"stalls" json:"stalls"`
-	StallNanos  int64 `codec:"stall_ns" json:"stall_ns"`
+	// BufferPooled is chunk memory kept for reuse, at most --buffer minus
+	// BufferLimit.
+	BufferPooled int64 `codec:"buffer_pooled" json:"buffer_pooled"`
+	Dirty        int64 `codec:"dirty" json:"dirty"` // bytes not yet on the backend
+	Stalls       int64 `codec:"stalls" json:"stalls"`
+	StallNanos   int64 `codec:"stall_ns" json:"stall_ns"`
 
 	// Flushes by cause ("sync", "close", "flush", "highwater", "idle",
 	// "shutdown", "resize"), bytes flushed, and failures.
@@ -149,6 +152,7 @@ func (s *Snapshot) Add(o *Snapshot) {
 		{&s.BackendAligned, &o.BackendAligned}, {&s.BackendReads, &o.BackendReads},
 		{&s.BackendSyncs, &o.BackendSyncs}, {&s.BufferBytes, &o.BufferBytes},
 		{&s.BufferPeak, &o.BufferPeak}, {&s.BufferLimit, &o.BufferLimit}, {&s.Dirty, &o.Dirty},
+		{&s.BufferPooled, &o.BufferPooled},
 		{&s.Stalls, &o.Stalls}, {&s.StallNanos, &o.StallNanos}, {&s.FlushBytes, &o.FlushBytes},
 		{&s.FlushErrors, &o.FlushErrors},
 	} {
@@ -214,9 +218,9 @@ func (s Snapshot) String() string {
 	fmt.Fprintf(&b, "  backend        %d writes (%s, avg %d bytes, %.0f%% chunk-aligned), %d reads, %d syncs\n",
 		s.BackendWrites, MiB(s.BackendWriteBytes), avg, aligned, s.BackendReads, s.BackendSyncs)
 	fmt.Fprintf(&b, "  coalescing     %.1f client extents per backend write\n", s.Coalescing())
-	fmt.Fprintf(&b, "  buffer         %s held now, %s peak, %s limit; %s dirty; %d stalls (%s)\n",
+	fmt.Fprintf(&b, "  buffer         %s held now, %s peak, %s limit; %s dirty; %d stalls (%s); %s kept for reuse\n",
 		MiB(s.BufferBytes), MiB(s.BufferPeak), MiB(s.BufferLimit), MiB(s.Dirty), s.Stalls,
-		time.Duration(s.StallNanos).Round(time.Microsecond))
+		time.Duration(s.StallNanos).Round(time.Microsecond), MiB(s.BufferPooled))
 	fmt.Fprintf(&b, "  flushes        %s; %s flushed; %d failed\n", kv(s.Flushes), MiB(s.FlushBytes), s.FlushErrors)
 	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes, %d collective ends\n",
 		s.DescRaw, s.DescWire, s.CollWrites, s.CollEnds)
@@ -266,7 +270,8 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	one("backend_syncs_total", "counter", "fsync calls to the backend.", s.BackendSyncs)
 	one("buffer_bytes", "gauge", "Memory the write-behind buffer holds.", s.BufferBytes)
 	one("buffer_bytes_peak", "gauge", "Most memory the buffer held.", s.BufferPeak)
-	one("buffer_bytes_limit", "gauge", "The buffer's configured limit.", s.BufferLimit)
+	one("buffer_bytes_limit", "gauge", "The buffer's limit (--buffer less what is kept for reuse).", s.BufferLimit)
+	one("buffer_bytes_pooled", "gauge", "Chunk memory kept for reuse.", s.BufferPooled)
 	one("dirty_bytes", "gauge", "Buffered bytes not yet on the backend.", s.Dirty)
 	one("stalls_total", "counter", "Writes that waited for buffer space.", s.Stalls)
 	one("stall_seconds_total", "counter", "Time writes waited for buffer space.", float64(s.StallNanos)/1e9)
