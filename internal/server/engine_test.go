@@ -232,3 +232,49 @@ func TestIdleAndAsyncClose(t *testing.T) {
 }
 
 var _ = errors.New
+
+// TestFullChunksFlushInBackground: chunks written entirely reach the
+// backend while the file stays open (Config.FlushFull, with a run of one
+// chunk); the partial chunk after them stays buffered until close.
+func TestFullChunksFlushInBackground(t *testing.T) {
+	const chunk = 64 << 10
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.ChunkBytes, cfg.FlushRunBytes, cfg.FlushIdle = chunk, chunk, time.Hour
+		cfg.DirectBytes = 1 << 30 // everything through the buffer
+	}})
+	cl := c.Client(t, nil)
+	path := filepath.Join(c.Dir, "full")
+	f, err := cl.Open(bg, path, wire.ORdwr|wire.OCreat, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 4*chunk+100)
+	for i := range want {
+		want[i] = byte(i*13 + i>>16)
+	}
+	for off := 0; off < len(want); off += 4096 {
+		p := want[off:min(off+4096, len(want))]
+		if _, err := f.Write([][]byte{p}, []client.Extent{{Off: int64(off), Len: int64(len(p))}}, client.IOOpts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The flush counts itself once its writes are done: wait for both.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fi, err := os.Stat(path)
+		st := c.Servers[0].Stats()
+		if err == nil && fi.Size() == 4*chunk && st.Flushes["full"] > 0 && st.Dirty == 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want the full chunks on disk and the 100-byte tail still buffered:\n%s", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, want) {
+		t.Fatalf("file holds %d bytes, want %d, or wrong bytes", len(got), len(want))
+	}
+}
