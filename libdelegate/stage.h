@@ -6,7 +6,7 @@
 #include "delegate.h"
 
 #define DLG_STAGE_ON 1          /* small writes may be staged */
-#define DLG_STAGE_CORKED 2      /* no deadline: the file is corked */
+#define DLG_STAGE_CORKED 2      /* the file is corked: the sender thread leaves it alone */
 
 /* dlg_stage_open gives fh a stage: write combining if policy allows it,
  * and the direct read path. */
