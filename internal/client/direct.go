@@ -24,7 +24,7 @@ func (f *File) directOK(flags uint32) bool {
 		return false
 	}
 	f.mu.Lock()
-	ok := !f.mu.noDirect && f.mu.writes == 0 && f.mu.markers == 0
+	ok := f.directGateLocked() == 0
 	f.mu.Unlock()
 	if !ok {
 		return false
@@ -130,15 +130,23 @@ func (f *File) ExportDirect(mirror *atomic.Int64) (fd int, words []*uint64, ok b
 	return int(f.mu.direct.Fd()), words, true
 }
 
-// mirrorLocked updates the exported word (ExportDirect); the caller holds
-// f.mu and has just changed what directOK looks at.
-func (f *File) mirrorLocked() {
-	if f.mu.mirror == nil {
-		return
-	}
+// directGateLocked is what keeps this client's reads off the backend file,
+// zero when nothing does: its writes and collective markers in flight,
+// plus mirrorBlocked for an error to report, atomic mode, a closed file or
+// no backend file. directOK and the exported word (ExportDirect) both use
+// it, so the rule lives here once. The caller holds f.mu.
+func (f *File) directGateLocked() int64 {
 	v := int64(f.mu.writes + f.mu.markers)
-	if f.mu.err != nil || f.mu.closed || f.mu.atomic || f.mu.noDirect || f.mu.direct == nil {
+	if f.mu.err != nil || f.mu.closed || f.mu.atomic || f.mu.noDirect {
 		v |= mirrorBlocked
 	}
-	f.mu.mirror.Store(v)
+	return v
+}
+
+// mirrorLocked updates the exported word (ExportDirect); the caller holds
+// f.mu and has just changed what directGateLocked looks at.
+func (f *File) mirrorLocked() {
+	if f.mu.mirror != nil {
+		f.mu.mirror.Store(f.directGateLocked())
+	}
 }

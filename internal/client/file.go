@@ -257,7 +257,7 @@ func (f *File) begin(o *IOOpts) (opState, error) {
 // Combinable reports whether small writes may be combined before they
 // reach Write (libdelegate's stage): the file is open for writing and its
 // writes need no acknowledgement (no write_ack hint, no atomic mode).
-// corked says the combined writes have no deadline.
+// corked says the combined writes wait for the cork's own triggers.
 func (f *File) Combinable() (ok, corked bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -396,25 +396,27 @@ func nextChange(b []uint64, i, hi int64, v bool) int64 {
 	return hi
 }
 
+// overlapping calls fn, in offset order, for each item holding bytes of
+// [off, end), until fn returns false.
+func (x *Index) overlapping(off, end int64, fn func(*item) bool) {
+	start := off
+	x.tree.DescendLessOrEqual(x.key(off), func(it *item) bool {
+		if it.end() > off {
+			start = it.off // it reaches into the range
+		}
+		return false
+	})
+	x.tree.AscendGreaterOrEqual(x.key(start), func(it *item) bool {
+		return it.off < end && fn(it)
+	})
+}
+
 // Overlay copies the buffered bytes of [off, off+len(dst)) into dst and
 // calls gap, in offset order, for each piece of dst it has no bytes for.
 func (x *Index) Overlay(off int64, dst []byte, gap func(off int64, b []byte)) {
 	end := off + int64(len(dst))
 	pos := off
-	start := off
-	x.tree.DescendLessOrEqual(x.key(off), func(it *item) bool {
-		if it.end() > off {
-			start = it.off
-		}
-		return false
-	})
-	x.tree.AscendGreaterOrEqual(x.key(start), func(it *item) bool {
-		if it.off >= end {
-			return false
-		}
-		if it.end() <= pos {
-			return true
-		}
+	x.overlapping(off, end, func(it *item) bool {
 		if it.off > pos {
 			gap(pos, dst[pos-off:it.off-off])
 			pos = it.off
@@ -487,17 +489,7 @@ func (x *Index) Punch(off, n int64) {
 		end = math.MaxInt64
 	}
 	var hit []*item
-	start := off
-	x.tree.DescendLessOrEqual(x.key(off), func(it *item) bool {
-		if it.end() > off {
-			start = it.off
-		}
-		return false
-	})
-	x.tree.AscendGreaterOrEqual(x.key(start), func(it *item) bool {
-		if it.off >= end {
-			return false
-		}
+	x.overlapping(off, end, func(it *item) bool {
 		hit = append(hit, it)
 		return true
 	})
