@@ -125,6 +125,7 @@ int ADIOI_DELEGATE_err_remote(const char *myname, const char *filename, int line
                               int root);
 int ADIOI_DELEGATE_Coll_error(MPI_Comm comm, int error_code, const char *myname,
                               const char *filename, int line);
+void ADIOI_DELEGATE_Coll_opts(ADIO_File fd, delegate_io_opts * opts);
 
 /* ad_delegate_flatten.c */
 int ADIOI_DELEGATE_Build_lists(ADIO_File fd, const void *buf, int count, MPI_Datatype datatype,

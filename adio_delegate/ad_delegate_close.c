@@ -29,17 +29,11 @@ void ADIOI_DELEGATE_Close(ADIO_File fd, int *error_code)
      * before the others' fill the gaps between them; and no rank waits for a
      * barrier or an acknowledgement here. */
     if ((fd->access_mode & (ADIO_WRONLY | ADIO_RDWR)) && fd->comm != MPI_COMM_NULL) {
-        int nprocs, rank;
+        int nprocs;
         MPI_Comm_size(fd->comm, &nprocs);
-        MPI_Comm_rank(fd->comm, &rank);
         if (nprocs > 1) {
             delegate_io_opts opts;
-            memset(&opts, 0, sizeof(opts));
-            opts.flags = DELEGATE_IO_COLL;
-            opts.coll_rank = rank;
-            opts.coll_size = nprocs;
-            opts.coll_seq = f->coll_seq++;
-            opts.coll_group = f->coll_group;
+            ADIOI_DELEGATE_Coll_opts(fd, &opts);
             rc = ADIOI_DLG.delegate_write(f->fh, NULL, 0, NULL, 0, &opts, NULL);
             if (rc != DELEGATE_OK)
                 *error_code = ADIOI_DELEGATE_err(myname, fd->filename, __LINE__, rc, f->fh);

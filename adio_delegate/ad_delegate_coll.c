@@ -30,17 +30,9 @@ static void coll_worker(ADIO_File fd, const void *buf, int count, MPI_Datatype d
     ADIOI_DELEGATE_Lists l;
     delegate_io_opts opts;
     int64_t nbytes = 0;
-    int rank, nprocs, rc;
+    int rc;
 
-    MPI_Comm_rank(fd->comm, &rank);
-    MPI_Comm_size(fd->comm, &nprocs);
-
-    memset(&opts, 0, sizeof(opts));
-    opts.flags = DELEGATE_IO_COLL;
-    opts.coll_rank = rank;
-    opts.coll_size = nprocs;
-    opts.coll_seq = f->coll_seq++;
-    opts.coll_group = f->coll_group;
+    ADIOI_DELEGATE_Coll_opts(fd, &opts);
 
     /* a rank that cannot describe its part still sends an empty one */
     *error_code = ADIOI_DELEGATE_Build_lists(fd, buf, count, datatype, file_ptr_type, offset,

@@ -309,3 +309,24 @@ int ADIOI_DELEGATE_Coll_error(MPI_Comm comm, int error_code, const char *myname,
                  filename ? filename : "", filename ? ": " : "");
     return ADIOI_DELEGATE_Err_msg(error_code, myname, line, agreed, NULL, msg);
 }
+
+/* The options of this rank's part of the next collective call on fd: its
+ * rank and the communicator size, the call's sequence number (the same on
+ * every rank, since collective calls on one file are ordered) and the
+ * group id made at open, so that servers can tell the pieces of one call
+ * apart. Used by the collective reads and writes and by close's end
+ * markers. */
+void ADIOI_DELEGATE_Coll_opts(ADIO_File fd, delegate_io_opts * opts)
+{
+    ADIOI_DELEGATE_File *f = fd->fs_ptr;
+    int rank, nprocs;
+
+    MPI_Comm_rank(fd->comm, &rank);
+    MPI_Comm_size(fd->comm, &nprocs);
+    memset(opts, 0, sizeof(*opts));
+    opts->flags = DELEGATE_IO_COLL;
+    opts->coll_rank = rank;
+    opts->coll_size = nprocs;
+    opts->coll_seq = f->coll_seq++;
+    opts->coll_group = f->coll_group;
+}
