@@ -22,6 +22,12 @@
  *
  * DELEGATE_COMBINE=0 turns combining off.
  *
+ * The fence word (delegate_fence_word) counts the stage buffers that hold
+ * data plus Go's write requests not yet acknowledged (client.Config.Pending
+ * points here): a buffer is counted from its first byte until Go holds its
+ * data as a request, which Go counts before hand() returns, so the word
+ * never reads 0 while a returned write is unacknowledged.
+ *
  * Reads take a fast path here too: when Go's exported word says this
  * client has no write or collective of the file in flight (and nothing
  * else forbids it) and every server's control page word says it holds no
@@ -70,6 +76,9 @@ struct stage {
     int64_t mirror;             /* kept by Go (ExportDirect) */
     uint64_t *words[DIRECT_WORDS];
 };
+
+static long long fence_word;    /* delegate_fence_word */
+static long long shared_word;   /* paths open more than once here (Go keeps it) */
 
 static struct stage *table[STAGE_SLOTS];
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -126,6 +135,8 @@ static int hand(int fh, struct batch *b)
     int rc = dlgIO(fh, 1, &iov, 1, b->ext, b->next, NULL, &n);
     b->used = 0;
     b->next = 0;
+    /* Go counts the request now (or it failed, for the next call) */
+    __atomic_sub_fetch(&fence_word, 1, __ATOMIC_RELEASE);
     return rc;
 }
 
@@ -279,6 +290,44 @@ int dlg_stage_sync_all(void)
     return first;
 }
 
+long long *dlg_fence_word(void)
+{
+    return &fence_word;
+}
+
+long long *dlg_shared_word(void)
+{
+    return &shared_word;
+}
+
+int dlg_shared(void)
+{
+    return __atomic_load_n(&shared_word, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* dlg_stage_flush_all hands every stage's data to Go, like
+ * dlg_stage_sync_all, but a failure stays with its file for its next call
+ * (the fence has nobody to report it to). */
+void dlg_stage_flush_all(void)
+{
+    pthread_mutex_lock(&table_mu);
+    for (int i = 0; i < STAGE_SLOTS; i++) {
+        struct stage *s = table[i];
+        if (s == NULL)
+            continue;
+        pthread_mutex_lock(&s->mu);
+        while (s->busy)
+            pthread_cond_wait(&s->idle, &s->mu);
+        if (s->bufs[s->cur].used > 0) {
+            int rc = hand(s->fh, &s->bufs[s->cur]);
+            if (rc != DELEGATE_OK && s->err == DELEGATE_OK)
+                s->err = rc;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&table_mu);
+}
+
 void dlg_stage_policy(int fh, int policy)
 {
     struct stage *s = find(fh);
@@ -334,6 +383,8 @@ int dlg_stage_write(int fh, const delegate_iov *mem, int64_t nmem, const delegat
         }
     }
     was_empty = b->used == 0;
+    if (was_empty)
+        __atomic_add_fetch(&fence_word, 1, __ATOMIC_SEQ_CST);
     for (int64_t i = 0; i < nmem; i++) {
         memcpy(b->data + b->used, mem[i].base, (size_t) mem[i].len);
         b->used += mem[i].len;

@@ -34,8 +34,11 @@ type Client struct {
 		sync.Mutex
 		sessions []*session
 		files    map[*File]struct{}
+		paths    map[string]int // open Files per path
 		closed   bool
 	}
+	pending           *atomic.Int64 // the fence word (fence.go)
+	shared            *atomic.Int64 // paths open more than once
 	descRaw, descWire atomic.Int64
 	directReads       atomic.Int64 // reads served from the backend file directly
 }
@@ -52,6 +55,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cl := &Client{cfg: cfg, log: log, listHash: route.ListHash(transport.Strings(cfg.Servers))}
 	cl.mu.files = map[*File]struct{}{}
+	cl.mu.paths = map[string]int{}
+	cl.pending, cl.shared = cfg.Pending, cfg.Shared
+	if cl.pending == nil {
+		cl.pending = new(atomic.Int64)
+	}
+	if cl.shared == nil {
+		cl.shared = new(atomic.Int64)
+	}
 	sessions := make([]*session, len(cfg.Servers))
 	errs := make([]error, len(cfg.Servers))
 	var wg sync.WaitGroup
@@ -210,6 +221,9 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 	}
 	cl.mu.Lock()
 	cl.mu.files[f] = struct{}{}
+	if cl.mu.paths[abs]++; cl.mu.paths[abs] == 2 {
+		cl.shared.Add(1)
+	}
 	cl.mu.Unlock()
 	return f, nil
 }
@@ -255,11 +269,13 @@ func (cl *Client) Delete(ctx context.Context, path string) error {
 type Stats struct {
 	DescRaw, DescWire int64
 	DirectReads       int64
+	Pending           int64 // the fence word: what Fence would wait for
 }
 
 // Stats returns the client's counters.
 func (cl *Client) Stats() Stats {
-	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load(), DirectReads: cl.directReads.Load()}
+	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load(), DirectReads: cl.directReads.Load(),
+		Pending: cl.pending.Load()}
 }
 
 // ServerStats asks server i for its statistics snapshot (msgpack).

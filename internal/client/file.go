@@ -58,6 +58,7 @@ func (f *File) Path() string { return f.path }
 
 // writeDone records the outcome of one write request.
 func (f *File) writeDone(err error) {
+	f.cl.pending.Add(-1)
 	f.mu.Lock()
 	f.mu.writes--
 	if err != nil && f.mu.err == nil {

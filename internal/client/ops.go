@@ -114,9 +114,7 @@ func (f *File) Close() error {
 	f.mu.Unlock()
 	f.closeDirect()
 	err := f.closeOn(nil, !async)
-	f.cl.mu.Lock()
-	delete(f.cl.mu.files, f)
-	f.cl.mu.Unlock()
+	f.cl.forget(f)
 	f.mu.Lock()
 	werr := f.mu.err
 	f.mu.err = nil

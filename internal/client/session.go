@@ -84,8 +84,12 @@ type session struct {
 		nextID   uint32
 		err      error // why the session died; nil while alive
 		inflight int64
+		// Write requests queued and completed, for Fence: replies come in
+		// request order, so wdone >= n means the first n were applied.
+		wqueued, wdone int64
 	}
 	space sync.Cond // signalled when inflight drops or the session dies
+	acked sync.Cond // signalled when a write completes or the session dies
 	wake  chan struct{}
 	done  chan struct{}
 	wg    sync.WaitGroup
@@ -99,6 +103,7 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 	s.log = cl.log.With("server", a.String())
 	s.mu.pending = map[uint32]*call{}
 	s.space.L = &s.mu
+	s.acked.L = &s.mu
 	conn, err := transport.Dial(ctx, a, cfg.Timeout)
 	if err != nil {
 		return nil, err
@@ -187,6 +192,7 @@ func (s *session) fail(err error) {
 	}
 	s.mu.pending = map[uint32]*call{}
 	s.space.Broadcast()
+	s.acked.Broadcast()
 	s.mu.Unlock()
 	close(s.done)
 	if s.ring != nil {
@@ -231,6 +237,9 @@ func (s *session) submit(c *call) error {
 		return err
 	}
 	s.mu.queue = append(s.mu.queue, c)
+	if c.t == wire.TWrite {
+		s.mu.wqueued++
+	}
 	s.mu.Unlock()
 	s.kick()
 	return nil
@@ -382,10 +391,16 @@ func (s *session) complete(c *call, err error) {
 	if c.slot != nil && c.t == wire.TWrite {
 		s.ring.Free(c.slot)
 	}
-	if c.inflight > 0 {
+	if c.inflight > 0 || c.t == wire.TWrite {
 		s.mu.Lock()
-		s.mu.inflight -= c.inflight
-		s.space.Broadcast()
+		if c.inflight > 0 {
+			s.mu.inflight -= c.inflight
+			s.space.Broadcast()
+		}
+		if c.t == wire.TWrite {
+			s.mu.wdone++
+			s.acked.Broadcast()
+		}
 		s.mu.Unlock()
 	}
 	if c.file != nil && c.t == wire.TWrite {

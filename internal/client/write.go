@@ -60,6 +60,7 @@ func (w *writer) next() error {
 	}
 	w.f.mu.Lock()
 	w.f.mu.writes++ // until writeDone: reads go through the servers meanwhile
+	w.f.cl.pending.Add(1)
 	w.f.mirrorLocked()
 	w.f.mu.Unlock()
 	w.c, w.room, w.left = c, n, w.left-n
