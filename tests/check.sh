@@ -5,11 +5,13 @@
 #   2. Go unit tests with the race detector (wire, route, shm, backend,
 #      client/server over real Unix sockets and TCP loopback), fuzz seeds;
 #   3. integration with real mpiexec, servers and files (tests/integration.sh);
-#   4. the server engine through MPI: coalescing, the memory bound, drain on
+#   4. visibility with default hints: write, then barrier, send/recv,
+#      collective or RMA fence, then another rank's read (tests/visibility.sh);
+#   5. the server engine through MPI: coalescing, the memory bound, drain on
 #      SIGTERM (tests/engine.sh);
-#   5. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
+#   6. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
 #      (tests/conformance.sh);
-#   6. the differential test: 200 seeded random MPI-IO programs on ufs: and
+#   7. the differential test: 200 seeded random MPI-IO programs on ufs: and
 #      delegate:, files and reads compared (tests/differential.sh).
 # Every step is bounded; the script fails if any step fails.
 set -uo pipefail
@@ -41,6 +43,7 @@ step "gofmt" gofmt_clean
 step "go vet" go vet ./...
 step "go test -race" timeout 900 go test -race -timeout 600s ./...
 step "integration" timeout 1800 "$top/tests/integration.sh"
+step "visibility" timeout 900 "$top/tests/visibility.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
