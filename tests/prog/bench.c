@@ -187,7 +187,7 @@ int main(int argc, char **argv)
         bytes = (long long) piece * n * nprocs;
         free(b);
     } else if (!strcmp(w, "contig-w") || !strcmp(w, "contig-r")) {
-        const long piece = 4 << 20, n = (long) (16 * scale);
+        const long piece = 4 << 20, n = 16 * scale >= 1 ? (long) (16 * scale) : 1;
         MPI_Offset seg = (MPI_Offset) rank * piece * n;
         unsigned char *b = malloc(piece);
         int writing = !strcmp(w, "contig-w");
@@ -219,7 +219,7 @@ int main(int argc, char **argv)
         /* Each rank posts its checkpoint (16 x 4 MiB) with MPI_File_iwrite_at,
          * computes for COMPUTE seconds, waits, and closes. The visible I/O
          * time is the total minus the computation. */
-        const long piece = 4 << 20, n = (long) (16 * scale);
+        const long piece = 4 << 20, n = 16 * scale >= 1 ? (long) (16 * scale) : 1;
         double compute = 0.5;
         MPI_Info info;
         MPI_Info_create(&info);
