@@ -38,8 +38,9 @@ type File struct {
 	mu struct {
 		sync.Mutex
 		hints   Hints
-		err     error   // first failed write not yet reported
-		corked  []*call // per server: the corked batch being filled
+		err     error    // first failed write not yet reported
+		lost    *session // the first of f.sess that died: f is unusable (lostErr)
+		corked  []*call  // per server: the corked batch being filled
 		closed  bool
 		atomic  bool
 		reqs    int // nonblocking requests in progress
@@ -67,9 +68,43 @@ func (f *File) writeDone(err error) {
 	f.mu.Unlock()
 }
 
-// enter starts an operation: it fails on a closed file, and reports (once)
-// the failure of an earlier write.
-func (f *File) enter() error {
+// lose marks f lost because its session s died (session.fail): direct
+// reads stop at once, and every later operation fails with lostErr.
+func (f *File) lose(s *session) {
+	f.mu.Lock()
+	if f.mu.lost == nil {
+		f.mu.lost = s
+	}
+	f.mirrorLocked()
+	f.mu.Unlock()
+}
+
+// lostErr is the error of an operation on a file whose session died, nil
+// while every session lives. The server's state of the file (its id, its
+// control page slot, writes not yet acknowledged) died with the session, so
+// the file must be reopened; writes are not resent (README, Semantics).
+func (f *File) lostErr(op string) error {
+	f.mu.Lock()
+	s := f.mu.lost
+	f.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	cause := s.alive()
+	if f.cl.reconnected(s) {
+		return wire.Errorf(wire.ECONNLOST, "%s %s: delegate server %s restarted; reopen the file (writes it had not acknowledged may be lost; the old connection ended: %v)",
+			op, f.path, s.addr, cause)
+	}
+	return wire.Errorf(wire.ECONNLOST, "%s %s: connection to delegate server %s lost (%v); the server lost its state of the file: reopen the file once the server is back",
+		op, f.path, s.addr, cause)
+}
+
+// enter starts an operation: it fails on a closed or lost file, and reports
+// (once) the failure of an earlier write.
+func (f *File) enter(op string) error {
+	if err := f.lostErr(op); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.mu.closed {
@@ -230,9 +265,13 @@ type opState struct {
 	ack       bool
 }
 
-// begin starts an operation: it fails on a closed file, reports (once) the
-// failure of an earlier write, and returns the file's state for the call.
-func (f *File) begin(o *IOOpts) (opState, error) {
+// begin starts an operation: it fails on a closed or lost file, reports
+// (once) the failure of an earlier write, and returns the file's state for
+// the call.
+func (f *File) begin(op string, o *IOOpts) (opState, error) {
+	if err := f.lostErr(op); err != nil {
+		return opState{}, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.mu.closed {
@@ -272,7 +311,7 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if o.Coll {
 		defer f.endCollective(&o) // whatever happens here: the others wait for it
 	}
-	st, err := f.begin(&o)
+	st, err := f.begin("write", &o)
 	if err != nil {
 		return 0, err
 	}
@@ -293,7 +332,7 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 		}
 		for _, c := range calls {
 			if err := c.wait(); err != nil {
-				f.enter() // reported here, not again
+				f.enter("write") // reported here, not again
 				return 0, wire.Errorf(wire.CodeOf(err), "write %s: %v", f.path, err)
 			}
 		}
@@ -353,7 +392,7 @@ func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if o.Coll {
 		defer f.endCollective(&o)
 	}
-	st, err := f.begin(&o)
+	st, err := f.begin("read", &o)
 	if err != nil {
 		return 0, err
 	}
