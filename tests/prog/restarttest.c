@@ -170,10 +170,12 @@ int main(int argc, char **argv)
     fill(want, rank);
     if (rc == MPI_SUCCESS) {
         if (memcmp(buf, want, BLOCK)) {
-            printf("restarttest FAIL rank %d: the old handle read other bytes than written\n", rank);
+            printf("restarttest FAIL rank %d: the old handle read other bytes than written\n",
+                   rank);
             bad = 1;
         } else {
-            printf("restarttest rank %d: old handle after the restart: read succeeded, bytes right\n", rank);
+            printf("restarttest rank %d: old handle after the restart: read succeeded, "
+                   "bytes right\n", rank);
         }
     } else {
         printf("restarttest rank %d: old handle after the restart: read class=%s msg=%s\n", rank,
@@ -198,7 +200,8 @@ int main(int argc, char **argv)
                                    MPI_STATUS_IGNORE)))
             fail("read back after the restart", rc);
         if (memcmp(buf, want, BLOCK)) {
-            printf("restarttest FAIL rank %d: block %d synced before the restart differs\n", rank, b);
+            printf("restarttest FAIL rank %d: block %d synced before the restart differs\n",
+                   rank, b);
             bad = 1;
             break;
         }
