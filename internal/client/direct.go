@@ -126,7 +126,7 @@ func (f *File) ExportDirect(mirror *atomic.Int64) (fd int, words []*uint64, ok b
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.mu.closed || f.mu.direct == nil || f.mu.lost != nil {
+	if f.mu.closed || f.mu.direct == nil || f.lost.Load() != nil {
 		return -1, nil, false
 	}
 	f.mu.mirror = mirror
@@ -141,7 +141,7 @@ func (f *File) ExportDirect(mirror *atomic.Int64) (fd int, words []*uint64, ok b
 // both use it, so the rule lives here once. The caller holds f.mu.
 func (f *File) directGateLocked() int64 {
 	v := int64(f.mu.writes + f.mu.markers)
-	if f.mu.err != nil || f.mu.closed || f.mu.lost != nil || f.mu.atomic || f.mu.noDirect {
+	if f.mu.err != nil || f.mu.closed || f.lost.Load() != nil || f.mu.atomic || f.mu.noDirect {
 		v |= mirrorBlocked
 	}
 	return v

@@ -38,9 +38,8 @@ type File struct {
 	mu struct {
 		sync.Mutex
 		hints   Hints
-		err     error    // first failed write not yet reported
-		lost    *session // the first of f.sess that died: f is unusable (lostErr)
-		corked  []*call  // per server: the corked batch being filled
+		err     error   // first failed write not yet reported
+		corked  []*call // per server: the corked batch being filled
 		closed  bool
 		atomic  bool
 		reqs    int // nonblocking requests in progress
@@ -52,6 +51,10 @@ type File struct {
 		mirror   *atomic.Int64 // ExportDirect's word, kept by mirrorLocked; nil when not exported
 	}
 	idle sync.Cond // on mu: signalled when reqs drops to 0
+
+	// lost is the first of sess that died (lose): f is unusable (lostErr).
+	// Set under mu, read without it on every operation's way in.
+	lost atomic.Pointer[session]
 }
 
 // Path returns the file's absolute path.
@@ -72,9 +75,7 @@ func (f *File) writeDone(err error) {
 // reads stop at once, and every later operation fails with lostErr.
 func (f *File) lose(s *session) {
 	f.mu.Lock()
-	if f.mu.lost == nil {
-		f.mu.lost = s
-	}
+	f.lost.CompareAndSwap(nil, s)
 	f.mirrorLocked()
 	f.mu.Unlock()
 }
@@ -84,9 +85,7 @@ func (f *File) lose(s *session) {
 // control page slot, writes not yet acknowledged) died with the session, so
 // the file must be reopened; writes are not resent (README, Semantics).
 func (f *File) lostErr(op string) error {
-	f.mu.Lock()
-	s := f.mu.lost
-	f.mu.Unlock()
+	s := f.lost.Load()
 	if s == nil {
 		return nil
 	}
