@@ -89,13 +89,12 @@ func (f *File) lostErr(op string) error {
 	if s == nil {
 		return nil
 	}
-	cause := s.alive()
 	if f.cl.reconnected(s) {
-		return wire.Errorf(wire.ECONNLOST, "%s %s: delegate server %s restarted; reopen the file (writes it had not acknowledged may be lost; the old connection ended: %v)",
-			op, f.path, s.addr, cause)
+		return wire.Errorf(wire.ECONNLOST, "%s %s: delegate server %s restarted; reopen the file (writes it had not acknowledged may be lost)",
+			op, f.path, s.addr)
 	}
-	return wire.Errorf(wire.ECONNLOST, "%s %s: connection to delegate server %s lost (%v); the server lost its state of the file: reopen the file once the server is back",
-		op, f.path, s.addr, cause)
+	cause := s.alive() // session.lost: names the server, says to reopen
+	return wire.Errorf(wire.CodeOf(cause), "%s %s: %v", op, f.path, cause)
 }
 
 // enter starts an operation: it fails on a closed or lost file, and reports

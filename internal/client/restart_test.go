@@ -193,8 +193,8 @@ func TestServerRestartUnderLoad(t *testing.T) {
 					isReady() // a direct read and reads through the server done (or an error)
 				}
 				if err != nil {
-					if wire.CodeOf(err) != wire.ECONNLOST {
-						t.Errorf("worker %d: %v, want ECONNLOST", i, err)
+					if wire.CodeOf(err) != wire.ECONNLOST || !strings.Contains(err.Error(), "reopen the file") {
+						t.Errorf("worker %d: %v, want ECONNLOST saying to reopen the file", i, err)
 					}
 					isFailed()
 				}

@@ -252,11 +252,13 @@ func (s *session) fail(err error) {
 }
 
 // lost turns a transport error into the error calls see.
+// The server's state of the files open on the session dies with it, so
+// the message says what to do (File.lostErr).
 func (s *session) lost(err error) error {
 	if wire.CodeOf(err) == wire.EPROTO {
-		return wire.Errorf(wire.EPROTO, "delegate server %s: %v", s.addr, err)
+		return wire.Errorf(wire.EPROTO, "delegate server %s: %v; connection closed: reopen the file", s.addr, err)
 	}
-	return wire.Errorf(wire.ECONNLOST, "connection to delegate server %s lost: %v", s.addr, err)
+	return wire.Errorf(wire.ECONNLOST, "connection to delegate server %s lost (%v): reopen the file", s.addr, err)
 }
 
 // close ends the session (if it is still alive) and waits for its loops.
