@@ -3,14 +3,16 @@
 # socket under a running MPI program (tests/prog/restarttest.c).
 #
 # The program writes, syncs and reads back (directly from the backend, past
-# the server's control page in shared memory) on delegate:, then tells us
-# through a fifo; we kill its server by pid, start a new one on the same
-# socket, wait for it to listen (its --ready-fd line), and tell the program
-# through another fifo. The program must neither crash nor hang: the old
-# handle either works with the right bytes or fails with MPI_ERR_IO (with a
-# message that says to reopen the file), a new open works, and every byte
-# synced before the restart reads back. No sleeps: every step waits for a
-# line, each wait bounded.
+# the server's control page in shared memory) on delegate: in a loop and,
+# after some rounds, says so through a fifo without stopping; we kill its
+# server by pid while it goes on, start a new one on the same socket, wait
+# for it to listen (its --ready-fd line), and tell the program through
+# another fifo. The program must neither crash nor hang: operations on the
+# old handle fail with MPI_ERR_IO (with a message naming the server and
+# saying to reopen the file) or work with the right bytes, a new open
+# works, every block holds what was synced (or the bytes of the round that
+# failed on it), and the new handle goes on working. No sleeps: every step
+# waits for a line, each wait bounded.
 #
 # Needs build/env.sh (tests/setup.sh). Exit status 0 when every check passed.
 set -uo pipefail
@@ -87,9 +89,15 @@ if grep -qi "segmentation\|SIGSEGV\|signal 11\|core dumped" <<<"$out"; then
 fi
 olds=$(grep -c "old handle after the restart" <<<"$out")
 if [ "$olds" -eq "$NP" ] && ! grep "old handle after the restart" <<<"$out" | grep -v "class=MPI_ERR_IO\|bytes right" >/dev/null; then
-    ok "the old handle, every rank: $(grep -o 'old handle after the restart: read [a-z=_A-Z]*' <<<"$out" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+    ok "the old handle after the reconnect, every rank: $(grep -o 'old handle after the restart: read [a-z=_A-Z]*' <<<"$out" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
 else
-    bad "the old handle: $olds of $NP ranks reported, or a class other than MPI_ERR_IO: $(grep "old handle" <<<"$out")"
+    bad "the old handle after the reconnect: $olds of $NP ranks reported, or not MPI_ERR_IO nor the right bytes: $(grep "old handle after" <<<"$out")"
+fi
+during=$(grep "rank [0-9]*: old handle failed in round" <<<"$out")
+if [ -n "$during" ] && ! grep -v "class=MPI_ERR_IO" <<<"$during" | grep -q .; then
+    ok "the old handle when the server died: $(grep -o 'failed in round [0-9]*: [a-z]* class=[A-Z_]*' <<<"$during" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+else
+    bad "the old handle when the server died: no rank saw MPI_ERR_IO: ${during:-nothing}"
 fi
 errs=$(grep "class=MPI_ERR_IO" <<<"$out")
 if [ -n "$errs" ]; then

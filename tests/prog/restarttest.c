@@ -1,23 +1,27 @@
 /*
  * restarttest: a program whose delegate server is killed and started again
- * under it, for tests/restart.sh.
+ * while it writes and reads, for tests/restart.sh.
  *
  *   mpiexec -n N restarttest delegate:PATH STEPFIFO GOFIFO
  *
- * Each rank writes its own 4 KiB blocks, syncs and reads each back (a
- * synced file is read straight from the backend: libdelegate's direct read,
- * which looks at the server's control page in shared memory). After ROUNDS
- * rounds rank 0 writes "ready" to STEPFIFO and waits for a line on GOFIFO,
- * meanwhile the script SIGKILLs the server and starts it again on the same
- * socket. Then every rank opens the file again (which reconnects), uses the
- * old handle once more (a read: the direct-read path again, now on a dead
- * session), closes the old handle, checks every block written before the
- * restart through the new handle, and goes on writing and reading with it.
+ * Each rank goes round its own SLOTS blocks of 4 KiB: write a block (new
+ * bytes each round), sync, read it back (a synced file is read straight
+ * from the backend: libdelegate's direct read, which looks at the server's
+ * control page in shared memory). After SIGNAL rounds rank 0 writes "ready"
+ * to STEPFIFO and the ranks go on; meanwhile the script SIGKILLs the server
+ * and starts it again on the same socket, then writes a line to GOFIFO.
+ * The ranks go round until one of them sees an operation fail (they agree
+ * on it after every round), then wait for GOFIFO, open the file again
+ * (which reconnects), use the old handle once more (a read: the direct-read
+ * path, now on a dead session whose client has reconnected), close the old
+ * handle, check every block through the new handle and go on with it.
  *
- * An operation on the old handle must either succeed with the right bytes
- * or fail with MPI_ERR_IO; anything else, a wrong byte, a crash or a hang
- * (the script's timeout) is a failure. Each rank prints what the old handle
- * did; rank 0 prints "restarttest ok" at the end, or the program exits 1.
+ * An operation on the old handle must fail with MPI_ERR_IO or succeed with
+ * the right bytes; a block synced before the restart must hold what was
+ * synced, one whose round failed either that or the round's new bytes;
+ * anything else, a crash or a hang (the script's timeout) is a failure.
+ * Each rank prints how the old handle ended; rank 0 prints "restarttest ok"
+ * at the end, or the program exits 1.
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -25,10 +29,13 @@
 #include <string.h>
 
 #define BLOCK 4096
-#define ROUNDS 20               /* before the restart */
-#define AFTER 20                /* after it, on the new handle */
+#define SLOTS 64                /* blocks per rank */
+#define SIGNAL 20               /* rounds before rank 0 says "ready" */
+#define AFTER 40                /* rounds on the new handle */
 
 static int rank, nprocs;
+static int synced[SLOTS];       /* round whose bytes a block holds on the backend, -1: none */
+static int pending[SLOTS];      /* round that failed on the block after its write, -1: none */
 
 static const char *class_name(int c)
 {
@@ -72,33 +79,52 @@ static void fail(const char *what, int rc)
     MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
-static void fill(char *b, int blk)
+/* fill makes the bytes of round r in block slot (round -1: a hole). */
+static void fill(char *b, int slot, int r)
 {
     for (int i = 0; i < BLOCK; i++)
-        b[i] = (char) (blk * 31 + i * 7 + 1);
+        b[i] = r < 0 ? 0 : (char) (slot * 31 + r * 17 + i * 7 + 1);
 }
 
-static MPI_Offset offset_of(int round)
+static MPI_Offset offset_of(int slot)
 {
-    return (MPI_Offset) (round * nprocs + rank) * BLOCK;
+    return (MPI_Offset) (slot * nprocs + rank) * BLOCK;
 }
 
-/* round writes, syncs and reads back this rank's block of round r on fh;
- * it returns the first failure (and what failed), or MPI_SUCCESS. */
+/* read_block reads block slot into b; what lies past the end of file reads
+ * as zeros, as a hole does. */
+static int read_block(MPI_File fh, int slot, char *b)
+{
+    MPI_Status st;
+    int rc, n = 0;
+    memset(b, 0, BLOCK);
+    if ((rc = MPI_File_read_at(fh, offset_of(slot), b, BLOCK, MPI_BYTE, &st)))
+        return rc;
+    MPI_Get_count(&st, MPI_BYTE, &n);
+    if (n < 0 || n > BLOCK)
+        n = 0;
+    memset(b + n, 0, BLOCK - n);
+    return MPI_SUCCESS;
+}
+
+/* round_trip writes, syncs and reads back block r % SLOTS with round r's
+ * bytes; it returns the first failure (and what failed), or MPI_SUCCESS. */
 static int round_trip(MPI_File fh, int r, const char **what)
 {
     char want[BLOCK], got[BLOCK];
-    int rc;
-    fill(want, r * nprocs + rank);
+    int rc, slot = r % SLOTS;
+    fill(want, slot, r);
+    pending[slot] = r;          /* from here the block may hold either */
     *what = "write";
-    if ((rc = MPI_File_write_at(fh, offset_of(r), want, BLOCK, MPI_BYTE, MPI_STATUS_IGNORE)))
+    if ((rc = MPI_File_write_at(fh, offset_of(slot), want, BLOCK, MPI_BYTE, MPI_STATUS_IGNORE)))
         return rc;
     *what = "sync";
     if ((rc = MPI_File_sync(fh)))
         return rc;
+    synced[slot] = r;
+    pending[slot] = -1;
     *what = "read";
-    memset(got, 0, sizeof got);
-    if ((rc = MPI_File_read_at(fh, offset_of(r), got, BLOCK, MPI_BYTE, MPI_STATUS_IGNORE)))
+    if ((rc = read_block(fh, slot, got)))
         return rc;
     if (memcmp(want, got, BLOCK)) {
         printf("restarttest FAIL rank %d: round %d read other bytes than written\n", rank, r);
@@ -108,33 +134,47 @@ static int round_trip(MPI_File fh, int r, const char **what)
     return MPI_SUCCESS;
 }
 
-/* handshake tells the script that the rounds are done and waits for it to
- * have restarted the server. */
-static void handshake(const char *step, const char *go)
+/* block_ok says whether b is what block slot may hold: its synced bytes,
+ * or those of the round that failed on it. */
+static int block_ok(int slot, const char *b)
+{
+    char want[BLOCK];
+    fill(want, slot, synced[slot]);
+    if (!memcmp(want, b, BLOCK))
+        return 1;
+    if (pending[slot] >= 0) {
+        fill(want, slot, pending[slot]);
+        return !memcmp(want, b, BLOCK);
+    }
+    return 0;
+}
+
+static void say(const char *path, const char *line)
+{
+    FILE *f;
+    if ((f = fopen(path, "w")) == NULL || fprintf(f, "%s\n", line) < 0 || fclose(f) != 0) {
+        perror(path);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+}
+
+static void hear(const char *path)
 {
     char line[64];
-    FILE *s, *g;
-    MPI_Barrier(MPI_COMM_WORLD);        /* every rank is done with the rounds */
-    if (rank == 0) {
-        if ((s = fopen(step, "w")) == NULL || fprintf(s, "ready\n") < 0 || fclose(s) != 0) {
-            perror(step);
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        }
-        if ((g = fopen(go, "r")) == NULL || fgets(line, sizeof line, g) == NULL) {
-            perror(go);
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        }
-        fclose(g);
+    FILE *f;
+    if ((f = fopen(path, "r")) == NULL || fgets(line, sizeof line, f) == NULL) {
+        perror(path);
+        MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    MPI_Barrier(MPI_COMM_WORLD);
+    fclose(f);
 }
 
 int main(int argc, char **argv)
 {
     MPI_File fh, nfh;
-    const char *what;
-    char buf[BLOCK], want[BLOCK];
-    int rc, attempts, bad = 0, anybad;
+    const char *what = "";
+    char buf[BLOCK];
+    int rc, r, mine, any, attempts, bad = 0, anybad, failed_round = -1;
 
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -144,15 +184,37 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: restarttest delegate:PATH STEPFIFO GOFIFO\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
+    for (int s = 0; s < SLOTS; s++)
+        synced[s] = pending[s] = -1;
     MPI_File_set_errhandler(MPI_FILE_NULL, MPI_ERRORS_RETURN);
     if ((rc = MPI_File_open(MPI_COMM_WORLD, argv[1], MPI_MODE_CREATE | MPI_MODE_RDWR,
                             MPI_INFO_NULL, &fh)))
         fail("open", rc);
-    for (int r = 0; r < ROUNDS; r++)
-        if ((rc = round_trip(fh, r, &what)))
-            fail(what, rc);
 
-    handshake(argv[2], argv[3]);        /* the server is killed and restarted here */
+    /* Rounds until an operation fails on some rank: the server was killed. */
+    for (r = 0;; r++) {
+        rc = round_trip(fh, r, &what);
+        mine = rc != MPI_SUCCESS;
+        if (mine) {
+            failed_round = r;
+            printf("restarttest rank %d: old handle failed in round %d: %s class=%s msg=%s\n",
+                   rank, r, what, class_name(error_class(rc)), message(rc));
+            if (error_class(rc) != MPI_ERR_IO || r <= SIGNAL)
+                bad = 1;        /* a wrong class, or a failure before the kill */
+        }
+        MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
+        if (any)
+            break;
+        if (r == SIGNAL && rank == 0)
+            say(argv[2], "ready");      /* the server dies during the next rounds */
+    }
+    if (failed_round < 0)
+        printf("restarttest rank %d: old handle: round %d succeeded here, failed elsewhere\n",
+               rank, r);
+
+    if (rank == 0)
+        hear(argv[3]);          /* the server runs again */
+    MPI_Barrier(MPI_COMM_WORLD);
 
     /* A new open reconnects. Should the client not have seen the old
      * connection end yet, the open fails with MPI_ERR_IO and the next one
@@ -165,23 +227,16 @@ int main(int argc, char **argv)
             fail("open after the restart", rc);
     }
 
-    /* The old handle: a direct-read attempt on a dead session. */
-    rc = MPI_File_read_at(fh, offset_of(0), buf, BLOCK, MPI_BYTE, MPI_STATUS_IGNORE);
-    fill(want, rank);
+    /* The old handle once more: a direct-read attempt on a dead session. */
+    rc = read_block(fh, 0, buf);
     if (rc == MPI_SUCCESS) {
-        if (memcmp(buf, want, BLOCK)) {
-            printf("restarttest FAIL rank %d: the old handle read other bytes than written\n",
-                   rank);
-            bad = 1;
-        } else {
-            printf("restarttest rank %d: old handle after the restart: read succeeded, "
-                   "bytes right\n", rank);
-        }
+        printf("restarttest rank %d: old handle after the restart: read succeeded, bytes %s\n",
+               rank, block_ok(0, buf) ? "right" : "WRONG");
+        bad |= !block_ok(0, buf);
     } else {
         printf("restarttest rank %d: old handle after the restart: read class=%s msg=%s\n", rank,
                class_name(error_class(rc)), message(rc));
-        if (error_class(rc) != MPI_ERR_IO)
-            bad = 1;
+        bad |= error_class(rc) != MPI_ERR_IO;
     }
     rc = MPI_File_close(&fh);
     if (rc != MPI_SUCCESS && error_class(rc) != MPI_ERR_IO) {
@@ -190,32 +245,28 @@ int main(int argc, char **argv)
         bad = 1;
     }
 
-    /* What was synced before the restart, through the new handle. */
+    /* Every block, through the new handle. */
     MPI_Barrier(MPI_COMM_WORLD);
-    for (int b = 0; b < ROUNDS * nprocs; b++) {
-        if (b % nprocs != rank)
-            continue;
-        fill(want, b);
-        if ((rc = MPI_File_read_at(nfh, (MPI_Offset) b * BLOCK, buf, BLOCK, MPI_BYTE,
-                                   MPI_STATUS_IGNORE)))
+    for (int s = 0; s < SLOTS; s++) {
+        if ((rc = read_block(nfh, s, buf)))
             fail("read back after the restart", rc);
-        if (memcmp(buf, want, BLOCK)) {
-            printf("restarttest FAIL rank %d: block %d synced before the restart differs\n",
-                   rank, b);
+        if (!block_ok(s, buf)) {
+            printf("restarttest FAIL rank %d: block %d holds neither round %d's bytes (synced) "
+                   "nor round %d's\n", rank, s, synced[s], pending[s]);
             bad = 1;
-            break;
         }
     }
-    for (int r = ROUNDS; r < ROUNDS + AFTER; r++)
-        if ((rc = round_trip(nfh, r, &what)))
+    for (int k = 1; k <= AFTER; k++)
+        if ((rc = round_trip(nfh, r + k, &what)))
             fail(what, rc);
     if ((rc = MPI_File_close(&nfh)))
         fail("close of the new handle", rc);
 
     MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (rank == 0 && !anybad)
-        printf("restarttest ok: %d ranks, %d rounds before and %d after the restart, "
-               "reopened in %d attempt(s)\n", nprocs, ROUNDS, AFTER, attempts);
+        printf("restarttest ok: %d ranks, the old handle failed in round %d (the kill came "
+               "after round %d), reopened in %d attempt(s), %d rounds on the new handle\n",
+               nprocs, r, SIGNAL, attempts, AFTER);
     fflush(stdout);
     MPI_Finalize();
     return anybad;
