@@ -109,22 +109,11 @@ func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
 			return nil, err
 		}
 		s.log.Info("reconnected", "old", s.alive())
+		s.replaced.Store(true)
 		dead = append(dead, s)
 		cl.mu.sessions[i] = ns
 	}
 	return append([]*session(nil), cl.mu.sessions...), nil
-}
-
-// reconnected reports whether the client has replaced the dead session s by
-// a live one to the same server.
-func (cl *Client) reconnected(s *session) bool {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	if s.idx >= len(cl.mu.sessions) {
-		return false
-	}
-	cur := cl.mu.sessions[s.idx]
-	return cur != s && cur.alive() == nil
 }
 
 // Close closes every open file (flushing it) and every session.

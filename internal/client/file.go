@@ -89,7 +89,7 @@ func (f *File) lostErr(op string) error {
 	if s == nil {
 		return nil
 	}
-	if f.cl.reconnected(s) {
+	if s.replaced.Load() {
 		return wire.Errorf(wire.ECONNLOST, "%s %s: delegate server %s restarted; reopen the file (writes it had not acknowledged may be lost)",
 			op, f.path, s.addr)
 	}

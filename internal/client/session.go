@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/delegate-io/delegate/internal/shm"
 	"github.com/delegate-io/delegate/internal/transport"
@@ -93,8 +94,9 @@ type session struct {
 		inflight int64
 		files    map[*File]struct{} // opened on this session and not closed (attach)
 	}
-	released sync.Once // the session's reference to shmem
-	space    sync.Cond // signalled when inflight drops or the session dies
+	released sync.Once   // the session's reference to shmem
+	replaced atomic.Bool // dead, and the client has dialled the server again (sessions)
+	space    sync.Cond   // signalled when inflight drops or the session dies
 	wake     chan struct{}
 	done     chan struct{}
 	wg       sync.WaitGroup
