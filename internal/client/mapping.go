@@ -14,16 +14,17 @@ import (
 //
 //   - The session holds one reference from dial until session.close, after
 //     its loops have ended.
-//   - Every File opened on the session holds one from Open until Close has
-//     returned (session.attach, session.detach); so does a File whose session
-//     died, until it is closed.
+//   - Every File opened on the session holds one from Open (session.attach)
+//     to the end of its Close (session.detach, after the servers answered
+//     and every request of the file completed); so does a File whose
+//     session died, until it is closed.
 //   - Memory of the region is touched only on behalf of a holder: ring slots
 //     are filled and copied out by operations of an open File, the control
 //     page words are read by directOK (an open File's read), and the word
-//     pointers ExportDirect hands to C stay valid until that File's Close
-//     returns. libdelegate's delegate_close drops the C stage right after
-//     dlgClose on the same thread, and a handle is not used concurrently with
-//     its close (stage.c frees the stage then too).
+//     pointers ExportDirect hands to C stay valid until that File is closed.
+//     libdelegate's delegate_close drops the C stage right after dlgClose on
+//     the same thread, and a handle is not used concurrently with its close
+//     (stage.c frees the stage then too).
 //
 // So a session that dies and is replaced by a reconnect (Client.sessions)
 // never unmaps what a File opened on it, or the direct-read path in C of
