@@ -5,14 +5,15 @@
 # The program writes, syncs and reads back (directly from the backend, past
 # the server's control page in shared memory) on delegate: in a loop and,
 # after some rounds, says so through a fifo without stopping; we kill its
-# server by pid while it goes on, start a new one on the same socket, wait
-# for it to listen (its --ready-fd line), and tell the program through
-# another fifo. The program must neither crash nor hang: operations on the
-# old handle fail with MPI_ERR_IO (with a message naming the server and
-# saying to reopen the file) or work with the right bytes, a new open
-# works, every block holds what was synced (or the bytes of the round that
-# failed on it), and the new handle goes on working. No sleeps: every step
-# waits for a line, each wait bounded.
+# server by pid while it goes on. Once the program has seen that an open
+# fails fast while the server is down, and says so, we start a new server on
+# the same socket, wait for it to listen (its --ready-fd line), and tell the
+# program through another fifo. The program must neither crash nor hang:
+# operations on the old handle fail with MPI_ERR_IO (with a message naming
+# the server and saying to reopen the file) or work with the right bytes, a
+# new open works, every block holds what was synced (or the bytes of the
+# round that failed on it), and the new handle goes on working. No sleeps:
+# every step waits for a line, each wait bounded.
 #
 # Needs build/env.sh (tests/setup.sh). Exit status 0 when every check passed.
 set -uo pipefail
@@ -71,6 +72,10 @@ fi
     kill -KILL "$first"
     wait "$first"
 } 2>/dev/null
+if ! read -r -t "$T" -u $step line; then
+    bad "the program did not get past the dead server: $(tail -5 "$work/out")"
+    exit 1
+fi
 start_server
 [ "$spid" != "$first" ] && ok "server $first killed with SIGKILL, server $spid listens on the same socket"
 echo go >&$go
@@ -99,7 +104,13 @@ if [ -n "$during" ] && ! grep -v "class=MPI_ERR_IO" <<<"$during" | grep -q .; th
 else
     bad "the old handle when the server died: no rank saw MPI_ERR_IO: ${during:-nothing}"
 fi
-errs=$(grep "class=MPI_ERR_IO" <<<"$out")
+down=$(grep "open while the server is down" <<<"$out")
+if [ "$(grep -c "class=MPI_ERR_IO" <<<"$down")" -eq "$NP" ] && grep -qF "$sock" <<<"$down"; then
+    ok "open while the server is down, every rank: MPI_ERR_IO naming the socket, in $(grep -o 'secs=[0-9.]*' <<<"$down" | sort | tail -1 | cut -c6-) s at most"
+else
+    bad "open while the server is down: ${down:-nothing}"
+fi
+errs=$(grep "class=MPI_ERR_IO" <<<"$out" | grep -v "open while the server is down")
 if [ -n "$errs" ]; then
     if grep -v "reopen the file" <<<"$errs" | grep -q . || grep -vF "$sock" <<<"$errs" | grep -q .; then
         bad "an MPI_ERR_IO message does not name the server or does not say to reopen the file: $errs"

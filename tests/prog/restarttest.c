@@ -9,12 +9,16 @@
  * from the backend: libdelegate's direct read, which looks at the server's
  * control page in shared memory). After SIGNAL rounds rank 0 writes "ready"
  * to STEPFIFO and the ranks go on; meanwhile the script SIGKILLs the server
- * and starts it again on the same socket, then writes a line to GOFIFO.
+ * and, once told, starts it again on the same socket and writes a line to
+ * GOFIFO.
  * The ranks go round until one of them sees an operation fail (they agree
- * on it after every round), then wait for GOFIFO, open the file again
- * (which reconnects), use the old handle once more (a read: the direct-read
- * path, now on a dead session whose client has reconnected), close the old
- * handle, check every block through the new handle and go on with it.
+ * on it after every round). While the server is down (the script starts it
+ * only once rank 0 has written "down" to STEPFIFO) an open must fail fast
+ * with MPI_ERR_IO and so must the old handle. Then the ranks wait for a
+ * line on GOFIFO, open the file again (which reconnects), use the old
+ * handle once more (a read: the direct-read path, now on a dead session
+ * whose client has reconnected), close the old handle, check every block
+ * through the new handle and go on with it.
  *
  * An operation on the old handle must fail with MPI_ERR_IO or succeed with
  * the right bytes; a block synced before the restart must hold what was
@@ -174,6 +178,7 @@ int main(int argc, char **argv)
     MPI_File fh, nfh;
     const char *what = "";
     char buf[BLOCK];
+    double t;
     int rc, r, mine, any, attempts, bad = 0, anybad, failed_round = -1;
 
     MPI_Init(&argc, &argv);
@@ -212,8 +217,36 @@ int main(int argc, char **argv)
         printf("restarttest rank %d: old handle: round %d succeeded here, failed elsewhere\n",
                rank, r);
 
-    if (rank == 0)
+    /* The server is down until we say so: an open fails fast, and so does
+     * the old handle (or it reads the right bytes). */
+    t = MPI_Wtime();
+    rc = MPI_File_open(MPI_COMM_WORLD, argv[1], MPI_MODE_RDWR, MPI_INFO_NULL, &nfh);
+    t = MPI_Wtime() - t;
+    if (rc == MPI_SUCCESS) {
+        printf("restarttest FAIL rank %d: open succeeded while the server was down\n", rank);
+        MPI_File_close(&nfh);
+        bad = 1;
+    } else {
+        printf("restarttest rank %d: open while the server is down: class=%s secs=%.2f msg=%s\n",
+               rank, class_name(error_class(rc)), t, message(rc));
+        bad |= error_class(rc) != MPI_ERR_IO || t > 10;
+    }
+    rc = read_block(fh, 0, buf);
+    if (rc == MPI_SUCCESS) {
+        printf("restarttest rank %d: old handle while the server is down: read succeeded, "
+               "bytes %s\n", rank, block_ok(0, buf) ? "right" : "WRONG");
+        bad |= !block_ok(0, buf);
+    } else {
+        printf("restarttest rank %d: old handle while the server is down: read class=%s msg=%s\n",
+               rank, class_name(error_class(rc)), message(rc));
+        bad |= error_class(rc) != MPI_ERR_IO;
+    }
+
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) {
+        say(argv[2], "down");
         hear(argv[3]);          /* the server runs again */
+    }
     MPI_Barrier(MPI_COMM_WORLD);
 
     /* A new open reconnects. Should the client not have seen the old
