@@ -74,6 +74,9 @@ struct stage {
     int fd;                     /* the backend file, Go's until close */
     int nwords;
     int64_t mirror;             /* kept by Go (ExportDirect) */
+    /* The servers' control page words of the file: shared memory that Go
+     * keeps mapped until dlgClose returns, also after the session died
+     * (internal/client/mapping.go); delegate_close drops the stage next. */
     uint64_t *words[DIRECT_WORDS];
 };
 

@@ -12,7 +12,9 @@
 #   6. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
 #      (tests/conformance.sh);
 #   7. the differential test: 200 seeded random MPI-IO programs on ufs: and
-#      delegate:, files and reads compared (tests/differential.sh).
+#      delegate:, files and reads compared (tests/differential.sh);
+#   8. a server SIGKILLed and restarted under a running MPI program
+#      (tests/restart.sh).
 # Every step is bounded; the script fails if any step fails.
 set -uo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,6 +49,7 @@ step "visibility" timeout 900 "$top/tests/visibility.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
+step "server restart" timeout 300 "$top/tests/restart.sh"
 echo
 if [ ${#failed[@]} -gt 0 ]; then
     echo "check: FAILED: ${failed[*]}"

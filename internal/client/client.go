@@ -96,8 +96,16 @@ func firstError(errs []error) error {
 }
 
 // sessions returns a live session for every server, reconnecting to those
-// whose session died (files opened before keep their dead session).
+// whose session died. Files opened before keep their dead session (and its
+// shared memory, mapping) and fail with File.lostErr; the replaced sessions
+// are closed here, after the lock, which their loops may need.
 func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
+	var dead []*session
+	defer func() {
+		for _, s := range dead {
+			s.close()
+		}
+	}()
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if cl.mu.closed {
@@ -111,7 +119,9 @@ func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
 		if err != nil {
 			return nil, err
 		}
-		go s.close()
+		s.log.Info("reconnected", "old", s.alive())
+		s.replaced.Store(true)
+		dead = append(dead, s)
 		cl.mu.sessions[i] = ns
 	}
 	return append([]*session(nil), cl.mu.sessions...), nil
@@ -192,6 +202,13 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 	f.mu.hints = h
 	f.mu.corked = make([]*call, len(ss))
 	f.idle.L = &f.mu
+	// Each session keeps its shared memory mapped while f is open on it.
+	for _, s := range ss {
+		if err := s.attach(f); err != nil {
+			f.detach()
+			return nil, err
+		}
+	}
 	// The first server creates (and checks EXCL); the others open what it
 	// created.
 	open := func(i int, fl uint32) (*call, error) {
@@ -201,6 +218,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 		return c, err
 	}
 	if _, err := open(0, flags); err != nil {
+		f.detach()
 		return nil, err
 	}
 	if len(ss) > 1 {
@@ -216,6 +234,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 		wg.Wait()
 		if err := firstError(errs); err != nil {
 			f.closeOn(func(i int) bool { return errs[i] == nil }, true)
+			f.detach()
 			return nil, err
 		}
 	}

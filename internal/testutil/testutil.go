@@ -23,6 +23,8 @@ type Cluster struct {
 	Addrs   []transport.Addr
 	Servers []*server.Server
 	Dir     string // a directory the servers may reach, for test files
+
+	opts Options // how Start made them, for Restart
 }
 
 // Options vary a cluster.
@@ -46,7 +48,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	cl := &Cluster{Dir: filepath.Join(dir, "data")}
+	cl := &Cluster{Dir: filepath.Join(dir, "data"), opts: o}
 	if err := os.Mkdir(cl.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
