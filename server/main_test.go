@@ -3,13 +3,20 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/wire"
 )
 
 // The test binary runs the server's main when this variable is set, so the
@@ -18,6 +25,12 @@ const mainEnv = "DELEGATE_TEST_SERVER_MAIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(mainEnv) == "1" {
+		if v := os.Getenv("DELEGATE_TEST_NOFILE"); v != "" {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+				panic(err)
+			}
+		}
 		os.Exit(serve(os.Args[1:]))
 	}
 	os.Exit(m.Run())
@@ -158,5 +171,154 @@ func TestPrintConfig(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("print-config lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// ready starts cmd with a ready pipe on descriptor 3 and waits for its line.
+func ready(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd.ExtraFiles = []*os.File{w}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(r).ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		if l == "" {
+			exitCode(t, cmd)
+			t.Fatalf("server exited before it was ready; stderr:\n%s", stderr)
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("server not ready; stderr:\n%s", stderr)
+	}
+}
+
+// TestDescriptorExhaustion (issue 9 item 2): a server out of descriptors
+// (authenticated connections hold them all, accept fails with EMFILE) keeps
+// running, serves again once descriptors free up, and loses no
+// acknowledged byte: it used to return from Serve and exit without writing
+// its buffer.
+func TestDescriptorExhaustion(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dlg-nofile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	addr := transport.Addr{Net: "unix", Addr: filepath.Join(dir, "s.sock")}
+	cmd, stderr := startServer(t, []string{"DELEGATE_TEST_NOFILE=40"}, "--listen", addr.String(), "--root", dir,
+		"--flush-idle", "1h", "--max-hellos", "8", "--handshake-timeout", "2s", "--log-level", "warn", "--ready-fd", "3")
+	ready(t, cmd, stderr)
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+
+	// Acknowledged, buffered, not on disk yet.
+	ctx := context.Background()
+	cfg := client.DefaultConfig()
+	cfg.Servers = []transport.Addr{addr}
+	cfg.RingBytes = 0
+	cfg.Timeout = 2 * time.Second
+	path := filepath.Join(dir, "data")
+	data := bytes.Repeat([]byte("acknowledged "), 40<<10)
+	cl, err := client.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := cl.Open(ctx, path, wire.ORdwr|wire.OCreat, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{Ack: true}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); bytes.Equal(b, data) {
+		t.Fatal("the data is on disk already: the test would prove nothing")
+	}
+
+	// Use up the server's descriptors with authenticated (monitor)
+	// connections until a hello goes unanswered: accept fails.
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	exhausted := false
+	for i := 0; i < 60 && !exhausted; i++ {
+		c, err := net.Dial(addr.Net, addr.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		_, err = transport.ClientHello(c, &wire.Hello{Client: "hog", Monitor: true}, -1, 500*time.Millisecond)
+		exhausted = err != nil
+	}
+	if !exhausted {
+		t.Fatal("60 connections did not exhaust 40 descriptors")
+	}
+	time.Sleep(2 * time.Second) // several accept retries
+	select {
+	case <-exited:
+		t.Fatalf("server exited when out of descriptors; stderr:\n%s", stderr)
+	default:
+	}
+	if !strings.Contains(stderr.String(), "accept failed, retrying") {
+		t.Fatalf("no accept retry logged; stderr:\n%s", stderr)
+	}
+	// The existing session still works while the server is out of
+	// descriptors: read back what it wrote.
+	got := make([]byte, len(data))
+	if _, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: int64(len(got))}}, client.IOOpts{}); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read while out of descriptors: %v, equal %v", err, bytes.Equal(got, data))
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+
+	// Descriptors free again: a new client gets in.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		cl2, err := client.New(ctx, cfg)
+		if err == nil {
+			cl2.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no client after the descriptors came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.Close()
+	cl.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("on disk after the drain: %v, %d bytes of %d, equal %v", err, len(b), len(data), bytes.Equal(b, data))
 	}
 }
