@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 
 // startServer returns a command running delegate-server with args and env (on
 // top of an environment without DELEGATE_* variables).
-func startServer(t *testing.T, env []string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+func startServer(t *testing.T, env []string, args ...string) (*exec.Cmd, *syncBuffer) {
 	cmd := exec.Command(os.Args[0], args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DELEGATE_") {
@@ -47,9 +48,28 @@ func startServer(t *testing.T, env []string, args ...string) (*exec.Cmd, *bytes.
 	}
 	cmd.Env = append(cmd.Env, mainEnv+"=1")
 	cmd.Env = append(cmd.Env, env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	return cmd, &stderr
+	stderr := new(syncBuffer)
+	cmd.Stderr = stderr
+	return cmd, stderr
+}
+
+// syncBuffer is a bytes.Buffer that the test reads while the process
+// writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func exitCode(t *testing.T, cmd *exec.Cmd) int {
@@ -175,7 +195,7 @@ func TestPrintConfig(t *testing.T) {
 }
 
 // ready starts cmd with a ready pipe on descriptor 3 and waits for its line.
-func ready(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer) {
+func ready(t *testing.T, cmd *exec.Cmd, stderr *syncBuffer) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
