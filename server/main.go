@@ -12,6 +12,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -52,6 +53,9 @@ func serve(args []string) int {
 	peers := fs.String("peers", env("DELEGATE_PEERS", ""), "comma-separated server list of the job, in client order (set by delegate-run)")
 	index := fs.Int("index", 0, "this server's position in --peers")
 	tokenFile := fs.String("token-file", env("DELEGATE_TOKEN_FILE", ""), "file holding the token clients must present ($DELEGATE_TOKEN also works)")
+	insecure := fs.Bool("insecure", false, "allow a TCP listener without a token (anyone who reaches the port gets in)")
+	handshakeTimeout := fs.Duration("handshake-timeout", def.HandshakeTimeout, "a new connection must finish its hello (and authenticate) within this")
+	maxHellos := fs.Int("max-hellos", def.MaxHellos, "connections allowed in the hello at once; new ones beyond it are closed")
 	logLevel := fs.String("log-level", env("DELEGATE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	logFormat := fs.String("log-format", env("DELEGATE_LOG_FORMAT", "text"), "text or json")
 	keepalive := fs.Duration("keepalive", def.KeepAlive, "keepalive interval; a silent client is dropped after it plus 10s")
@@ -94,14 +98,12 @@ func serve(args []string) int {
 		*sz.dst = n
 	}
 	cfg.Logger = log
-	cfg.Token = os.Getenv("DELEGATE_TOKEN")
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "delegate-server:", err)
-			return 2
-		}
-		cfg.Token = strings.TrimSpace(string(b))
+	cfg.Insecure = *insecure
+	cfg.HandshakeTimeout = *handshakeTimeout
+	cfg.MaxHellos = *maxHellos
+	if cfg.Token, err = readToken(*tokenFile); err != nil {
+		fmt.Fprintln(os.Stderr, "delegate-server:", err)
+		return 2
 	}
 	if *listen == "" {
 		fmt.Fprintln(os.Stderr, "delegate-server: --listen is required (unix:PATH or tcp:HOST:PORT)")
@@ -110,6 +112,11 @@ func serve(args []string) int {
 	addr, err := server.ParseAddr(*listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "delegate-server:", err)
+		return 2
+	}
+	if strings.HasPrefix(addr, "tcp:") && cfg.Token == "" && !cfg.Insecure {
+		fmt.Fprintf(os.Stderr, "delegate-server: %s is a TCP address and no token is set: anyone who can reach it could read and write "+
+			"every file under --root. Give a secret with --token-file FILE (or $DELEGATE_TOKEN), or pass --insecure\n", addr)
 		return 2
 	}
 	cfg.Name = addr
@@ -142,22 +149,48 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "delegate-server:", err)
 		return 1
 	}
+	// From here on every exit goes through stop, which drains: whatever a
+	// client was told is written reaches the backend before the process
+	// ends, whichever way it ends (issue 9).
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	stop := func(code int) int {
+		// A second signal stops waiting for the drain.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-sigs:
+				log.Warn("signal: not waiting for the drain")
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := srv.Shutdown(ctx)
+		snap := srv.Stats()
+		log.Info("final stats\n" + snap.String())
+		if *finalStats != "" {
+			if b, err := json.Marshal(snap); err == nil {
+				os.WriteFile(*finalStats, b, 0o644)
+			}
+		}
+		if err != nil {
+			log.Error("shutdown", "err", err)
+			return 1
+		}
+		return code
+	}
 	l, err := server.Listen(addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "delegate-server:", err)
-		return 1
-	}
-	log.Info("delegate server listening", "addr", addr, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index)
-	if *readyFD >= 0 {
-		f := os.NewFile(uintptr(*readyFD), "ready")
-		fmt.Fprintln(f, addr)
-		f.Close()
+		return stop(1)
 	}
 	if *metrics != "" {
 		ml, err := net.Listen("tcp", *metrics)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "delegate-server: --metrics:", err)
-			return 1
+			l.Close()
+			return stop(1)
 		}
 		go http.Serve(ml, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -166,37 +199,46 @@ func serve(args []string) int {
 		}))
 		log.Info("metrics", "addr", ml.Addr().String())
 	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
+	log.Info("delegate server listening", "addr", addr, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index)
+	if *readyFD >= 0 {
+		f := os.NewFile(uintptr(*readyFD), "ready")
+		fmt.Fprintln(f, addr)
+		f.Close()
+	}
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down", "signal", sig.String())
+		return stop(0)
 	case err := <-serveErr:
-		log.Error("serve", "err", err)
-		return 1
+		// Serve retries what can pass (out of descriptors); what is left
+		// is fatal, but the buffered data is not lost with it.
+		log.Error("serve failed, draining before exit", "err", err)
+		return stop(1)
 	}
-	// A second signal stops waiting for the drain.
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-sigs
-		log.Warn("second signal: not waiting for the drain")
-		cancel()
-	}()
-	err = srv.Shutdown(ctx)
-	snap := srv.Stats()
-	log.Info("final stats\n" + snap.String())
-	if *finalStats != "" {
-		if b, err := json.Marshal(snap); err == nil {
-			os.WriteFile(*finalStats, b, 0o644)
+}
+
+// readToken returns the token clients must present: the contents of file
+// if given, else $DELEGATE_TOKEN, else none. A token that is empty or only
+// white space is an error, not a server without authentication.
+func readToken(file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
 		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", fmt.Errorf("--token-file %s is empty or only white space: it would turn authentication off; put a secret in it", file)
+		}
+		return t, nil
 	}
-	if err != nil {
-		log.Error("shutdown", "err", err)
-		return 1
+	t, ok := os.LookupEnv("DELEGATE_TOKEN")
+	if ok && strings.TrimSpace(t) == "" {
+		return "", errors.New("DELEGATE_TOKEN is set but empty or only white space: it would turn authentication off; set a secret or unset it")
 	}
-	return 0
+	return t, nil
 }
 
 // sizeString prints a byte count the way ParseSize reads it.

@@ -4,6 +4,7 @@
 #   1. gofmt and go vet;
 #   2. Go unit tests with the race detector (wire, route, shm, backend,
 #      client/server over real Unix sockets and TCP loopback), fuzz seeds;
+#   2b. every decoder's fuzz target for 20 s each (tests/fuzz.sh);
 #   3. integration with real mpiexec, servers and files (tests/integration.sh);
 #   4. visibility with default hints: write, then barrier, send/recv,
 #      collective or RMA fence, then another rank's read (tests/visibility.sh);
@@ -44,6 +45,7 @@ gofmt_clean() {
 step "gofmt" gofmt_clean
 step "go vet" go vet ./...
 step "go test -race" timeout 900 go test -race -timeout 600s ./...
+step "fuzz" timeout 240 "$top/tests/fuzz.sh"
 step "integration" timeout 1800 "$top/tests/integration.sh"
 step "visibility" timeout 900 "$top/tests/visibility.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"

@@ -406,19 +406,25 @@ func (s *session) recvLoop() {
 		c := s.mu.pending[h.ID]
 		delete(s.mu.pending, h.ID)
 		s.mu.Unlock()
+		// c is no longer pending: on a bad reply fail does not see it, so
+		// it is completed here, or its caller would wait for ever.
 		if c == nil || h.Type != c.t|wire.ReplyBit {
-			s.fail(wire.Errorf(wire.EPROTO, "delegate server %s: unexpected %v for request %d", s.addr, h.Type, h.ID))
-			return
-		}
-		if err := rd.Decode(&c.rep); err != nil {
-			s.fail(s.lost(err))
-			return
-		}
-		if h.PayloadLen > 0 {
-			if err := s.payload(rd, c, h); err != nil {
-				s.fail(s.lost(err))
-				return
+			err := wire.Errorf(wire.EPROTO, "delegate server %s: unexpected %v for request %d", s.addr, h.Type, h.ID)
+			s.fail(err)
+			if c != nil {
+				s.complete(c, err)
 			}
+			return
+		}
+		err = rd.Decode(&c.rep)
+		if err == nil && h.PayloadLen > 0 {
+			err = s.payload(rd, c, h)
+		}
+		if err != nil {
+			err = s.lost(err)
+			s.fail(err)
+			s.complete(c, err)
+			return
 		}
 		s.complete(c, nil)
 	}
@@ -432,8 +438,10 @@ func (s *session) payload(rd *wire.Reader, c *call, h wire.Header) error {
 		}
 		return rd.ReadPayload(c.data[:h.PayloadLen])
 	}
-	c.data = make([]byte, h.PayloadLen)
-	return rd.ReadPayload(c.data)
+	// Read as the bytes arrive: a reply announcing 64 MiB costs what it sends.
+	var err error
+	c.data, err = rd.ReadPayloadAll()
+	return err
 }
 
 // complete finishes c with err (or its reply's error).

@@ -23,9 +23,14 @@ type Cluster struct {
 	Addrs   []transport.Addr
 	Servers []*server.Server
 	Dir     string // a directory the servers may reach, for test files
+	Token   string // the servers' token (TCP clusters get one), sent by Config
 
 	opts Options // how Start made them, for Restart
 }
+
+// TCPToken is the token of TCP clusters unless Options.Mutate sets another:
+// a server refuses to serve TCP without one (or Config.Insecure).
+const TCPToken = "testutil-token"
 
 // Options vary a cluster.
 type Options struct {
@@ -79,6 +84,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		if o.Root != "" {
 			cfg.Root = o.Root
 		}
+		if o.TCP {
+			cfg.Token = TCPToken
+		}
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		if o.Mutate != nil {
 			o.Mutate(i, &cfg)
@@ -86,6 +94,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		s, err := server.New(cfg)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			cl.Token = cfg.Token
 		}
 		cl.Servers = append(cl.Servers, s)
 		go func() {
@@ -111,6 +122,9 @@ func (c *Cluster) Config() client.Config {
 	cfg := client.DefaultConfig()
 	cfg.Servers = c.Addrs
 	cfg.RegionSize = 64 << 10
+	if c.Token == TCPToken {
+		cfg.Token = c.Token
+	}
 	return cfg
 }
 

@@ -40,6 +40,21 @@
 
 #define SLOT (1 << 20)
 
+/* every I/O call is checked: an error is not a stale read */
+#define CHECK(call) check((call), #call, __LINE__)
+
+static void check(int rc, const char *what, int line)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (rc == MPI_SUCCESS)
+        return;
+    MPI_Error_string(rc, msg, &len);
+    printf("vistest: error at line %d: %s: %s\n", line, what, msg);
+    fflush(stdout);
+    MPI_Abort(MPI_COMM_WORLD, 3);
+}
+
 static int rank, nranks, trials = 200;
 
 static void fill(char *b, int size, int k, int r, int salt)
@@ -82,11 +97,11 @@ static int run(MPI_File fh, int mode, int size, int salt, MPI_Win win, int *flag
         fill(rec, size, k, rank, salt);
         switch (mode) {
         case BARRIER:
-            MPI_File_write_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, MPI_STATUS_IGNORE);
+            CHECK(MPI_File_write_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, MPI_STATUS_IGNORE));
             MPI_Barrier(MPI_COMM_WORLD);
             break;
         case SENDRECV:
-            MPI_File_write_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, MPI_STATUS_IGNORE);
+            CHECK(MPI_File_write_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, MPI_STATUS_IGNORE));
             if (rank % 2 == 0) {
                 MPI_Send(&token, 1, MPI_INT, right, 7, MPI_COMM_WORLD);
                 MPI_Recv(&token, 1, MPI_INT, left, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
@@ -96,19 +111,19 @@ static int run(MPI_File fh, int mode, int size, int salt, MPI_Win win, int *flag
             }
             break;
         case IWRITE:
-            MPI_File_iwrite_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, &req);
+            CHECK(MPI_File_iwrite_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, &req));
             MPI_Wait(&req, MPI_STATUS_IGNORE);
             MPI_Barrier(MPI_COMM_WORLD);
             break;
         case COLL:
         case COLLONLY:
-            MPI_File_write_at_all(fh, slot(k, rank, size), rec, size, MPI_BYTE,
-                                  MPI_STATUS_IGNORE);
+            CHECK(MPI_File_write_at_all(fh, slot(k, rank, size), rec, size, MPI_BYTE,
+                                  MPI_STATUS_IGNORE));
             if (mode == COLL)
                 MPI_Barrier(MPI_COMM_WORLD);
             break;
         case WIN:
-            MPI_File_write_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, MPI_STATUS_IGNORE);
+            CHECK(MPI_File_write_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, MPI_STATUS_IGNORE));
             MPI_Put(&one, 1, MPI_INT, right, 0, 1, MPI_INT, win);
             MPI_Win_fence(0, win);
             if (*flag != 1) {
@@ -121,7 +136,7 @@ static int run(MPI_File fh, int mode, int size, int salt, MPI_Win win, int *flag
         }
         fill(want, size, k, left, salt);
         memset(got, 0, size);
-        MPI_File_read_at(fh, slot(k, left, size), got, size, MPI_BYTE, MPI_STATUS_IGNORE);
+        CHECK(MPI_File_read_at(fh, slot(k, left, size), got, size, MPI_BYTE, MPI_STATUS_IGNORE));
         if (memcmp(want, got, size) != 0)
             stale++;
         /* nobody writes the next round's slot before everyone read */
@@ -139,19 +154,19 @@ static int two_handles(const char *path, MPI_Info info, int size)
     MPI_File a, b;
     char *rec = malloc(size), *got = malloc(size);
     int stale = 0;
-    MPI_File_open(MPI_COMM_SELF, path, MPI_MODE_CREATE | MPI_MODE_RDWR, info, &a);
-    MPI_File_open(MPI_COMM_SELF, path, MPI_MODE_RDWR, info, &b);
+    CHECK(MPI_File_open(MPI_COMM_SELF, path, MPI_MODE_CREATE | MPI_MODE_RDWR, info, &a));
+    CHECK(MPI_File_open(MPI_COMM_SELF, path, MPI_MODE_RDWR, info, &b));
     for (int k = 0; k < trials; k++) {
         MPI_Offset off = (MPI_Offset) (k % 16) * SLOT + (MPI_Offset) (k % 8) * size;
         fill(rec, size, k, rank, 99);
-        MPI_File_write_at(a, off, rec, size, MPI_BYTE, MPI_STATUS_IGNORE);
+        CHECK(MPI_File_write_at(a, off, rec, size, MPI_BYTE, MPI_STATUS_IGNORE));
         memset(got, 0, size);
-        MPI_File_read_at(b, off, got, size, MPI_BYTE, MPI_STATUS_IGNORE);
+        CHECK(MPI_File_read_at(b, off, got, size, MPI_BYTE, MPI_STATUS_IGNORE));
         if (memcmp(rec, got, size) != 0)
             stale++;
     }
-    MPI_File_close(&a);
-    MPI_File_close(&b);
+    CHECK(MPI_File_close(&a));
+    CHECK(MPI_File_close(&b));
     free(rec);
     free(got);
     return stale;
@@ -186,7 +201,7 @@ int main(int argc, char **argv)
     MPI_Win_allocate(sizeof(int), sizeof(int), MPI_INFO_NULL, MPI_COMM_WORLD, &flag, &win);
     *flag = 0;
     MPI_Win_fence(0, win);
-    MPI_File_open(MPI_COMM_WORLD, argv[1], MPI_MODE_CREATE | MPI_MODE_RDWR, info, &fh);
+    CHECK(MPI_File_open(MPI_COMM_WORLD, argv[1], MPI_MODE_CREATE | MPI_MODE_RDWR, info, &fh));
     for (int m = 0; m < NMODES; m++)
         for (int s = 0; s < 3; s++) {
             if (!wanted(modes, names[m], argv[1], m == COLLONLY))
@@ -199,7 +214,7 @@ int main(int argc, char **argv)
                        names[m], sizes[s], all, trials * nranks);
             total += stale;
         }
-    MPI_File_close(&fh);
+    CHECK(MPI_File_close(&fh));
     snprintf(path2, sizeof path2, "%s.%d", argv[1], rank);
     for (int s = 0; s < 3 && wanted(modes, "handles", argv[1], 0); s++) {
         int stale = two_handles(path2, info, sizes[s]), all;
