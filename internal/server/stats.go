@@ -37,6 +37,7 @@ type counters struct {
 	badFrames     atomic.Int64
 	requests      [wire.NumTypes]atomic.Int64
 	errors        [wire.NumTypes]atomic.Int64
+	answers       [wire.NumTypes]atomic.Int64 // ENOENT, EEXIST: not failures
 
 	queueDepth atomic.Int64
 	queuePeak  atomic.Int64
@@ -161,6 +162,12 @@ func (s *counters) snapshot() stats.Snapshot {
 		}
 		if n := s.errors[t].Load(); n > 0 {
 			out.Errors[wire.Type(t).String()] = n
+		}
+		if n := s.answers[t].Load(); n > 0 {
+			if out.Answers == nil {
+				out.Answers = map[string]int64{}
+			}
+			out.Answers[wire.Type(t).String()] = n
 		}
 	}
 	for i := range s.wait {

@@ -195,7 +195,11 @@ func (st *stream) handle(r *request) (wire.Reply, []byte) {
 		s.stats.requests[t].Add(1)
 		rep, payload = handlers[t](st, r)
 	}
-	if rep.Code != wire.OK {
+	switch rep.Code {
+	case wire.OK:
+	case wire.ENOENT, wire.EEXIST:
+		s.stats.answers[t].Add(1) // a missing file is an answer (IOR's existence check)
+	default:
 		s.stats.errors[t].Add(1)
 	}
 	return rep, payload

@@ -48,9 +48,13 @@ type Snapshot struct {
 	HelloInProgress int64 `codec:"hello_in_progress" json:"hello_in_progress"`
 	OpenFiles       int64 `codec:"open_files" json:"open_files"`
 
-	// Requests and errors by message type ("write", "read", ...).
+	// Requests and errors by message type ("write", "read", ...). A file
+	// that does not exist (an open without create, a stat, a delete the
+	// other servers already did) or exists (an exclusive create) is an
+	// answer, not a failure: those count under Answers.
 	Requests map[string]int64 `codec:"requests" json:"requests"`
 	Errors   map[string]int64 `codec:"errors" json:"errors"`
+	Answers  map[string]int64 `codec:"answers" json:"answers"`
 
 	// The request queue: requests read from clients and not yet answered.
 	QueueDepth int64   `codec:"queue_depth" json:"queue_depth"`
@@ -145,6 +149,7 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.OpenFiles += o.OpenFiles
 	s.Requests = addMap(s.Requests, o.Requests)
 	s.Errors = addMap(s.Errors, o.Errors)
+	s.Answers = addMap(s.Answers, o.Answers)
 	s.Flushes = addMap(s.Flushes, o.Flushes)
 	s.QueueDepth += o.QueueDepth
 	s.QueuePeak = max(s.QueuePeak, o.QueuePeak)
@@ -214,6 +219,9 @@ func (s Snapshot) String() string {
 	fmt.Fprintf(&b, "  sessions       %d now, %d total, %d refused; %d files open\n", s.Sessions, s.SessionsTotal, s.Rejected, s.OpenFiles)
 	fmt.Fprintf(&b, "  requests       %s\n", kv(s.Requests))
 	fmt.Fprintf(&b, "  errors         %s; bad frames %d\n", kv(s.Errors), s.BadFrames)
+	if len(s.Answers) > 0 {
+		fmt.Fprintf(&b, "  no such file   %s (or exists, for an exclusive create): answers, not failures\n", kv(s.Answers))
+	}
 	if s.Panics+s.AcceptRetries+s.HelloOverflow > 0 {
 		fmt.Fprintf(&b, "  faults         %d panics recovered, %d accept errors retried, %d connections over the hello limit\n",
 			s.Panics, s.AcceptRetries, s.HelloOverflow)
@@ -266,6 +274,7 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	one("open_files", "gauge", "Files open on the server.", s.OpenFiles)
 	byKey("requests_total", "type", "Requests by message type.", s.Requests)
 	byKey("errors_total", "type", "Failed requests by message type.", s.Errors)
+	byKey("answers_total", "type", "Requests answered no such file (or exists): not failures.", s.Answers)
 	one("bad_frames_total", "counter", "Malformed frames received.", s.BadFrames)
 	one("panics_total", "counter", "Panics recovered in a session or stream (each closed it).", s.Panics)
 	one("accept_retries_total", "counter", "Accept errors (such as EMFILE) retried after a pause.", s.AcceptRetries)
