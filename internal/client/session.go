@@ -256,7 +256,11 @@ func (s *session) fail(err error) {
 	for _, c := range calls {
 		s.complete(c, err)
 	}
-	s.log.Warn("session ended", "err", err)
+	if errors.Is(err, errClientClosed) {
+		s.log.Debug("session closed")
+	} else {
+		s.log.Warn("session ended", "err", err)
+	}
 }
 
 // lost turns a transport error into the error calls see.
@@ -271,7 +275,7 @@ func (s *session) lost(err error) error {
 
 // close ends the session (if it is still alive) and waits for its loops.
 func (s *session) close() {
-	s.fail(wire.Errorf(wire.EBADF, "delegate client closed"))
+	s.fail(errClientClosed)
 	s.wg.Wait()
 	s.releaseRing()
 }
@@ -482,5 +486,8 @@ func (s *session) annotate(c *call, err error) error {
 }
 
 var errNoSession = errors.New("no session")
+
+// errClientClosed ends the sessions of a client that closes: not worth a warning.
+var errClientClosed = wire.Errorf(wire.EBADF, "delegate client closed")
 
 func (s *session) String() string { return fmt.Sprintf("server %d (%s)", s.idx, s.addr) }
