@@ -57,6 +57,7 @@ int delegate_finalize(void)
     int rc, rc2;
     GUARD();
     rc = dlg_stage_sync_all();
+    dlg_stage_stop();           /* nothing is staged once the files close */
     rc2 = dlgFinalize();        /* closes the files still open */
     dlg_stage_drop_all();
     return rc != DELEGATE_OK ? rc : rc2;

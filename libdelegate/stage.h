@@ -36,6 +36,9 @@ long long *dlg_fence_word(void);
 long long *dlg_shared_word(void);
 int dlg_shared(void);
 
+/* dlg_stage_stop stops the sender thread and waits for it (finalize). */
+void dlg_stage_stop(void);
+
 /* dlg_stage_drop_all forgets every stage (after the files were closed). */
 void dlg_stage_drop_all(void);
 /* dlg_direct_read reads from the backend file in C when that is safe and
