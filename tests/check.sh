@@ -15,7 +15,9 @@
 #   7. the differential test: 200 seeded random MPI-IO programs on ufs: and
 #      delegate:, files and reads compared (tests/differential.sh);
 #   8. a server SIGKILLed and restarted under a running MPI program
-#      (tests/restart.sh).
+#      (tests/restart.sh);
+#   9. the fault matrix: a stopped server, a killed rank, a full backend,
+#      descriptor exhaustion, bad tokens, hostile frames (tests/faults.sh).
 # Every step is bounded; the script fails if any step fails.
 set -uo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,6 +54,7 @@ step "engine" timeout 1200 "$top/tests/engine.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
 step "server restart" timeout 300 "$top/tests/restart.sh"
+step "faults" timeout 900 "$top/tests/faults.sh"
 echo
 if [ ${#failed[@]} -gt 0 ]; then
     echo "check: FAILED: ${failed[*]}"
