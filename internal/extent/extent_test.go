@@ -75,9 +75,11 @@ func readIndex(x *Index, off, n int64) []byte {
 
 func TestModelRandom(t *testing.T) {
 	for _, tc := range []struct {
-		chunk  int64
-		pooled bool
-	}{{64, false}, {1000, false}, {4096, false}, {64, true}, {1000, true}, {4096, true}} {
+		chunk   int64
+		pooled  bool
+		slotted bool
+	}{{64, false, false}, {1000, false, false}, {4096, false, false}, {64, true, false}, {1000, true, false}, {4096, true, false},
+		{64, true, true}, {1000, true, true}, {4096, true, true}} {
 		chunk := tc.chunk
 		r := rand.New(rand.NewPCG(uint64(chunk), 9))
 		x := New(chunk, chunk/8)
@@ -85,6 +87,13 @@ func TestModelRandom(t *testing.T) {
 			// Recycled buffers come back full of garbage: reading a hole
 			// or a buffer after it was recycled shows in the model check.
 			x = NewPooled(chunk, chunk/8, &Pool{chunk: chunk, max: 8, poison: true})
+		}
+		var ms *memSlots
+		if tc.slotted {
+			// Slots come full of garbage too, and Check compares their
+			// marks with the buffered bytes after every operation.
+			ms = &memSlots{chunk: chunk}
+			x.UseSlots(ms)
 		}
 		m := &model{}
 		const span = 20000
@@ -165,6 +174,17 @@ func TestModelRandom(t *testing.T) {
 		})
 		if err != nil || total != m.bytes() {
 			t.Fatalf("runs cover %d bytes, want %d (%v)", total, m.bytes(), err)
+		}
+		if ms != nil {
+			// What a crash would leave: the marked bytes of the slots in
+			// use are exactly the buffered bytes.
+			if got := ms.replay(); !bytes.Equal(got, m.masked()) {
+				t.Fatalf("chunk %d: the slots replay other bytes than the buffer holds", chunk)
+			}
+			x.Release()
+			if ms.inUse != 0 {
+				t.Fatalf("chunk %d: %d slots still in use after Release", chunk, ms.inUse)
+			}
 		}
 	}
 }
