@@ -75,7 +75,7 @@ func (x *Index) attach(it *item, r *slotRef, n int64) {
 	it.slot = r
 	r.items++
 	i := it.off - r.off
-	it.data = r.s.Data()[i : i+n]
+	it.data = r.s.Data()[i : i+n : x.chunk]
 }
 
 // detach drops it's reference to its slot, releasing the slot with the

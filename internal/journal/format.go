@@ -115,3 +115,7 @@ func readHeader(b []byte, chunk int64) (h header, ok bool) {
 	}
 	return h, true
 }
+
+// Geometry returns the memory a slot of chunk bytes holds (its
+// Footprint), for callers that size a budget before Open.
+func Geometry(chunk int64) int64 { return newGeometry(chunk, 1).slot }

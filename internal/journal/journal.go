@@ -242,9 +242,10 @@ func (seg *segment) slot(j *Journal, i int) *Slot {
 	bm := seg.mem[pos+hdrBytes : pos+hdrBytes+g.bitmap]
 	return &Slot{
 		j: j, seg: seg, pos: pos,
-		hdr:   seg.mem[pos : pos+hdrBytes],
+		hdr:   seg.mem[pos : pos+hdrBytes : pos+hdrBytes],
 		marks: unsafe.Slice((*uint64)(unsafe.Pointer(&bm[0])), g.bitmap/8),
-		data:  seg.mem[pos+hdrBytes+g.bitmap : pos+g.slot],
+		// Capacity ends with the slot: callers grow slices up to cap.
+		data: seg.mem[pos+hdrBytes+g.bitmap : pos+g.slot : pos+g.slot],
 	}
 }
 

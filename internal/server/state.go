@@ -1,0 +1,154 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/backend"
+	"github.com/delegate-io/delegate/internal/extent"
+	"github.com/delegate-io/delegate/internal/journal"
+)
+
+// The crash-safe write-behind buffer (DESIGN.md §8, internal/journal): with
+// Config.StateDir set, every chunk a file buffers is a slot of a mmap'd
+// file in that directory, so acknowledged data outlives the process. New
+// writes what a killed predecessor left to the backend before the server
+// serves anyone.
+
+// fileSlots gives one file's buffers slots of the server's journal.
+type fileSlots struct {
+	j    *journal.Journal
+	path string
+}
+
+func (fs fileSlots) Acquire(off int64) extent.Slot {
+	if s := fs.j.Acquire(fs.path, off); s != nil {
+		return s
+	}
+	return nil // not a typed nil: the index falls back to the heap
+}
+
+func (fs fileSlots) Footprint() int64 { return fs.j.Footprint() }
+
+// newIndex returns an empty write-behind buffer for the file: in the
+// journal's slots unless the server has none or the file was unlinked (its
+// data must never be replayed onto a file created later at its path).
+func (f *file) newIndex() *extent.Index {
+	x := f.srv.newIndex()
+	if j := f.srv.journal; j != nil && !f.unlinked.Load() {
+		x.UseSlots(fileSlots{j: j, path: f.path})
+	}
+	return x
+}
+
+// Recovery is what a server wrote at start from its state directory.
+type Recovery struct {
+	Files, Chunks, Bytes int64
+	Dropped              int64 // chunks of files that no longer exist
+}
+
+// openJournal opens cfg.StateDir and writes every pending slot to the
+// backend, each file's slots oldest first (journal rule J4), then fsyncs
+// the file and releases its slots. A file that no longer exists is
+// reported and its data dropped; any other failure stops the server from
+// starting and leaves the state directory as it is, for another attempt.
+func (s *Server) openJournal(fsys backend.FS, keep int) error {
+	start := time.Now()
+	j, pend, err := journal.Open(s.cfg.StateDir, s.cfg.ChunkBytes, keep)
+	if err != nil {
+		return err
+	}
+	// The root the paths are relative to, for `delegate-server recover`.
+	if err := os.WriteFile(filepath.Join(s.cfg.StateDir, "root"), []byte(s.cfg.Root+"\n"), 0o600); err != nil {
+		j.Close(false)
+		return fmt.Errorf("state dir: %w", err)
+	}
+	rec, err := Recover(fsys, pend, s.log)
+	s.recovery = rec
+	if err != nil {
+		j.Close(false)
+		return fmt.Errorf("recovery from %s (left as it is): %w", s.cfg.StateDir, err)
+	}
+	if rec.Chunks > 0 || rec.Dropped > 0 {
+		s.log.Warn("recovered acknowledged data a previous server left unwritten",
+			"state_dir", s.cfg.StateDir, "files", rec.Files, "chunks", rec.Chunks, "bytes", rec.Bytes,
+			"dropped_chunks", rec.Dropped, "took", time.Since(start).Round(time.Millisecond))
+	}
+	s.journal = j
+	return nil
+}
+
+// Recover writes the pending slots to the backend (see openJournal) and
+// releases each once its file is written and synced.
+func Recover(fsys backend.FS, pend []*journal.Pending, log *slog.Logger) (Recovery, error) {
+	var rec Recovery
+	for len(pend) > 0 {
+		n := 1
+		for n < len(pend) && pend[n].Path == pend[0].Path {
+			n++
+		}
+		group := pend[:n]
+		pend = pend[n:]
+		path := group[0].Path
+		bf, err := fsys.OpenFile(path, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			log.Error("recovery: the file no longer exists; its buffered data is dropped", "file", path, "chunks", len(group))
+			rec.Dropped += int64(len(group))
+			for _, p := range group {
+				p.Release()
+			}
+			continue
+		}
+		if err != nil {
+			return rec, fmt.Errorf("open %s: %w", path, err)
+		}
+		for _, p := range group { // oldest first: newer bytes land last
+			err = p.Runs(func(off int64, b []byte) error {
+				_, err := bf.WriteAt(b, off)
+				return err
+			})
+			if err != nil {
+				bf.Close()
+				return rec, fmt.Errorf("write %s: %w", path, err)
+			}
+			rec.Bytes += p.Bytes()
+		}
+		if err := bf.Sync(); err != nil {
+			bf.Close()
+			return rec, fmt.Errorf("sync %s: %w", path, err)
+		}
+		if err := bf.Close(); err != nil {
+			return rec, fmt.Errorf("close %s: %w", path, err)
+		}
+		for _, p := range group {
+			p.Release()
+		}
+		rec.Files++
+		rec.Chunks += int64(len(group))
+	}
+	return rec, nil
+}
+
+// closeJournal ends the state directory at shutdown: removed when every
+// byte reached the backend, kept (for the next start to recover) when a
+// drain failed or did not finish.
+func (s *Server) closeJournal(drainErr error) {
+	j := s.journal
+	if j == nil {
+		return
+	}
+	inUse := j.Stats().InUse
+	removed, err := j.Close(drainErr == nil)
+	if err != nil {
+		s.log.Error("state dir", "dir", j.Dir(), "err", err)
+	}
+	if !removed {
+		s.log.Warn("buffered data kept in the state directory: a server started with the same command line writes it",
+			"state_dir", j.Dir(), "chunks", inUse)
+	}
+}
