@@ -3,10 +3,12 @@ package server
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/backend"
@@ -151,4 +153,52 @@ func (s *Server) closeJournal(drainErr error) {
 		s.log.Warn("buffered data kept in the state directory: a server started with the same command line writes it",
 			"state_dir", j.Dir(), "chunks", inUse)
 	}
+}
+
+// DefaultStateDir is where a server keeps its buffers unless told
+// otherwise: on /dev/shm (memory that outlives processes), named by the
+// user, the listen address and the root, so that the same command line
+// finds it again after a crash. It returns "" when there is no /dev/shm.
+func DefaultStateDir(listen, root string) string {
+	if fi, err := os.Stat("/dev/shm"); err != nil || !fi.IsDir() {
+		return ""
+	}
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s\x00%s", listen, filepath.Clean(root))
+	return filepath.Join("/dev/shm", fmt.Sprintf("delegate-%d-%016x", os.Getuid(), h.Sum64()))
+}
+
+// RecoverDir writes what a state directory holds to the backend, under the
+// root the server that left it recorded, and removes the directory once
+// everything is written (delegate-server recover: for state left by a
+// server that will not be started again with the same command line).
+func RecoverDir(dir string, log *slog.Logger) (Recovery, error) {
+	if _, err := os.Stat(filepath.Join(dir, "lock")); err != nil {
+		return Recovery{}, fmt.Errorf("%s is not a state directory: %w", dir, err)
+	}
+	root := "/"
+	if b, err := os.ReadFile(filepath.Join(dir, "root")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		root = strings.TrimSpace(string(b))
+	}
+	fsys, err := backend.NewOS(root)
+	if err != nil {
+		return Recovery{}, err
+	}
+	defer fsys.Close()
+	// The chunk size only matters for new slots: existing segments keep
+	// their own.
+	j, pend, err := journal.Open(dir, DefaultConfig().ChunkBytes, 0)
+	if err != nil {
+		return Recovery{}, err
+	}
+	rec, err := Recover(fsys, pend, log)
+	if err != nil {
+		j.Close(false)
+		return rec, err
+	}
+	_, err = j.Close(true)
+	return rec, err
 }
