@@ -157,6 +157,7 @@ func serve(args []string) int {
 	l, err := server.Listen(addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "delegate-server:", err)
+		srv.Shutdown(context.Background()) // nothing buffered yet: removes the state directory
 		return 1
 	}
 	log.Info("delegate server listening", "addr", addr, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index, "state_dir", cfg.StateDir)

@@ -6,7 +6,9 @@
 #      client/server over real Unix sockets and TCP loopback), fuzz seeds;
 #   3. integration with real mpiexec, servers and files (tests/integration.sh);
 #   4. the server engine through MPI: coalescing, the memory bound, drain on
-#      SIGTERM (tests/engine.sh);
+#      SIGTERM (tests/engine.sh); a SIGKILLed server restarted with the same
+#      command line writes every acknowledged byte, delegate-run drains when
+#      signalled, SIGKILLed or when its command fails (tests/crash.sh);
 #   5. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
 #      (tests/conformance.sh);
 #   6. the differential test: 200 seeded random MPI-IO programs on ufs: and
@@ -42,6 +44,7 @@ step "go vet" go vet ./...
 step "go test -race" timeout 900 go test -race -timeout 600s ./...
 step "integration" timeout 1800 "$top/tests/integration.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
+step "crash" timeout 600 "$top/tests/crash.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
 echo
