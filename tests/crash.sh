@@ -12,6 +12,9 @@
 #  4. delegate-run whose command fails still drains its servers.
 #  5. delegate-run SIGKILLed: its servers get SIGTERM (parent-death signal)
 #     and drain.
+#  6. delegate-run --dir DIR SIGKILLed with its servers: the next
+#     delegate-run --dir DIR recovers what they held.
+#  7. the same without --dir: delegate-server recover writes it.
 # It builds nothing: run tests/setup.sh first. Every wait is bounded; it
 # exits non-zero if a case fails and cleans up what it started.
 set -uo pipefail
@@ -255,8 +258,70 @@ fi
 exec 3>&-
 wait "$rpid" 2>/dev/null
 
-# Every server above ended cleanly (drained): none may have left a state
-# directory behind in /dev/shm (where delegate-run's servers keep theirs).
+# run_killed CASE DIR-OPTS...: delegate-run with acktest; once the writes are
+# acknowledged (and checked not on disk), the launcher and its servers are
+# SIGKILLed together, as a job epilogue would. Sets lpid.
+run_killed() {
+    local name=$1
+    shift
+    rm -f "$work/fifo"
+    mkfifo "$work/fifo"
+    timeout 300 delegate-run "${run_opts[@]}" "$@" -- mpiexec -n $ranks "$top/build/tests/acktest" "delegate:$work/$name" $per \
+        <"$work/fifo" >"$work/$name.out" 2>&1 &
+    rpid=$!
+    pids+=("$rpid")
+    exec 3>"$work/fifo"
+    if ! wait_line "$work/$name.out" acknowledged 120; then
+        bad "the program did not get its writes acknowledged: $(tail -3 "$work/$name.out")"
+        return 1
+    fi
+    check "$work/$name" >/dev/null && bad "the data was on disk before the kill: the test proves nothing"
+    lpid=$(pgrep -P "$rpid" -x delegate-run)
+    local spids
+    spids=$(pgrep -P "$lpid" -x delegate-server | tr '\n' ' ')
+    pids+=($(pgrep -P "$lpid" -x mpiexec) $spids)
+    kill -KILL $spids "$lpid"
+    for p in $spids; do wait_pid "$p" 10; done
+    exec 3>&-
+    wait "$rpid" 2>/dev/null
+    # The program's close fails (its server is gone); it ends or is killed.
+    apid=$rpid
+    return 0
+}
+
+echo "== 6. delegate-run --dir DIR and its servers SIGKILLed: the next delegate-run --dir DIR recovers"
+mkdir -p "$work/run6"
+if run_killed run-dir --dir "$work/run6"; then
+    timeout 120 delegate-run "${run_opts[@]}" --dir "$work/run6" -- true >"$work/run6.out" 2>&1
+    rc=$?
+    if out=$(check "$work/run-dir"); then
+        ok "the next delegate-run --dir (exit $rc) wrote every acknowledged byte"
+    else
+        bad "after the next delegate-run --dir (exit $rc): $out; $(tail -3 "$work/run6.out")"
+    fi
+fi
+
+echo "== 7. delegate-run and its servers SIGKILLed: delegate-server recover writes the state"
+before=$(ls -d /dev/shm/delegate-$(id -u)-* 2>/dev/null | sort)
+if run_killed run-recover; then
+    after=$(ls -d /dev/shm/delegate-$(id -u)-* 2>/dev/null | sort)
+    new=$(comm -13 <(echo "$before") <(echo "$after"))
+    if [ -z "$new" ]; then
+        bad "no state directory left by the killed servers"
+    else
+        timeout 60 delegate-server recover $new >"$work/recover.out" 2>&1
+        rc=$?
+        if out=$(check "$work/run-recover"); then
+            ok "delegate-server recover (exit $rc): $(cut -d: -f2- "$work/recover.out" | tail -1)"
+        else
+            bad "after delegate-server recover (exit $rc): $out; $(tail -3 "$work/recover.out")"
+        fi
+    fi
+fi
+
+# Every server above ended cleanly or was recovered: none may have left a
+# state directory behind in /dev/shm (where delegate-run's servers keep
+# theirs).
 left=$(find /dev/shm -maxdepth 1 -name "delegate-$(id -u)-*" -newer "$work/started" 2>/dev/null)
 if [ -n "$left" ]; then
     bad "state directories left behind: $left"
