@@ -273,7 +273,14 @@ func (x *Index) writeChunk(off int64, p []byte, ce int64) {
 		if it.nhole > 0 {
 			dirtyRuns(it, 0, int64(len(it.data)), func(int64, int64) {}, func(i, n int64) {
 				x.setHoles(base, it.off-base.off+i, n)
+				if r := base.slot; r != nil && r != it.slot {
+					r.s.Unmark(it.off+i-r.off, n) // place marked them
+				}
 			})
+		}
+		// A heap base (no slot could be had) took bytes out of a slot.
+		if r := it.slot; r != nil && r != base.slot {
+			r.s.Unmark(it.off-r.off, int64(len(it.data)))
 		}
 		x.recycle(it)
 	}

@@ -113,6 +113,9 @@ func (x *Index) checkSlots(refs map[*slotRef]int) error {
 		}
 		want := make([]bool, x.chunk)
 		x.tree.AscendRange(&item{off: cs}, &item{off: cs + x.chunk}, func(it *item) bool {
+			if it.slot != r {
+				return true // a heap item of the chunk: no slot could be had
+			}
 			dirtyRuns(it, 0, int64(len(it.data)), func(i, n int64) {
 				for k := it.off - cs + i; k < it.off-cs+i+n; k++ {
 					want[k] = true

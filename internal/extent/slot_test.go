@@ -11,6 +11,9 @@ type memSlots struct {
 	chunk int64
 	inUse int
 	live  map[*memSlot]struct{}
+	// failEvery: every failEvery-th Acquire finds no slot (0: never), so
+	// heap items and slot items mix in a chunk.
+	failEvery, calls int
 }
 
 type memSlot struct {
@@ -24,6 +27,9 @@ type memSlot struct {
 func (m *memSlots) Acquire(off int64) Slot {
 	if m.live == nil {
 		m.live = map[*memSlot]struct{}{}
+	}
+	if m.calls++; m.failEvery > 0 && m.calls%m.failEvery == 0 {
+		return nil
 	}
 	s := &memSlot{ms: m, off: off, data: bytes.Repeat([]byte{0xA5}, int(m.chunk)), marks: make([]bool, m.chunk)}
 	m.inUse++
@@ -74,6 +80,20 @@ func (s *memSlot) Release() {
 	}
 	s.ms.inUse--
 	delete(s.ms.live, s)
+}
+
+// subsetOf reports whether every marked byte of the slots in use is a
+// buffered byte of m, with its value; else the first offset that is not.
+func (ms *memSlots) subsetOf(m *model) (int64, bool) {
+	for s := range ms.live {
+		for i, ok := range s.marks {
+			o := s.off + int64(i)
+			if ok && (o >= int64(len(m.have)) || !m.have[o] || m.data[o] != s.data[i]) {
+				return o, false
+			}
+		}
+	}
+	return 0, true
 }
 
 // masked is the model's buffered bytes, 0xEE elsewhere, trimmed after the

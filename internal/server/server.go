@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,16 +42,18 @@ type Server struct {
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
 
-	budget      *budget
-	pool        *extent.Pool     // chunk buffers recycled between flushes
-	journal     *journal.Journal // Config.StateDir: where the buffers live; nil: the heap
-	recovery    Recovery         // what New recovered from the state directory
-	flushKick   chan struct{}
-	flusherStop chan struct{}
-	flusherDone chan struct{}
-	drainOnce   sync.Once
-	drained     chan struct{} // closed once Shutdown has drained every file
-	drainErr    error
+	budget   *budget
+	pool     *extent.Pool     // chunk buffers recycled between flushes
+	journal  *journal.Journal // Config.StateDir: where the buffers live; nil: the heap
+	recovery Recovery         // what New recovered from the state directory
+	// fallbackWarned: the heap-fallback warning was logged.
+	fallbackWarned atomic.Bool
+	flushKick      chan struct{}
+	flusherStop    chan struct{}
+	flusherDone    chan struct{}
+	drainOnce      sync.Once
+	drained        chan struct{} // closed once Shutdown has drained every file
+	drainErr       error
 }
 
 // New returns a server for cfg.

@@ -22,17 +22,32 @@ import (
 // writes what a killed predecessor left to the backend before the server
 // serves anyone.
 
-// fileSlots gives one file's buffers slots of the server's journal.
+// fileSlots gives one file's buffers slots of the server's journal. Taking
+// a slot happens under the file's buffer lock; it costs what faulting in a
+// fresh heap chunk did (the pages are allocated, by fallocate), plus a
+// file creation and mmap once per segment of about 64 MiB.
 type fileSlots struct {
 	j    *journal.Journal
 	path string
+	warn func() // called when no slot could be had
 }
 
 func (fs fileSlots) Acquire(off int64) extent.Slot {
 	if s := fs.j.Acquire(fs.path, off); s != nil {
 		return s
 	}
+	if fs.warn != nil {
+		fs.warn()
+	}
 	return nil // not a typed nil: the index falls back to the heap
+}
+
+// warnFallback logs, once per server, that a chunk is buffered in the heap.
+func (s *Server) warnFallback() {
+	if s.fallbackWarned.CompareAndSwap(false, true) {
+		s.log.Warn("no slot in the state directory (file system full, or a path too long): buffering in memory, which a crash would lose; state_fallbacks counts such chunks",
+			"state_dir", s.cfg.StateDir)
+	}
 }
 
 func (fs fileSlots) Footprint() int64 { return fs.j.Footprint() }
@@ -43,7 +58,7 @@ func (fs fileSlots) Footprint() int64 { return fs.j.Footprint() }
 func (f *file) newIndex() *extent.Index {
 	x := f.srv.newIndex()
 	if j := f.srv.journal; j != nil && !f.unlinked.Load() {
-		x.UseSlots(fileSlots{j: j, path: f.path})
+		x.UseSlots(fileSlots{j: j, path: f.path, warn: f.srv.warnFallback})
 	}
 	return x
 }
