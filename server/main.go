@@ -5,9 +5,9 @@
 //	delegate-server recover STATE-DIR...
 //
 // Every flag can also be set by an environment variable (DELEGATE_LISTEN,
-// DELEGATE_ROOT, ...; see -help). SIGTERM or SIGINT shut the server down
-// gracefully: in-flight requests finish and buffered data reaches the
-// backend before it exits.
+// DELEGATE_ROOT, ...; see -help). SIGTERM, SIGINT or SIGHUP shut the server
+// down gracefully: in-flight requests finish and buffered data reaches the
+// backend before it exits; a second SIGTERM or SIGINT stops waiting.
 package main
 
 import (
@@ -179,8 +179,11 @@ func serve(args []string) int {
 		}))
 		log.Info("metrics", "addr", ml.Addr().String())
 	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// SIGHUP is what delegate-run's servers get when it dies (its
+	// parent-death signal). The kernel may send it once per exiting thread
+	// of the launcher, so it never counts as the second signal below.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 	select {
@@ -193,7 +196,11 @@ func serve(args []string) int {
 	// A second signal stops waiting for the drain.
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		<-sigs
+		for sig := range sigs {
+			if sig != syscall.SIGHUP {
+				break
+			}
+		}
 		log.Warn("second signal: not waiting for the drain")
 		cancel()
 	}()

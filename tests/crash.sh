@@ -10,8 +10,8 @@
 #  3. delegate-run stopped by SIGTERM while its command runs drains its
 #     servers.
 #  4. delegate-run whose command fails still drains its servers.
-#  5. delegate-run SIGKILLed: its servers get SIGTERM (parent-death signal)
-#     and drain.
+#  5. delegate-run SIGKILLed: its servers get SIGHUP (parent-death signal,
+#     once per exiting thread of the launcher) and drain.
 #  6. delegate-run --dir DIR SIGKILLed with its servers: the next
 #     delegate-run --dir DIR recovers what they held.
 #  7. the same without --dir: delegate-server recover writes it.
@@ -230,7 +230,7 @@ else
     bad "after the failing command: $out"
 fi
 
-echo "== 5. delegate-run SIGKILLed: its servers get SIGTERM and drain"
+echo "== 5. delegate-run SIGKILLed: its servers get SIGHUP and drain"
 rm -f "$work/fifo"
 mkfifo "$work/fifo"
 mkdir -p "$work/run5"
