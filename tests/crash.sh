@@ -237,6 +237,7 @@ mkdir -p "$work/run5"
 timeout 300 delegate-run "${run_opts[@]}" --dir "$work/run5" -- mpiexec -n $ranks "$top/build/tests/acktest" "delegate:$work/run-kill" $per \
     <"$work/fifo" >"$work/app5.out" 2>&1 &
 rpid=$!
+disown "$rpid" # killed on purpose below: no job report
 pids+=("$rpid")
 exec 3>"$work/fifo"
 if ! wait_line "$work/app5.out" acknowledged 120; then
@@ -256,7 +257,7 @@ else
     fi
 fi
 exec 3>&-
-wait "$rpid" 2>/dev/null
+timeout 60 tail --pid="$rpid" -f /dev/null
 
 # run_killed CASE DIR-OPTS...: delegate-run with acktest; once the writes are
 # acknowledged (and checked not on disk), the launcher and its servers are
@@ -269,6 +270,7 @@ run_killed() {
     timeout 300 delegate-run "${run_opts[@]}" "$@" -- mpiexec -n $ranks "$top/build/tests/acktest" "delegate:$work/$name" $per \
         <"$work/fifo" >"$work/$name.out" 2>&1 &
     rpid=$!
+    disown "$rpid" # killed on purpose below: no job report
     pids+=("$rpid")
     exec 3>"$work/fifo"
     if ! wait_line "$work/$name.out" acknowledged 120; then
@@ -283,7 +285,7 @@ run_killed() {
     kill -KILL $spids "$lpid"
     for p in $spids; do wait_pid "$p" 10; done
     exec 3>&-
-    wait "$rpid" 2>/dev/null
+    timeout 60 tail --pid="$rpid" -f /dev/null
     # The program's close fails (its server is gone); it ends or is killed.
     apid=$rpid
     return 0
