@@ -62,8 +62,6 @@ type Slot struct {
 	marks []uint64
 	data  []byte
 	cold  bool // pages released: reserve them (fallocate) before use
-
-	h header // what a recovered slot's header said
 }
 
 // Pending is a committed slot found by Open: acknowledged data that did
@@ -146,7 +144,6 @@ func (j *Journal) load() ([]*Pending, error) {
 				}
 				continue
 			}
-			s.h = h
 			maxSeq = max(maxSeq, h.seq)
 			pend = append(pend, &Pending{Path: h.path, Off: h.off, Seq: h.seq, s: s})
 			j.mu.inUse++
