@@ -2,11 +2,12 @@
 //
 //	delegate-server --listen unix:/tmp/dlg.sock [--root DIR] [flags]
 //	delegate-server stats --connect unix:/tmp/dlg.sock [--watch 2s]
+//	delegate-server recover STATE-DIR...
 //
 // Every flag can also be set by an environment variable (DELEGATE_LISTEN,
-// DELEGATE_ROOT, ...; see -help). SIGTERM or SIGINT shut the server down
-// gracefully: in-flight requests finish and buffered data reaches the
-// backend before it exits.
+// DELEGATE_ROOT, ...; see -help). SIGTERM, SIGINT or SIGHUP shut the server
+// down gracefully: in-flight requests finish and buffered data reaches the
+// backend before it exits; a second SIGTERM or SIGINT stops waiting.
 package main
 
 import (
@@ -32,6 +33,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "stats" {
 		os.Exit(statsCmd(os.Args[2:], os.Stdout))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "recover" {
+		os.Exit(recoverCmd(os.Args[2:]))
 	}
 	os.Exit(serve(os.Args[1:]))
 }
@@ -66,6 +70,7 @@ func serve(args []string) int {
 	chunk := fs.String("chunk", sizeString(def.ChunkBytes), "alignment of buffered data and backend writes (the stripe size)")
 	flushRun := fs.String("flush-run", sizeString(def.FlushRunBytes), "largest backend write of the flusher")
 	direct := fs.String("direct", sizeString(def.DirectBytes), "extents at least this long bypass the buffer")
+	stateDir := fs.String("state-dir", env("DELEGATE_STATE_DIR", "auto"), "keep buffered data here so that it survives a crash of the server; auto: /dev/shm/delegate-UID-HASH of --listen and --root; none: in memory only ($DELEGATE_STATE_DIR)")
 	metrics := fs.String("metrics", env("DELEGATE_METRICS", ""), "serve Prometheus metrics on this host:port (/metrics)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
 	readyFD := fs.Int("ready-fd", -1, "write a line to this descriptor once listening (used by delegate-run)")
@@ -119,6 +124,13 @@ func serve(args []string) int {
 			"every file under --root. Give a secret with --token-file FILE (or $DELEGATE_TOKEN), or pass --insecure\n", addr)
 		return 2
 	}
+	switch *stateDir {
+	case "none", "off", "":
+	case "auto":
+		cfg.StateDir = server.DefaultStateDir(addr, cfg.Root)
+	default:
+		cfg.StateDir = *stateDir
+	}
 	cfg.Name = addr
 	if *name != "" {
 		cfg.Name = *name
@@ -152,18 +164,31 @@ func serve(args []string) int {
 	// From here on every exit goes through stop, which drains: whatever a
 	// client was told is written reaches the backend before the process
 	// ends, whichever way it ends (issue 9).
-	sigs := make(chan os.Signal, 2)
+	// SIGHUP is what delegate-run's servers get when it dies (its
+	// parent-death signal); the kernel may send it once per exiting thread
+	// of the launcher, so it never counts as the second signal below. A
+	// server started under nohup keeps ignoring it.
+	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	if !signal.Ignored(syscall.SIGHUP) {
+		signal.Notify(sigs, syscall.SIGHUP)
+	}
 	stop := func(code int) int {
-		// A second signal stops waiting for the drain.
+		// A second signal (not a hangup) stops waiting for the drain.
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
-			select {
-			case <-sigs:
-				log.Warn("signal: not waiting for the drain")
-				cancel()
-			case <-ctx.Done():
+			for {
+				select {
+				case sig := <-sigs:
+					if sig == syscall.SIGHUP {
+						continue
+					}
+					log.Warn("second signal: not waiting for the drain")
+					cancel()
+				case <-ctx.Done():
+				}
+				return
 			}
 		}()
 		err := srv.Shutdown(ctx)
@@ -183,7 +208,7 @@ func serve(args []string) int {
 	l, err := server.Listen(addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "delegate-server:", err)
-		return stop(1)
+		return stop(1) // nothing buffered yet: the state directory goes too
 	}
 	if *metrics != "" {
 		ml, err := net.Listen("tcp", *metrics)
@@ -201,7 +226,7 @@ func serve(args []string) int {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
-	log.Info("delegate server listening", "addr", addr, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index)
+	log.Info("delegate server listening", "addr", addr, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index, "state_dir", cfg.StateDir)
 	if *readyFD >= 0 {
 		f := os.NewFile(uintptr(*readyFD), "ready")
 		fmt.Fprintln(f, addr)
@@ -315,4 +340,31 @@ func statsCmd(args []string, out io.Writer) int {
 		case <-time.After(*watch):
 		}
 	}
+}
+
+// recoverCmd writes what state directories hold to the backend and removes
+// them: for state a killed server left that no server started with the same
+// command line will pick up (a launcher's private socket directory, say).
+func recoverCmd(args []string) int {
+	fs := flag.NewFlagSet("delegate-server recover", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "usage: delegate-server recover STATE-DIR...")
+		return 2
+	}
+	log, _ := newLogger(os.Stderr, "info", "text")
+	status := 0
+	for _, dir := range fs.Args() {
+		rec, err := server.RecoverDir(dir, log)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "delegate-server recover %s: %v\n", dir, err)
+			status = 1
+			continue
+		}
+		fmt.Printf("%s: recovered %d files, %d chunks, %d bytes; %d chunks of missing files dropped\n",
+			dir, rec.Files, rec.Chunks, rec.Bytes, rec.Dropped)
+	}
+	return status
 }

@@ -9,7 +9,9 @@
 #   4. visibility with default hints: write, then barrier, send/recv,
 #      collective or RMA fence, then another rank's read (tests/visibility.sh);
 #   5. the server engine through MPI: coalescing, the memory bound, drain on
-#      SIGTERM (tests/engine.sh);
+#      SIGTERM (tests/engine.sh); a SIGKILLed server restarted with the same
+#      command line writes every acknowledged byte, delegate-run drains when
+#      signalled, SIGKILLed or when its command fails (tests/crash.sh);
 #   6. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
 #      (tests/conformance.sh);
 #   7. the differential test: 200 seeded random MPI-IO programs on ufs: and
@@ -51,6 +53,7 @@ step "fuzz" timeout 240 "$top/tests/fuzz.sh"
 step "integration" timeout 1800 "$top/tests/integration.sh"
 step "visibility" timeout 900 "$top/tests/visibility.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
+step "crash" timeout 600 "$top/tests/crash.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
 step "server restart" timeout 300 "$top/tests/restart.sh"

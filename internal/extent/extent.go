@@ -41,6 +41,7 @@ type item struct {
 	data  []byte
 	holes []uint64 // bit i set: byte i is not buffered; nil when there are none
 	nhole int64
+	slot  *slotRef // data is a view of this slot (UseSlots); nil: heap
 }
 
 func (it *item) end() int64 { return it.off + int64(len(it.data)) }
@@ -65,6 +66,12 @@ type Index struct {
 	hotNext int64
 
 	pool *Pool // where chunk-sized buffers come from and go back; may be nil
+
+	// With slots, every item of a chunk is a view of the chunk's slot
+	// (slot.go), at its offset in the chunk: an item grows in place and
+	// items that merge are already where they belong.
+	slots  Slots
+	chunks map[int64]*slotRef // by chunk offset
 }
 
 // New returns an empty index whose items never cross a multiple of chunk,
@@ -104,8 +111,13 @@ func (x *Index) newBuf(n, c int64) []byte {
 	return make([]byte, n, c)
 }
 
-// recycle gives it's buffer back to the pool; it must not be used after.
+// recycle gives it's buffer back to the pool, or drops its reference to
+// its slot; it must not be used after.
 func (x *Index) recycle(it *item) {
+	if it.slot != nil {
+		x.detach(it)
+		return
+	}
 	x.pool.put(it.data)
 	it.data = nil
 }
@@ -116,9 +128,15 @@ func (x *Index) recycle(it *item) {
 func (x *Index) Release() {
 	if x.pool != nil {
 		x.tree.Ascend(func(it *item) bool {
-			x.pool.put(it.data)
+			if it.slot == nil {
+				x.pool.put(it.data)
+			}
 			return true
 		})
+	}
+	for cs, r := range x.chunks {
+		r.s.Release()
+		delete(x.chunks, cs)
 	}
 	x.tree.Clear(false)
 	x.bytes, x.alloc, x.full, x.hot = 0, 0, 0, nil
@@ -148,9 +166,19 @@ func (x *Index) key(off int64) *item {
 
 func bitmapBytes(b []uint64) int64 { return int64(8 * cap(b)) }
 
+// itemAlloc is the memory an item holds itself: its buffer (unless it is a
+// view of a slot, counted once per slot) and its hole bitmap.
+func itemAlloc(it *item) int64 {
+	n := bitmapBytes(it.holes)
+	if it.slot == nil {
+		n += int64(cap(it.data))
+	}
+	return n
+}
+
 func (x *Index) account(it *item, sign int64) {
 	x.bytes += sign * (int64(len(it.data)) - it.nhole)
-	x.alloc += sign * (int64(cap(it.data)) + bitmapBytes(it.holes))
+	x.alloc += sign * itemAlloc(it)
 	if x.isFull(it) {
 		x.full += sign
 	}
@@ -223,8 +251,12 @@ func (x *Index) writeChunk(off int64, p []byte, ce int64) {
 	})
 	if fresh && len(absorb) == 0 {
 		// A new item of its own: no holes, no bitmap.
-		base.data = x.newBuf(int64(len(p)), min(max(int64(len(p)), 64), ce-off))
-		copy(base.data, p)
+		if r := x.slotFor(cs); r != nil {
+			x.attach(base, r, int64(len(p)))
+		} else {
+			base.data = x.newBuf(int64(len(p)), min(max(int64(len(p)), 64), ce-off))
+		}
+		x.place(base, off, p)
 		x.insert(base)
 		x.hot, x.hotNext = base, next
 		x.merge = absorb[:0]
@@ -241,7 +273,14 @@ func (x *Index) writeChunk(off int64, p []byte, ce int64) {
 		if it.nhole > 0 {
 			dirtyRuns(it, 0, int64(len(it.data)), func(int64, int64) {}, func(i, n int64) {
 				x.setHoles(base, it.off-base.off+i, n)
+				if r := base.slot; r != nil && r != it.slot {
+					r.s.Unmark(it.off+i-r.off, n) // place marked them
+				}
 			})
+		}
+		// A heap base (no slot could be had) took bytes out of a slot.
+		if r := it.slot; r != nil && r != base.slot {
+			r.s.Unmark(it.off-r.off, int64(len(it.data)))
 		}
 		x.recycle(it)
 	}
@@ -272,6 +311,14 @@ func (x *Index) extend(it *item, end, ce int64) {
 	if n <= old {
 		return
 	}
+	if old == 0 && it.slot == nil {
+		// A new base: in its chunk's slot if there are slots.
+		if r := x.slotFor(ce - x.chunk); r != nil {
+			x.attach(it, r, n)
+			x.setHoles(it, 0, n)
+			return
+		}
+	}
 	if n > int64(cap(it.data)) {
 		c := min(max(n, 2*int64(cap(it.data)), 64), ce-it.off)
 		if n >= x.bigItem() && ce-it.off == x.chunk {
@@ -287,12 +334,22 @@ func (x *Index) extend(it *item, end, ce int64) {
 	x.setHoles(it, old, n-old)
 }
 
-// place copies p into it at off (inside it) and marks those bytes buffered.
+// place copies p into it at off (inside it) and marks those bytes buffered,
+// in its slot too: the bytes first, then the mark.
 func (x *Index) place(it *item, off int64, p []byte) {
 	i := off - it.off
-	copy(it.data[i:], p)
+	if len(p) == 0 {
+		return
+	}
+	inPlace := &it.data[i] == &p[0] // an absorbed item of the same slot
+	if !inPlace {
+		copy(it.data[i:], p)
+	}
 	if it.nhole > 0 {
 		it.nhole -= clearBits(it.holes, i, int64(len(p)))
+	}
+	if it.slot != nil && !inPlace {
+		it.slot.s.Mark(off-it.slot.off, int64(len(p)))
 	}
 }
 
@@ -461,7 +518,12 @@ func (x *Index) trim(it *item) {
 	}
 	x.tree.Delete(it)
 	x.account(it, -1)
-	nt := &item{off: it.off + lo, data: append([]byte(nil), it.data[lo:hi]...)}
+	nt := &item{off: it.off + lo}
+	if it.slot != nil {
+		x.attach(nt, it.slot, hi-lo) // the same bytes of the same slot
+	} else {
+		nt.data = append([]byte(nil), it.data[lo:hi]...)
+	}
 	for i := lo; i < hi; i++ {
 		if isHole(it, i) {
 			x.setHoles(nt, i-lo, 1)
@@ -494,6 +556,10 @@ func (x *Index) Punch(off, n int64) {
 		return true
 	})
 	for _, it := range hit {
+		if r := it.slot; r != nil {
+			lo, hi := max(off, it.off), min(end, it.end())
+			r.s.Unmark(lo-r.off, hi-lo)
+		}
 		if it.off >= off && it.end() <= end {
 			x.remove(it)
 			x.recycle(it)
@@ -551,6 +617,9 @@ func (x *Index) Runs(max int64, fn func(Run) error) error {
 // write of the same chunk will have to repeat.
 func (x *Index) TakeFullChunks() *Index {
 	out := NewPooled(x.chunk, x.gap, x.pool)
+	if x.slots != nil {
+		out.UseSlots(x.slots)
+	}
 	var move []*item
 	x.tree.Ascend(func(it *item) bool {
 		if x.isFull(it) {
@@ -561,6 +630,13 @@ func (x *Index) TakeFullChunks() *Index {
 	for _, it := range move {
 		x.remove(it)
 		out.insert(it)
+		if r := it.slot; r != nil {
+			// A full chunk is the only item of its chunk: its slot moves.
+			delete(x.chunks, r.off)
+			out.chunks[r.off] = r
+			x.alloc -= x.slots.Footprint()
+			out.alloc += x.slots.Footprint()
+		}
 	}
 	return out
 }
@@ -570,6 +646,7 @@ func (x *Index) Check() error {
 	var prev *item
 	var nbytes, alloc int64
 	var err error
+	refs := map[*slotRef]int{}
 	x.tree.Ascend(func(it *item) bool {
 		n := int64(len(it.data))
 		var holes int64
@@ -593,7 +670,13 @@ func (x *Index) Check() error {
 			err = fmt.Errorf("item %d starts or ends with a hole", it.off)
 		}
 		nbytes += n - it.nhole
-		alloc += int64(cap(it.data)) + bitmapBytes(it.holes)
+		alloc += itemAlloc(it)
+		if r := it.slot; err == nil && r != nil {
+			if x.chunks[r.off] != r || r.off != it.off/x.chunk*x.chunk || &it.data[0] != &r.s.Data()[it.off-r.off] {
+				err = fmt.Errorf("item %d is not a view of its chunk's slot", it.off)
+			}
+			refs[r]++
+		}
 		prev = it
 		return err == nil
 	})
@@ -604,6 +687,12 @@ func (x *Index) Check() error {
 		}
 		return true
 	})
+	if err == nil {
+		err = x.checkSlots(refs)
+	}
+	if x.slots != nil {
+		alloc += int64(len(x.chunks)) * x.slots.Footprint()
+	}
 	if err == nil && (nbytes != x.bytes || alloc != x.alloc || full != x.full) {
 		err = fmt.Errorf("accounting: %d/%d bytes, %d/%d alloc, %d/%d full chunks", x.bytes, nbytes, x.alloc, alloc, x.full, full)
 	}

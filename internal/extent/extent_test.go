@@ -75,9 +75,12 @@ func readIndex(x *Index, off, n int64) []byte {
 
 func TestModelRandom(t *testing.T) {
 	for _, tc := range []struct {
-		chunk  int64
-		pooled bool
-	}{{64, false}, {1000, false}, {4096, false}, {64, true}, {1000, true}, {4096, true}} {
+		chunk     int64
+		pooled    bool
+		slotted   bool
+		failEvery int // slotted: every failEvery-th slot cannot be had
+	}{{64, false, false, 0}, {1000, false, false, 0}, {4096, false, false, 0}, {64, true, false, 0}, {1000, true, false, 0}, {4096, true, false, 0},
+		{64, true, true, 0}, {1000, true, true, 0}, {4096, true, true, 0}, {64, true, true, 3}, {1000, true, true, 2}} {
 		chunk := tc.chunk
 		r := rand.New(rand.NewPCG(uint64(chunk), 9))
 		x := New(chunk, chunk/8)
@@ -85,6 +88,13 @@ func TestModelRandom(t *testing.T) {
 			// Recycled buffers come back full of garbage: reading a hole
 			// or a buffer after it was recycled shows in the model check.
 			x = NewPooled(chunk, chunk/8, &Pool{chunk: chunk, max: 8, poison: true})
+		}
+		var ms *memSlots
+		if tc.slotted {
+			// Slots come full of garbage too, and Check compares their
+			// marks with the buffered bytes after every operation.
+			ms = &memSlots{chunk: chunk, failEvery: tc.failEvery}
+			x.UseSlots(ms)
 		}
 		m := &model{}
 		const span = 20000
@@ -165,6 +175,22 @@ func TestModelRandom(t *testing.T) {
 		})
 		if err != nil || total != m.bytes() {
 			t.Fatalf("runs cover %d bytes, want %d (%v)", total, m.bytes(), err)
+		}
+		if ms != nil {
+			// What a crash would leave: the marked bytes of the slots in
+			// use are exactly the buffered bytes.
+			if got := ms.replay(); tc.failEvery == 0 && !bytes.Equal(got, m.masked()) {
+				t.Fatalf("chunk %d: the slots replay other bytes than the buffer holds", chunk)
+			}
+			// With heap items mixed in, the slots replay a part of the
+			// buffered bytes, and never a byte the buffer does not hold.
+			if o, ok := ms.subsetOf(m); !ok {
+				t.Fatalf("chunk %d: the slots replay byte %d, which the buffer does not hold", chunk, o)
+			}
+			x.Release()
+			if ms.inUse != 0 {
+				t.Fatalf("chunk %d: %d slots still in use after Release", chunk, ms.inUse)
+			}
 		}
 	}
 }

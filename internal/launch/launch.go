@@ -103,10 +103,13 @@ func startServers(o Options, dir string, addrs []string) ([]*proc, error) {
 		p.cmd = exec.Command(o.ServerBin, args...)
 		p.cmd.Stdout, p.cmd.Stderr = o.Stderr, o.Stderr
 		p.cmd.ExtraFiles = []*os.File{w}
-		// Servers get SIGTERM if the launcher dies, and are not in the
+		// Servers get SIGHUP if the launcher dies, and drain: not SIGTERM,
+		// since the kernel sends the parent-death signal once per exiting
+		// thread of the launcher, and a second SIGTERM would stop a
+		// server's drain (it ignores repeated SIGHUPs). They are not in the
 		// terminal's process group: a ^C reaches the command, and the
 		// servers are stopped by us, after it, so they drain.
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGHUP, Setpgid: true}
 		if err := p.cmd.Start(); err != nil {
 			w.Close()
 			r.Close()

@@ -57,6 +57,7 @@ func (c Config) String() string {
 	fmt.Fprintf(&b, "flush-full         %v\n", c.FlushFull)
 	fmt.Fprintf(&b, "gap                %d\n", c.GapBytes)
 	fmt.Fprintf(&b, "direct             %d\n", c.DirectBytes)
+	fmt.Fprintf(&b, "state-dir          %s\n", c.StateDir)
 	return b.String()
 }
 

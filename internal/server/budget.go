@@ -18,6 +18,10 @@ type budget struct {
 	used  int64
 	peak  int64
 	stop  bool // shutting down: nobody waits any more
+	// waiting counts writers waiting for space: the flusher frees memory
+	// for them even below the high-water mark (a request may need more
+	// than the room between the mark and the limit).
+	waiting int
 
 	stalls     int64
 	stallNanos int64
@@ -60,7 +64,9 @@ func (b *budget) acquire(n int64, abort func() error) error {
 			break
 		}
 		b.wake()
+		b.waiting++
 		b.cond.Wait()
+		b.waiting--
 	}
 	if !t0.IsZero() {
 		b.stallNanos += int64(time.Since(t0))
@@ -108,11 +114,12 @@ func (b *budget) usedLocked(delta int64) {
 // release returns n bytes and wakes waiting writers.
 func (b *budget) release(n int64) { b.adjust(-n) }
 
-// overHigh reports whether the flusher should free memory.
+// overHigh reports whether the flusher should free memory: above the
+// high-water mark, or while a writer waits.
 func (b *budget) overHigh() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.used > b.high
+	return b.used > b.high || b.waiting > 0
 }
 
 // wakeAll makes every waiter re-check (after a flush failed, or at

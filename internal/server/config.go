@@ -73,6 +73,11 @@ type Config struct {
 	// CollTimeout bounds how long a rank's collective end marker waits for
 	// the other ranks' (coll.go); past it the rank's next call fails.
 	CollTimeout time.Duration
+	// StateDir, if set, keeps the write-behind buffer in mmap'd files there
+	// (internal/journal), so that acknowledged data survives the process: a
+	// server started with the same StateDir writes what a killed one left
+	// before it serves anyone. Empty: buffers in the heap, lost in a crash.
+	StateDir string
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
 	// Wrap, if set, wraps the backend file system (tests inject faults).

@@ -82,11 +82,19 @@ func TestInterleavedRecordsCoalesce(t *testing.T) {
 // TestMemoryBound writes ten times the buffer; the buffer never holds more
 // than its limit plus one chunk per writer, writers stall, no byte is lost.
 func TestMemoryBound(t *testing.T) {
+	t.Run("heap", func(t *testing.T) { memoryBound(t, "", 64<<10) })
+	// In a state directory a slot (chunk, header page, mark bitmap) counts
+	// where a chunk did.
+	t.Run("state-dir", func(t *testing.T) { memoryBound(t, filepath.Join(t.TempDir(), "state"), 64<<10+4096+8192) })
+}
+
+func memoryBound(t *testing.T, stateDir string, perChunk int64) {
 	const limit, chunk = 1 << 20, 64 << 10
 	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
 		cfg.BufferBytes, cfg.ChunkBytes, cfg.FlushRunBytes = limit, chunk, chunk
 		cfg.DirectBytes = 1 << 30 // everything through the buffer
 		cfg.FlushFull = false     // only memory pressure flushes: test the bound
+		cfg.StateDir = stateDir
 	}})
 	path := filepath.Join(c.Dir, "big")
 	const writers, piece = 2, 4096
@@ -118,8 +126,11 @@ func TestMemoryBound(t *testing.T) {
 	}
 	wg.Wait()
 	st := c.Servers[0].Stats()
-	if st.BufferPeak > limit+writers*chunk {
-		t.Fatalf("buffer peaked at %d bytes, limit %d", st.BufferPeak, limit)
+	if st.BufferPeak > limit+writers*perChunk || st.BufferPeak+st.BufferPooled > limit+writers*perChunk {
+		t.Fatalf("buffer peaked at %d bytes (%d kept for reuse), limit %d", st.BufferPeak, st.BufferPooled, limit)
+	}
+	if stateDir != "" && (st.StateFallbacks != 0 || st.StateSlots != 0) {
+		t.Fatalf("%d chunks in the heap, %d slots in use after close", st.StateFallbacks, st.StateSlots)
 	}
 	if st.Flushes["highwater"] == 0 {
 		t.Fatalf("no high-water flush while writing 10x the buffer\n%s", st)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/backend"
@@ -45,6 +46,7 @@ type file struct {
 	srv        *Server
 	path       string
 	regionSize int64
+	unlinked   atomic.Bool // deleted: buffers stay out of the journal
 
 	mu struct {
 		sync.Mutex
@@ -124,7 +126,7 @@ func needsWrite(flags uint32) bool { return flags&(wire.OWronly|wire.ORdwr) != 0
 func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writable bool) *file {
 	f := &file{srv: t.srv, path: path, regionSize: regionSize}
 	f.mu.bf, f.mu.writable, f.mu.refs = bf, writable, 1
-	f.buf.live = t.srv.newIndex()
+	f.buf.live = f.newIndex()
 	return f
 }
 
@@ -278,6 +280,7 @@ func (t *fileTable) unlink(path string) error {
 	}
 	t.mu.Unlock()
 	if f != nil {
+		f.unlinked.Store(true)
 		f.drop()
 	}
 	return t.fs.Remove(path)
@@ -394,8 +397,8 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 			}
 			continue
 		}
-		if alloc+n > reserved {
-			want := max(step, alloc+n-reserved)
+		if need := s.allocBound(off, n); alloc+need > reserved {
+			want := max(step, alloc+need-reserved)
 			if !s.budget.tryAcquire(want) {
 				f.buf.Unlock() // never wait for memory holding the buffer
 				err = s.budget.acquire(want, f.flushErr)
@@ -428,6 +431,20 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 		err = wire.Errorf(wire.EPROTO, "write: %d bytes sent for extents of %d", len(data), pos)
 	}
 	return pos, err
+}
+
+// allocBound is the most memory buffering n bytes at off can take: n in
+// the heap (where a chunk's buffer grows in place or doubles, which the
+// settling covers), and with a state directory a new slot and hole bitmap
+// for every chunk touched, so that slots never take the buffer past its
+// limit.
+func (s *Server) allocBound(off, n int64) int64 {
+	if s.journal == nil {
+		return n
+	}
+	c := s.cfg.ChunkBytes
+	chunks := (off+n-1)/c - off/c + 1
+	return chunks * (s.journal.Footprint() + c/8)
 }
 
 // writeDirect writes p at off on the backend, dropping what the buffers
@@ -580,7 +597,7 @@ func (f *file) drop() {
 		db += x.Bytes()
 		da += x.Alloc()
 	}
-	f.buf.live = s.newIndex()
+	f.buf.live = f.newIndex()
 	f.buf.flushing = nil
 	f.buf.err = nil
 	f.publishLocked()
@@ -611,7 +628,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 		snap = f.buf.live.TakeFullChunks()
 	} else if f.buf.live.Len() > 0 {
 		snap = f.buf.live
-		f.buf.live = s.newIndex()
+		f.buf.live = f.newIndex()
 	}
 	if snap != nil && snap.Len() > 0 {
 		f.buf.flushing = append(f.buf.flushing, snap)

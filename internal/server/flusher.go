@@ -127,7 +127,9 @@ func (s *Server) drainAll() error {
 			if first == nil {
 				first = err
 			}
-			f.discardOnFailure()
+			if s.journal == nil {
+				f.discardOnFailure() // with a journal it stays for the next start
+			}
 		}
 		f.mu.Lock()
 		f.mu.refs = 0

@@ -12,11 +12,13 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/backend"
 	"github.com/delegate-io/delegate/internal/extent"
+	"github.com/delegate-io/delegate/internal/journal"
 	"github.com/delegate-io/delegate/internal/route"
 )
 
@@ -41,14 +43,18 @@ type Server struct {
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
 
-	budget      *budget
-	pool        *extent.Pool // chunk buffers recycled between flushes
-	flushKick   chan struct{}
-	flusherStop chan struct{}
-	flusherDone chan struct{}
-	drainOnce   sync.Once
-	drained     chan struct{} // closed once Shutdown has drained every file
-	drainErr    error
+	budget   *budget
+	pool     *extent.Pool     // chunk buffers recycled between flushes
+	journal  *journal.Journal // Config.StateDir: where the buffers live; nil: the heap
+	recovery Recovery         // what New recovered from the state directory
+	// fallbackWarned: the heap-fallback warning was logged.
+	fallbackWarned atomic.Bool
+	flushKick      chan struct{}
+	flusherStop    chan struct{}
+	flusherDone    chan struct{}
+	drainOnce      sync.Once
+	drained        chan struct{} // closed once Shutdown has drained every file
+	drainErr       error
 }
 
 // New returns a server for cfg.
@@ -76,8 +82,22 @@ func New(cfg Config) (*Server, error) {
 	// half its time in page faults and zeroing (measured with 47,008-byte
 	// writes), and together they stay within --buffer.
 	poolChunks := int(cfg.BufferBytes / 4 / cfg.ChunkBytes)
-	s.pool = extent.NewPool(cfg.ChunkBytes, poolChunks)
 	limit := cfg.BufferBytes - int64(poolChunks)*cfg.ChunkBytes
+	if cfg.StateDir != "" {
+		// The slots are the buffers, and free ones are kept the same way;
+		// a slot's footprint (header page and mark bitmap included) counts
+		// where a chunk did. No heap pool: a chunk lands in the heap only
+		// when no slot can be had.
+		j := journal.Geometry(cfg.ChunkBytes)
+		keep := int(cfg.BufferBytes / 4 / j)
+		limit = cfg.BufferBytes - int64(keep)*j
+		if err := s.openJournal(bfs, keep); err != nil {
+			fsys.Close()
+			return nil, err
+		}
+	} else {
+		s.pool = extent.NewPool(cfg.ChunkBytes, poolChunks)
+	}
 	s.budget = newBudget(limit, limit*int64(cfg.HighWaterPct)/100, s.kickFlusher)
 	s.stats.start = time.Now()
 	s.budget.sample = s.stats.sampleMemory
@@ -234,6 +254,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			close(s.flusherStop)
 			<-s.flusherDone
 			s.drainErr = s.drainAll()
+			s.closeJournal(s.drainErr)
 			s.fs.Close()
 			close(s.drained)
 		}()
@@ -276,6 +297,14 @@ func (s *Server) Stats() stats.Snapshot {
 	b := s.budget.stats()
 	snap.BufferBytes, snap.BufferPeak, snap.BufferLimit = b.used, b.peak, b.limit
 	snap.BufferPooled = s.pool.Held()
+	if j := s.journal; j != nil {
+		js := j.Stats()
+		snap.StateDir = true
+		snap.StateSlots, snap.StateFallbacks = int64(js.InUse), js.Fails
+		snap.BufferPooled = int64(js.Resident) * j.Footprint()
+	}
+	r := s.recovery
+	snap.RecoveredFiles, snap.RecoveredChunks, snap.RecoveredBytes, snap.RecoveryDropped = r.Files, r.Chunks, r.Bytes, r.Dropped
 	snap.Stalls, snap.StallNanos = b.stalls, b.stallNanos
 	snap.ChunkBytes = s.cfg.ChunkBytes
 	s.stats.sampleMemory()

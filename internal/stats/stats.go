@@ -105,6 +105,19 @@ type Snapshot struct {
 	PeakRSS   int64 `codec:"peak_rss" json:"peak_rss"`
 	PeakOwn   int64 `codec:"peak_own" json:"peak_own"`
 	RingBytes int64 `codec:"ring_bytes" json:"ring_bytes"`
+
+	// The state directory (--state-dir): slots holding buffered chunks
+	// now, chunks buffered in the heap because no slot could be had (not
+	// crash-safe), and what the server wrote at start from what a killed
+	// predecessor left: files, chunks, bytes, and chunks of files that no
+	// longer existed.
+	StateSlots      int64 `codec:"state_slots" json:"state_slots"`
+	StateFallbacks  int64 `codec:"state_fallbacks" json:"state_fallbacks"`
+	RecoveredFiles  int64 `codec:"recovered_files" json:"recovered_files"`
+	RecoveredChunks int64 `codec:"recovered_chunks" json:"recovered_chunks"`
+	RecoveredBytes  int64 `codec:"recovered_bytes" json:"recovered_bytes"`
+	RecoveryDropped int64 `codec:"recovery_dropped" json:"recovery_dropped"`
+	StateDir        bool  `codec:"state_dir" json:"state_dir"`
 }
 
 // Quantile returns the upper bound of the histogram bucket holding the q-th
@@ -171,10 +184,14 @@ func (s *Snapshot) Add(o *Snapshot) {
 		{&s.BufferPooled, &o.BufferPooled},
 		{&s.Stalls, &o.Stalls}, {&s.StallNanos, &o.StallNanos}, {&s.FlushBytes, &o.FlushBytes},
 		{&s.FlushErrors, &o.FlushErrors},
+		{&s.StateSlots, &o.StateSlots}, {&s.StateFallbacks, &o.StateFallbacks},
+		{&s.RecoveredFiles, &o.RecoveredFiles}, {&s.RecoveredChunks, &o.RecoveredChunks},
+		{&s.RecoveredBytes, &o.RecoveredBytes}, {&s.RecoveryDropped, &o.RecoveryDropped},
 	} {
 		*p[0] += *p[1]
 	}
 	s.ChunkBytes = max(s.ChunkBytes, o.ChunkBytes)
+	s.StateDir = s.StateDir || o.StateDir
 }
 
 func addMap(a, b map[string]int64) map[string]int64 {
@@ -247,6 +264,10 @@ func (s Snapshot) String() string {
 	fmt.Fprintf(&b, "  flushes        %s; %s flushed; %d failed\n", kv(s.Flushes), MiB(s.FlushBytes), s.FlushErrors)
 	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes, %d collective ends\n",
 		s.DescRaw, s.DescWire, s.CollWrites, s.CollEnds)
+	if s.StateDir || s.RecoveredChunks > 0 || s.RecoveryDropped > 0 {
+		fmt.Fprintf(&b, "  state dir      %d chunks in slots now, %d in the heap (no slot); recovered at start: %d files, %d chunks, %s; %d chunks of missing files dropped\n",
+			s.StateSlots, s.StateFallbacks, s.RecoveredFiles, s.RecoveredChunks, MiB(s.RecoveredBytes), s.RecoveryDropped)
+	}
 	if s.PeakRSS > 0 {
 		fmt.Fprintf(&b, "  memory         peak RSS %s (own memory %s; clients' rings mapped now %s)\n",
 			MiB(s.PeakRSS), MiB(s.PeakOwn), MiB(s.RingBytes))
@@ -307,6 +328,11 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	one("flush_errors_total", "counter", "Flushes that failed.", s.FlushErrors)
 	one("peak_rss_bytes", "gauge", "Peak resident memory of the server, mapped client rings included.", s.PeakRSS)
 	one("peak_own_bytes", "gauge", "Peak own (not shared) resident memory, sampled at flushes.", s.PeakOwn)
+	one("state_slots", "gauge", "Buffered chunks held in state-directory slots.", s.StateSlots)
+	one("state_fallbacks_total", "counter", "Chunks buffered in the heap because no slot could be had.", s.StateFallbacks)
+	one("recovered_files", "gauge", "Files written at start from the state directory.", s.RecoveredFiles)
+	one("recovered_chunks", "gauge", "Chunks written at start from the state directory.", s.RecoveredChunks)
+	one("recovered_bytes", "gauge", "Bytes written at start from the state directory.", s.RecoveredBytes)
 	one("description_bytes_raw_total", "counter", "Description bytes before decompression.", s.DescRaw)
 	one("description_bytes_wire_total", "counter", "Description bytes on the wire.", s.DescWire)
 }

@@ -88,6 +88,10 @@ func Start(t testing.TB, o Options) *Cluster {
 			cfg.Token = TCPToken
 		}
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		if os.Getenv("DELEGATE_TEST_STATE_DIR") != "" {
+			// Run a suite with the buffers in state directories.
+			cfg.StateDir = filepath.Join(dir, fmt.Sprintf("state%d", i))
+		}
 		if o.Mutate != nil {
 			o.Mutate(i, &cfg)
 		}

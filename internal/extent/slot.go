@@ -1,0 +1,136 @@
+package extent
+
+import "fmt"
+
+// Slot is a chunk buffer whose bytes and whose record of which bytes were
+// written outlive the process (the server's journal: DESIGN.md §8). An
+// Index with Slots keeps every item of a chunk in that chunk's slot, at
+// its offset in the chunk, so the buffer itself is the journal and no byte
+// is copied twice.
+//
+// The Index calls Mark after it copied written bytes into Data, before the
+// write returns (so before the server acknowledges it), and Unmark when
+// bytes are dropped (a direct write or a truncation superseded them).
+// Release is called once no item uses the slot: its bytes are on the
+// backend (the layer was flushed) or were dropped.
+type Slot interface {
+	// Data returns the chunk's bytes; its length is the chunk size.
+	Data() []byte
+	// Mark records that bytes [i, i+n) of the chunk hold written data.
+	Mark(i, n int64)
+	// Unmark records that bytes [i, i+n) need not be written any more.
+	Unmark(i, n int64)
+	// Release gives the slot back; nothing uses it afterwards.
+	Release()
+}
+
+// Slots hands out the slots of one file's chunks.
+type Slots interface {
+	// Acquire returns an empty slot for the chunk at chunkOff, or nil when
+	// none can be had: the Index then buffers in the heap (not crash-safe).
+	Acquire(chunkOff int64) Slot
+	// Footprint is the memory one slot holds; Alloc counts it once per
+	// slot in use, whatever the items in it hold.
+	Footprint() int64
+}
+
+// slotRef is a slot in use by an Index: the items of one chunk share it.
+type slotRef struct {
+	s     Slot
+	off   int64 // the chunk's offset
+	items int   // items whose data is a view of s
+}
+
+// UseSlots makes x keep its chunks in slots from s. x must be empty.
+func (x *Index) UseSlots(s Slots) {
+	if x.tree.Len() > 0 {
+		panic("extent: UseSlots on a non-empty index")
+	}
+	x.slots = s
+	x.chunks = map[int64]*slotRef{}
+}
+
+// slotFor returns the slot of the chunk at cs, acquiring one if the chunk
+// has none; nil without Slots or when none is available.
+func (x *Index) slotFor(cs int64) *slotRef {
+	if x.slots == nil {
+		return nil
+	}
+	if r := x.chunks[cs]; r != nil {
+		return r
+	}
+	s := x.slots.Acquire(cs)
+	if s == nil {
+		return nil
+	}
+	r := &slotRef{s: s, off: cs}
+	x.chunks[cs] = r
+	x.alloc += x.slots.Footprint()
+	return r
+}
+
+// attach makes it's data the n bytes of r's chunk from it.off. The slice's
+// capacity reaches the chunk's end, so the item never reallocates.
+func (x *Index) attach(it *item, r *slotRef, n int64) {
+	it.slot = r
+	r.items++
+	i := it.off - r.off
+	it.data = r.s.Data()[i : i+n : x.chunk]
+}
+
+// detach drops it's reference to its slot, releasing the slot with the
+// last one.
+func (x *Index) detach(it *item) {
+	r := it.slot
+	it.slot, it.data = nil, nil
+	r.items--
+	if r.items == 0 {
+		delete(x.chunks, r.off)
+		x.alloc -= x.slots.Footprint()
+		r.s.Release()
+	}
+}
+
+// Slotted returns the number of slots the index uses.
+func (x *Index) Slotted() int { return len(x.chunks) }
+
+// marker is what a Slot may offer tests: whether byte i is marked.
+type marker interface{ Marked(i int64) bool }
+
+// checkSlots verifies that each slot in use is referenced by exactly the
+// items that say so, and, when the slot can tell, that its marks are the
+// buffered bytes of its chunk (no more: a mark on a hole would replay
+// bytes nobody wrote; no less: a buffered byte unmarked is lost in a
+// crash).
+func (x *Index) checkSlots(refs map[*slotRef]int) error {
+	for cs, r := range x.chunks {
+		if refs[r] != r.items || r.items == 0 || r.off != cs {
+			return fmt.Errorf("slot of chunk %d: %d items say they use it, it counts %d", cs, refs[r], r.items)
+		}
+		m, ok := r.s.(marker)
+		if !ok {
+			continue
+		}
+		want := make([]bool, x.chunk)
+		x.tree.AscendRange(&item{off: cs}, &item{off: cs + x.chunk}, func(it *item) bool {
+			if it.slot != r {
+				return true // a heap item of the chunk: no slot could be had
+			}
+			dirtyRuns(it, 0, int64(len(it.data)), func(i, n int64) {
+				for k := it.off - cs + i; k < it.off-cs+i+n; k++ {
+					want[k] = true
+				}
+			}, nil)
+			return true
+		})
+		for i, w := range want {
+			if m.Marked(int64(i)) != w {
+				return fmt.Errorf("slot of chunk %d: byte %d marked %v, buffered %v", cs, i, m.Marked(int64(i)), w)
+			}
+		}
+	}
+	if len(refs) != len(x.chunks) {
+		return fmt.Errorf("%d slots referenced by items, %d in use", len(refs), len(x.chunks))
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package journal
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+const chunk = 4096
+
+// crash stands for a SIGKILL: the process's mappings and lock go, the files
+// stay. (Close(false) keeps every file as it is.)
+func crash(t *testing.T, j *Journal) {
+	t.Helper()
+	if removed, err := j.Close(false); removed || err != nil {
+		t.Fatalf("close: removed %v, %v", removed, err)
+	}
+}
+
+func open(t *testing.T, dir string, keep int) (*Journal, []*Pending) {
+	t.Helper()
+	j, pend, err := Open(dir, chunk, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j, pend
+}
+
+// write copies p into s at i and marks it, as an extent.Index does.
+func write(s *Slot, i int64, p []byte) {
+	copy(s.Data()[i:], p)
+	s.Mark(i, int64(len(p)))
+}
+
+// replay applies pending slots in the order Open gave them to files in
+// memory: what the server's recovery writes.
+func replay(t *testing.T, pend []*Pending) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	for _, p := range pend {
+		err := p.Runs(func(off int64, b []byte) error {
+			f := files[p.Path]
+			for int64(len(f)) < off+int64(len(b)) {
+				f = append(f, '.')
+			}
+			copy(f[off:], b)
+			files[p.Path] = f
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return files
+}
+
+func TestCrashKeepsMarkedBytes(t *testing.T) {
+	dir := t.TempDir()
+	j, pend := open(t, dir, 4)
+	if len(pend) != 0 {
+		t.Fatalf("%d pending slots in a new directory", len(pend))
+	}
+	a := j.Acquire("/data/a", 0)
+	b := j.Acquire("/data/b", 2*chunk)
+	write(a, 10, []byte("hello"))
+	write(a, 100, []byte("world"))
+	copy(a.Data()[200:], "never marked: not acknowledged") // J2: no mark, no replay
+	write(b, 0, []byte("bee"))
+	done := j.Acquire("/data/c", 0)
+	write(done, 0, []byte("flushed"))
+	done.Release() // on the backend: not replayed
+	crash(t, j)
+
+	j, pend = open(t, dir, 4)
+	defer j.Close(true)
+	got := replay(t, pend)
+	want := map[string][]byte{
+		"/data/a": []byte(".........." + "hello" + string(bytes.Repeat([]byte("."), 85)) + "world"),
+		"/data/b": []byte(string(bytes.Repeat([]byte("."), 2*chunk)) + "bee"),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("recovered %d files, want %d", len(got), len(want))
+	}
+	for p, w := range want {
+		if !bytes.Equal(got[p], w) {
+			t.Errorf("%s: recovered %q, want %q", p, got[p], w)
+		}
+	}
+	if n := pend[0].Bytes() + pend[1].Bytes(); n != 13 {
+		t.Errorf("%d bytes marked, want 13", n)
+	}
+	for _, p := range pend {
+		p.Release()
+	}
+	if st := j.Stats(); st.InUse != 0 {
+		t.Fatalf("%d slots in use after recovery", st.InUse)
+	}
+}
+
+func TestNewerSlotWins(t *testing.T) {
+	// An older slot being flushed and the newer one later writes landed in
+	// cover the same bytes: recovery writes the newer last (J4), whatever
+	// the slots' places in the segment.
+	for _, olderFirst := range []bool{true, false} {
+		dir := t.TempDir()
+		j, _ := open(t, dir, 4)
+		// Take two slots, and use them in the order the case wants, so
+		// that the slot position does not decide.
+		s1, s2 := j.Acquire("/f", 0), j.Acquire("/f", 0)
+		older, newer := s1, s2
+		if !olderFirst {
+			// Re-commit s1 after s2: s1 becomes the newer one.
+			writeHeader(s1.hdr, header{seq: j.seq.Add(1), off: 0, path: "/f"})
+			older, newer = s2, s1
+		}
+		write(older, 0, []byte("old-old-old"))
+		write(newer, 4, []byte("NEW"))
+		crash(t, j)
+		j, pend := open(t, dir, 4)
+		if got := string(replay(t, pend)["/f"]); got != "old-NEW-old" {
+			t.Errorf("olderFirst=%v: recovered %q, want %q", olderFirst, got, "old-NEW-old")
+		}
+		j.Close(false)
+	}
+}
+
+func TestTornHeaderIgnored(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, dir, 4)
+	good := j.Acquire("/good", 0)
+	write(good, 0, []byte("kept"))
+	// A header whose commit word was never stored: the server died while
+	// taking the slot, before any byte of it was written or acknowledged.
+	torn := j.Acquire("/torn", 0)
+	write(torn, 0, []byte("lost"))
+	clearHeader(torn.hdr)
+	// A header torn in its path (the CRC no longer matches).
+	bad := j.Acquire("/bad", 0)
+	write(bad, 0, []byte("lost"))
+	bad.hdr[hdrFixed] ^= 0xFF
+	crash(t, j)
+	j, pend := open(t, dir, 4)
+	defer j.Close(false)
+	got := replay(t, pend)
+	if len(got) != 1 || string(got["/good"]) != "kept" {
+		t.Fatalf("recovered %q, want only /good", got)
+	}
+}
+
+func TestReusedSlotForgetsStaleMarks(t *testing.T) {
+	for _, keep := range []int{0, 4} { // punched, or kept resident
+		dir := t.TempDir()
+		j, _ := open(t, dir, keep)
+		s := j.Acquire("/old", 0)
+		write(s, 0, bytes.Repeat([]byte("x"), chunk))
+		s.Release()
+		s = j.Acquire("/new", chunk)
+		write(s, 8, []byte("y"))
+		crash(t, j)
+		j, pend := open(t, dir, keep)
+		got := replay(t, pend)
+		if len(got) != 1 || len(got["/new"]) != chunk+9 || got["/new"][chunk+8] != 'y' || pend[0].Bytes() != 1 {
+			t.Fatalf("keep %d: recovered %d files, %q...", keep, len(got), got["/old"])
+		}
+		j.Close(false)
+	}
+}
+
+func TestOtherChunkSizeRecoveredThenRemoved(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, dir, 4)
+	write(j.Acquire("/f", chunk), 1, []byte("z"))
+	crash(t, j)
+	j2, pend, err := Open(dir, 2*chunk, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := replay(t, pend); string(got["/f"][chunk+1:]) != "z" {
+		t.Fatalf("recovered %q", got["/f"])
+	}
+	pend[0].Release()
+	j2.Close(false)
+	j3, pend, err := Open(dir, 2*chunk, 4)
+	if err != nil || len(pend) != 0 {
+		t.Fatalf("%d pending, %v", len(pend), err)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, "seg-*")); len(segs) != 0 {
+		t.Fatalf("segments of the old chunk size left: %v", segs)
+	}
+	if removed, err := j3.Close(true); !removed || err != nil {
+		t.Fatalf("close: removed %v, %v", removed, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("state directory still there: %v", err)
+	}
+}
+
+func TestOneServerPerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, dir, 4)
+	defer j.Close(true)
+	if _, _, err := Open(dir, chunk, 4); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+}
+
+func TestManySegmentsAndLongPaths(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, dir, 2)
+	var slots []*Slot
+	n := j.geo.n + 3 // spills into a second segment
+	for i := 0; i < n; i++ {
+		s := j.Acquire("/f", int64(i)*chunk)
+		if s == nil {
+			t.Fatalf("slot %d: none", i)
+		}
+		slots = append(slots, s)
+	}
+	if j.Acquire(string(bytes.Repeat([]byte("p"), PathMax+1)), 0) != nil || j.Stats().Fails != 1 {
+		t.Fatal("a path longer than PathMax got a slot")
+	}
+	for _, s := range slots {
+		s.Release()
+	}
+	if st := j.Stats(); st.InUse != 0 || st.Resident != 2 {
+		t.Fatalf("stats %+v after releasing all", st)
+	}
+	if removed, err := j.Close(true); !removed || err != nil {
+		t.Fatalf("close: %v %v", removed, err)
+	}
+}

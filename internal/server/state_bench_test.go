@@ -1,0 +1,56 @@
+package server
+
+import (
+	"os"
+	"testing"
+
+	"github.com/delegate-io/delegate/internal/extent"
+	"github.com/delegate-io/delegate/internal/journal"
+)
+
+// The write path's cost of the state directory, at the index: the same
+// writes into heap chunks (recycled through the pool, as a server does)
+// and into journal slots on /dev/shm (recycled the same way). A flush of
+// every 64 MiB releases the buffers.
+func BenchmarkIndexRecordsHeap(b *testing.B)  { benchIndex(b, false, 64) }
+func BenchmarkIndexRecordsSlots(b *testing.B) { benchIndex(b, true, 64) }
+func BenchmarkIndex47KHeap(b *testing.B)      { benchIndex(b, false, 47008) }
+func BenchmarkIndex47KSlots(b *testing.B)     { benchIndex(b, true, 47008) }
+
+func benchIndex(b *testing.B, slots bool, size int) {
+	const chunk, flushEvery = 1 << 20, 64 << 20
+	pool := extent.NewPool(chunk, 64)
+	var j *journal.Journal
+	if slots {
+		dir, err := os.MkdirTemp("/dev/shm", "dlg-bench-")
+		if err != nil {
+			b.Skip("no /dev/shm")
+		}
+		defer os.RemoveAll(dir)
+		j, _, err = journal.Open(dir+"/state", chunk, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer j.Close(true)
+	}
+	newIndex := func() *extent.Index {
+		x := extent.NewPooled(chunk, 512, pool)
+		if slots {
+			x.UseSlots(fileSlots{j: j, path: "/bench"})
+		}
+		return x
+	}
+	x := newIndex()
+	rec := make([]byte, size)
+	b.SetBytes(int64(size))
+	var written int64
+	for i := 0; i < b.N; i++ {
+		// two "ranks" interleaved, record by record
+		x.Write(int64(i^1)*int64(size), rec)
+		if written += int64(size); written >= flushEvery {
+			x.Release()
+			x, written = newIndex(), 0
+		}
+	}
+	x.Release()
+}

@@ -1,0 +1,258 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/backend"
+	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/testutil"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// stateConfig keeps everything buffered (no idle or full-chunk flush) in a
+// state directory.
+func stateConfig(stateDir string) func(int, *server.Config) {
+	return func(_ int, cfg *server.Config) {
+		cfg.StateDir = stateDir
+		cfg.FlushIdle = time.Hour
+		cfg.FlushFull = false
+		cfg.ChunkBytes = 64 << 10
+		cfg.FlushRunBytes = 64 << 10
+		cfg.BufferBytes = 8 << 20
+		cfg.DirectBytes = 32 << 10
+	}
+}
+
+// fileModel is what a file must hold: the backend's bytes with every
+// acknowledged write applied in order.
+type fileModel []byte
+
+func (m *fileModel) write(off int64, p []byte) {
+	for int64(len(*m)) < off+int64(len(p)) {
+		*m = append(*m, 0)
+	}
+	copy((*m)[off:], p)
+}
+
+// TestCrashRecoversAcknowledged: a server killed while it buffers
+// acknowledged writes (interleaved records from two clients, overwrites,
+// a direct write over buffered bytes, a truncation, a flushed file
+// written again, a deleted file) loses none of them: a server started on
+// the same state directory writes them before it serves anyone.
+func TestCrashRecoversAcknowledged(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	c := testutil.Start(t, testutil.Options{Mutate: stateConfig(stateDir)})
+	ack := client.IOOpts{Ack: true}
+	write := func(f *client.File, m *fileModel, off int64, p []byte) {
+		t.Helper()
+		if _, err := f.Write([][]byte{p}, []client.Extent{{Off: off, Len: int64(len(p))}}, ack); err != nil {
+			t.Fatal(err)
+		}
+		m.write(off, p)
+	}
+	open := func(cl *client.Client, name string) *client.File {
+		t.Helper()
+		f, err := cl.Open(bg, filepath.Join(c.Dir, name), wire.ORdwr|wire.OCreat, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	cl1, cl2 := c.Client(t, nil), c.Client(t, nil)
+	r := rand.New(rand.NewPCG(1, 2))
+	random := func(n int) []byte {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(r.Uint32())
+		}
+		return p
+	}
+
+	// a: interleaved 64-byte records of two clients over three chunks,
+	// some overwritten, a direct write over buffered bytes, a truncation.
+	var ma fileModel
+	a1, a2 := open(cl1, "a"), open(cl2, "a")
+	for i := int64(0); i < 3*1024; i++ {
+		f := a1
+		if i%2 == 1 {
+			f = a2
+		}
+		write(f, &ma, i*64, random(64))
+	}
+	for i := 0; i < 50; i++ {
+		write(a1, &ma, r.Int64N(3<<16), random(1+r.IntN(300)))
+	}
+	write(a2, &ma, 70000, random(40<<10)) // direct: supersedes what was buffered
+	if err := a1.SetSize(190000); err != nil {
+		t.Fatal(err)
+	}
+	ma = ma[:190000]
+	write(a1, &ma, 5, []byte("after the truncation"))
+
+	// b: written, synced (on the backend), then partly written again.
+	var mb fileModel
+	b := open(cl1, "b")
+	write(b, &mb, 0, random(100000))
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	write(b, &mb, 1000, random(5000))
+
+	// gone: written, then deleted: nothing of it may come back.
+	gone := open(cl2, "gone")
+	write(gone, new(fileModel), 0, random(1000))
+	if err := cl2.Delete(bg, filepath.Join(c.Dir, "gone")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Not vacuous: the acknowledged bytes are not on the backend yet.
+	if got, _ := os.ReadFile(filepath.Join(c.Dir, "a")); bytes.Equal(got, ma) {
+		t.Fatal("a is on the backend before the crash: the test proves nothing")
+	}
+	if got, _ := os.ReadFile(filepath.Join(c.Dir, "b")); bytes.Equal(got, mb) {
+		t.Fatal("b is on the backend before the crash: the test proves nothing")
+	}
+	before := c.Servers[0].Stats()
+	if before.StateSlots == 0 || before.StateFallbacks != 0 {
+		t.Fatalf("%d slots in use, %d heap fallbacks before the crash", before.StateSlots, before.StateFallbacks)
+	}
+
+	c.Servers[0].CrashForTest()
+
+	cfg := server.DefaultConfig()
+	stateConfig(stateDir)(0, &cfg)
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.RecoveredFiles != 2 || st.RecoveredChunks != before.StateSlots || st.RecoveryDropped != 0 {
+		t.Errorf("recovered %d files, %d chunks (%d were in use), %d dropped; want 2 files", st.RecoveredFiles, st.RecoveredChunks, before.StateSlots, st.RecoveryDropped)
+	}
+	for name, want := range map[string]fileModel{"a": ma, "b": mb} {
+		if got, _ := os.ReadFile(filepath.Join(c.Dir, name)); !bytes.Equal(got, want) {
+			t.Errorf("%s after recovery: %d bytes, want %d; first difference at %d", name, len(got), len(want), firstDiff(got, want))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(c.Dir, "gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a deleted file came back: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stateDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state directory left after a clean shutdown: %v", err)
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// gateFS holds every backend write until gate is closed, and closes
+// entered when the first one arrives: a flush that is under way.
+type gateFS struct {
+	backend.FS
+	gate, entered chan struct{}
+	once          sync.Once
+}
+
+func (g *gateFS) OpenFile(path string, flag int, perm fs.FileMode) (backend.File, error) {
+	f, err := g.FS.OpenFile(path, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return gateFile{f, g}, nil
+}
+
+type gateFile struct {
+	backend.File
+	g *gateFS
+}
+
+func (f gateFile) WriteAt(p []byte, off int64) (int, error) {
+	f.g.once.Do(func() { close(f.g.entered) })
+	<-f.g.gate
+	return f.File.WriteAt(p, off)
+}
+
+// TestCrashDuringFlush: while a flush is writing a layer, writes to the
+// same chunks land in newer slots; the server dies with both committed.
+// The recovery writes both, the newer bytes last (journal rule J4).
+func TestCrashDuringFlush(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	g := &gateFS{gate: make(chan struct{}), entered: make(chan struct{})}
+	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+		stateConfig(stateDir)(i, cfg)
+		cfg.Wrap = func(f backend.FS) backend.FS { g.FS = f; return g }
+	}})
+	defer close(g.gate) // then the old server's flush and drain finish
+	path := filepath.Join(c.Dir, "f")
+	f, err := c.Client(t, nil).Open(bg, path, wire.ORdwr|wire.OCreat, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m fileModel
+	write := func(off int64, p []byte) {
+		t.Helper()
+		if _, err := f.Write([][]byte{p}, []client.Extent{{Off: off, Len: int64(len(p))}}, client.IOOpts{Ack: true}); err != nil {
+			t.Fatal(err)
+		}
+		m.write(off, p)
+	}
+	for off := int64(0); off < 120000; off += 4000 { // two chunks, below --direct
+		write(off, bytes.Repeat([]byte("old "), 1000))
+	}
+	// A sync through another handle (one per goroutine, as in MPI),
+	// held at the gate with its layer's slots committed.
+	f2, err := c.Client(t, nil).Open(bg, path, wire.ORdwr, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go f2.Sync()
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the flush did not start")
+	}
+	write(1000, []byte("NEW in the first chunk"))
+	write(70000, []byte("NEW in the second chunk"))
+	if n := c.Servers[0].Stats().StateSlots; n != 4 {
+		t.Fatalf("%d slots in use, want 2 chunks x 2 layers", n)
+	}
+	// The server dies here: nothing it holds reaches the backend.
+	c.Servers[0].AbandonStateForTest()
+
+	cfg := server.DefaultConfig()
+	stateConfig(stateDir)(0, &cfg)
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(bg)
+	if st := s.Stats(); st.RecoveredChunks != 4 {
+		t.Errorf("recovered %d chunks, want 4", st.RecoveredChunks)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, m) {
+		t.Fatalf("after recovery: %d bytes, want %d; first difference at %d", len(got), len(m), firstDiff(got, m))
+	}
+}
