@@ -9,27 +9,10 @@
  * or "class=MPI_SUCCESS".
  */
 #include <mpi.h>
+#include "mpiclass.h"
 #include <stdio.h>
 #include <string.h>
 
-static const char *class_name(int c)
-{
-    switch (c) {
-    case MPI_SUCCESS: return "MPI_SUCCESS";
-    case MPI_ERR_IO: return "MPI_ERR_IO";
-    case MPI_ERR_ACCESS: return "MPI_ERR_ACCESS";
-    case MPI_ERR_NO_SUCH_FILE: return "MPI_ERR_NO_SUCH_FILE";
-    case MPI_ERR_FILE_EXISTS: return "MPI_ERR_FILE_EXISTS";
-    case MPI_ERR_BAD_FILE: return "MPI_ERR_BAD_FILE";
-    case MPI_ERR_READ_ONLY: return "MPI_ERR_READ_ONLY";
-    case MPI_ERR_NO_SPACE: return "MPI_ERR_NO_SPACE";
-    case MPI_ERR_ARG: return "MPI_ERR_ARG";
-    case MPI_ERR_INFO_VALUE: return "MPI_ERR_INFO_VALUE";
-    case MPI_ERR_UNSUPPORTED_OPERATION: return "MPI_ERR_UNSUPPORTED_OPERATION";
-    case MPI_ERR_OTHER: return "MPI_ERR_OTHER";
-    }
-    return "other";
-}
 
 int main(int argc, char **argv)
 {
@@ -68,7 +51,7 @@ int main(int argc, char **argv)
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     if (rank == 0)
-        printf("class=%s secs=%.1f msg=%s\n", class_name(cls), t, msg);
+        printf("class=%s secs=%.1f msg=%s\n", mpi_class_name(cls), t, msg);
     MPI_Finalize();
     return 0;
 }

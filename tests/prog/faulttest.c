@@ -17,6 +17,7 @@
  * is 0 whatever STEP gave.
  */
 #include <mpi.h>
+#include "mpiclass.h"
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,15 +31,7 @@ static const char *class_name(int rc)
     int c = MPI_SUCCESS;
     if (rc != MPI_SUCCESS)
         MPI_Error_class(rc, &c);
-    switch (c) {
-    case MPI_SUCCESS: return "MPI_SUCCESS";
-    case MPI_ERR_IO: return "MPI_ERR_IO";
-    case MPI_ERR_NO_SPACE: return "MPI_ERR_NO_SPACE";
-    case MPI_ERR_QUOTA: return "MPI_ERR_QUOTA";
-    case MPI_ERR_ACCESS: return "MPI_ERR_ACCESS";
-    case MPI_ERR_NO_SUCH_FILE: return "MPI_ERR_NO_SUCH_FILE";
-    }
-    return "other";
+    return mpi_class_name(c);
 }
 
 static void fill(unsigned char *b, long long off)

@@ -28,6 +28,7 @@
  * at the end, or the program exits 1.
  */
 #include <mpi.h>
+#include "mpiclass.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,20 +42,6 @@ static int rank, nprocs;
 static int synced[SLOTS];       /* round whose bytes a block holds on the backend, -1: none */
 static int pending[SLOTS];      /* round that failed on the block after its write, -1: none */
 
-static const char *class_name(int c)
-{
-    switch (c) {
-    case MPI_SUCCESS: return "MPI_SUCCESS";
-    case MPI_ERR_IO: return "MPI_ERR_IO";
-    case MPI_ERR_ACCESS: return "MPI_ERR_ACCESS";
-    case MPI_ERR_NO_SUCH_FILE: return "MPI_ERR_NO_SUCH_FILE";
-    case MPI_ERR_BAD_FILE: return "MPI_ERR_BAD_FILE";
-    case MPI_ERR_FILE: return "MPI_ERR_FILE";
-    case MPI_ERR_ARG: return "MPI_ERR_ARG";
-    case MPI_ERR_OTHER: return "MPI_ERR_OTHER";
-    }
-    return "other";
-}
 
 /* message returns rc's error string on one line. */
 static const char *message(int rc)
@@ -78,7 +65,7 @@ static int error_class(int rc)
 static void fail(const char *what, int rc)
 {
     printf("restarttest FAIL rank %d: %s: class=%s msg=%s\n", rank, what,
-           class_name(error_class(rc)), message(rc));
+           mpi_class_name(error_class(rc)), message(rc));
     fflush(stdout);
     MPI_Abort(MPI_COMM_WORLD, 1);
 }
@@ -203,7 +190,7 @@ int main(int argc, char **argv)
         if (mine) {
             failed_round = r;
             printf("restarttest rank %d: old handle failed in round %d: %s class=%s msg=%s\n",
-                   rank, r, what, class_name(error_class(rc)), message(rc));
+                   rank, r, what, mpi_class_name(error_class(rc)), message(rc));
             if (error_class(rc) != MPI_ERR_IO || r <= SIGNAL)
                 bad = 1;        /* a wrong class, or a failure before the kill */
         }
@@ -228,7 +215,7 @@ int main(int argc, char **argv)
         bad = 1;
     } else {
         printf("restarttest rank %d: open while the server is down: class=%s secs=%.2f msg=%s\n",
-               rank, class_name(error_class(rc)), t, message(rc));
+               rank, mpi_class_name(error_class(rc)), t, message(rc));
         bad |= error_class(rc) != MPI_ERR_IO || t > 10;
     }
     rc = read_block(fh, 0, buf);
@@ -238,7 +225,7 @@ int main(int argc, char **argv)
         bad |= !block_ok(0, buf);
     } else {
         printf("restarttest rank %d: old handle while the server is down: read class=%s msg=%s\n",
-               rank, class_name(error_class(rc)), message(rc));
+               rank, mpi_class_name(error_class(rc)), message(rc));
         bad |= error_class(rc) != MPI_ERR_IO;
     }
 
@@ -268,13 +255,13 @@ int main(int argc, char **argv)
         bad |= !block_ok(0, buf);
     } else {
         printf("restarttest rank %d: old handle after the restart: read class=%s msg=%s\n", rank,
-               class_name(error_class(rc)), message(rc));
+               mpi_class_name(error_class(rc)), message(rc));
         bad |= error_class(rc) != MPI_ERR_IO;
     }
     rc = MPI_File_close(&fh);
     if (rc != MPI_SUCCESS && error_class(rc) != MPI_ERR_IO) {
         printf("restarttest FAIL rank %d: close of the old handle: class=%s msg=%s\n", rank,
-               class_name(error_class(rc)), message(rc));
+               mpi_class_name(error_class(rc)), message(rc));
         bad = 1;
     }
 
