@@ -16,19 +16,20 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$top/build/env.sh"
 reps=${1:-5}
 shift || true
-all="records corked view view-all ior ior-hard contig-w contig-r read-records checkpoint"
+all="records corked view view-all ior ior-hard contig-w contig-r read-records checkpoint random-w random-r strided-1k strided-4k view-4k-all"
 workloads=${*:-$all}
 work=$(mktemp -d /tmp/dlg-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 bench=$top/build/tests/bench
 command -v strace >/dev/null || { as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null 2>&1; }
-targets="records:2 corked:5 view:1 view-all:1.5 ior:1.5 ior-hard:1 contig-w:0.8 contig-r:0.7 read-records:0.5 checkpoint:-"
+targets="records:2 corked:5 view:1 view-all:1.5 ior:1.5 ior-hard:1 contig-w:0.9 contig-r:0.9 read-records:0.7 checkpoint:- random-w:1 random-r:- strided-1k:1 strided-4k:1 view-4k-all:1.5"
 
 # Workloads that read need the file written first (by the same file system).
 prepare() { # workload fs path
     case $1 in
     contig-r) timeout 300 mpiexec -n 2 "$bench" contig-w "$2$3" >/dev/null ;;
     read-records) timeout 300 mpiexec -n 2 "$bench" records "$2$3" >/dev/null ;;
+    random-r) timeout 300 mpiexec -n 2 "$bench" random-w "$2$3" >/dev/null ;;
     esac
 }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
@@ -43,13 +44,17 @@ server() {
 }
 export DELEGATE_SERVERS=unix:$work/s.sock
 stats_json() { delegate-server stats --connect "$DELEGATE_SERVERS" --json; }
+# the server's CPU time so far, in clock ticks (user + system)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$spid/stat"; }
+hz=$(getconf CLK_TCK)
 
-printf '%-13s %8s %8s %8s %8s %6s %6s %4s | %7s %7s %5s %5s %7s %5s %8s\n' workload ufs-ms dlg-ms ufs-MB/s dlg-MB/s ratio target met \
-    ufs-wr dlg-wr ufs-a dlg-a coalesc qpeak wait-p99
+printf '%-13s %8s %8s %8s %8s %6s %6s %4s | %7s %7s %5s %5s %7s %5s %8s %8s\n' workload ufs-ms dlg-ms ufs-MB/s dlg-MB/s ratio target met \
+    ufs-wr dlg-wr ufs-a dlg-a coalesc qpeak wait-p99 cpu-s/GiB
 declare -A summary
 for w in $workloads; do
     tu=() td=()
     bytes=0
+    ticks=0
     visible_u=() visible_d=()
     server
     # One untimed run of each side first: the server's chunk buffers and
@@ -69,7 +74,9 @@ for w in $workloads; do
         bytes=$(field bytes <<<"$out")
         prepare "$w" delegate: "$work/d.$r"
         before=$(stats_json)
+        c0=$(cpu_ticks)
         out=$(timeout 600 mpiexec -n 2 "$bench" "$w" "delegate:$work/d.$r" 2>&1)
+        ticks=$((ticks + $(cpu_ticks) - c0))
         grep -q BAD <<<"$out" && echo "$w: delegate run read wrong data: $out" >&2
         td+=("$(field secs <<<"$out")")
         visible_d+=("$(field visible <<<"$out")")
@@ -113,11 +120,12 @@ PY
     coal=$([ "$dwrites" -gt 0 ] && python3 -c "print(f'{$extents/$dwrites:.0f}')" || echo -)
     pct() { [ "$2" -gt 0 ] && python3 -c "print(f'{100*$1/$2:.0f}%')" || echo -; }
     met=$([ "$target" = - ] && echo - || python3 -c "print('yes' if $ratio >= $target else 'no')")
-    printf '%-13s %8.1f %8.1f %8.0f %8.0f %6s %6s %4s | %7s %7s %5s %5s %7s %5s %6sus\n' "$w" \
+    cpu=$(python3 -c "print(f'{$ticks / $hz / ($bytes * $reps / 2**30):.2f}')")
+    printf '%-13s %8.1f %8.1f %8.0f %8.0f %6s %6s %4s | %7s %7s %5s %5s %7s %5s %6sus %9s\n' "$w" \
         "$(python3 -c "print($mu*1e3)")" "$(python3 -c "print($md*1e3)")" \
         "$(python3 -c "print($bytes/$mu/1e6)")" "$(python3 -c "print($bytes/$md/1e6)")" \
         "$ratio" ">=$target" "$met" "$uwrites" "$dwrites" "$(pct "$ualigned" "$uwrites")" \
-        "$(pct "$daligned" "$dwrites")" "$coal" "$qpeak" "$p99"
+        "$(pct "$daligned" "$dwrites")" "$coal" "$qpeak" "$p99" "$cpu"
     if [ "$w" = checkpoint ]; then
         vu=$(printf '%s\n' "${visible_u[@]}" | median)
         vd=$(printf '%s\n' "${visible_d[@]}" | median)
@@ -129,5 +137,6 @@ echo
 echo "2 ranks, 1 server, $reps runs each, median; ratio = ufs time / delegate time (timed: open to close)."
 echo "ufs-wr: pwrite calls of the ufs: run (strace -f); dlg-wr: the server's backend writes for the delegate: run;"
 echo "ufs-a, dlg-a: the share of them that start on a 1 MiB boundary; coalesc: client extents per backend write;"
-echo "qpeak, wait-p99: the server's queue depth peak and time in queue (p99, power-of-two buckets)."
+echo "qpeak, wait-p99: the server's queue depth peak and time in queue (p99, power-of-two buckets);"
+echo "cpu-s/GiB: the server's CPU seconds (user + system) per GiB moved, over the timed delegate: runs."
 for k in "${!summary[@]}"; do echo "${summary[$k]}"; done

@@ -27,6 +27,13 @@
  *   8 read-records 64-byte reads interleaved, one read_at each (file from 1)
  *   9 checkpoint   nonblocking 4 MiB writes, computation, wait, close
  *                  (delegate_async_close); prints the visible I/O time
+ *  10 random-w     4 KiB writes at random 4 KiB-aligned offsets (each once)
+ *                  within the rank's own 128 MiB block of a shared file
+ *     random-r     the same offsets read back, in the same order (file from 10w)
+ *  11 strided-1k   1 KiB pieces strided across ranks, one write_at each
+ *     strided-4k   the same with 4 KiB pieces
+ *  12 view-4k-all  a strided file view of 4 KiB blocks, collective write_all
+ *                  of 4 MiB per call
  */
 #include <mpi.h>
 #include <stdint.h>
@@ -215,6 +222,67 @@ int main(int argc, char **argv)
         }
         secs = stop();
         bytes = (long long) nrec * rec * nprocs;
+    } else if (!strcmp(w, "random-w") || !strcmp(w, "random-r")) {
+        /* 8,192 x 4 KiB per rank (32 MiB) at distinct random slots of its
+         * 128 MiB block: slot i is (a*i + c) mod 32768 with a odd, a
+         * permutation, so every byte written is read back exactly once. */
+        const long piece = 4096, slots = 32768, n = (long) (8192 * scale);
+        const MPI_Offset block = (MPI_Offset) slots * piece, base = (MPI_Offset) rank * block;
+        int writing = !strcmp(w, "random-w");
+        unsigned char *b = malloc(piece), *g = malloc(piece);
+        start(path, writing ? wr : rd, MPI_INFO_NULL);
+        for (long i = 0; i < n; i++) {
+            MPI_Offset off = base + (MPI_Offset) ((40503L * i + 12345L) % slots) * piece;
+            if (writing) {
+                fill(b, off, piece);
+                check(MPI_File_write_at(fh, off, b, (int) piece, MPI_BYTE, MPI_STATUS_IGNORE), "write_at");
+            } else {
+                check(MPI_File_read_at(fh, off, g, (int) piece, MPI_BYTE, MPI_STATUS_IGNORE), "read_at");
+                bad |= verify(g, off, piece);
+            }
+        }
+        secs = stop();
+        bytes = (long long) piece * n * nprocs;
+        free(b);
+        free(g);
+    } else if (!strcmp(w, "strided-1k") || !strcmp(w, "strided-4k")) {
+        /* 32 MiB per rank, pieces strided across ranks, one independent
+         * MPI_File_write_at each */
+        const long piece = !strcmp(w, "strided-1k") ? 1024 : 4096;
+        const long n = (long) ((32L << 20) / piece * scale);
+        unsigned char *b = malloc(piece * n);
+        for (long i = 0; i < n; i++)
+            fill(b + i * piece, ((MPI_Offset) i * nprocs + rank) * piece, piece);
+        start(path, wr, MPI_INFO_NULL);
+        for (long i = 0; i < n; i++)
+            check(MPI_File_write_at(fh, ((MPI_Offset) i * nprocs + rank) * piece, b + i * piece,
+                                    (int) piece, MPI_BYTE, MPI_STATUS_IGNORE), "write_at");
+        secs = stop();
+        bytes = (long long) piece * n * nprocs;
+        free(b);
+    } else if (!strcmp(w, "view-4k-all")) {
+        /* a strided file view of 4 KiB blocks interleaved between ranks,
+         * set once; 8 collective calls of 4 MiB each per rank */
+        const int piece = 4096, per_call = 1024, calls = (int) (8 * scale);
+        MPI_Datatype ft;
+        MPI_Type_vector(1, piece, piece * nprocs, MPI_BYTE, &ft);
+        MPI_Datatype rt;
+        MPI_Type_create_resized(ft, 0, (MPI_Aint) piece * nprocs, &rt);
+        MPI_Type_commit(&rt);
+        unsigned char *b = malloc((long) piece * per_call);
+        start(path, wr, MPI_INFO_NULL);
+        check(MPI_File_set_view(fh, (MPI_Offset) rank * piece, MPI_BYTE, rt, "native", MPI_INFO_NULL),
+              "view");
+        for (int c = 0; c < calls; c++) {
+            for (int i = 0; i < per_call; i++)
+                fill(b + (long) i * piece, (((MPI_Offset) c * per_call + i) * nprocs + rank) * piece, piece);
+            check(MPI_File_write_all(fh, b, piece * per_call, MPI_BYTE, MPI_STATUS_IGNORE), "write_all");
+        }
+        secs = stop();
+        bytes = (long long) piece * per_call * calls * nprocs;
+        MPI_Type_free(&rt);
+        MPI_Type_free(&ft);
+        free(b);
     } else if (!strcmp(w, "checkpoint")) {
         /* Each rank posts its checkpoint (16 x 4 MiB) with MPI_File_iwrite_at,
          * computes for COMPUTE seconds, waits, and closes. The visible I/O
