@@ -25,6 +25,13 @@ type Config struct {
 	Index int
 	// Token, if set, must be presented by every client (TCP across hosts).
 	Token string
+	// LocalSocket, if set, is the path of a Unix socket this server also
+	// serves (the caller runs Serve on it). The reply to a hello that came
+	// over TCP names it together with the host identity, so that clients
+	// on this host move to it and get the shared-memory ring and direct
+	// reads while the job's server list names every server once, by its
+	// TCP address (wire/spec.md, "Connection setup").
+	LocalSocket string
 	// HandshakeTimeout bounds the hello exchange of a new connection.
 	HandshakeTimeout time.Duration
 	// KeepAlive is the yamux keepalive interval; a silent client is

@@ -17,6 +17,7 @@ import (
 	"github.com/delegate-io/delegate/internal/backend"
 	"github.com/delegate-io/delegate/internal/extent"
 	"github.com/delegate-io/delegate/internal/route"
+	"github.com/delegate-io/delegate/internal/transport"
 )
 
 // Server serves delegate clients. Create it with New, run Serve on one or
@@ -28,6 +29,7 @@ type Server struct {
 	fs       *backend.OS
 	files    *fileTable
 	listHash uint64
+	hostID   string // transport.HostID, when LocalSocket is set
 	stats    counters
 
 	mu struct {
@@ -83,6 +85,9 @@ func New(cfg Config) (*Server, error) {
 	go s.flushLoop()
 	if len(cfg.Peers) > 0 {
 		s.listHash = route.ListHash(cfg.Peers)
+	}
+	if cfg.LocalSocket != "" {
+		s.hostID = transport.HostID()
 	}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[*session]struct{}{}

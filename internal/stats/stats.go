@@ -37,9 +37,14 @@ type Snapshot struct {
 
 	Sessions      int64 `codec:"sessions" json:"sessions"`
 	SessionsTotal int64 `codec:"sessions_total" json:"sessions_total"`
-	Rejected      int64 `codec:"rejected" json:"rejected"`
-	BadFrames     int64 `codec:"bad_frames" json:"bad_frames"`
-	OpenFiles     int64 `codec:"open_files" json:"open_files"`
+	// Client sessions that sent requests, by transport, since start: over
+	// TCP, over a Unix socket with the shared-memory ring, and without.
+	SessionsTCP  int64 `codec:"sessions_tcp" json:"sessions_tcp"`
+	SessionsRing int64 `codec:"sessions_ring" json:"sessions_ring"`
+	SessionsUnix int64 `codec:"sessions_unix" json:"sessions_unix"`
+	Rejected     int64 `codec:"rejected" json:"rejected"`
+	BadFrames    int64 `codec:"bad_frames" json:"bad_frames"`
+	OpenFiles    int64 `codec:"open_files" json:"open_files"`
 
 	// Requests and errors by message type ("write", "read", ...).
 	Requests map[string]int64 `codec:"requests" json:"requests"`
@@ -129,6 +134,9 @@ func (s *Snapshot) Coalescing() float64 {
 func (s *Snapshot) Add(o *Snapshot) {
 	s.Sessions += o.Sessions
 	s.SessionsTotal += o.SessionsTotal
+	s.SessionsTCP += o.SessionsTCP
+	s.SessionsRing += o.SessionsRing
+	s.SessionsUnix += o.SessionsUnix
 	s.Rejected += o.Rejected
 	s.BadFrames += o.BadFrames
 	s.OpenFiles += o.OpenFiles
@@ -201,6 +209,7 @@ func (s Snapshot) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server %s (up %.0fs)\n", s.Name, s.Uptime)
 	fmt.Fprintf(&b, "  sessions       %d now, %d total, %d refused; %d files open\n", s.Sessions, s.SessionsTotal, s.Rejected, s.OpenFiles)
+	fmt.Fprintf(&b, "  transports     %d shared memory, %d unix, %d tcp\n", s.SessionsRing, s.SessionsUnix, s.SessionsTCP)
 	fmt.Fprintf(&b, "  requests       %s\n", kv(s.Requests))
 	fmt.Fprintf(&b, "  errors         %s; bad frames %d\n", kv(s.Errors), s.BadFrames)
 	fmt.Fprintf(&b, "  queue          depth %d now, %d peak; time in queue p50 %s, p99 %s\n",
@@ -249,6 +258,8 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	}
 	one("sessions", "gauge", "Client sessions now.", s.Sessions)
 	one("open_files", "gauge", "Files open on the server.", s.OpenFiles)
+	byKey("sessions_total", "transport", "Client sessions since start by transport.",
+		map[string]int64{"shm": s.SessionsRing, "unix": s.SessionsUnix, "tcp": s.SessionsTCP})
 	byKey("requests_total", "type", "Requests by message type.", s.Requests)
 	byKey("errors_total", "type", "Failed requests by message type.", s.Errors)
 	one("bad_frames_total", "counter", "Malformed frames received.", s.BadFrames)

@@ -136,6 +136,13 @@ type Reply struct {
 	Value int64  `codec:"v,omitempty"`  // counter: value before the operation
 	Name  string `codec:"nm,omitempty"` // hello: the server's name
 	Slot  uint32 `codec:"sl,omitempty"` // open: the file's control page slot (ctrl.go); 0: none
+	// Local and Host: hello over TCP: the server's Unix socket path and its
+	// host identity (transport.HostID). A client whose own identity equals
+	// Host is on the same host and may reconnect to Local, where the
+	// shared-memory ring and direct reads work. Empty from a server without
+	// a Unix socket (and from older servers).
+	Local string `codec:"lu,omitempty"`
+	Host  string `codec:"hi,omitempty"`
 }
 
 // Err returns the reply's error, or nil.
