@@ -1,0 +1,413 @@
+package launch
+
+// Servers on many hosts, started through the job's own launcher.
+//
+// With a host list (--hosts, --hostfile) delegate-run starts K servers per
+// host with hydra's mpiexec (-hosts LIST -ppn K), so that they inherit the
+// user's HYDRA_* settings (launcher, launcher exec, interface); inside a
+// Slurm allocation without a host list, with srun --overlap on the
+// allocation's nodes. Every server gets the whole list (host-major: the K
+// servers of the first host, then the second host's, ...), which is also
+// the order both launchers place ranks in, and finds its own entry from
+// its rank (--index rank). It listens there on TCP, and on a private Unix
+// socket for the clients of its own host. Nothing goes through a path that
+// only this host sees: the job secret reaches servers and ranks in their
+// environment (which both launchers carry to every host), readiness and
+// final statistics come back as lines on the launcher's stdout, and
+// shutdown is a SIGTERM to the launcher, which forwards it to every
+// server, so they drain.
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/stats"
+)
+
+// Port range a per-run port is drawn from: below Linux's ephemeral range
+// (32768-60999), so that outgoing connections do not hold it by chance.
+const (
+	portLow  = 20000
+	portHigh = 32000
+)
+
+// cluster is a set of servers started through a launcher.
+type cluster struct {
+	o      Options
+	addrs  []string
+	index  map[string]int // address -> position
+	cmd    *exec.Cmd
+	events chan event
+	exited chan struct{} // closed when the launcher has exited
+	err    error         // the launcher's exit error, valid after exited
+	snaps  []*stats.Snapshot
+}
+
+type event struct {
+	ready  int    // index of a server that listens, or -1
+	failed string // a server's start failure
+}
+
+// Addresses returns the server list for hosts: perHost servers per host on
+// consecutive ports from port, host-major.
+func Addresses(hosts []string, perHost, port int) []string {
+	var out []string
+	for _, h := range hosts {
+		for k := 0; k < perHost; k++ {
+			out = append(out, "tcp:"+net.JoinHostPort(h, strconv.Itoa(port+k)))
+		}
+	}
+	return out
+}
+
+// NewToken returns a fresh random job secret.
+func NewToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("job secret: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// launcherArgv is the command that starts the servers.
+func launcherArgv(o Options, peers string) []string {
+	n, k := len(o.Hosts), o.ServersPerHost
+	server := append([]string{o.ServerBin, "--peers", peers, "--index", "rank",
+		"--ready-fd", "1", "--final-stats", "-", "--log-level", "warn"}, o.ServerArgs...)
+	if o.Slurm {
+		return append([]string{o.Srun, "--overlap", "--mpi=none", "--kill-on-bad-exit=1",
+			"--nodes", strconv.Itoa(n), "--ntasks", strconv.Itoa(n * k), "--ntasks-per-node", strconv.Itoa(k),
+			"--distribution", "block", "--nodelist", strings.Join(o.Hosts, ",")}, server...)
+	}
+	return append([]string{o.Mpiexec, "-hosts", strings.Join(o.Hosts, ","), "-ppn", strconv.Itoa(k),
+		"-n", strconv.Itoa(n * k)}, server...)
+}
+
+// runCluster is Run for servers on o.Hosts.
+func runCluster(o Options, command []string) (int, error) {
+	if o.ServersPerHost < 1 {
+		return 2, fmt.Errorf("--servers-per-host %d: need at least 1", o.ServersPerHost)
+	}
+	port := o.Port
+	if port == 0 {
+		port = portLow + mrand.IntN(portHigh-portLow-o.ServersPerHost)
+	}
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "delegate-run-")
+		if err != nil {
+			return 1, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	token, err := NewToken()
+	if err != nil {
+		return 1, err
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		return 1, fmt.Errorf("job secret: %w", err)
+	}
+	c := &cluster{o: o, addrs: Addresses(o.Hosts, o.ServersPerHost, port), index: map[string]int{},
+		exited: make(chan struct{})}
+	// At most one ready and one failure line per server: never full.
+	c.events = make(chan event, 2*len(c.addrs))
+	for i, a := range c.addrs {
+		c.index[a] = i
+	}
+	peers := strings.Join(c.addrs, ",")
+	// The servers' environment carries the secret to every host. Settings
+	// meant for a server started by hand must not override the flags.
+	env := append(os.Environ(), "DELEGATE_TOKEN="+token, "DELEGATE_TOKEN_FILE=", "DELEGATE_LISTEN=", "DELEGATE_PEERS=")
+	if err := c.start(launcherArgv(o, peers), env); err != nil {
+		c.stop()
+		return 1, err
+	}
+	status, cmdErr := runCommand(command, []string{"DELEGATE_SERVERS=" + peers,
+		"DELEGATE_TOKEN=" + token, "DELEGATE_TOKEN_FILE=" + tokenFile})
+	snaps, stopErr := c.stop()
+	if !o.Quiet && len(snaps) > 0 {
+		fmt.Fprint(o.Stderr, Summary(snaps))
+	}
+	if cmdErr != nil {
+		return status, cmdErr
+	}
+	if stopErr != nil {
+		if status == 0 {
+			status = 1
+		}
+		return status, stopErr
+	}
+	return status, nil
+}
+
+// start runs the launcher and waits until every server listens, one fails,
+// the launcher exits or the start timeout passes.
+func (c *cluster) start(argv, env []string) error {
+	c.cmd = exec.Command(argv[0], argv[1:]...)
+	c.cmd.Env = env
+	c.cmd.Stderr = c.o.Stderr
+	// Its own process group: a ^C at the terminal reaches the command, and
+	// we stop the servers after it, so they drain. If delegate-run dies the
+	// launcher gets SIGTERM and passes it on.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	c.snaps = make([]*stats.Snapshot, len(c.addrs))
+	if err := c.cmd.Start(); err != nil {
+		close(c.exited)
+		return fmt.Errorf("start the servers with %s: %w", argv[0], err)
+	}
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		c.read(out)
+	}()
+	go func() {
+		<-readDone // Wait closes the pipe: read it to the end first
+		c.err = c.cmd.Wait()
+		close(c.exited)
+	}()
+	deadline := time.NewTimer(c.o.StartTimeout)
+	defer deadline.Stop()
+	ready := make([]bool, len(c.addrs))
+	for n := 0; n < len(c.addrs); {
+		select {
+		case ev := <-c.events:
+			if ev.failed != "" {
+				return fmt.Errorf("a server failed to start: %s", ev.failed)
+			}
+			if !ready[ev.ready] {
+				ready[ev.ready] = true
+				n++
+			}
+		case <-c.exited:
+			return fmt.Errorf("the servers' launcher (%s) exited at start: %v", argv[0], c.err)
+		case <-deadline.C:
+			var missing []string
+			for i, r := range ready {
+				if !r {
+					missing = append(missing, c.addrs[i])
+				}
+			}
+			return fmt.Errorf("servers %s did not start listening within %s", strings.Join(missing, ","), c.o.StartTimeout)
+		}
+	}
+	return nil
+}
+
+// read takes the launcher's stdout: a server's address when it listens, a
+// failure line, and its final statistics; anything else goes to stderr.
+func (c *cluster) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if i, ok := c.index[line]; ok {
+			c.send(event{ready: i})
+			continue
+		}
+		if msg, ok := strings.CutPrefix(line, "delegate-failed "); ok {
+			c.send(event{ready: -1, failed: msg})
+			continue
+		}
+		if js, ok := strings.CutPrefix(line, "delegate-stats "); ok {
+			var s stats.Snapshot
+			if json.Unmarshal([]byte(js), &s) == nil {
+				if i, ok := c.index[s.Name]; ok {
+					c.snaps[i] = &s
+					continue
+				}
+			}
+		}
+		fmt.Fprintln(c.o.Stderr, line)
+	}
+	io.Copy(io.Discard, r)
+}
+
+// send passes an event to start, which stops listening once it returns.
+func (c *cluster) send(ev event) {
+	select {
+	case c.events <- ev:
+	default:
+	}
+}
+
+// stop signals the launcher, which forwards SIGTERM to every server; they
+// drain and report. A launcher that does not end within the drain timeout
+// is interrupted twice (hydra then kills the servers) and then killed.
+func (c *cluster) stop() ([]stats.Snapshot, error) {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return nil, nil
+	}
+	select {
+	case <-c.exited:
+	default:
+		c.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	var errs []error
+	deadline := time.NewTimer(c.o.DrainTimeout)
+	defer deadline.Stop()
+	select {
+	case <-c.exited:
+	case <-deadline.C:
+		errs = append(errs, fmt.Errorf("the servers did not drain within %s and were killed", c.o.DrainTimeout))
+		c.cmd.Process.Signal(syscall.SIGINT)
+		c.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-c.exited:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			<-c.exited
+		}
+	}
+	if c.err != nil {
+		errs = append(errs, fmt.Errorf("the servers' launcher: %w", c.err))
+	}
+	var snaps []stats.Snapshot
+	for i, s := range c.snaps {
+		if s == nil {
+			errs = append(errs, fmt.Errorf("server %s sent no final statistics (it did not drain, or never started)", c.addrs[i]))
+			continue
+		}
+		snaps = append(snaps, *s)
+	}
+	return snaps, errors.Join(errs...)
+}
+
+// ParseHostfile reads hydra's host file format: one host per line,
+// optionally host:slots and further key=value settings, # comments. Slots
+// are ignored: --servers-per-host says how many servers a host runs.
+func ParseHostfile(r io.Reader) ([]string, error) {
+	var hosts []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		hosts = append(hosts, hostOf(f[0]))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(hosts) == 0 {
+		return nil, errors.New("no hosts in the host file")
+	}
+	return hosts, nil
+}
+
+// ParseHosts splits a --hosts list (host or host:slots, comma-separated).
+func ParseHosts(s string) ([]string, error) {
+	var hosts []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			hosts = append(hosts, hostOf(f))
+		}
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("empty host list %q", s)
+	}
+	return hosts, nil
+}
+
+// hostOf drops a :slots suffix (and the brackets of an IPv6 address).
+func hostOf(s string) string {
+	if strings.HasPrefix(s, "[") {
+		if i := strings.Index(s, "]"); i > 0 {
+			return s[1:i]
+		}
+	}
+	if strings.Count(s, ":") == 1 {
+		s, _, _ = strings.Cut(s, ":")
+	}
+	return s
+}
+
+// ExpandNodelist expands a Slurm node list such as "n[1-3,05],gpu7" into
+// node names, in Slurm's order.
+func ExpandNodelist(s string) ([]string, error) {
+	var out []string
+	for s != "" {
+		// One entry: up to a comma outside brackets.
+		depth, end := 0, len(s)
+		for i, r := range s {
+			if r == '[' {
+				depth++
+			} else if r == ']' {
+				depth--
+			} else if r == ',' && depth == 0 {
+				end = i
+				break
+			}
+		}
+		entry := s[:end]
+		s = strings.TrimPrefix(s[end:], ",")
+		names, err := expandEntry(entry)
+		if err != nil {
+			return nil, fmt.Errorf("node list %q: %w", entry, err)
+		}
+		out = append(out, names...)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty node list")
+	}
+	return out, nil
+}
+
+// expandEntry expands prefix[ranges]suffix, recursively for the suffix.
+func expandEntry(e string) ([]string, error) {
+	open := strings.Index(e, "[")
+	if open < 0 {
+		if strings.Contains(e, "]") {
+			return nil, errors.New("unbalanced ]")
+		}
+		return []string{e}, nil
+	}
+	close := strings.Index(e, "]")
+	if close < open {
+		return nil, errors.New("unbalanced [")
+	}
+	prefix, ranges, rest := e[:open], e[open+1:close], e[close+1:]
+	tails, err := expandEntry(rest)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range strings.Split(ranges, ",") {
+		lo, hi, isRange := strings.Cut(r, "-")
+		if !isRange {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || b < a || b-a > 100000 {
+			return nil, fmt.Errorf("bad range %q", r)
+		}
+		for n := a; n <= b; n++ {
+			num := fmt.Sprintf("%0*d", len(lo), n) // keeps leading zeros
+			for _, t := range tails {
+				out = append(out, prefix+num+t)
+			}
+		}
+	}
+	return out, nil
+}
