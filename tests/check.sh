@@ -7,6 +7,10 @@
 #   3. integration with real mpiexec, servers and files (tests/integration.sh);
 #   4. the server engine through MPI: coalescing, the memory bound, drain on
 #      SIGTERM (tests/engine.sh);
+#   4b. many hosts: network namespaces on a bridge, servers started by
+#      delegate-run --hosts through hydra, shared memory to the local server
+#      and TCP to the others, the job secret, a link lost mid-write
+#      (tests/cluster.sh; skipped where namespaces cannot be made);
 #   5. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
 #      (tests/conformance.sh);
 #   6. the differential test: 200 seeded random MPI-IO programs on ufs: and
@@ -42,6 +46,7 @@ step "go vet" go vet ./...
 step "go test -race" timeout 900 go test -race -timeout 600s ./...
 step "integration" timeout 1800 "$top/tests/integration.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
+step "cluster" timeout 600 "$top/tests/cluster.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
 echo
