@@ -20,57 +20,24 @@ set -uo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$top/build/env.sh"
 
-if [ "$(id -u)" != 0 ] || ! ip netns add "dlgprobe$$" 2>/dev/null; then
+. "$top/tests/netns.sh"
+if ! netns_possible; then
     echo "cluster: SKIP: cannot create network namespaces here (need root and ip netns)"
     exit 0
 fi
-ip netns del "dlgprobe$$"
 
-tag=dlgc$$ # namespaces $tag-1..3, bridge ${tag}b, host-side veths ${tag}v1..3
-hosts=(10.77.0.1 10.77.0.2 10.77.0.3)
-H=$(IFS=,; echo "${hosts[*]}")
 work=$(mktemp -d /tmp/dlg-cluster-XXXXXX)
 failures=0
 ok() { printf '  ok    %s\n' "$*"; }
 bad() { printf '  FAIL  %s\n' "$*"; failures=$((failures + 1)); }
-
 cleanup() {
-    local i pids
-    for i in 1 2 3; do
-        pids=$(ip netns pids "$tag-$i" 2>/dev/null)
-        [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-    done
-    for i in 1 2 3; do
-        ip link del "${tag}v$i" 2>/dev/null
-        ip netns del "$tag-$i" 2>/dev/null
-    done
-    ip link del "${tag}b" 2>/dev/null
+    netns_down
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-ip link add "${tag}b" type bridge && ip link set "${tag}b" up || { echo "cluster: cannot make a bridge"; exit 1; }
-for i in 1 2 3; do
-    ns=$tag-$i
-    ip netns add "$ns" &&
-        ip link add "${tag}v$i" type veth peer name dlg0 netns "$ns" &&
-        ip link set "${tag}v$i" master "${tag}b" up &&
-        ip -n "$ns" addr add "${hosts[i - 1]}/24" dev dlg0 &&
-        ip -n "$ns" link set dlg0 up &&
-        ip -n "$ns" link set lo up || { echo "cluster: cannot set up host $i"; exit 1; }
-    echo "${hosts[i - 1]} $ns" >>"$work/hosts.map"
-done
-# The rsh-like launcher: hydra runs it as `rsh.sh HOST COMMAND...`, the
-# command quoted for a remote shell.
-cat >"$work/rsh.sh" <<'EOF'
-#!/bin/sh
-host=$1
-shift
-ns=$(awk -v h="$host" '$1 == h {print $2}' "$DLG_CLUSTER_MAP")
-[ -n "$ns" ] || { echo "rsh.sh: unknown host $host" >&2; exit 255; }
-exec ip netns exec "$ns" sh -c "$*"
-EOF
-chmod +x "$work/rsh.sh"
+netns_up 3 "$work" || { echo "cluster: cannot make the namespace hosts"; exit 1; }
+hosts=("${ns_hosts[@]}")
+H=$(IFS=,; echo "${hosts[*]}")
 export DLG_CLUSTER_MAP=$work/hosts.map HYDRA_LAUNCHER=rsh HYDRA_LAUNCHER_EXEC=$work/rsh.sh
 # Every namespace resolves the machine's host name to 127.0.0.1: proxies
 # must reach mpiexec by the address of the namespace's own interface.
