@@ -67,6 +67,7 @@ func serve(args []string) int {
 	metrics := fs.String("metrics", env("DELEGATE_METRICS", ""), "serve Prometheus metrics on this host:port (/metrics)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
 	readyFD := fs.Int("ready-fd", -1, "write the listen address as a line to this descriptor once listening (used by delegate-run)")
+	stopOnEOF := fs.Bool("stop-on-eof", false, "shut down (draining) at the end of stdin, as on SIGTERM (used by delegate-run under srun)")
 	finalStats := fs.String("final-stats", "", "write the final statistics as JSON to this file at shutdown, or to stdout as a line \"delegate-stats JSON\" if -  (used by delegate-run)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -204,9 +205,21 @@ func serve(args []string) int {
 	if local != nil {
 		go func() { serveErr <- srv.Serve(local) }()
 	}
+	// With --stop-on-eof the end of stdin is a SIGTERM: srun turns a
+	// SIGTERM into a kill of the step, but passes stdin's end on to every
+	// task (--input=all), and it also comes if the launcher dies.
+	eof := make(chan struct{})
+	if *stopOnEOF {
+		go func() {
+			io.Copy(io.Discard, os.Stdin)
+			close(eof)
+		}()
+	}
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down", "signal", sig.String())
+	case <-eof:
+		log.Info("shutting down", "signal", "end of stdin")
 	case err := <-serveErr:
 		log.Error("serve", "err", err)
 		return 1

@@ -10,7 +10,9 @@
 #   4b. many hosts: network namespaces on a bridge, servers started by
 #      delegate-run --hosts through hydra, shared memory to the local server
 #      and TCP to the others, the job secret, a link lost mid-write
-#      (tests/cluster.sh; skipped where namespaces cannot be made);
+#      (tests/cluster.sh; skipped where namespaces cannot be made), and a
+#      real Slurm on such hosts: salloc -N 3 delegate-run -- mpiexec ...
+#      (tests/slurm.sh; installs slurm-wlm and munge if missing);
 #   5. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
 #      (tests/conformance.sh);
 #   6. the differential test: 200 seeded random MPI-IO programs on ufs: and
@@ -47,6 +49,7 @@ step "go test -race" timeout 900 go test -race -timeout 600s ./...
 step "integration" timeout 1800 "$top/tests/integration.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
 step "cluster" timeout 600 "$top/tests/cluster.sh"
+step "slurm" timeout 900 "$top/tests/slurm.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
 echo

@@ -35,6 +35,9 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# Temporary files of everything started from here (the servers' Unix
+# socket directories too, which a killed server leaves) go with $work.
+export TMPDIR=$work
 netns_up 3 "$work" || { echo "cluster: cannot make the namespace hosts"; exit 1; }
 hosts=("${ns_hosts[@]}")
 H=$(IFS=,; echo "${hosts[*]}")

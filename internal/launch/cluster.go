@@ -52,8 +52,9 @@ type cluster struct {
 	index  map[string]int // address -> position
 	cmd    *exec.Cmd
 	events chan event
-	exited chan struct{} // closed when the launcher has exited
-	err    error         // the launcher's exit error, valid after exited
+	stdin  io.WriteCloser // the servers' stdin under srun (--stop-on-eof)
+	exited chan struct{}  // closed when the launcher has exited
+	err    error          // the launcher's exit error, valid after exited
 	snaps  []*stats.Snapshot
 }
 
@@ -89,7 +90,10 @@ func launcherArgv(o Options, peers string) []string {
 	server := append([]string{o.ServerBin, "--peers", peers, "--index", "rank",
 		"--ready-fd", "1", "--final-stats", "-", "--log-level", "warn"}, o.ServerArgs...)
 	if o.Slurm {
-		return append([]string{o.Srun, "--overlap", "--mpi=none", "--kill-on-bad-exit=1",
+		// srun kills a step on SIGTERM instead of passing it on; the end of
+		// stdin, given to every task, stops the servers instead.
+		server = append(server[:1], append([]string{"--stop-on-eof"}, server[1:]...)...)
+		return append([]string{o.Srun, "--overlap", "--mpi=none", "--kill-on-bad-exit=1", "--input=all",
 			"--nodes", strconv.Itoa(n), "--ntasks", strconv.Itoa(n * k), "--ntasks-per-node", strconv.Itoa(k),
 			"--distribution", "block", "--nodelist", strings.Join(o.Hosts, ",")}, server...)
 	}
@@ -169,6 +173,12 @@ func (c *cluster) start(argv, env []string) error {
 	out, err := c.cmd.StdoutPipe()
 	if err != nil {
 		return err
+	}
+	if c.o.Slurm {
+		// Closed by stop (or by our death): the servers' end of stdin.
+		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+			return err
+		}
 	}
 	c.snaps = make([]*stats.Snapshot, len(c.addrs))
 	if err := c.cmd.Start(); err != nil {
@@ -250,8 +260,8 @@ func (c *cluster) send(ev event) {
 	}
 }
 
-// stop signals the launcher, which forwards SIGTERM to every server; they
-// drain and report. A launcher that does not end within the drain timeout
+// stop signals the launcher, which forwards SIGTERM to every server (under
+// srun: closes their stdin); they drain and report. A launcher that does not end within the drain timeout
 // is interrupted twice (hydra then kills the servers) and then killed.
 func (c *cluster) stop() ([]stats.Snapshot, error) {
 	if c.cmd == nil || c.cmd.Process == nil {
@@ -260,7 +270,11 @@ func (c *cluster) stop() ([]stats.Snapshot, error) {
 	select {
 	case <-c.exited:
 	default:
-		c.cmd.Process.Signal(syscall.SIGTERM)
+		if c.stdin != nil {
+			c.stdin.Close()
+		} else {
+			c.cmd.Process.Signal(syscall.SIGTERM)
+		}
 	}
 	var errs []error
 	deadline := time.NewTimer(c.o.DrainTimeout)
@@ -269,6 +283,7 @@ func (c *cluster) stop() ([]stats.Snapshot, error) {
 	case <-c.exited:
 	case <-deadline.C:
 		errs = append(errs, fmt.Errorf("the servers did not drain within %s and were killed", c.o.DrainTimeout))
+		c.cmd.Process.Signal(syscall.SIGTERM) // srun: kill the step
 		c.cmd.Process.Signal(syscall.SIGINT)
 		c.cmd.Process.Signal(syscall.SIGINT)
 		select {
