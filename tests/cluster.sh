@@ -88,9 +88,15 @@ else
 fi
 
 echo "== the example and write-barrier-read across hosts"
-if out=$(on1 delegate-run --quiet --hosts "$H" -- $(mpi6) "$top/build/examples/delegate_example" "delegate:$work/ex" 2 2>&1) &&
+if out=$(on1 delegate-run --servers-per-host 2 --hosts "$H" -- $(mpi6) "$top/build/examples/delegate_example" "delegate:$work/ex" 2 2>&1) &&
     grep -q "all bytes correct" <<<"$out"; then
-    ok "delegate_example, 6 ranks on 3 hosts"
+    # 6 servers, 2 per host: each reached by its host's 2 ranks over shared memory.
+    rings=$(grep -c '^  transports     2 shared memory, 0 unix, 4 tcp' <<<"$out")
+    if [ "$rings" = 6 ]; then
+        ok "delegate_example, 6 ranks and 2 servers on each of 3 hosts, every server: 2 shared memory, 4 tcp"
+    else
+        bad "delegate_example with 2 servers per host: $rings of 6 servers saw 2 shared-memory and 4 tcp sessions: $(grep transports <<<"$out" | tr -s ' ' | head -7 | tr '\n' ';')"
+    fi
 else
     bad "delegate_example: $(tail -5 <<<"$out")"
 fi
