@@ -174,6 +174,33 @@ else
     bad "link down: status $rc, $((tfail - tdown))s: ${line:-$(tail -5 "$work/link.out")}"
 fi
 
+echo "== a host that stays off the network"
+# The same, but host 3 does not come back: the ranks fail as before, and
+# delegate-run gives up on host 3's server after --drain-timeout, saying so.
+t0=$SECONDS
+on1 env DELEGATE_TIMEOUT=2s delegate-run --quiet --hosts "$H" --drain-timeout 10s -- \
+    mpiexec -hosts "${hosts[0]},${hosts[1]}" -ppn 2 -n 4 "$top/build/tests/linktest" "delegate:$work/gone" 60 \
+    >"$work/gone.out" 2>&1 &
+job=$!
+for _ in $(seq 300); do
+    [ "$(grep -c ': started' "$work/gone.out")" -ge 4 ] && break
+    sleep 0.1
+done
+sleep 1
+ip -n "$tag-3" link set dlg0 down
+tdown=$SECONDS
+wait $job
+rc=$?
+tend=$SECONDS
+ip -n "$tag-3" link set dlg0 up
+if [ $rc -ne 0 ] && grep -q "class=MPI_ERR_IO" "$work/gone.out" &&
+    grep -q "did not drain within 10s" "$work/gone.out" && grep -q "server tcp:${hosts[2]}:[0-9]* sent no final statistics" "$work/gone.out" &&
+    [ $((tend - tdown)) -le 60 ]; then
+    ok "host gone: the job ended $((tend - tdown))s after, with status $rc: $(grep -o "server tcp:${hosts[2]}:[0-9]* sent no final statistics[^)]*)" "$work/gone.out")"
+else
+    bad "host gone: status $rc after $((tend - tdown))s: $(tail -6 "$work/gone.out" | cut -c1-200)"
+fi
+
 echo
 if [ $failures -gt 0 ]; then
     echo "cluster: $failures FAILED"

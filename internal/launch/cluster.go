@@ -45,6 +45,14 @@ const (
 	portHigh = 32000
 )
 
+// startDrainTimeout bounds the stop after a failed start, when no client
+// has written anything yet.
+const startDrainTimeout = 10 * time.Second
+
+// stdoutGrace is how long the launcher's stdout may stay open after it
+// exited (held by a process it left behind).
+const stdoutGrace = 5 * time.Second
+
 // cluster is a set of servers started through a launcher.
 type cluster struct {
 	o      Options
@@ -139,6 +147,8 @@ func runCluster(o Options, command []string) (int, error) {
 	// meant for a server started by hand must not override the flags.
 	env := append(os.Environ(), "DELEGATE_TOKEN="+token, "DELEGATE_TOKEN_FILE=", "DELEGATE_LISTEN=", "DELEGATE_PEERS=")
 	if err := c.start(launcherArgv(o, peers), env); err != nil {
+		// Nothing is buffered yet: the drain is quick, or never comes.
+		c.o.DrainTimeout = min(c.o.DrainTimeout, startDrainTimeout)
 		c.stop()
 		return 1, err
 	}
@@ -170,10 +180,14 @@ func (c *cluster) start(argv, env []string) error {
 	// we stop the servers after it, so they drain. If delegate-run dies the
 	// launcher gets SIGTERM and passes it on.
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
-	out, err := c.cmd.StdoutPipe()
+	// Our own pipe rather than StdoutPipe: a process the launcher leaves
+	// behind (a launch helper of a host that went away) may hold its write
+	// end, and then Wait must not wait for it.
+	out, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
+	c.cmd.Stdout = w
 	if c.o.Slurm {
 		// Closed by stop (or by our death): the servers' end of stdin.
 		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
@@ -181,7 +195,10 @@ func (c *cluster) start(argv, env []string) error {
 		}
 	}
 	c.snaps = make([]*stats.Snapshot, len(c.addrs))
-	if err := c.cmd.Start(); err != nil {
+	err = c.cmd.Start()
+	w.Close()
+	if err != nil {
+		out.Close()
 		close(c.exited)
 		return fmt.Errorf("start the servers with %s: %w", argv[0], err)
 	}
@@ -191,20 +208,33 @@ func (c *cluster) start(argv, env []string) error {
 		c.read(out)
 	}()
 	go func() {
-		<-readDone // Wait closes the pipe: read it to the end first
-		c.err = c.cmd.Wait()
+		err := c.cmd.Wait()
+		// The servers' last lines follow the launcher's exit closely;
+		// past a grace period the pipe is closed under the reader.
+		select {
+		case <-readDone:
+		case <-time.After(stdoutGrace):
+			out.Close()
+			<-readDone
+		}
+		out.Close()
+		c.err = err
 		close(c.exited)
 	}()
 	deadline := time.NewTimer(c.o.StartTimeout)
 	defer deadline.Stop()
 	ready := make([]bool, len(c.addrs))
+	// After a failure, wait for the others' word too (each prints one line,
+	// ready or failed): a SIGTERM that reaches a host before its server
+	// runs is lost, and that server would keep the launcher alive.
+	var failed []string
 	for n := 0; n < len(c.addrs); {
 		select {
 		case ev := <-c.events:
 			if ev.failed != "" {
-				return fmt.Errorf("a server failed to start: %s", ev.failed)
-			}
-			if !ready[ev.ready] {
+				failed = append(failed, ev.failed)
+				n++
+			} else if !ready[ev.ready] {
 				ready[ev.ready] = true
 				n++
 			}
@@ -219,6 +249,9 @@ func (c *cluster) start(argv, env []string) error {
 			}
 			return fmt.Errorf("servers %s did not start listening within %s", strings.Join(missing, ","), c.o.StartTimeout)
 		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("a server failed to start: %s", strings.Join(failed, "; "))
 	}
 	return nil
 }
@@ -249,7 +282,7 @@ func (c *cluster) read(r io.Reader) {
 		}
 		fmt.Fprintln(c.o.Stderr, line)
 	}
-	io.Copy(io.Discard, r)
+	io.Copy(io.Discard, r) // after an overlong line: keep the launcher from blocking
 }
 
 // send passes an event to start, which stops listening once it returns.
