@@ -220,6 +220,8 @@ func serve(args []string) int {
 		log.Info("shutting down", "signal", sig.String())
 	case <-eof:
 		log.Info("shutting down", "signal", "end of stdin")
+	case <-srv.StopRequested():
+		log.Info("shutting down", "signal", "stop request")
 	case err := <-serveErr:
 		log.Error("serve", "err", err)
 		return 1

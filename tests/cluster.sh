@@ -32,7 +32,7 @@ ok() { printf '  ok    %s\n' "$*"; }
 bad() { printf '  FAIL  %s\n' "$*"; failures=$((failures + 1)); }
 cleanup() {
     netns_down
-    rm -rf "$work"
+    [ -n "${KEEP:-}" ] && echo "cluster: kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
 # Temporary files of everything started from here (the servers' Unix
@@ -140,6 +140,20 @@ if [ $rc -ne 0 ] && grep -q "failed to start.*${hosts[1]}:$port.*address already
     ok "port taken on host 2: delegate-run failed in $((SECONDS - t0))s: $(grep -m1 'failed to start' <<<"$out" | cut -c1-150)"
 else
     bad "port taken on host 2: status $rc after $((SECONDS - t0))s: $(tail -3 <<<"$out")"
+fi
+
+echo "== a server killed mid-job: the others still drain"
+# hydra would kill every server when one dies (auto-cleanup) or abort when
+# it cannot pass a signal on to its host; delegate-run asks each server to
+# stop over the network instead.
+out=$(on1 delegate-run --hosts "$H" --drain-timeout 30s -- sh -c \
+    "kill -9 \$(ip netns pids $tag-2 | xargs ps -o pid=,comm= -p | awk '\$2 == \"delegate-server\" {print \$1}')" 2>&1)
+rc=$?
+if [ $rc -ne 0 ] && grep -q "server tcp:${hosts[1]}:[0-9]* sent no final statistics" <<<"$out" &&
+    [ "$(grep -c "^server tcp:.*(up " <<<"$out")" = 2 ] && grep -q "^delegate-run: 2 server(s), final statistics" <<<"$out"; then
+    ok "server 2 killed: servers 1 and 3 drained and reported, delegate-run status $rc names server 2"
+else
+    bad "server 2 killed: status $rc: $(grep -v '^  ' <<<"$out" | tail -6 | tr '\n' ';')"
 fi
 
 echo "== a host's link goes down mid-write"

@@ -14,11 +14,16 @@ package launch
 // only this host sees: the job secret reaches servers and ranks in their
 // environment (which both launchers carry to every host), readiness and
 // final statistics come back as lines on the launcher's stdout, and
-// shutdown is a SIGTERM to the launcher, which forwards it to every
-// server, so they drain.
+// shutdown is a stop request delegate-run sends each server over the
+// network (a monitor session with the job secret), after which they drain
+// and exit, and the launcher with them. One server that dies does not stop
+// the others (hydra -disable-auto-cleanup, srun --kill-on-bad-exit=0). If
+// delegate-run dies, the launcher gets SIGTERM (hydra passes it on; under
+// srun the servers see the end of their stdin).
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -35,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/stats"
 )
 
@@ -44,6 +50,9 @@ const (
 	portLow  = 20000
 	portHigh = 32000
 )
+
+// stopAskTimeout bounds connecting to a server to ask it to stop.
+const stopAskTimeout = 5 * time.Second
 
 // startDrainTimeout bounds the stop after a failed start, when no client
 // has written anything yet.
@@ -56,6 +65,7 @@ const stdoutGrace = 5 * time.Second
 // cluster is a set of servers started through a launcher.
 type cluster struct {
 	o      Options
+	token  string // the job secret
 	addrs  []string
 	index  map[string]int // address -> position
 	cmd    *exec.Cmd
@@ -101,16 +111,19 @@ func launcherArgv(o Options, peers string) []string {
 		// srun kills a step on SIGTERM instead of passing it on; the end of
 		// stdin, given to every task, stops the servers instead.
 		server = append(server[:1], append([]string{"--stop-on-eof"}, server[1:]...)...)
-		return append([]string{o.Srun, "--overlap", "--mpi=none", "--kill-on-bad-exit=1", "--input=all",
+		return append([]string{o.Srun, "--overlap", "--mpi=none", "--kill-on-bad-exit=0", "--input=all",
 			"--nodes", strconv.Itoa(n), "--ntasks", strconv.Itoa(n * k), "--ntasks-per-node", strconv.Itoa(k),
 			"--distribution", "block", "--nodelist", strings.Join(o.Hosts, ",")}, server...)
 	}
-	return append([]string{o.Mpiexec, "-hosts", strings.Join(o.Hosts, ","), "-ppn", strconv.Itoa(k),
+	// One server that dies must not take the others' buffers with it:
+	// hydra would kill every process of the job (auto-cleanup), srun the
+	// step (kill-on-bad-exit).
+	return append([]string{o.Mpiexec, "-disable-auto-cleanup", "-hosts", strings.Join(o.Hosts, ","), "-ppn", strconv.Itoa(k),
 		"-n", strconv.Itoa(n * k)}, server...)
 }
 
 // runCluster is Run for servers on o.Hosts.
-func runCluster(o Options, command []string) (int, error) {
+func runCluster(ctx context.Context, o Options, command []string) (int, error) {
 	if o.ServersPerHost < 1 {
 		return 2, fmt.Errorf("--servers-per-host %d: need at least 1", o.ServersPerHost)
 	}
@@ -135,7 +148,7 @@ func runCluster(o Options, command []string) (int, error) {
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		return 1, fmt.Errorf("job secret: %w", err)
 	}
-	c := &cluster{o: o, addrs: Addresses(o.Hosts, o.ServersPerHost, port), index: map[string]int{},
+	c := &cluster{o: o, token: token, addrs: Addresses(o.Hosts, o.ServersPerHost, port), index: map[string]int{},
 		exited: make(chan struct{})}
 	// At most one ready and one failure line per server: never full.
 	c.events = make(chan event, 2*len(c.addrs))
@@ -149,12 +162,12 @@ func runCluster(o Options, command []string) (int, error) {
 	if err := c.start(launcherArgv(o, peers), env); err != nil {
 		// Nothing is buffered yet: the drain is quick, or never comes.
 		c.o.DrainTimeout = min(c.o.DrainTimeout, startDrainTimeout)
-		c.stop()
+		c.stop(ctx)
 		return 1, err
 	}
 	status, cmdErr := runCommand(command, []string{"DELEGATE_SERVERS=" + peers,
 		"DELEGATE_TOKEN=" + token, "DELEGATE_TOKEN_FILE=" + tokenFile})
-	snaps, stopErr := c.stop()
+	snaps, stopErr := c.stop(ctx)
 	if !o.Quiet && len(snaps) > 0 {
 		fmt.Fprint(o.Stderr, Summary(snaps))
 	}
@@ -293,23 +306,29 @@ func (c *cluster) send(ev event) {
 	}
 }
 
-// stop signals the launcher, which forwards SIGTERM to every server (under
-// srun: closes their stdin); they drain and report. A launcher that does not end within the drain timeout
+// stop asks every server to stop (askStop); they drain and report, and
+// the launcher exits. A launcher that does not end within the drain timeout
 // is interrupted twice (hydra then kills the servers) and then killed.
-func (c *cluster) stop() ([]stats.Snapshot, error) {
+func (c *cluster) stop(ctx context.Context) ([]stats.Snapshot, error) {
 	if c.cmd == nil || c.cmd.Process == nil {
 		return nil, nil
 	}
+	var errs []error
 	select {
 	case <-c.exited:
 	default:
+		// Each server is asked over the network, with the job secret: the
+		// launchers' own signal paths are fragile (hydra aborts the whole
+		// job if it cannot pass a signal to a host whose server died;
+		// srun kills a step on SIGTERM). Under srun the end of stdin comes
+		// too; hydra gets SIGTERM only if no server could be asked.
+		asked := c.askStop(ctx)
 		if c.stdin != nil {
 			c.stdin.Close()
-		} else {
+		} else if asked == 0 {
 			c.cmd.Process.Signal(syscall.SIGTERM)
 		}
 	}
-	var errs []error
 	deadline := time.NewTimer(c.o.DrainTimeout)
 	defer deadline.Stop()
 	select {
@@ -338,6 +357,33 @@ func (c *cluster) stop() ([]stats.Snapshot, error) {
 		snaps = append(snaps, *s)
 	}
 	return snaps, errors.Join(errs...)
+}
+
+// askStop sends every server a stop request and returns how many took it.
+func (c *cluster) askStop(ctx context.Context) int {
+	took := make(chan bool, len(c.addrs))
+	for _, a := range c.addrs {
+		go func() {
+			ctx, cancel := context.WithTimeout(ctx, stopAskTimeout)
+			defer cancel()
+			m, err := server.Connect(ctx, a, c.token, stopAskTimeout)
+			if err == nil {
+				_, err = m.Stop()
+				m.Close()
+			}
+			if err != nil {
+				fmt.Fprintf(c.o.Stderr, "delegate-run: could not ask server %s to stop: %v\n", a, err)
+			}
+			took <- err == nil
+		}()
+	}
+	n := 0
+	for range c.addrs {
+		if <-took {
+			n++
+		}
+	}
+	return n
 }
 
 // ParseHostfile reads hydra's host file format: one host per line,

@@ -52,7 +52,7 @@ func TestLauncherArgv(t *testing.T) {
 	}
 	peers := strings.Join(addrs, ",")
 	got := strings.Join(launcherArgv(o, peers), " ")
-	want := "mpiexec -hosts n1,n2 -ppn 2 -n 4 /opt/bin/delegate-server --peers " + peers +
+	want := "mpiexec -disable-auto-cleanup -hosts n1,n2 -ppn 2 -n 4 /opt/bin/delegate-server --peers " + peers +
 		" --index rank --ready-fd 1 --final-stats - --log-level warn --buffer 64M"
 	if got != want {
 		t.Errorf("hydra argv\n got %s\nwant %s", got, want)

@@ -8,6 +8,7 @@ package launch
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,10 +55,16 @@ type proc struct {
 }
 
 // Run runs command under servers and returns its exit status (128+signal
-// if a signal ended it), or 1 with an error if the servers failed.
-func Run(o Options, command []string) (int, error) {
+// if a signal ended it), or 1 with an error if the servers failed. ctx
+// bounds the requests delegate-run sends servers on other hosts.
+func Run(ctx context.Context, o Options, command []string) (int, error) {
 	if len(command) == 0 {
 		return 2, errors.New("no command given (delegate-run [options] -- COMMAND...)")
+	}
+	// Servers, launchers and our own goroutines all write to it; a file
+	// takes concurrent writes as they are (and passes to children as is).
+	if _, isFile := o.Stderr.(*os.File); !isFile {
+		o.Stderr = &syncWriter{w: o.Stderr}
 	}
 	if o.Mpiexec == "" {
 		o.Mpiexec = "mpiexec"
@@ -65,7 +73,7 @@ func Run(o Options, command []string) (int, error) {
 		o.Srun = "srun"
 	}
 	if len(o.Hosts) > 0 {
-		return runCluster(o, command)
+		return runCluster(ctx, o, command)
 	}
 	if o.Servers < 1 {
 		return 2, fmt.Errorf("--servers %d: need at least 1", o.Servers)
@@ -250,4 +258,16 @@ func Summary(snaps []stats.Snapshot) string {
 		b.WriteString(total.String())
 	}
 	return b.String()
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex // covers w
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

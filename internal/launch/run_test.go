@@ -2,6 +2,7 @@ package launch
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -15,7 +16,7 @@ import (
 // fakeHydra stands in for `mpiexec -hosts H -ppn K -n N CMD...` on one
 // host: it starts N copies of CMD with PMI_RANK set and passes SIGTERM on.
 const fakeHydra = `#!/bin/sh
-shift 4
+shift 5
 n=$2
 shift 2
 pids=""
@@ -90,7 +91,7 @@ func TestClusterRun(t *testing.T) {
 	var stderr bytes.Buffer
 	o := Options{Hosts: []string{"127.0.0.1"}, ServersPerHost: 2, Port: port, ServerBin: bin, Mpiexec: mpiexec,
 		StartTimeout: 20 * time.Second, DrainTimeout: 20 * time.Second, Stderr: &stderr}
-	status, err := Run(o, []string{"sh", "-c", `echo "$DELEGATE_SERVERS $DELEGATE_TOKEN $(cat "$DELEGATE_TOKEN_FILE")" >` + seen})
+	status, err := Run(context.Background(), o, []string{"sh", "-c", `echo "$DELEGATE_SERVERS $DELEGATE_TOKEN $(cat "$DELEGATE_TOKEN_FILE")" >` + seen})
 	if status != 0 || err != nil {
 		t.Fatalf("status %d, %v\n%s", status, err, stderr.String())
 	}
@@ -112,7 +113,7 @@ func TestClusterRun(t *testing.T) {
 	defer l.Close()
 	stderr.Reset()
 	t0 := time.Now()
-	status, err = Run(o, []string{"true"})
+	status, err = Run(context.Background(), o, []string{"true"})
 	if status == 0 || err == nil || !strings.Contains(err.Error(), "failed to start") || !strings.Contains(err.Error(), itoa(port+1)) {
 		t.Errorf("port taken: status %d, %v", status, err)
 	}

@@ -47,6 +47,8 @@ type Server struct {
 	flushKick   chan struct{}
 	flusherStop chan struct{}
 	flusherDone chan struct{}
+	stopOnce    sync.Once
+	stopReq     chan struct{} // closed when a monitor asks the server to stop
 	drainOnce   sync.Once
 	drained     chan struct{} // closed once Shutdown has drained every file
 	drainErr    error
@@ -66,7 +68,8 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, fs: fsys, shutdownCh: make(chan struct{}),
-		flushKick: make(chan struct{}, 1), flusherStop: make(chan struct{}), flusherDone: make(chan struct{}), drained: make(chan struct{})}
+		flushKick: make(chan struct{}, 1), flusherStop: make(chan struct{}), flusherDone: make(chan struct{}), drained: make(chan struct{}),
+		stopReq: make(chan struct{})}
 	var bfs backend.FS = fsys
 	if cfg.Wrap != nil {
 		bfs = cfg.Wrap(fsys)
@@ -162,6 +165,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// StopRequested is closed when a monitor session asked the server to stop
+// (wire.Stats.Stop). The owner of the server (delegate-server's main) then
+// calls Shutdown, as it does on SIGTERM.
+func (s *Server) StopRequested() <-chan struct{} { return s.stopReq }
+
+func (s *Server) requestStop(by string) {
+	s.stopOnce.Do(func() {
+		s.log.Info("stop requested", "client", by)
+		close(s.stopReq)
+	})
 }
 
 // Close is Shutdown without waiting.

@@ -23,6 +23,10 @@ type stream struct {
 	enc  *wire.Encoder
 	q    chan *request
 	data []byte // scratch for inline read results
+	// stopAfterReply: a monitor asked the server to stop (wire.Stats.Stop);
+	// the request goes to the owner once the reply is written, since the
+	// shutdown closes this session.
+	stopAfterReply bool
 }
 
 // request is a decoded frame waiting in the queue.
@@ -108,6 +112,12 @@ func (st *stream) serve() {
 		// is answered with one write.
 		if len(st.q) == 0 && !st.sendReplies() {
 			return
+		}
+		if st.stopAfterReply {
+			st.stopAfterReply = false
+			if st.sendReplies() {
+				s.requestStop(st.ss.client)
+			}
 		}
 	}
 }

@@ -124,6 +124,11 @@ type Counter struct {
 // value of the server's snapshot type.
 type Stats struct {
 	Reset bool `codec:"r,omitempty"` // reset peaks after reading
+	// Stop asks the server to shut down gracefully (drain, then exit) after
+	// the reply, as SIGTERM does: how delegate-run stops servers on other
+	// hosts, whatever their launcher does with signals. Monitor sessions
+	// only; a server that does not know the key just answers.
+	Stop bool `codec:"st,omitempty"`
 }
 
 // Reply answers any request. Fields a request type does not use are zero.

@@ -13,6 +13,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -88,7 +89,7 @@ func main() {
 	if o.ServerBin == "" {
 		o.ServerBin = findServer()
 	}
-	status, err := launch.Run(o, args[sep+1:])
+	status, err := launch.Run(context.Background(), o, args[sep+1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "delegate-run:", err)
 	}
