@@ -100,9 +100,10 @@ if out=$(on1 delegate-run --servers-per-host 2 --hosts "$H" -- $(mpi6) "$top/bui
 else
     bad "delegate_example: $(tail -5 <<<"$out")"
 fi
-if out=$(on1 delegate-run --quiet --hosts "$H" -- $(mpi6) "$top/build/tests/vistest" "delegate:$work/vis" 2>&1) &&
+printf '# hydra host file\n%s:2\n%s:2 # second\n%s:2\n' "${hosts[@]}" >"$work/hostfile"
+if out=$(on1 delegate-run --quiet --hostfile "$work/hostfile" -- mpiexec -f "$work/hostfile" -n 6 "$top/build/tests/vistest" "delegate:$work/vis" 2>&1) &&
     grep -q "vistest ok" <<<"$out"; then
-    ok "vistest across hosts: $(grep -o 'vistest ok.*' <<<"$out" | cut -c13-)"
+    ok "vistest across hosts (delegate-run --hostfile): $(grep -o 'vistest ok.*' <<<"$out" | cut -c13-)"
 else
     bad "vistest: $(tail -3 <<<"$out")"
 fi
