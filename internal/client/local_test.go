@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/testutil"
 	"github.com/delegate-io/delegate/internal/wire"
 )
@@ -49,5 +50,22 @@ func TestLocalServerOverSharedMemory(t *testing.T) {
 		if direct := cl.Stats().DirectReads; local != (direct > 0) {
 			t.Errorf("prefer local %v: %d direct reads", local, direct)
 		}
+	}
+}
+
+// TestLocalSocketUnusable: a server names a Unix socket nobody listens on;
+// the client stays on TCP and works.
+func TestLocalSocketUnusable(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{Servers: 1, TCP: true, Mutate: func(i int, cfg *server.Config) {
+		cfg.LocalSocket = filepath.Join(t.TempDir(), "nobody.sock")
+	}})
+	cl := c.Client(t, nil)
+	f := open(t, cl, filepath.Join(c.Dir, "f"), wire.ORdwr|wire.OCreat, nil)
+	if _, err := f.Write([][]byte{[]byte("tcp")}, []client.Extent{{Off: 0, Len: 3}}, client.IOOpts{Ack: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if st := c.Servers[0].Stats(); st.SessionsTCP != 1 || st.SessionsRing != 0 {
+		t.Errorf("sessions: %d tcp, %d ring; want 1 tcp", st.SessionsTCP, st.SessionsRing)
 	}
 }

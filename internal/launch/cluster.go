@@ -127,6 +127,13 @@ func runCluster(ctx context.Context, o Options, command []string) (int, error) {
 	if o.ServersPerHost < 1 {
 		return 2, fmt.Errorf("--servers-per-host %d: need at least 1", o.ServersPerHost)
 	}
+	seen := map[string]bool{}
+	for _, h := range o.Hosts {
+		if seen[h] {
+			return 2, fmt.Errorf("host %s is listed twice (for more servers on a host use --servers-per-host)", h)
+		}
+		seen[h] = true
+	}
 	port := o.Port
 	if port == 0 {
 		port = portLow + mrand.IntN(portHigh-portLow-o.ServersPerHost)
@@ -275,7 +282,7 @@ func (c *cluster) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
-		line := sc.Text()
+		line := unlabel(sc.Text())
 		if i, ok := c.index[line]; ok {
 			c.send(event{ready: i})
 			continue
@@ -296,6 +303,32 @@ func (c *cluster) read(r io.Reader) {
 		fmt.Fprintln(c.o.Stderr, line)
 	}
 	io.Copy(io.Discard, r) // after an overlong line: keep the launcher from blocking
+}
+
+// unlabel drops the rank label a launcher may put before each line
+// (hydra -prepend-rank: "[3] ", srun --label: "3: ").
+func unlabel(line string) string {
+	if rest, ok := strings.CutPrefix(line, "["); ok {
+		if n, tail, ok := strings.Cut(rest, "] "); ok && isDigits(n) {
+			return tail
+		}
+	}
+	if n, tail, ok := strings.Cut(line, ": "); ok && isDigits(strings.TrimSpace(n)) {
+		return tail
+	}
+	return line
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // send passes an event to start, which stops listening once it returns.

@@ -64,3 +64,18 @@ func TestLauncherArgv(t *testing.T) {
 		t.Errorf("srun argv: %s", got)
 	}
 }
+
+func TestUnlabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"tcp:n1:20000":             "tcp:n1:20000",
+		"[3] tcp:n1:20000":         "tcp:n1:20000",
+		" 3: delegate-stats {}":    "delegate-stats {}",
+		"12: delegate-failed x: y": "delegate-failed x: y",
+		"delegate-failed x: y":     "delegate-failed x: y",
+		"[a] b":                    "[a] b",
+	} {
+		if got := unlabel(in); got != want {
+			t.Errorf("unlabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
