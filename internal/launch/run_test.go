@@ -118,6 +118,6 @@ func TestClusterRun(t *testing.T) {
 		t.Errorf("port taken: status %d, %v", status, err)
 	}
 	if d := time.Since(t0); d > 10*time.Second {
-		t.Errorf("the failed start took %s", d)
+		t.Errorf("the failed start took %s:\n%s", d, stderr.String())
 	}
 }

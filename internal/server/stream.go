@@ -105,19 +105,20 @@ func (st *stream) serve() {
 		s.stats.dequeued(time.Since(r.arrived))
 		rep, payload := st.handle(r)
 		s.stats.queueDepth.Add(-1)
-		if err := st.reply(r.h, &rep, payload); err != nil {
-			return
-		}
 		// Replies are held while more requests wait, so a pipelined batch
 		// is answered with one write.
-		if len(st.q) == 0 && !st.sendReplies() {
-			return
+		ok := st.reply(r.h, &rep, payload) == nil
+		if ok && (len(st.q) == 0 || st.stopAfterReply) {
+			ok = st.sendReplies()
 		}
 		if st.stopAfterReply {
+			// Whether or not the reply could be written (the monitor may
+			// hang up at once): the request was made.
 			st.stopAfterReply = false
-			if st.sendReplies() {
-				s.requestStop(st.ss.client)
-			}
+			s.requestStop(st.ss.client)
+		}
+		if !ok {
+			return
 		}
 	}
 }
