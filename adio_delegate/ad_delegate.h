@@ -56,7 +56,9 @@
     X(delegate_hint_name)       \
     X(delegate_set_atomic)      \
     X(delegate_counter)         \
-    X(delegate_set_log_fd)
+    X(delegate_set_log_fd)      \
+    X(delegate_fence)           \
+    X(delegate_fence_word)
 
 /* *INDENT-OFF* */
 #define ADIOI_DELEGATE_FUNC_PTR(name) __typeof__(name) *name;

@@ -6,6 +6,8 @@
 #include "ad_delegate.h"
 
 #include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
 
 #ifndef ROMIO_DELEGATE_LIBRARY
 #define ROMIO_DELEGATE_LIBRARY "libdelegate.so.0"
@@ -27,6 +29,34 @@ static int lib_loaded;          /* ADIOI_DLG is filled and the API version check
 static int lib_initialized;     /* delegate_init succeeded, finalize is registered */
 static int finalize_keyval = MPI_KEYVAL_INVALID;
 
+/* The visibility fence (delegate.h, delegate_fence): the patched MPICH calls
+ * it before any message leaves this process, when libdelegate's word says a
+ * write may be unacknowledged (mpir_ext.h, MPIR_EXT_IO_FENCE). So a write
+ * that returned before a barrier, a send or any collective is seen by every
+ * read issued after it, with default hints. A failed write is reported by
+ * the next call on its file, not here: a send cannot fail for it. */
+static void fence_cb(void)
+{
+    (void) ADIOI_DLG.delegate_fence();
+}
+
+static void fence_register(int on)
+{
+#ifdef ROMIO_INSIDE_MPICH
+    const char *env = getenv("DELEGATE_FENCE");
+    /* DELEGATE_FENCE=0 is for measuring what the fence costs (and for the
+     * test that shows stale reads without it), never for production */
+    if (on && env != NULL && strcmp(env, "0") == 0)
+        return;
+    if (on)
+        MPIR_Ext_io_fence_register(fence_cb, ADIOI_DLG.delegate_fence_word());
+    else
+        MPIR_Ext_io_fence_register(NULL, NULL);
+#else
+    (void) on;
+#endif
+}
+
 /* Runs inside MPI_Finalize, when MPI_COMM_SELF loses its attributes. */
 static int finalize_cb(MPI_Comm comm, int keyval, void *attribute_val, void *extra_state)
 {
@@ -37,6 +67,7 @@ static int finalize_cb(MPI_Comm comm, int keyval, void *attribute_val, void *ext
     (void) extra_state;
 
     rc = ADIOI_DLG.delegate_finalize();
+    fence_register(0);
     lib_initialized = 0;
     MPI_Comm_free_keyval(&keyval);
     finalize_keyval = MPI_KEYVAL_INVALID;
@@ -134,6 +165,7 @@ void ADIOI_DELEGATE_Init(int *error_code)
      * attributes are deleted while MPI is still fully usable */
     MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, finalize_cb, &finalize_keyval, NULL);
     MPI_Comm_set_attr(MPI_COMM_SELF, finalize_keyval, NULL);
+    fence_register(1);
     lib_initialized = 1;
 }
 

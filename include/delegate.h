@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 /** Version of this API; delegate_api_version() returns the library's. */
-#define DELEGATE_API_VERSION 1
+#define DELEGATE_API_VERSION 2
 
 /** The handle under which calls without a handle record their error. */
 #define DELEGATE_NOHANDLE 0
@@ -371,6 +371,30 @@ int delegate_counter(int fh, const char *key, int op, int64_t value, int64_t *ol
  * the default unless DELEGATE_LOG_FD is set). The library never closes fd.
  */
 int delegate_set_log_fd(int fd);
+
+/**
+ * The visibility fence. Writes return before the servers acknowledge them;
+ * this makes every write of this process that returned before the call
+ * (staged in the library, corked, or in flight, on any file) applied by its
+ * servers, so that any read issued afterwards, by any process on any host,
+ * sees it. It sends what is staged or corked and waits for the
+ * acknowledgements; with nothing outstanding it returns at once. The patched
+ * MPICH calls it before every message leaves the process (and in
+ * MPI_Win_sync), which is what makes write, barrier, read correct with
+ * default hints. A failed write is not reported here but, as always, by the
+ * next call on its file. Never hangs: a server that does not answer is
+ * declared dead within DELEGATE_TIMEOUT plus its keepalive.
+ * @return DELEGATE_OK, or the first error (the session of a server died).
+ */
+int delegate_fence(void);
+
+/**
+ * A word that is nonzero while this process may hold a write that
+ * delegate_fence would wait for. Read it atomically (acquire); when it is 0
+ * the fence has nothing to do, so a caller on a hot path (an MPI send) can
+ * skip the call. Valid for the life of the process.
+ */
+const volatile long long *delegate_fence_word(void);
 
 #ifdef __cplusplus
 }

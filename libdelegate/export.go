@@ -98,6 +98,10 @@ func theClient() (*client.Client, error) {
 		return nil, wire.Errorf(wire.ECONFIG, "delegate: %v", err)
 	}
 	cfg.Logger = logger
+	// The fence word lives in C memory: stage.c counts its buffers there,
+	// and the patched MPICH reads it before every send (delegate_fence).
+	cfg.Pending = (*atomic.Int64)(unsafe.Pointer(C.dlg_fence_word()))
+	cfg.Shared = (*atomic.Int64)(unsafe.Pointer(C.dlg_shared_word()))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.Timeout)
 	defer cancel()
 	cl, err := client.New(ctx, cfg)
@@ -113,6 +117,21 @@ func dlgInit() (rc C.int) {
 	defer guard(noHandle, &rc)
 	_, err := theClient()
 	return fail(noHandle, err)
+}
+
+// dlgFence waits until every write of this process is acknowledged
+// (client.Client.Fence); stage.c has handed its buffers over first.
+//
+//export dlgFence
+func dlgFence() (rc C.int) {
+	defer guard(noHandle, &rc)
+	lib.Lock()
+	cl := lib.cl
+	lib.Unlock()
+	if cl == nil {
+		return C.DELEGATE_OK
+	}
+	return fail(noHandle, cl.Fence())
 }
 
 //export dlgFinalize

@@ -28,6 +28,12 @@ static void delegate_shim_init(void)
  * fh, so that the call comes after them, and returns their failure. */
 #define SEND_STAGED(fh) do { int rc_ = dlg_stage_sync(fh); if (rc_ != DELEGATE_OK) return rc_; } while (0)
 
+/* SHARED_FENCE: while some path is open more than once in this process, a
+ * read, stat or size query on one handle first makes the other handles'
+ * writes visible (delegate_fence), as the same process sees its own writes
+ * through any descriptor on a POSIX file system. */
+#define SHARED_FENCE() do { if (dlg_shared()) (void) delegate_fence(); } while (0)
+
 /* restage tells the stage what Go now allows for fh. */
 static int restage(int fh, int rc)
 {
@@ -51,6 +57,7 @@ int delegate_finalize(void)
     int rc, rc2;
     GUARD();
     rc = dlg_stage_sync_all();
+    dlg_stage_stop();           /* nothing is staged once the files close */
     rc2 = dlgFinalize();        /* closes the files still open */
     dlg_stage_drop_all();
     return rc != DELEGATE_OK ? rc : rc2;
@@ -108,6 +115,7 @@ int delegate_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_
     int rc;
     GUARD();
     SEND_STAGED(fh);
+    SHARED_FENCE();
     if (dlg_direct_read(fh, mem, nmem, ext, next, opts, nbytes, &rc))
         return rc;
     return dlgIO(fh, 0, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
@@ -128,6 +136,7 @@ int delegate_iread(int fh, const delegate_iov *mem, int64_t nmem, const delegate
 {
     GUARD();
     SEND_STAGED(fh);
+    SHARED_FENCE();
     return dlgIIO(fh, 0, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                   (delegate_io_opts *) opts, req);
 }
@@ -174,6 +183,7 @@ int delegate_get_size(int fh, int64_t *size)
 {
     GUARD();
     SEND_STAGED(fh);
+    SHARED_FENCE();
     return dlgGetSize(fh, size);
 }
 
@@ -248,4 +258,18 @@ int delegate_set_log_fd(int fd)
 {
     GUARD();
     return dlgSetLogFD(fd);
+}
+
+int delegate_fence(void)
+{
+    GUARD();
+    if (__atomic_load_n(dlg_fence_word(), __ATOMIC_ACQUIRE) == 0)
+        return DELEGATE_OK;
+    dlg_stage_flush_all();
+    return dlgFence();
+}
+
+const volatile long long *delegate_fence_word(void)
+{
+    return dlg_fence_word();
 }

@@ -22,6 +22,12 @@
  *
  * DELEGATE_COMBINE=0 turns combining off.
  *
+ * The fence word (delegate_fence_word) counts the stage buffers that hold
+ * data plus Go's write requests not yet acknowledged (client.Config.Pending
+ * points here): a buffer is counted from its first byte until Go holds its
+ * data as a request, which Go counts before hand() returns, so the word
+ * never reads 0 while a returned write is unacknowledged.
+ *
  * Reads take a fast path here too: when Go's exported word says this
  * client has no write or collective of the file in flight (and nothing
  * else forbids it) and every server's control page word says it holds no
@@ -59,24 +65,39 @@ struct stage {
     int fh;
     int policy;                 /* DLG_STAGE_* from Go */
     int err;                    /* failure of a background send, for the next call */
-    int busy;                   /* the sender is handing bufs[1 - cur] to Go */
+    int busy;                   /* bufs[1 - cur] is being handed to Go (hand_over) */
     int cur;                    /* the buffer writes go to */
+    int refs;                   /* snapshots holding it (under table_mu) */
+    int closed;                 /* out of the table: freed by the last unref */
     struct batch bufs[2];
 
-    /* direct reads: 0 not set up yet, 1 ready, -1 impossible */
+    /* direct reads: 0 not set up yet, 1 ready, -1 impossible, 2 being set up */
     int direct;
     int fd;                     /* the backend file, Go's until close */
     int nwords;
     int64_t mirror;             /* kept by Go (ExportDirect) */
+    /* The servers' control page words of the file: shared memory that Go
+     * keeps mapped until dlgClose returns, also after the session died
+     * (internal/client/mapping.go); delegate_close drops the stage next. */
     uint64_t *words[DIRECT_WORDS];
 };
+
+static long long fence_word;    /* delegate_fence_word */
+static long long shared_word;   /* paths open more than once here (Go keeps it) */
 
 static struct stage *table[STAGE_SLOTS];
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* Locks, in the order they are taken: table_mu, then a stage's mu;
+ * sender_mu alone. None is held across a call into Go (hand_over,
+ * direct_ready) or while the sender waits for work. */
 static pthread_mutex_t sender_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sender_cv = PTHREAD_COND_INITIALIZER;
+/* The sender thread: started by the first staged write (arm), stopped and
+ * joined by dlg_stage_stop (delegate_finalize). Under sender_mu. */
+static pthread_t sender_thread;
 static int sender_started;
+static int sender_stopping;
 static int armed;               /* a stage may hold data the sender has not seen */
 static int enabled = -1;        /* DELEGATE_COMBINE */
 static long pace_us = -1;       /* DELEGATE_COMBINE_PACE_US */
@@ -126,91 +147,153 @@ static int hand(int fh, struct batch *b)
     int rc = dlgIO(fh, 1, &iov, 1, b->ext, b->next, NULL, &n);
     b->used = 0;
     b->next = 0;
+    /* Go counts the request now (or it failed, for the next call) */
+    __atomic_sub_fetch(&fence_word, 1, __ATOMIC_RELEASE);
     return rc;
 }
 
-/* send_locked hands the current buffer to Go from the caller's thread,
- * after any hand-over in progress, so the order of writes is kept. The
- * caller holds s->mu. It returns the first failure, older ones first. */
-static int send_locked(struct stage *s)
+/* hand_over hands s's current buffer to Go without holding s->mu during
+ * the call: the buffer is marked busy and writes go on into the other one.
+ * A hand-over in progress finishes first, so the order of writes is kept.
+ * The caller holds s->mu, and holds it again on return. */
+static int hand_over(struct stage *s)
 {
+    struct batch *b;
     int rc;
     while (s->busy)
         pthread_cond_wait(&s->idle, &s->mu);
-    rc = s->bufs[s->cur].used > 0 ? hand(s->fh, &s->bufs[s->cur]) : DELEGATE_OK;
+    b = &s->bufs[s->cur];
+    if (b->used == 0)
+        return DELEGATE_OK;
+    s->cur = 1 - s->cur;        /* empty: only a busy buffer holds data */
+    s->busy = 1;
+    pthread_mutex_unlock(&s->mu);
+    rc = hand(s->fh, b);
+    pthread_mutex_lock(&s->mu);
+    s->busy = 0;
+    pthread_cond_broadcast(&s->idle);
+    return rc;
+}
+
+/* send_locked hands what s holds to Go and returns the first failure,
+ * older ones (of background sends) first. The caller holds s->mu. */
+static int send_locked(struct stage *s)
+{
+    int rc = hand_over(s);
     if (s->err != DELEGATE_OK)
         rc = s->err;
     s->err = DELEGATE_OK;
     return rc;
 }
 
-/* take hands s's current buffer to Go from the sender thread, without
- * holding s->mu meanwhile: writes go on into the other buffer. */
+/* take is the sender's hand-over of s: nothing while another is in
+ * progress or the file is corked; a failure waits for the next call. */
 static void take(struct stage *s)
 {
-    struct batch *b;
     int rc;
     pthread_mutex_lock(&s->mu);
     if (s->busy || s->bufs[s->cur].used == 0 || (s->policy & DLG_STAGE_CORKED)) {
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    b = &s->bufs[s->cur];
-    s->cur = 1 - s->cur;
-    s->busy = 1;
-    pthread_mutex_unlock(&s->mu);
-    rc = hand(s->fh, b);
-    pthread_mutex_lock(&s->mu);
-    s->busy = 0;
+    rc = hand_over(s);
     if (rc != DELEGATE_OK && s->err == DELEGATE_OK)
         s->err = rc;
-    pthread_cond_broadcast(&s->idle);
     pthread_mutex_unlock(&s->mu);
+}
+
+static void stage_free(struct stage *s)
+{
+    pthread_cond_destroy(&s->idle);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* snapshot takes a reference on every stage of the table, so that they can
+ * be used without table_mu (no lock across a call into Go); unref gives
+ * them back, and frees those closed meanwhile. */
+static int snapshot(struct stage **out)
+{
+    int n = 0;
+    pthread_mutex_lock(&table_mu);
+    for (int i = 0; i < STAGE_SLOTS; i++)
+        if (table[i] != NULL) {
+            table[i]->refs++;
+            out[n++] = table[i];
+        }
+    pthread_mutex_unlock(&table_mu);
+    return n;
+}
+
+static void unref(struct stage **st, int n)
+{
+    pthread_mutex_lock(&table_mu);
+    for (int i = 0; i < n; i++)
+        if (--st[i]->refs == 0 && st[i]->closed)
+            stage_free(st[i]);
+    pthread_mutex_unlock(&table_mu);
 }
 
 static void *sender(void *arg)
 {
+    static struct stage *snap[STAGE_SLOTS];     /* the sender's alone */
     int64_t last = 0;
     (void) arg;
     for (;;) {
-        int64_t wait;
+        int n;
         pthread_mutex_lock(&sender_mu);
-        while (!__atomic_load_n(&armed, __ATOMIC_SEQ_CST))
+        while (!__atomic_load_n(&armed, __ATOMIC_SEQ_CST) && !sender_stopping)
             pthread_cond_wait(&sender_cv, &sender_mu);
-        pthread_mutex_unlock(&sender_mu);
-        wait = last + pace() * 1000 - now_ns();
-        if (wait > 0) {
-            struct timespec t = {0, wait};
-            nanosleep(&t, NULL);
+        /* pacing: at most one round per pace(), but a stop ends the wait */
+        while (!sender_stopping && now_ns() < last + pace() * 1000) {
+            int64_t until = last + pace() * 1000;
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            t.tv_sec = until / 1000000000;
+            t.tv_nsec = until % 1000000000;
+            pthread_cond_timedwait(&sender_cv, &sender_mu, &t);
         }
+        if (sender_stopping) {
+            pthread_mutex_unlock(&sender_mu);
+            return NULL;
+        }
+        pthread_mutex_unlock(&sender_mu);
         last = now_ns();
         /* Disarm before looking: a writer that stages after this sees 0
          * and arms again (it reads armed under its stage's lock). */
         __atomic_store_n(&armed, 0, __ATOMIC_SEQ_CST);
-        pthread_mutex_lock(&table_mu);
-        for (int i = 0; i < STAGE_SLOTS; i++)
-            if (table[i] != NULL)
-                take(table[i]);
-        pthread_mutex_unlock(&table_mu);
+        n = snapshot(snap);
+        for (int i = 0; i < n; i++)
+            take(snap[i]);
+        unref(snap, n);
     }
-    return NULL;
 }
 
-/* arm wakes the sender. */
+/* arm wakes the sender, starting it the first time. */
 static void arm(void)
 {
     pthread_mutex_lock(&sender_mu);
     __atomic_store_n(&armed, 1, __ATOMIC_SEQ_CST);
-    if (!sender_started) {
-        pthread_t t;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &a, sender, NULL) == 0)
-            sender_started = 1;
-        pthread_attr_destroy(&a);
-    }
+    if (!sender_started && !sender_stopping &&
+        pthread_create(&sender_thread, NULL, sender, NULL) == 0)
+        sender_started = 1;
     pthread_cond_signal(&sender_cv);
+    pthread_mutex_unlock(&sender_mu);
+}
+
+void dlg_stage_stop(void)
+{
+    int started;
+    pthread_mutex_lock(&sender_mu);
+    started = sender_started;
+    sender_stopping = 1;
+    pthread_cond_signal(&sender_cv);
+    pthread_mutex_unlock(&sender_mu);
+    if (started)
+        pthread_join(sender_thread, NULL);
+    pthread_mutex_lock(&sender_mu);
+    sender_started = 0;
+    sender_stopping = 0;        /* a later delegate_init may start it again */
     pthread_mutex_unlock(&sender_mu);
 }
 
@@ -234,18 +317,16 @@ void dlg_stage_open(int fh, int policy)
 void dlg_stage_close(int fh)
 {
     struct stage *s;
-    /* The sender looks at stages under table_mu only: once this is out
-     * of the table, nobody but the caller can reach it. */
+    /* Out of the table, only snapshots still reach it: the last frees it. */
     pthread_mutex_lock(&table_mu);
     s = find(fh);
-    if (s != NULL)
-        __atomic_store_n(&table[(unsigned) fh % STAGE_SLOTS], NULL, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&table_mu);
     if (s != NULL) {
-        pthread_cond_destroy(&s->idle);
-        pthread_mutex_destroy(&s->mu);
-        free(s);
+        __atomic_store_n(&table[(unsigned) fh % STAGE_SLOTS], NULL, __ATOMIC_RELEASE);
+        s->closed = 1;
+        if (s->refs == 0)
+            stage_free(s);
     }
+    pthread_mutex_unlock(&table_mu);
 }
 
 int dlg_stage_sync(int fh)
@@ -262,21 +343,52 @@ int dlg_stage_sync(int fh)
 
 int dlg_stage_sync_all(void)
 {
-    int first = DELEGATE_OK;
-    pthread_mutex_lock(&table_mu);
-    for (int i = 0; i < STAGE_SLOTS; i++) {
-        struct stage *s = table[i];
+    struct stage *snap[STAGE_SLOTS];
+    int first = DELEGATE_OK, n = snapshot(snap);
+    for (int i = 0; i < n; i++) {
         int rc;
-        if (s == NULL)
-            continue;
-        pthread_mutex_lock(&s->mu);
-        rc = send_locked(s);
-        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_lock(&snap[i]->mu);
+        rc = send_locked(snap[i]);
+        pthread_mutex_unlock(&snap[i]->mu);
         if (first == DELEGATE_OK)
             first = rc;
     }
-    pthread_mutex_unlock(&table_mu);
+    unref(snap, n);
     return first;
+}
+
+long long *dlg_fence_word(void)
+{
+    return &fence_word;
+}
+
+long long *dlg_shared_word(void)
+{
+    return &shared_word;
+}
+
+int dlg_shared(void)
+{
+    return __atomic_load_n(&shared_word, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* dlg_stage_flush_all hands every stage's data to Go, like
+ * dlg_stage_sync_all, but a failure stays with its file for its next call
+ * (the fence has nobody to report it to). */
+void dlg_stage_flush_all(void)
+{
+    struct stage *snap[STAGE_SLOTS];
+    int n = snapshot(snap);
+    for (int i = 0; i < n; i++) {
+        struct stage *s = snap[i];
+        int rc;
+        pthread_mutex_lock(&s->mu);
+        rc = hand_over(s);
+        if (rc != DELEGATE_OK && s->err == DELEGATE_OK)
+            s->err = rc;
+        pthread_mutex_unlock(&s->mu);
+    }
+    unref(snap, n);
 }
 
 void dlg_stage_policy(int fh, int policy)
@@ -334,6 +446,8 @@ int dlg_stage_write(int fh, const delegate_iov *mem, int64_t nmem, const delegat
         }
     }
     was_empty = b->used == 0;
+    if (was_empty)
+        __atomic_add_fetch(&fence_word, 1, __ATOMIC_SEQ_CST);
     for (int64_t i = 0; i < nmem; i++) {
         memcpy(b->data + b->used, mem[i].base, (size_t) mem[i].len);
         b->used += mem[i].len;
@@ -365,28 +479,34 @@ void dlg_stage_drop_all(void)
         if (s == NULL)
             continue;
         __atomic_store_n(&table[i], NULL, __ATOMIC_RELEASE);
-        pthread_cond_destroy(&s->idle);
-        pthread_mutex_destroy(&s->mu);
-        free(s);
+        s->closed = 1;
+        if (s->refs == 0)
+            stage_free(s);
     }
     pthread_mutex_unlock(&table_mu);
 }
 
-/* direct_ready sets up direct reads of s once (a call into Go). */
+/* direct_ready sets up direct reads of s once: a call into Go, made
+ * without s->mu; a read that comes meanwhile goes to Go. */
 static int direct_ready(struct stage *s)
 {
-    int d = __atomic_load_n(&s->direct, __ATOMIC_ACQUIRE);
+    int d = __atomic_load_n(&s->direct, __ATOMIC_ACQUIRE), fd = -1, n;
     if (d != 0)
-        return d > 0;
+        return d == 1;
     pthread_mutex_lock(&s->mu);
-    if (s->direct == 0) {
-        int fd = -1, n = dlgDirectSetup(s->fh, &s->mirror, s->words, DIRECT_WORDS, &fd);
-        s->fd = fd;
-        s->nwords = n;
-        __atomic_store_n(&s->direct, n >= 0 && fd >= 0 ? 1 : -1, __ATOMIC_RELEASE);
-    }
+    d = s->direct;
+    if (d == 0)
+        __atomic_store_n(&s->direct, 2, __ATOMIC_RELEASE);  /* this thread sets it up */
     pthread_mutex_unlock(&s->mu);
-    return s->direct > 0;
+    if (d != 0)
+        return d == 1;
+    n = dlgDirectSetup(s->fh, &s->mirror, s->words, DIRECT_WORDS, &fd);
+    pthread_mutex_lock(&s->mu);
+    s->fd = fd;
+    s->nwords = n;
+    __atomic_store_n(&s->direct, n >= 0 && fd >= 0 ? 1 : -1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&s->mu);
+    return s->direct == 1;
 }
 
 int dlg_direct_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,

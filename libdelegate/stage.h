@@ -27,6 +27,18 @@ void dlg_stage_close(int fh);
 int dlg_stage_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
                     int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc);
 
+/* dlg_stage_flush_all hands every stage's data to Go; failures stay with
+ * their files. */
+void dlg_stage_flush_all(void);
+/* The fence word (delegate_fence_word) and the word Go keeps nonzero while
+ * some path is open more than once in this process (dlg_shared). */
+long long *dlg_fence_word(void);
+long long *dlg_shared_word(void);
+int dlg_shared(void);
+
+/* dlg_stage_stop stops the sender thread and waits for it (finalize). */
+void dlg_stage_stop(void);
+
 /* dlg_stage_drop_all forgets every stage (after the files were closed). */
 void dlg_stage_drop_all(void);
 /* dlg_direct_read reads from the backend file in C when that is safe and

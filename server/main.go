@@ -12,6 +12,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,6 +55,9 @@ func serve(args []string) int {
 	index := fs.String("index", "0", "this server's position in --peers, or \"rank\": the launcher's rank variable (PMI_RANK, SLURM_PROCID, PMIX_RANK, OMPI_COMM_WORLD_RANK)")
 	unixSock := fs.String("unix", "auto", "with a tcp --listen, also serve this Unix socket for clients on this host (shared memory); auto: a private temporary directory; off: none")
 	tokenFile := fs.String("token-file", env("DELEGATE_TOKEN_FILE", ""), "file holding the token clients must present ($DELEGATE_TOKEN also works)")
+	insecure := fs.Bool("insecure", false, "allow a TCP listener without a token (anyone who reaches the port gets in)")
+	handshakeTimeout := fs.Duration("handshake-timeout", def.HandshakeTimeout, "a new connection must finish its hello (and authenticate) within this")
+	maxHellos := fs.Int("max-hellos", def.MaxHellos, "connections allowed in the hello at once; new ones beyond it are closed")
 	logLevel := fs.String("log-level", env("DELEGATE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	logFormat := fs.String("log-format", env("DELEGATE_LOG_FORMAT", "text"), "text or json")
 	keepalive := fs.Duration("keepalive", def.KeepAlive, "keepalive interval; a silent client is dropped after it plus 10s")
@@ -107,13 +111,11 @@ func serve(args []string) int {
 		*sz.dst = n
 	}
 	cfg.Logger = log
-	cfg.Token = os.Getenv("DELEGATE_TOKEN")
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return startFailed(2, "delegate-server:", err)
-		}
-		cfg.Token = strings.TrimSpace(string(b))
+	cfg.Insecure = *insecure
+	cfg.HandshakeTimeout = *handshakeTimeout
+	cfg.MaxHellos = *maxHellos
+	if cfg.Token, err = readToken(*tokenFile); err != nil {
+		return startFailed(2, "delegate-server:", err)
 	}
 	if *peers != "" {
 		if cfg.Peers, err = server.ParsePeers(*peers); err != nil {
@@ -132,6 +134,10 @@ func serve(args []string) int {
 	addr, err := server.ParseAddr(*listen)
 	if err != nil {
 		return startFailed(2, "delegate-server:", err)
+	}
+	if strings.HasPrefix(addr, "tcp:") && cfg.Token == "" && !cfg.Insecure {
+		return startFailed(2, fmt.Sprintf("delegate-server: %s is a TCP address and no token is set: anyone who can reach it could read and write "+
+			"every file under --root. Give a secret with --token-file FILE (or $DELEGATE_TOKEN), or pass --insecure", addr))
 	}
 	cfg.Name = addr
 	if *name != "" {
@@ -173,23 +179,51 @@ func serve(args []string) int {
 	if err != nil {
 		return startFailed(1, "delegate-server:", err)
 	}
+	// From here on every exit goes through stop, which drains: whatever a
+	// client was told is written reaches the backend before the process
+	// ends, whichever way it ends (issue 9).
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	stop := func(code int) int {
+		// A second signal stops waiting for the drain.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-sigs:
+				log.Warn("signal: not waiting for the drain")
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := srv.Shutdown(ctx)
+		snap := srv.Stats()
+		log.Info("final stats\n" + snap.String())
+		if *finalStats != "" {
+			if b, err := json.Marshal(snap); err == nil {
+				if *finalStats == "-" {
+					writeStatsLines(os.Stdout, cfg.Name, b)
+				} else {
+					os.WriteFile(*finalStats, b, 0o644)
+				}
+			}
+		}
+		if err != nil {
+			log.Error("shutdown", "err", err)
+			return 1
+		}
+		return code
+	}
 	l, err := server.Listen(addr)
 	if err != nil {
-		return startFailed(1, "delegate-server:", err)
-	}
-	log.Info("delegate server listening", "addr", addr, "unix", cfg.LocalSocket, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index)
-	if *readyFD >= 0 {
-		f := readyFile(*readyFD)
-		fmt.Fprintln(f, addr)
-		if f != os.Stdout && f != os.Stderr {
-			f.Close()
-		}
+		return stop(startFailed(1, "delegate-server:", err))
 	}
 	if *metrics != "" {
 		ml, err := net.Listen("tcp", *metrics)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "delegate-server: --metrics:", err)
-			return 1
+			l.Close()
+			return stop(1)
 		}
 		go http.Serve(ml, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -198,12 +232,18 @@ func serve(args []string) int {
 		}))
 		log.Info("metrics", "addr", ml.Addr().String())
 	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(l) }()
 	if local != nil {
 		go func() { serveErr <- srv.Serve(local) }()
+	}
+	log.Info("delegate server listening", "addr", addr, "unix", cfg.LocalSocket, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index)
+	if *readyFD >= 0 {
+		f := readyFile(*readyFD)
+		fmt.Fprintln(f, addr)
+		if f != os.Stdout && f != os.Stderr {
+			f.Close()
+		}
 	}
 	// With --stop-on-eof the end of stdin is a SIGTERM: srun turns a
 	// SIGTERM into a kill of the step, but passes stdin's end on to every
@@ -218,40 +258,57 @@ func serve(args []string) int {
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down", "signal", sig.String())
+		return stop(0)
 	case <-eof:
 		log.Info("shutting down", "signal", "end of stdin")
+		return stop(0)
 	case <-srv.StopRequested():
 		log.Info("shutting down", "signal", "stop request")
+		return stop(0)
 	case err := <-serveErr:
-		log.Error("serve", "err", err)
-		return 1
+		// Serve retries what can pass (out of descriptors); what is left
+		// is fatal, but the buffered data is not lost with it.
+		log.Error("serve failed, draining before exit", "err", err)
+		return stop(1)
 	}
-	// A second signal stops waiting for the drain.
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-sigs
-		log.Warn("second signal: not waiting for the drain")
-		cancel()
-	}()
-	err = srv.Shutdown(ctx)
-	snap := srv.Stats()
-	log.Info("final stats\n" + snap.String())
-	if *finalStats != "" {
-		if b, err := json.Marshal(snap); err == nil {
-			if *finalStats == "-" {
-				// One write of one line: the launcher's stdout forwarding
-				// (hydra, srun) keeps it whole.
-				os.Stdout.Write(append(append([]byte("delegate-stats "), b...), '\n'))
-			} else {
-				os.WriteFile(*finalStats, b, 0o644)
-			}
+}
+
+// readToken returns the token clients must present: the contents of file
+// if given, else $DELEGATE_TOKEN, else none. A token that is empty or only
+// white space is an error, not a server without authentication.
+func readToken(file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
 		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", fmt.Errorf("--token-file %s is empty or only white space: it would turn authentication off; put a secret in it", file)
+		}
+		return t, nil
 	}
-	if err != nil {
-		log.Error("shutdown", "err", err)
-		return 1
+	t, ok := os.LookupEnv("DELEGATE_TOKEN")
+	if ok && strings.TrimSpace(t) == "" {
+		return "", errors.New("DELEGATE_TOKEN is set but empty or only white space: it would turn authentication off; set a secret or unset it")
 	}
-	return 0
+	return t, nil
+}
+
+// statsLineBytes bounds the JSON carried by one stats line: srun splits
+// longer lines when it forwards a task's output.
+const statsLineBytes = 512
+
+// writeStatsLines writes the final statistics for delegate-run as lines
+// "delegate-stats NAME K/N PART" (K from 1), each written at once, so that
+// launchers that forward output a line at a time, interleaving processes,
+// keep them whole.
+func writeStatsLines(w io.Writer, name string, js []byte) {
+	n := (len(js) + statsLineBytes - 1) / statsLineBytes
+	for k := 0; k < n; k++ {
+		part := js[k*statsLineBytes : min(len(js), (k+1)*statsLineBytes)]
+		fmt.Fprintf(w, "delegate-stats %s %d/%d %s\n", name, k+1, n, part)
+	}
 }
 
 // readyFile returns the descriptor of --ready-fd as a file. Stdout and

@@ -4,19 +4,26 @@
 #   1. gofmt and go vet;
 #   2. Go unit tests with the race detector (wire, route, shm, backend,
 #      client/server over real Unix sockets and TCP loopback), fuzz seeds;
+#   2b. every decoder's fuzz target for 20 s each (tests/fuzz.sh);
 #   3. integration with real mpiexec, servers and files (tests/integration.sh);
-#   4. the server engine through MPI: coalescing, the memory bound, drain on
+#   4. visibility with default hints: write, then barrier, send/recv,
+#      collective or RMA fence, then another rank's read (tests/visibility.sh);
+#   5. the server engine through MPI: coalescing, the memory bound, drain on
 #      SIGTERM (tests/engine.sh);
-#   4b. many hosts: network namespaces on a bridge, servers started by
+#   5b. many hosts: network namespaces on a bridge, servers started by
 #      delegate-run --hosts through hydra, shared memory to the local server
 #      and TCP to the others, the job secret, a link lost mid-write
 #      (tests/cluster.sh; skipped where namespaces cannot be made), and a
 #      real Slurm on such hosts: salloc -N 3 delegate-run -- mpiexec ...
 #      (tests/slurm.sh; installs slurm-wlm and munge if missing);
-#   5. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
+#   6. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
 #      (tests/conformance.sh);
-#   6. the differential test: 200 seeded random MPI-IO programs on ufs: and
-#      delegate:, files and reads compared (tests/differential.sh).
+#   7. the differential test: 200 seeded random MPI-IO programs on ufs: and
+#      delegate:, files and reads compared (tests/differential.sh);
+#   8. a server SIGKILLed and restarted under a running MPI program
+#      (tests/restart.sh);
+#   9. the fault matrix: a stopped server, a killed rank, a full backend,
+#      descriptor exhaustion, bad tokens, hostile frames (tests/faults.sh).
 # Every step is bounded; the script fails if any step fails.
 set -uo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,12 +53,16 @@ gofmt_clean() {
 step "gofmt" gofmt_clean
 step "go vet" go vet ./...
 step "go test -race" timeout 900 go test -race -timeout 600s ./...
+step "fuzz" timeout 240 "$top/tests/fuzz.sh"
 step "integration" timeout 1800 "$top/tests/integration.sh"
+step "visibility" timeout 900 "$top/tests/visibility.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
 step "cluster" timeout 600 "$top/tests/cluster.sh"
 step "slurm" timeout 900 "$top/tests/slurm.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
+step "server restart" timeout 300 "$top/tests/restart.sh"
+step "faults" timeout 900 "$top/tests/faults.sh"
 echo
 if [ ${#failed[@]} -gt 0 ]; then
     echo "check: FAILED: ${failed[*]}"

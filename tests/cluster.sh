@@ -101,11 +101,16 @@ else
     bad "delegate_example: $(tail -5 <<<"$out")"
 fi
 printf '# hydra host file\n%s:2\n%s:2 # second\n%s:2\n' "${hosts[@]}" >"$work/hostfile"
-if out=$(on1 delegate-run --quiet --hostfile "$work/hostfile" -- mpiexec -f "$work/hostfile" -n 6 "$top/build/tests/vistest" "delegate:$work/vis" 2>&1) &&
-    grep -q "vistest ok" <<<"$out"; then
-    ok "vistest across hosts (delegate-run --hostfile): $(grep -o 'vistest ok.*' <<<"$out" | cut -c13-)"
+# Default hints: a write, then a barrier (send/recv, collective, window
+# fence), then another rank's read, ranks on other hosts (tests/visibility.sh).
+out=$(on1 delegate-run --quiet --hostfile "$work/hostfile" -- mpiexec -f "$work/hostfile" -n 6 "$top/build/tests/vistest" "delegate:$work/vis" 20 2>&1)
+cases=$(grep -c 'reads stale' <<<"$out")
+stale=$(awk '/reads stale/ {n += $(NF-4)} END {print n + 0}' <<<"$out")
+reads=$(awk '/reads stale/ {n += $(NF-2)} END {print n + 0}' <<<"$out")
+if grep -q "vistest ok" <<<"$out" && [ "$cases" -gt 0 ] && [ "$stale" = 0 ]; then
+    ok "write, order, read across hosts, default hints (delegate-run --hostfile): $cases cases, 0 of $reads reads stale"
 else
-    bad "vistest: $(tail -3 <<<"$out")"
+    bad "vistest across hosts: $cases cases, $stale stale: $(grep -v " 0 of" <<<"$out" | grep -E "stale|FAILED|rror" | head -4 | tr "\n" " ")"
 fi
 
 echo "== the job secret"
@@ -126,7 +131,7 @@ done
 
 echo "== a server that cannot listen"
 port=$((20000 + RANDOM % 10000))
-ip netns exec "$tag-2" delegate-server --listen "tcp:${hosts[1]}:$port" --log-level error </dev/null >/dev/null 2>&1 &
+ip netns exec "$tag-2" delegate-server --insecure --listen "tcp:${hosts[1]}:$port" --log-level error </dev/null >/dev/null 2>&1 &
 squatter=$!
 for _ in $(seq 50); do
     ip netns exec "$tag-2" bash -c "exec 3<>/dev/tcp/${hosts[1]}/$port" 2>/dev/null && break

@@ -62,10 +62,6 @@ else
     bad "cannot build with Debian's mpicc.mpich: $(tail -2 "$work/deb.log" 2>/dev/null)"
 fi
 
-echo "== visibility across ranks without sync"
-out=$(run delegate-run --quiet --servers 2 -- mpiexec -n 4 "$top/build/tests/vistest" "delegate:$work/vis" 2>&1)
-grep -q "vistest ok" <<<"$out" && ok "$(grep -o 'vistest ok.*' <<<"$out" | cut -c13-)" || bad "vistest: $(tail -3 <<<"$out")"
-
 echo "== write combining in libdelegate (C API, tests/prog/stagetest.c)"
 for on in 1 0; do
     mkdir -p "$work/stage$on"

@@ -34,8 +34,11 @@ type Client struct {
 		sync.Mutex
 		sessions []*session
 		files    map[*File]struct{}
+		paths    map[string]int // open Files per path
 		closed   bool
 	}
+	pending           *atomic.Int64 // the fence word (fence.go)
+	shared            *atomic.Int64 // paths open more than once
 	descRaw, descWire atomic.Int64
 	directReads       atomic.Int64 // reads served from the backend file directly
 }
@@ -52,6 +55,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cl := &Client{cfg: cfg, log: log, listHash: route.ListHash(transport.Strings(cfg.Servers))}
 	cl.mu.files = map[*File]struct{}{}
+	cl.mu.paths = map[string]int{}
+	cl.pending, cl.shared = cfg.Pending, cfg.Shared
+	if cl.pending == nil {
+		cl.pending = new(atomic.Int64)
+	}
+	if cl.shared == nil {
+		cl.shared = new(atomic.Int64)
+	}
 	sessions := make([]*session, len(cfg.Servers))
 	errs := make([]error, len(cfg.Servers))
 	var wg sync.WaitGroup
@@ -85,8 +96,16 @@ func firstError(errs []error) error {
 }
 
 // sessions returns a live session for every server, reconnecting to those
-// whose session died (files opened before keep their dead session).
+// whose session died. Files opened before keep their dead session (and its
+// shared memory, mapping) and fail with File.lostErr; the replaced sessions
+// are closed here, after the lock, which their loops may need.
 func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
+	var dead []*session
+	defer func() {
+		for _, s := range dead {
+			s.close()
+		}
+	}()
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if cl.mu.closed {
@@ -100,7 +119,9 @@ func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
 		if err != nil {
 			return nil, err
 		}
-		go s.close()
+		s.log.Info("reconnected", "old", s.alive())
+		s.replaced.Store(true)
+		dead = append(dead, s)
 		cl.mu.sessions[i] = ns
 	}
 	return append([]*session(nil), cl.mu.sessions...), nil
@@ -181,6 +202,13 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 	f.mu.hints = h
 	f.mu.corked = make([]*call, len(ss))
 	f.idle.L = &f.mu
+	// Each session keeps its shared memory mapped while f is open on it.
+	for _, s := range ss {
+		if err := s.attach(f); err != nil {
+			f.detach()
+			return nil, err
+		}
+	}
 	// The first server creates (and checks EXCL); the others open what it
 	// created.
 	open := func(i int, fl uint32) (*call, error) {
@@ -190,6 +218,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 		return c, err
 	}
 	if _, err := open(0, flags); err != nil {
+		f.detach()
 		return nil, err
 	}
 	if len(ss) > 1 {
@@ -205,11 +234,15 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 		wg.Wait()
 		if err := firstError(errs); err != nil {
 			f.closeOn(func(i int) bool { return errs[i] == nil }, true)
+			f.detach()
 			return nil, err
 		}
 	}
 	cl.mu.Lock()
 	cl.mu.files[f] = struct{}{}
+	if cl.mu.paths[abs]++; cl.mu.paths[abs] == 2 {
+		cl.shared.Add(1)
+	}
 	cl.mu.Unlock()
 	return f, nil
 }
@@ -255,11 +288,13 @@ func (cl *Client) Delete(ctx context.Context, path string) error {
 type Stats struct {
 	DescRaw, DescWire int64
 	DirectReads       int64
+	Pending           int64 // the fence word: what Fence would wait for
 }
 
 // Stats returns the client's counters.
 func (cl *Client) Stats() Stats {
-	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load(), DirectReads: cl.directReads.Load()}
+	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load(), DirectReads: cl.directReads.Load(),
+		Pending: cl.pending.Load()}
 }
 
 // ServerStats asks server i for its statistics snapshot (msgpack).

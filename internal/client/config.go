@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/route"
@@ -52,6 +53,13 @@ type Config struct {
 	Name string
 	// Logger receives the library's log; nil discards it.
 	Logger *slog.Logger
+	// Pending, when set, is the fence word (Client.Fence): the client adds
+	// its unacknowledged write requests to it, and the caller may add what
+	// it holds itself (libdelegate's C stage does). nil: a word of its own.
+	Pending *atomic.Int64
+	// Shared, when set, is kept nonzero while some path is open more than
+	// once in this client (libdelegate then fences reads). nil: its own.
+	Shared *atomic.Int64
 }
 
 // DefaultConfig returns the defaults, with no servers.

@@ -109,12 +109,16 @@ const mirrorBlocked = 1 << 62
 // word are zero, read in that order. It returns the backend file's
 // descriptor, valid until Close, or ok false when direct reads are
 // impossible. The caller keeps mirror valid until Close returns.
+//
+// The words stay mapped until Close returns, also when a session dies
+// meanwhile (mapping has the rule); a session that dies sets mirrorBlocked
+// for good (File.lose), since its words are then no longer kept.
 func (f *File) ExportDirect(mirror *atomic.Int64) (fd int, words []*uint64, ok bool) {
 	for i, s := range f.sess {
 		if s.shmem == nil || f.slots[i] == 0 || f.slots[i] >= wire.CtrlSlots {
 			return -1, nil, false
 		}
-		words = append(words, (*uint64)(unsafe.Pointer(s.shmem.Word(8*uint64(f.slots[i])))))
+		words = append(words, (*uint64)(unsafe.Pointer(s.shmem.word(f.slots[i]))))
 	}
 	d := f.backendFile()
 	if d == nil {
@@ -122,7 +126,7 @@ func (f *File) ExportDirect(mirror *atomic.Int64) (fd int, words []*uint64, ok b
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.mu.closed || f.mu.direct == nil {
+	if f.mu.closed || f.mu.direct == nil || f.lost.Load() != nil {
 		return -1, nil, false
 	}
 	f.mu.mirror = mirror
@@ -132,12 +136,12 @@ func (f *File) ExportDirect(mirror *atomic.Int64) (fd int, words []*uint64, ok b
 
 // directGateLocked is what keeps this client's reads off the backend file,
 // zero when nothing does: its writes and collective markers in flight,
-// plus mirrorBlocked for an error to report, atomic mode, a closed file or
-// no backend file. directOK and the exported word (ExportDirect) both use
-// it, so the rule lives here once. The caller holds f.mu.
+// plus mirrorBlocked for an error to report, atomic mode, a closed or lost
+// file or no backend file. directOK and the exported word (ExportDirect)
+// both use it, so the rule lives here once. The caller holds f.mu.
 func (f *File) directGateLocked() int64 {
 	v := int64(f.mu.writes + f.mu.markers)
-	if f.mu.err != nil || f.mu.closed || f.mu.atomic || f.mu.noDirect {
+	if f.mu.err != nil || f.mu.closed || f.lost.Load() != nil || f.mu.atomic || f.mu.noDirect {
 		v |= mirrorBlocked
 	}
 	return v

@@ -51,6 +51,10 @@ type File struct {
 		mirror   *atomic.Int64 // ExportDirect's word, kept by mirrorLocked; nil when not exported
 	}
 	idle sync.Cond // on mu: signalled when reqs drops to 0
+
+	// lost is the first of sess that died (lose): f is unusable (lostErr).
+	// Set under mu, read without it on every operation's way in.
+	lost atomic.Pointer[session]
 }
 
 // Path returns the file's absolute path.
@@ -58,6 +62,7 @@ func (f *File) Path() string { return f.path }
 
 // writeDone records the outcome of one write request.
 func (f *File) writeDone(err error) {
+	f.cl.pending.Add(-1)
 	f.mu.Lock()
 	f.mu.writes--
 	if err != nil && f.mu.err == nil {
@@ -67,9 +72,38 @@ func (f *File) writeDone(err error) {
 	f.mu.Unlock()
 }
 
-// enter starts an operation: it fails on a closed file, and reports (once)
-// the failure of an earlier write.
-func (f *File) enter() error {
+// lose marks f lost because its session s died (session.fail): direct
+// reads stop at once, and every later operation fails with lostErr.
+func (f *File) lose(s *session) {
+	f.mu.Lock()
+	f.lost.CompareAndSwap(nil, s)
+	f.mirrorLocked()
+	f.mu.Unlock()
+}
+
+// lostErr is the error of an operation on a file whose session died, nil
+// while every session lives. The server's state of the file (its id, its
+// control page slot, writes not yet acknowledged) died with the session, so
+// the file must be reopened; writes are not resent (README, Semantics).
+func (f *File) lostErr(op string) error {
+	s := f.lost.Load()
+	if s == nil {
+		return nil
+	}
+	if s.replaced.Load() {
+		return wire.Errorf(wire.ECONNLOST, "%s %s: delegate server %s restarted; reopen the file (writes it had not acknowledged may be lost)",
+			op, f.path, s.addr)
+	}
+	cause := s.alive() // session.lost: names the server, says to reopen
+	return wire.Errorf(wire.CodeOf(cause), "%s %s: %v", op, f.path, cause)
+}
+
+// enter starts an operation: it fails on a closed or lost file, and reports
+// (once) the failure of an earlier write.
+func (f *File) enter(op string) error {
+	if err := f.lostErr(op); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.mu.closed {
@@ -230,9 +264,13 @@ type opState struct {
 	ack       bool
 }
 
-// begin starts an operation: it fails on a closed file, reports (once) the
-// failure of an earlier write, and returns the file's state for the call.
-func (f *File) begin(o *IOOpts) (opState, error) {
+// begin starts an operation: it fails on a closed or lost file, reports
+// (once) the failure of an earlier write, and returns the file's state for
+// the call.
+func (f *File) begin(op string, o *IOOpts) (opState, error) {
+	if err := f.lostErr(op); err != nil {
+		return opState{}, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.mu.closed {
@@ -272,7 +310,7 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if o.Coll {
 		defer f.endCollective(&o) // whatever happens here: the others wait for it
 	}
-	st, err := f.begin(&o)
+	st, err := f.begin("write", &o)
 	if err != nil {
 		return 0, err
 	}
@@ -293,7 +331,7 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 		}
 		for _, c := range calls {
 			if err := c.wait(); err != nil {
-				f.enter() // reported here, not again
+				f.enter("write") // reported here, not again
 				return 0, wire.Errorf(wire.CodeOf(err), "write %s: %v", f.path, err)
 			}
 		}
@@ -353,7 +391,7 @@ func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if o.Coll {
 		defer f.endCollective(&o)
 	}
-	st, err := f.begin(&o)
+	st, err := f.begin("read", &o)
 	if err != nil {
 		return 0, err
 	}

@@ -42,7 +42,7 @@ func (f *File) Sync() error {
 	}
 	ferr := f.flushCork()
 	_, err := f.each(nil, f.fileOp(wire.TSync))
-	if e := f.enter(); e != nil {
+	if e := f.enter("sync"); e != nil {
 		return e // acknowledged before the sync reply: the root cause
 	}
 	if err != nil {
@@ -60,7 +60,7 @@ func (f *File) Flush() error {
 	}
 	ferr := f.flushCork()
 	_, err := f.each(nil, f.fileOp(wire.TStat))
-	if e := f.enter(); e != nil {
+	if e := f.enter("flush"); e != nil {
 		return e
 	}
 	if err != nil {
@@ -114,14 +114,24 @@ func (f *File) Close() error {
 	f.mu.Unlock()
 	f.closeDirect()
 	err := f.closeOn(nil, !async)
-	f.cl.mu.Lock()
-	delete(f.cl.mu.files, f)
-	f.cl.mu.Unlock()
+	if lerr := f.lostErr("close"); lerr != nil {
+		err, ferr = lerr, nil // says why better than the dead session's error
+	}
+	f.cl.forget(f)
+	f.detach()
 	f.mu.Lock()
 	werr := f.mu.err
 	f.mu.err = nil
 	f.mu.Unlock()
 	return errors.Join(werr, err, ferr)
+}
+
+// detach lets go of the sessions (and their shared memory, mapping) once
+// nothing of f uses them: closed, or its open failed.
+func (f *File) detach() {
+	for _, s := range f.sess {
+		s.detach(f)
+	}
 }
 
 // closeOn sends close to the servers which selects.
@@ -150,7 +160,7 @@ func (f *File) statAll() (int64, error) {
 
 // Size returns the file's logical size, buffered data included.
 func (f *File) Size() (int64, error) {
-	if err := f.enter(); err != nil {
+	if err := f.enter("size of"); err != nil {
 		return 0, err
 	}
 	if err := f.flushCork(); err != nil {
@@ -161,7 +171,7 @@ func (f *File) Size() (int64, error) {
 
 // SetSize truncates or extends the file on every server.
 func (f *File) SetSize(size int64) error {
-	if err := f.enter(); err != nil {
+	if err := f.enter("set size of"); err != nil {
 		return err
 	}
 	if !wire.CheckExtent(size, 0) {
@@ -181,7 +191,7 @@ func (f *File) SetSize(size int64) error {
 
 // Preallocate makes the file at least size bytes, with blocks allocated.
 func (f *File) Preallocate(size int64) error {
-	if err := f.enter(); err != nil {
+	if err := f.enter("preallocate"); err != nil {
 		return err
 	}
 	if !wire.CheckExtent(size, 0) {
@@ -200,7 +210,7 @@ func (f *File) Preallocate(size int64) error {
 // Counter applies op to the named counter kept by the owner of the file's
 // first region and returns the value before it.
 func (f *File) Counter(key string, op uint8, v int64) (int64, error) {
-	if err := f.enter(); err != nil {
+	if err := f.enter("counter of"); err != nil {
 		return 0, err
 	}
 	owner := f.rule.Owner(0)

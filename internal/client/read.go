@@ -87,7 +87,7 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 				return 0, false, err
 			}
 			c.slot = slot
-			c.data, _ = s.shmem.Slice(s.ring.Off(slot), slot.Len())
+			c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
 		} else {
 			c.inline, c.data = true, make([]byte, t)
 		}

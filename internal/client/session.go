@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/delegate-io/delegate/internal/shm"
 	"github.com/delegate-io/delegate/internal/transport"
@@ -64,6 +65,13 @@ func (c *call) wait() error {
 // control stream, a sender that writes queued calls in batches, and a
 // receiver that matches replies. Requests on the stream are applied by the
 // server in order.
+//
+// A session that dies stays dead: its server's state of the files opened on
+// it (file ids, control page slots, buffered writes not acknowledged) is not
+// carried over to a new connection. fail marks those files lost, so their
+// later operations fail with a clear error (File.lostErr), and the client
+// dials a new session for later opens (Client.sessions). Its shared memory
+// lives on until those files are closed (mapping).
 type session struct {
 	cl    *Client
 	idx   int
@@ -75,7 +83,7 @@ type session struct {
 	ymx   *yamux.Session
 	st    net.Conn
 	ring  *shm.Ring
-	shmem *shm.Region
+	shmem *mapping // nil without a ring; set by dial, never changed
 
 	mu struct {
 		sync.Mutex
@@ -85,11 +93,18 @@ type session struct {
 		nextID   uint32
 		err      error // why the session died; nil while alive
 		inflight int64
+		files    map[*File]struct{} // opened on this session and not closed (attach)
+		// Write requests queued and completed, for Fence: replies come in
+		// request order, so wdone >= n means the first n were applied.
+		wqueued, wdone int64
 	}
-	space sync.Cond // signalled when inflight drops or the session dies
-	wake  chan struct{}
-	done  chan struct{}
-	wg    sync.WaitGroup
+	released sync.Once   // the session's reference to shmem
+	replaced atomic.Bool // dead, and the client has dialled the server again (sessions)
+	space    sync.Cond   // signalled when inflight drops or the session dies
+	acked    sync.Cond   // signalled when a write completes or the session dies
+	wake     chan struct{}
+	done     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // dial connects to the server at index idx of the list. A server named by
@@ -103,7 +118,9 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 	s := &session{cl: cl, idx: idx, addr: a, via: a, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.log = cl.log.With("server", a.String())
 	s.mu.pending = map[uint32]*call{}
+	s.mu.files = map[*File]struct{}{}
 	s.space.L = &s.mu
+	s.acked.L = &s.mu
 	conn, rep, err := s.connect(ctx, a)
 	if err != nil {
 		return nil, err
@@ -125,7 +142,7 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 	}
 	if err != nil {
 		conn.Close()
-		s.closeRing()
+		s.releaseRing()
 		return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s: %v", a, err)
 	}
 	s.wg.Add(2)
@@ -151,20 +168,23 @@ func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wir
 			return nil, nil, wire.Errorf(wire.ENOMEM, "delegate server %s: %v", a, err)
 		}
 		// The first page is the server's control page; the ring follows.
-		s.shmem, s.ring = r, shm.NewRing(wire.CtrlBytes, uint64(cfg.RingBytes-wire.CtrlBytes))
+		s.shmem, s.ring = newMapping(r), shm.NewRing(wire.CtrlBytes, uint64(cfg.RingBytes-wire.CtrlBytes))
 		ringFD = r.FD()
 		hello.RingSize = uint64(cfg.RingBytes)
 	}
 	rep, err := transport.ClientHello(conn, hello, ringFD, cfg.Timeout)
 	if s.shmem != nil {
-		s.shmem.CloseFD()
+		s.shmem.r.CloseFD()
 	}
 	if err == nil {
 		err = rep.Err()
 	}
 	if err != nil {
 		conn.Close()
-		s.closeRing()
+		// Not releaseRing: a session that stays on TCP after its Unix
+		// socket failed must have no ring at all.
+		s.shmem.release()
+		s.shmem, s.ring = nil, nil
 		if wire.CodeOf(err) == wire.EIO || wire.CodeOf(err) == wire.ETIMEDOUT {
 			return nil, nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s did not complete the handshake: %w", a, err)
 		}
@@ -173,20 +193,52 @@ func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wir
 	return conn, rep, nil
 }
 
-func (s *session) closeRing() {
-	if s.shmem != nil {
-		s.shmem.Close()
-		s.shmem = nil
+// releaseRing drops the session's reference to its shared memory, once: the
+// region is unmapped now, or when the last file opened on the session is
+// closed (mapping).
+func (s *session) releaseRing() {
+	s.released.Do(s.shmem.release)
+}
+
+// attach records f as open on s and takes its reference to the shared
+// memory. It fails, with why, once the session has died.
+func (s *session) attach(f *File) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.err != nil {
+		return s.mu.err
+	}
+	if _, ok := s.mu.files[f]; ok {
+		return nil
+	}
+	if !s.shmem.acquire() {
+		// Cannot happen while the session lives (it holds a reference).
+		return wire.Errorf(wire.EIO, "delegate server %s: shared memory already released", s.addr)
+	}
+	s.mu.files[f] = struct{}{}
+	return nil
+}
+
+// detach forgets f (closed, or its open failed) and drops its reference to
+// the shared memory; once only per attach.
+func (s *session) detach(f *File) {
+	s.mu.Lock()
+	_, ok := s.mu.files[f]
+	delete(s.mu.files, f)
+	s.mu.Unlock()
+	if ok {
+		s.shmem.release()
 	}
 }
 
 // slotClean reports whether control page slot i says the server holds no
-// dirty data of the file (wire/ctrl.go).
+// dirty data of the file (wire/ctrl.go). The caller is an operation of a
+// file attached to s.
 func (s *session) slotClean(i uint32) bool {
 	if i == 0 || s.shmem == nil || i >= wire.CtrlSlots {
 		return false
 	}
-	return s.shmem.Word(8*uint64(i)).Load() == wire.SlotClean
+	return s.shmem.word(i).Load() == wire.SlotClean
 }
 
 // alive returns nil, or why the session died.
@@ -196,8 +248,9 @@ func (s *session) alive() error {
 	return s.mu.err
 }
 
-// fail kills the session with err: every queued and pending call completes
-// with it, waiters wake up, and later calls fail at once.
+// fail kills the session with err: the files open on it are marked lost
+// (their direct reads stop at once), every queued and pending call
+// completes with err, waiters wake up, and later calls fail at once.
 func (s *session) fail(err error) {
 	s.mu.Lock()
 	if s.mu.err != nil {
@@ -211,8 +264,18 @@ func (s *session) fail(err error) {
 		calls = append(calls, c)
 	}
 	s.mu.pending = map[uint32]*call{}
+	files := make([]*File, 0, len(s.mu.files))
+	for f := range s.mu.files {
+		files = append(files, f)
+	}
 	s.space.Broadcast()
+	s.acked.Broadcast()
 	s.mu.Unlock()
+	// Before any call completes, so that whoever sees a call fail also sees
+	// its file lost.
+	for _, f := range files {
+		f.lose(s)
+	}
 	close(s.done)
 	if s.ring != nil {
 		s.ring.Close(err)
@@ -221,22 +284,28 @@ func (s *session) fail(err error) {
 	for _, c := range calls {
 		s.complete(c, err)
 	}
-	s.log.Warn("session ended", "err", err)
+	if errors.Is(err, errClientClosed) {
+		s.log.Debug("session closed")
+	} else {
+		s.log.Warn("session ended", "err", err)
+	}
 }
 
 // lost turns a transport error into the error calls see.
+// The server's state of the files open on the session dies with it, so
+// the message says what to do (File.lostErr).
 func (s *session) lost(err error) error {
 	if wire.CodeOf(err) == wire.EPROTO {
-		return wire.Errorf(wire.EPROTO, "delegate server %s: %v", s.addr, err)
+		return wire.Errorf(wire.EPROTO, "delegate server %s: %v; connection closed: reopen the file", s.addr, err)
 	}
-	return wire.Errorf(wire.ECONNLOST, "connection to delegate server %s lost: %v", s.addr, err)
+	return wire.Errorf(wire.ECONNLOST, "connection to delegate server %s lost (%v): reopen the file", s.addr, err)
 }
 
-// close ends the session after the calls already queued have been sent.
+// close ends the session (if it is still alive) and waits for its loops.
 func (s *session) close() {
-	s.fail(wire.Errorf(wire.EBADF, "delegate client closed"))
+	s.fail(errClientClosed)
 	s.wg.Wait()
-	s.closeRing()
+	s.releaseRing()
 }
 
 // kick wakes the sender.
@@ -256,6 +325,9 @@ func (s *session) submit(c *call) error {
 		return err
 	}
 	s.mu.queue = append(s.mu.queue, c)
+	if c.t == wire.TWrite {
+		s.mu.wqueued++
+	}
 	s.mu.Unlock()
 	s.kick()
 	return nil
@@ -366,19 +438,25 @@ func (s *session) recvLoop() {
 		c := s.mu.pending[h.ID]
 		delete(s.mu.pending, h.ID)
 		s.mu.Unlock()
+		// c is no longer pending: on a bad reply fail does not see it, so
+		// it is completed here, or its caller would wait for ever.
 		if c == nil || h.Type != c.t|wire.ReplyBit {
-			s.fail(wire.Errorf(wire.EPROTO, "delegate server %s: unexpected %v for request %d", s.addr, h.Type, h.ID))
-			return
-		}
-		if err := rd.Decode(&c.rep); err != nil {
-			s.fail(s.lost(err))
-			return
-		}
-		if h.PayloadLen > 0 {
-			if err := s.payload(rd, c, h); err != nil {
-				s.fail(s.lost(err))
-				return
+			err := wire.Errorf(wire.EPROTO, "delegate server %s: unexpected %v for request %d", s.addr, h.Type, h.ID)
+			s.fail(err)
+			if c != nil {
+				s.complete(c, err)
 			}
+			return
+		}
+		err = rd.Decode(&c.rep)
+		if err == nil && h.PayloadLen > 0 {
+			err = s.payload(rd, c, h)
+		}
+		if err != nil {
+			err = s.lost(err)
+			s.fail(err)
+			s.complete(c, err)
+			return
 		}
 		s.complete(c, nil)
 	}
@@ -392,8 +470,10 @@ func (s *session) payload(rd *wire.Reader, c *call, h wire.Header) error {
 		}
 		return rd.ReadPayload(c.data[:h.PayloadLen])
 	}
-	c.data = make([]byte, h.PayloadLen)
-	return rd.ReadPayload(c.data)
+	// Read as the bytes arrive: a reply announcing 64 MiB costs what it sends.
+	var err error
+	c.data, err = rd.ReadPayloadAll()
+	return err
 }
 
 // complete finishes c with err (or its reply's error).
@@ -407,10 +487,16 @@ func (s *session) complete(c *call, err error) {
 	if c.slot != nil && c.t == wire.TWrite {
 		s.ring.Free(c.slot)
 	}
-	if c.inflight > 0 {
+	if c.inflight > 0 || c.t == wire.TWrite {
 		s.mu.Lock()
-		s.mu.inflight -= c.inflight
-		s.space.Broadcast()
+		if c.inflight > 0 {
+			s.mu.inflight -= c.inflight
+			s.space.Broadcast()
+		}
+		if c.t == wire.TWrite {
+			s.mu.wdone++
+			s.acked.Broadcast()
+		}
 		s.mu.Unlock()
 	}
 	if c.file != nil && c.t == wire.TWrite {
@@ -428,5 +514,8 @@ func (s *session) annotate(c *call, err error) error {
 }
 
 var errNoSession = errors.New("no session")
+
+// errClientClosed ends the sessions of a client that closes: not worth a warning.
+var errClientClosed = wire.Errorf(wire.EBADF, "delegate client closed")
 
 func (s *session) String() string { return fmt.Sprintf("server %d (%s)", s.idx, s.addr) }

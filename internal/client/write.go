@@ -60,6 +60,7 @@ func (w *writer) next() error {
 	}
 	w.f.mu.Lock()
 	w.f.mu.writes++ // until writeDone: reads go through the servers meanwhile
+	w.f.cl.pending.Add(1)
 	w.f.mirrorLocked()
 	w.f.mu.Unlock()
 	w.c, w.room, w.left = c, n, w.left-n
@@ -164,7 +165,7 @@ func (s *session) grow(t *call, n, limit int64) bool {
 		if !s.ring.Grow(t.slot, uint64(t.filled+n)-t.slot.Len()) {
 			return false
 		}
-		t.data, _ = s.shmem.Slice(s.ring.Off(t.slot), t.slot.Len())
+		t.data = s.shmem.slice(s.ring.Off(t.slot), t.slot.Len())
 		return true
 	}
 	return int64(len(t.data))-t.filled >= n
@@ -196,7 +197,7 @@ func (f *File) reserveData(s *session, c *call, n int64) error {
 		}
 	}
 	c.slot = slot
-	c.data, _ = s.shmem.Slice(s.ring.Off(slot), slot.Len())
+	c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
 	return nil
 }
 

@@ -281,6 +281,7 @@ func (c *cluster) start(argv, env []string) error {
 func (c *cluster) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	parts := map[int][]string{} // statistics lines so far, by server
 	for sc.Scan() {
 		line := unlabel(sc.Text())
 		if i, ok := c.index[line]; ok {
@@ -291,18 +292,37 @@ func (c *cluster) read(r io.Reader) {
 			c.send(event{ready: -1, failed: msg})
 			continue
 		}
-		if js, ok := strings.CutPrefix(line, "delegate-stats "); ok {
-			var s stats.Snapshot
-			if json.Unmarshal([]byte(js), &s) == nil {
-				if i, ok := c.index[s.Name]; ok {
-					c.snaps[i] = &s
-					continue
-				}
-			}
+		if rest, ok := strings.CutPrefix(line, "delegate-stats "); ok && c.statsLine(parts, rest) {
+			continue
 		}
 		fmt.Fprintln(c.o.Stderr, line)
 	}
 	io.Copy(io.Discard, r) // after an overlong line: keep the launcher from blocking
+}
+
+// statsLine takes one line "NAME K/N PART" of a server's final statistics
+// (delegate-server --final-stats -) and decodes them once all N came.
+func (c *cluster) statsLine(parts map[int][]string, line string) bool {
+	f := strings.SplitN(line, " ", 3)
+	if len(f) != 3 {
+		return false
+	}
+	i, ok := c.index[f[0]]
+	ks, ns, _ := strings.Cut(f[1], "/")
+	k, err1 := strconv.Atoi(ks)
+	n, err2 := strconv.Atoi(ns)
+	if !ok || err1 != nil || err2 != nil || k != len(parts[i])+1 || k > n {
+		return false
+	}
+	parts[i] = append(parts[i], f[2])
+	if k == n {
+		var s stats.Snapshot
+		if json.Unmarshal([]byte(strings.Join(parts[i], "")), &s) == nil {
+			c.snaps[i] = &s
+		}
+		delete(parts, i)
+	}
+	return true
 }
 
 // unlabel drops the rank label a launcher may put before each line

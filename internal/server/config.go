@@ -2,8 +2,9 @@ package server
 
 import (
 	"errors"
-
 	"fmt"
+	"strings"
+
 	"github.com/delegate-io/delegate/internal/backend"
 	"log/slog"
 	"time"
@@ -24,6 +25,7 @@ type Config struct {
 	Peers []string
 	Index int
 	// Token, if set, must be presented by every client (TCP across hosts).
+	// It is compared in constant time.
 	Token string
 	// LocalSocket, if set, is the path of a Unix socket this server also
 	// serves (the caller runs Serve on it). The reply to a hello that came
@@ -32,8 +34,17 @@ type Config struct {
 	// reads while the job's server list names every server once, by its
 	// TCP address (wire/spec.md, "Connection setup").
 	LocalSocket string
-	// HandshakeTimeout bounds the hello exchange of a new connection.
+	// Insecure lets Serve accept TCP connections without a Token. Without
+	// it Serve refuses a TCP listener when Token is empty: anyone who can
+	// reach the port could read and write every file under Root.
+	Insecure bool
+	// HandshakeTimeout bounds the hello exchange of a new connection: a
+	// connection that has not authenticated within it is closed.
 	HandshakeTimeout time.Duration
+	// MaxHellos bounds the connections still in the hello (accepted, not
+	// yet authenticated); a connection beyond it is closed at once, so
+	// idle connections cannot use up the server's descriptors.
+	MaxHellos int
 	// KeepAlive is the yamux keepalive interval; a silent client is
 	// dropped about 10 s after a missed keepalive.
 	KeepAlive time.Duration
@@ -80,6 +91,7 @@ func DefaultConfig() Config {
 	return Config{
 		Root:             "/",
 		HandshakeTimeout: 5 * time.Second,
+		MaxHellos:        64,
 		KeepAlive:        5 * time.Second,
 		MaxReadBytes:     64 << 20,
 		BufferBytes:      1 << 30,
@@ -105,6 +117,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HandshakeTimeout <= 0 {
 		errs = append(errs, errors.New("handshake timeout must be positive"))
+	}
+	if c.MaxHellos < 1 {
+		errs = append(errs, fmt.Errorf("max hellos %d: want at least 1", c.MaxHellos))
+	}
+	if c.Token != "" && strings.TrimSpace(c.Token) == "" {
+		errs = append(errs, errors.New("token is only white space"))
 	}
 	if c.KeepAlive < 0 {
 		errs = append(errs, errors.New("keepalive must not be negative"))

@@ -88,8 +88,8 @@ func (m *Monitor) stats(stop bool) (stats.Snapshot, error) {
 	if h.ID != m.id || h.Type != wire.TStats|wire.ReplyBit {
 		return snap, wire.Errorf(wire.EPROTO, "unexpected %v", h.Type)
 	}
-	b := make([]byte, h.PayloadLen)
-	if err := m.rd.ReadPayload(b); err != nil {
+	b, err := m.rd.ReadPayloadAll() // grows as the bytes arrive
+	if err != nil {
 		return snap, err
 	}
 	err = wire.Unmarshal(b, &snap)

@@ -10,6 +10,7 @@ import (
 	"github.com/delegate-io/delegate/internal/stats"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -97,9 +98,28 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Accept errors that can pass (EMFILE, ENFILE, ENOBUFS, ...) are retried
+// after a pause that doubles from acceptRetryMin up to acceptRetryMax, as
+// net/http's Server.Serve does: a server out of descriptors waits for
+// connections to end instead of exiting with its buffers unwritten.
+const (
+	acceptRetryMin = 5 * time.Millisecond
+	acceptRetryMax = time.Second
+)
+
 // Serve accepts connections on l until Shutdown or Close, and then returns
-// ErrServerClosed. It always returns a non-nil error.
+// ErrServerClosed. It always returns a non-nil error. Temporary accept
+// errors are retried; a connection beyond Config.MaxHellos still in the
+// hello is closed at once. On a TCP listener Serve refuses to start
+// (ErrNoToken) unless Config.Token is set or Config.Insecure is true.
 func (s *Server) Serve(l net.Listener) error {
+	if isTCP(l) && s.cfg.Token == "" {
+		if !s.cfg.Insecure {
+			return fmt.Errorf("serve %s: %w", l.Addr(), ErrNoToken)
+		}
+		s.log.Warn("listening on TCP without a token: anyone who can reach the port can read and write every file under the root",
+			"addr", l.Addr().String(), "root", s.cfg.Root)
+	}
 	s.mu.Lock()
 	if s.mu.closed {
 		s.mu.Unlock()
@@ -109,6 +129,8 @@ func (s *Server) Serve(l net.Listener) error {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	var delay time.Duration
+	var overflowLog every
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -117,15 +139,36 @@ func (s *Server) Serve(l net.Listener) error {
 				return ErrServerClosed
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if !temporary(err) {
+				return fmt.Errorf("accept: %w", err)
 			}
-			return fmt.Errorf("accept: %w", err)
+			delay = min(max(2*delay, acceptRetryMin), acceptRetryMax)
+			s.stats.acceptRetries.Add(1)
+			s.log.Warn("accept failed, retrying", "err", err, "retry_in", delay, "hello_in_progress", s.stats.helloInProgress.Load())
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-s.shutdownCh:
+				t.Stop()
+				return ErrServerClosed
+			}
+			continue
+		}
+		delay = 0
+		if n := s.stats.helloInProgress.Add(1); n > int64(s.cfg.MaxHellos) {
+			s.stats.helloInProgress.Add(-1)
+			s.stats.helloOverflow.Add(1)
+			c.Close()
+			if ok, dropped := overflowLog.allow(time.Second); ok {
+				s.log.Warn("too many connections in the hello, closing new ones", "max_hellos", s.cfg.MaxHellos,
+					"remote", c.RemoteAddr().String(), "closed_since_last_line", dropped)
+			}
+			continue
 		}
 		s.mu.Lock()
 		if s.mu.closed {
 			s.mu.Unlock()
+			s.stats.helloInProgress.Add(-1)
 			c.Close()
 			return ErrServerClosed
 		}
@@ -141,6 +184,50 @@ func (s *Server) Serve(l net.Listener) error {
 			s.mu.Unlock()
 		}()
 	}
+}
+
+// isTCP reports whether l accepts TCP connections.
+func isTCP(l net.Listener) bool {
+	return strings.HasPrefix(l.Addr().Network(), "tcp")
+}
+
+// temporary reports whether an accept error may pass by itself: out of
+// descriptors or buffers, a connection aborted before it was accepted, a
+// timeout, or any error that says it is temporary.
+func temporary(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EAGAIN, syscall.EINTR, syscall.EPROTO} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
+}
+
+// every lets one log line through per interval and counts the rest.
+type every struct {
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+// allow reports whether to log now, and how many lines were held back
+// since the last one.
+func (e *every) allow(d time.Duration) (bool, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if now := time.Now(); now.Sub(e.last) >= d {
+		n := e.dropped
+		e.last, e.dropped = now, 0
+		return true, n
+	}
+	e.dropped++
+	return false, 0
 }
 
 // Shutdown stops accepting connections, ends every session once its

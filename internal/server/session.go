@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
@@ -66,7 +68,7 @@ func (ss *session) run() {
 	s := ss.srv
 	defer ss.cleanup()
 	defer ss.recoverPanic()
-	if err := ss.handshake(); err != nil {
+	if err := ss.hello(); err != nil {
 		s.stats.rejected.Add(1)
 		ss.log.Warn("client refused", "err", err)
 		return
@@ -115,24 +117,45 @@ func (ss *session) countTransport() {
 	switch {
 	case ss.ring != nil:
 		st.sessionsRing.Add(1)
-	case isTCP(ss.conn):
+	case isTCPConn(ss.conn):
 		st.sessionsTCP.Add(1)
 	default:
 		st.sessionsUnix.Add(1)
 	}
 }
 
-func isTCP(c net.Conn) bool {
+func isTCPConn(c net.Conn) bool {
 	_, ok := c.(*net.TCPConn)
 	return ok
 }
 
 // recoverPanic ends a session that hit a bug instead of the whole server,
-// which holds other clients' buffered data.
+// which holds other clients' buffered data. It must be deferred directly.
 func (ss *session) recoverPanic() {
 	if p := recover(); p != nil {
+		ss.srv.stats.panics.Add(1)
 		ss.log.Error("panic in session, closing it", "panic", p, "stack", string(debug.Stack()))
+		ss.close()
 	}
+}
+
+// hello runs the handshake, counted among the connections still in the
+// hello (Serve bounds them by Config.MaxHellos). The handshake has
+// Config.HandshakeTimeout to complete, authentication included.
+func (ss *session) hello() error {
+	defer ss.srv.stats.helloInProgress.Add(-1)
+	return ss.handshake()
+}
+
+// tokenOK reports whether a client's token matches the server's (any token
+// does when the server has none). It compares digests in constant time, so
+// neither the token's bytes nor its length show in the time it takes.
+func tokenOK(got, want string) bool {
+	if want == "" {
+		return true
+	}
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
 // handshake reads and checks the hello and answers it.
@@ -150,7 +173,7 @@ func (ss *session) handshake() error {
 		return err
 	}
 	switch {
-	case cfg.Token != "" && h.Token != cfg.Token:
+	case !tokenOK(h.Token, cfg.Token):
 		if fd >= 0 {
 			closeFD(fd)
 		}
@@ -193,7 +216,7 @@ func (ss *session) handshake() error {
 		closeFD(fd)
 	}
 	rep := wire.Reply{Name: cfg.Name}
-	if isTCP(ss.conn) && cfg.LocalSocket != "" && ss.srv.hostID != "" {
+	if isTCPConn(ss.conn) && cfg.LocalSocket != "" && ss.srv.hostID != "" {
 		rep.Local, rep.Host = cfg.LocalSocket, ss.srv.hostID
 	}
 	return transport.ServerReply(ss.conn, &rep, cfg.HandshakeTimeout)

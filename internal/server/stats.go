@@ -40,6 +40,7 @@ type counters struct {
 	badFrames     atomic.Int64
 	requests      [wire.NumTypes]atomic.Int64
 	errors        [wire.NumTypes]atomic.Int64
+	answers       [wire.NumTypes]atomic.Int64 // ENOENT, EEXIST: not failures
 
 	queueDepth atomic.Int64
 	queuePeak  atomic.Int64
@@ -68,6 +69,11 @@ type counters struct {
 	flushes     [numCauses]atomic.Int64
 	flushBytes  atomic.Int64
 	flushErrors atomic.Int64
+
+	panics          atomic.Int64 // recovered in a session or stream
+	acceptRetries   atomic.Int64 // temporary accept errors waited out
+	helloOverflow   atomic.Int64 // connections closed: too many in the hello
+	helloInProgress atomic.Int64 // connections accepted, hello not done
 }
 
 // enqueued counts a request entering the queue.
@@ -152,12 +158,22 @@ func (s *counters) snapshot() stats.Snapshot {
 		PeakOwn:           s.peakOwn.Load(),
 		RingBytes:         s.ringBytes.Load(),
 	}
+	out.Panics = s.panics.Load()
+	out.AcceptRetries = s.acceptRetries.Load()
+	out.HelloOverflow = s.helloOverflow.Load()
+	out.HelloInProgress = s.helloInProgress.Load()
 	for t := 1; t < wire.NumTypes; t++ {
 		if n := s.requests[t].Load(); n > 0 {
 			out.Requests[wire.Type(t).String()] = n
 		}
 		if n := s.errors[t].Load(); n > 0 {
 			out.Errors[wire.Type(t).String()] = n
+		}
+		if n := s.answers[t].Load(); n > 0 {
+			if out.Answers == nil {
+				out.Answers = map[string]int64{}
+			}
+			out.Answers[wire.Type(t).String()] = n
 		}
 	}
 	for i := range s.wait {

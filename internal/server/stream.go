@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/debug"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/wire"
@@ -100,6 +101,7 @@ func (st *stream) serve() {
 		}
 		<-done
 	}()
+	defer st.recoverPanic("worker") // first: the stream closes before its cleanup waits
 	s := st.ss.srv
 	for r := range st.q {
 		s.stats.dequeued(time.Since(r.arrived))
@@ -128,6 +130,7 @@ func (st *stream) serve() {
 // decode is queued with its error and answered EPROTO.
 func (st *stream) readLoop() {
 	defer close(st.q)
+	defer st.recoverPanic("reader")
 	s := st.ss.srv
 	for {
 		h, err := st.rd.Next()
@@ -155,15 +158,30 @@ func (st *stream) readLoop() {
 			}
 		}
 		if h.PayloadLen > 0 && r.err == nil {
-			r.payload = make([]byte, h.PayloadLen)
-			if err := st.rd.ReadPayload(r.payload); err != nil {
-				s.stats.badFrames.Add(1)
+			// Read as the bytes arrive: a header that announces 64 MiB
+			// and sends nothing costs nothing (issue 9).
+			if r.payload, err = st.rd.ReadPayloadAll(); err != nil {
+				if !isClosed(err) {
+					s.stats.badFrames.Add(1)
+					st.ss.log.Warn("bad frame, closing stream", "err", err)
+				}
 				return
 			}
 		}
 		s.stats.descWire.Add(int64(h.DescLen))
 		s.stats.descRaw.Add(int64(len(st.rd.Desc())))
 		st.push(r)
+	}
+}
+
+// recoverPanic turns a panic of the stream's reader or worker into a
+// closed stream, a log line and a count, instead of a dead server that
+// takes every client's buffered data with it. It must be deferred directly.
+func (st *stream) recoverPanic(who string) {
+	if p := recover(); p != nil {
+		st.ss.srv.stats.panics.Add(1)
+		st.ss.log.Error("panic in stream, closing it", "in", who, "panic", p, "stack", string(debug.Stack()))
+		st.c.Close()
 	}
 }
 
@@ -188,7 +206,11 @@ func (st *stream) handle(r *request) (wire.Reply, []byte) {
 		s.stats.requests[t].Add(1)
 		rep, payload = handlers[t](st, r)
 	}
-	if rep.Code != wire.OK {
+	switch rep.Code {
+	case wire.OK:
+	case wire.ENOENT, wire.EEXIST:
+		s.stats.answers[t].Add(1) // a missing file is an answer (IOR's existence check)
+	default:
 		s.stats.errors[t].Add(1)
 	}
 	return rep, payload

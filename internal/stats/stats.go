@@ -44,11 +44,22 @@ type Snapshot struct {
 	SessionsUnix int64 `codec:"sessions_unix" json:"sessions_unix"`
 	Rejected     int64 `codec:"rejected" json:"rejected"`
 	BadFrames    int64 `codec:"bad_frames" json:"bad_frames"`
-	OpenFiles    int64 `codec:"open_files" json:"open_files"`
+	// Faults survived (issue 9): panics recovered in a session or stream
+	// (each closed it), accept errors retried after a pause, and new
+	// connections closed at once because too many were still in the hello.
+	Panics          int64 `codec:"panics" json:"panics"`
+	AcceptRetries   int64 `codec:"accept_retries" json:"accept_retries"`
+	HelloOverflow   int64 `codec:"hello_overflow" json:"hello_overflow"`
+	HelloInProgress int64 `codec:"hello_in_progress" json:"hello_in_progress"`
+	OpenFiles       int64 `codec:"open_files" json:"open_files"`
 
-	// Requests and errors by message type ("write", "read", ...).
+	// Requests and errors by message type ("write", "read", ...). A file
+	// that does not exist (an open without create, a stat, a delete the
+	// other servers already did) or exists (an exclusive create) is an
+	// answer, not a failure: those count under Answers.
 	Requests map[string]int64 `codec:"requests" json:"requests"`
 	Errors   map[string]int64 `codec:"errors" json:"errors"`
+	Answers  map[string]int64 `codec:"answers" json:"answers"`
 
 	// The request queue: requests read from clients and not yet answered.
 	QueueDepth int64   `codec:"queue_depth" json:"queue_depth"`
@@ -139,9 +150,14 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.SessionsUnix += o.SessionsUnix
 	s.Rejected += o.Rejected
 	s.BadFrames += o.BadFrames
+	s.Panics += o.Panics
+	s.AcceptRetries += o.AcceptRetries
+	s.HelloOverflow += o.HelloOverflow
+	s.HelloInProgress += o.HelloInProgress
 	s.OpenFiles += o.OpenFiles
 	s.Requests = addMap(s.Requests, o.Requests)
 	s.Errors = addMap(s.Errors, o.Errors)
+	s.Answers = addMap(s.Answers, o.Answers)
 	s.Flushes = addMap(s.Flushes, o.Flushes)
 	s.QueueDepth += o.QueueDepth
 	s.QueuePeak = max(s.QueuePeak, o.QueuePeak)
@@ -212,6 +228,13 @@ func (s Snapshot) String() string {
 	fmt.Fprintf(&b, "  transports     %d shared memory, %d unix, %d tcp\n", s.SessionsRing, s.SessionsUnix, s.SessionsTCP)
 	fmt.Fprintf(&b, "  requests       %s\n", kv(s.Requests))
 	fmt.Fprintf(&b, "  errors         %s; bad frames %d\n", kv(s.Errors), s.BadFrames)
+	if len(s.Answers) > 0 {
+		fmt.Fprintf(&b, "  no such file   %s (or exists, for an exclusive create): answers, not failures\n", kv(s.Answers))
+	}
+	if s.Panics+s.AcceptRetries+s.HelloOverflow > 0 {
+		fmt.Fprintf(&b, "  faults         %d panics recovered, %d accept errors retried, %d connections over the hello limit\n",
+			s.Panics, s.AcceptRetries, s.HelloOverflow)
+	}
 	fmt.Fprintf(&b, "  queue          depth %d now, %d peak; time in queue p50 %s, p99 %s\n",
 		s.QueueDepth, s.QueuePeak, s.Quantile(0.50), s.Quantile(0.99))
 	fmt.Fprintf(&b, "  data           %s written in %d extents (%s straight to the backend), %s read (%s from the buffer)\n",
@@ -262,7 +285,12 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 		map[string]int64{"shm": s.SessionsRing, "unix": s.SessionsUnix, "tcp": s.SessionsTCP})
 	byKey("requests_total", "type", "Requests by message type.", s.Requests)
 	byKey("errors_total", "type", "Failed requests by message type.", s.Errors)
+	byKey("answers_total", "type", "Requests answered no such file (or exists): not failures.", s.Answers)
 	one("bad_frames_total", "counter", "Malformed frames received.", s.BadFrames)
+	one("panics_total", "counter", "Panics recovered in a session or stream (each closed it).", s.Panics)
+	one("accept_retries_total", "counter", "Accept errors (such as EMFILE) retried after a pause.", s.AcceptRetries)
+	one("hello_overflow_total", "counter", "Connections closed at once: too many still in the hello.", s.HelloOverflow)
+	one("hello_in_progress", "gauge", "Connections that have not finished the hello.", s.HelloInProgress)
 	one("queue_depth", "gauge", "Requests read and not yet answered.", s.QueueDepth)
 	one("queue_depth_peak", "gauge", "Largest queue depth seen.", s.QueuePeak)
 	metric("queue_wait_seconds", "histogram", "Time requests spent in the queue.")

@@ -23,7 +23,14 @@ type Cluster struct {
 	Addrs   []transport.Addr
 	Servers []*server.Server
 	Dir     string // a directory the servers may reach, for test files
+	Token   string // the servers' token (TCP clusters get one), sent by Config
+
+	opts Options // how Start made them, for Restart
 }
+
+// TCPToken is the token of TCP clusters unless Options.Mutate sets another:
+// a server refuses to serve TCP without one (or Config.Insecure).
+const TCPToken = "testutil-token"
 
 // Options vary a cluster.
 type Options struct {
@@ -49,7 +56,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	cl := &Cluster{Dir: filepath.Join(dir, "data")}
+	cl := &Cluster{Dir: filepath.Join(dir, "data"), opts: o}
 	if err := os.Mkdir(cl.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +94,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		if o.Root != "" {
 			cfg.Root = o.Root
 		}
+		if o.TCP {
+			cfg.Token = TCPToken
+		}
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		if locals != nil {
 			cfg.LocalSocket = locals[i].Addr().String()
@@ -97,6 +107,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		s, err := server.New(cfg)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			cl.Token = cfg.Token
 		}
 		cl.Servers = append(cl.Servers, s)
 		serve := func(l net.Listener) {
@@ -126,6 +139,9 @@ func (c *Cluster) Config() client.Config {
 	cfg := client.DefaultConfig()
 	cfg.Servers = c.Addrs
 	cfg.RegionSize = 64 << 10
+	if c.Token == TCPToken {
+		cfg.Token = c.Token
+	}
 	return cfg
 }
 

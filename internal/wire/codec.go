@@ -163,6 +163,38 @@ func NewReader(r io.Reader, size int) *Reader {
 	return &Reader{br: bufio.NewReaderSize(r, size), dec: codec.NewDecoderBytes(nil, mh)}
 }
 
+// Frame bodies are read in steps of at most readStep bytes into a buffer
+// that starts at growStart bytes and doubles as the bytes arrive, so a
+// header that announces 64 MiB and sends nothing costs growStart, not 64
+// MiB. Buffers above keepBytes are not kept between frames, so that one
+// large frame does not pin its memory for the life of the stream.
+const (
+	readStep  = 1 << 20
+	growStart = 64 << 10
+	keepBytes = 4 << 20
+)
+
+// readGrow reads exactly n bytes from rd into buf's memory (reallocating
+// as the bytes arrive, never ahead of them) and returns the filled slice.
+func readGrow(rd io.Reader, buf []byte, n int) ([]byte, error) {
+	buf = buf[:0]
+	for len(buf) < n {
+		step := min(n-len(buf), readStep)
+		if cap(buf)-len(buf) < step {
+			c := min(n, max(2*cap(buf), growStart, len(buf)+step))
+			nb := make([]byte, len(buf), c)
+			copy(nb, buf)
+			buf = nb
+		}
+		k, err := io.ReadFull(rd, buf[len(buf):len(buf)+step])
+		buf = buf[:len(buf)+k]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
 // Next reads the next frame's header and description. Any payload of the
 // previous frame that the caller did not consume is skipped. A clean end of
 // stream before a header returns io.EOF.
@@ -173,6 +205,13 @@ func (r *Reader) Next() (Header, error) {
 		}
 		r.payload = 0
 	}
+	if cap(r.desc) > keepBytes {
+		r.desc = nil
+	}
+	if cap(r.raw) > keepBytes {
+		r.raw = nil
+	}
+	r.body = nil
 	if _, err := io.ReadFull(r.br, r.hb[:]); err != nil {
 		if errors.Is(err, io.EOF) {
 			return Header{}, io.EOF
@@ -183,16 +222,14 @@ func (r *Reader) Next() (Header, error) {
 	if err != nil {
 		return h, err
 	}
-	if cap(r.desc) < int(h.DescLen) {
-		r.desc = make([]byte, h.DescLen)
-	}
-	r.desc = r.desc[:h.DescLen]
-	if _, err := io.ReadFull(r.br, r.desc); err != nil {
+	// ParseHeader bounded DescLen; the buffer grows only as bytes arrive.
+	if r.desc, err = readGrow(r.br, r.desc, int(h.DescLen)); err != nil {
 		return h, r.truncated(err)
 	}
 	r.body = r.desc
 	if h.Flags&FlagLZ4 != 0 {
 		if r.body, err = r.decompress(r.desc); err != nil {
+			r.body = nil
 			return h, err
 		}
 	}
@@ -215,15 +252,43 @@ func (r *Reader) truncated(err error) error {
 	return err
 }
 
+// maxLZ4Ratio bounds how much one lz4 block can expand: a sequence of a
+// few bytes stands for at most 255 output bytes per length byte.
+const maxLZ4Ratio = 255
+
 func (r *Reader) decompress(z []byte) ([]byte, error) {
+	raw, err := decompress(z, r.raw)
+	if err != nil {
+		return nil, err
+	}
+	r.raw = raw
+	return raw, nil
+}
+
+// decompress decodes a compressed description (a uvarint of the
+// uncompressed length, then one lz4 block) into buf's memory, growing it if
+// needed. Every length is checked before lz4 sees it: the announced length
+// must be at least 1 (lz4 handed an empty destination faults, issue 9), at
+// most MaxDesc, and no more than the block's size can expand to, so a few
+// bytes cannot make the receiver allocate 64 MiB.
+func decompress(z []byte, buf []byte) ([]byte, error) {
 	n, k := binary.Uvarint(z)
-	if k <= 0 || n > MaxDesc {
+	switch {
+	case k <= 0:
 		return nil, Errorf(EPROTO, "bad compressed description length")
+	case n == 0:
+		return nil, Errorf(EPROTO, "compressed description announces 0 bytes")
+	case n > MaxDesc:
+		return nil, Errorf(EPROTO, "compressed description of %d bytes exceeds %d", n, MaxDesc)
+	case len(z) == k:
+		return nil, Errorf(EPROTO, "compressed description has no lz4 block")
+	case n > uint64(len(z)-k)*maxLZ4Ratio:
+		return nil, Errorf(EPROTO, "compressed description: %d bytes cannot expand to %d", len(z)-k, n)
 	}
-	if cap(r.raw) < int(n) {
-		r.raw = make([]byte, n)
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
 	}
-	raw := r.raw[:n]
+	raw := buf[:n]
 	m, err := lz4.UncompressBlock(z[k:], raw)
 	if err != nil || m != int(n) {
 		return nil, Errorf(EPROTO, "bad compressed description")
@@ -276,6 +341,21 @@ func (r *Reader) ReadPayload(p []byte) error {
 		return r.truncated(err)
 	}
 	return nil
+}
+
+// ReadPayloadAll reads the rest of the current frame's payload into a new
+// buffer that grows as the bytes arrive, so a frame that announces more
+// than it sends costs no more memory than what it sent.
+func (r *Reader) ReadPayloadAll() ([]byte, error) {
+	if r.payload == 0 {
+		return nil, nil
+	}
+	p, err := readGrow(r.br, nil, int(r.payload))
+	r.payload -= int64(len(p))
+	if err != nil {
+		return nil, r.truncated(err)
+	}
+	return p, nil
 }
 
 // Buffered returns the bytes already read from the stream and not yet

@@ -132,6 +132,8 @@ func ParseHeader(b []byte) (Header, error) {
 		return h, Errorf(EPROTO, "description of %d bytes exceeds %d", h.DescLen, MaxDesc)
 	case h.PayloadLen > MaxPayload:
 		return h, Errorf(EPROTO, "payload of %d bytes exceeds %d", h.PayloadLen, MaxPayload)
+	case h.Flags&FlagLZ4 != 0 && h.DescLen < 2:
+		return h, Errorf(EPROTO, "compressed description of %d bytes (a length and a block take at least 2)", h.DescLen)
 	}
 	return h, nil
 }

@@ -35,8 +35,8 @@
  * unique_open) and hints (ROMIO's and delegate_*), close + delete + create.
  *
  * Determinism (so that ufs: and delegate: must agree). The generator keeps
- * an "epoch": the accesses since the last sync-barrier-sync (or close and
- * reopen, set_size, or in atomic mode a barrier). Each access is recorded
+ * an "epoch": the accesses since the last sync-barrier-sync or plain
+ * barrier (or close and reopen, set_size). Each access is recorded
  * as file byte ranges; a new step that would touch bytes another rank
  * writes in the epoch (or write bytes another rank reads) first ends the
  * epoch with sync-barrier-sync. Reads that may go past the end of file are
@@ -864,7 +864,10 @@ static void step_sync(const char *why)
 }
 
 /* ends the epoch: sync-barrier-sync, or in atomic mode sometimes a barrier;
- * with a read-only file there is nothing to sync */
+ * with a read-only file there is nothing to sync. Often a plain barrier
+ * without sync: what a rank wrote before it is read by the others after it
+ * (POSIX on ufs:; delegate's fence, tests/visibility.sh), so the steps
+ * that follow read other ranks' fresh data with no sync at all. */
 static void boundary(void)
 {
     if (!wr_ok) {
@@ -873,6 +876,10 @@ static void boundary(void)
         epoch_clear();
     } else if (atomic_on && pct(50)) {
         D("[atomic barrier] ");
+        CHK(MPI_Barrier(MPI_COMM_WORLD));
+        epoch_clear();
+    } else if (pct(50)) {
+        D("[barrier, no sync] ");
         CHK(MPI_Barrier(MPI_COMM_WORLD));
         epoch_clear();
     } else

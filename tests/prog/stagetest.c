@@ -4,15 +4,17 @@
  *
  *   DELEGATE_SERVERS=... stagetest DIR
  *
- * 1. Small writes on one handle reach the servers by themselves: soon
- *    after, another handle reads them without any further call on the
- *    first.
+ * 1. Small writes on one handle reach the servers by themselves: another
+ *    process (this program run with --check) soon reads them without any
+ *    further call on the first handle; and another handle of this process
+ *    reads them at once (it fences first: delegate_fence).
  * 2. The same handle reads its own small writes at once.
  * 3. Order: small writes, then a large write over them, then small writes
  *    over that: the file holds the latest bytes everywhere.
- * 4. Corked: small writes stay in the client until uncork (the servers
- *    report the file empty), then arrive intact; a read on the same
- *    handle sends them too.
+ * 4. Corked: small writes stay in the client (another process sees the
+ *    file empty) until uncork, then arrive intact; a read on the same
+ *    handle, or any call on another handle of the file in this process,
+ *    sends them too.
  * 5. A write that asks for an acknowledgement is not staged: once it
  *    returns, another handle sees it.
  * Prints "stagetest ok" or the first failure, and exits non-zero on one.
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "delegate.h"
 
 static int failures;
@@ -38,10 +41,28 @@ static void must(int rc, const char *what, int fh)
     }
 }
 
-static void nap(long ms)
+static const char *self;       /* argv[0], run again as the other process */
+
+/* other runs this program in another process (its own library, nothing
+ * staged): "--check PATH OFF N GEN" exits 0 when the servers hold those
+ * bytes, "--size PATH" prints the size they report. */
+static int other(const char *args, char *out, size_t outlen)
 {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
+    char cmd[8300];
+    FILE *p;
+    snprintf(cmd, sizeof cmd, "%s %s", self, args);
+    if ((p = popen(cmd, "r")) == NULL)
+        return -1;
+    if (out != NULL && fgets(out, (int) outlen, p) == NULL)
+        out[0] = '\0';
+    return pclose(p);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 static int wr(int fh, int64_t off, const void *p, int64_t n, uint32_t flags)
@@ -105,9 +126,36 @@ static void records(int fh, int64_t off, int n, int gen)
     }
 }
 
+/* the other process's side of other() */
+static int peer(int argc, char **argv)
+{
+    int fh;
+    must(delegate_init(), "init", 0);
+    must(delegate_open(argv[2], DELEGATE_O_RDONLY, 0, NULL, 0, &fh), "open", 0);
+    if (strcmp(argv[1], "--size") == 0) {
+        int64_t size;
+        must(delegate_get_size(fh, &size), "get_size", fh);
+        printf("%lld\n", (long long) size);
+    } else if (argc == 6) {
+        int64_t off = atoll(argv[3]), n = atoll(argv[4]);
+        unsigned char *b = malloc(n);
+        rd(fh, off, b, n);
+        for (int64_t i = 0; i < n; i++)
+            if (b[i] != pat(off + i, atoi(argv[5])))
+                failures++;
+        free(b);
+    }
+    must(delegate_close(fh), "close", fh);
+    must(delegate_finalize(), "finalize", 0);
+    return failures != 0;
+}
+
 int main(int argc, char **argv)
 {
-    char path[4096];
+    char path[4096], args[4200], out[64];
+    self = argv[0];
+    if (argc >= 3 && strncmp(argv[1], "--", 2) == 0)
+        return peer(argc, argv);
     if (argc != 2) {
         fprintf(stderr, "usage: stagetest DIR\n");
         return 2;
@@ -120,8 +168,18 @@ int main(int argc, char **argv)
     records(a, 0, 100, 1);
     expect(a, 0, 6400, 1, "own read at once");
     records(a, 6400, 100, 1);
-    nap(50);                    /* the library's thread sends them at once */
-    expect(b, 0, 12800, 1, "other handle, no further call on the first");
+    /* the library's thread sends them at once: another process sees them
+     * (each try is a new process, so the time they take is bounded: 10 s) */
+    snprintf(args, sizeof args, "--check %s 0 12800 1", path);
+    {
+        double t0 = now_s();
+        int seen = 0;
+        while (!seen && now_s() - t0 < 10)
+            seen = other(args, NULL, 0) == 0;
+        CHECK(seen, "another process never saw the small writes (no further call on their handle)");
+    }
+    records(a, 12800, 100, 1);
+    expect(b, 0, 19200, 1, "another handle of this process, at once");
 
     /* 3 */
     unsigned char *big = malloc(1 << 20);
@@ -142,10 +200,12 @@ int main(int argc, char **argv)
     int c = open_file(path, 1), d = open_file(path, 0);
     int64_t size;
     records(c, 0, 300, 5);
-    nap(50);
-    must(delegate_get_size(d, &size), "get_size", d);
-    CHECK(size == 0, "corked writes reached the servers before uncork (size %lld)", (long long) size);
+    snprintf(args, sizeof args, "--size %s", path);
+    other(args, out, sizeof out);
+    CHECK(atoll(out) == 0, "corked writes reached the servers before uncork (another process sees size %s)", out);
     must(delegate_uncork(c), "uncork", c);
+    other(args, out, sizeof out);
+    CHECK(atoll(out) == 300 * 64, "after uncork another process sees size %s, want %d", out, 300 * 64);
     must(delegate_get_size(d, &size), "get_size", d);
     CHECK(size == 300 * 64, "after uncork the size is %lld, want %d", (long long) size, 300 * 64);
     expect(d, 0, 300 * 64, 5, "corked writes after uncork");
@@ -153,6 +213,8 @@ int main(int argc, char **argv)
     records(c, 300 * 64, 10, 7);
     expect(c, 300 * 64, 640, 7, "corked writes read on the same handle");
     expect(d, 300 * 64, 640, 7, "corked writes after a read on their handle");
+    records(c, 400 * 64, 10, 8);
+    expect(d, 400 * 64, 640, 8, "corked writes read through another handle of this process");
 
     /* 5 */
     unsigned char r[64];

@@ -1,61 +1,240 @@
 /*
- * vistest: visibility across ranks without MPI_File_sync. Round k: rank
- * k % N writes a record with delegate_write_ack=sync (so the write is
- * acknowledged when the call returns), all ranks meet in MPI_Barrier, and
- * every other rank reads the record at once. Then a collective write by all
- * ranks, read back at once by every rank. Prints "vistest ok" or the first
- * stale read.
+ * vistest: a write that returned is seen by every read issued after an MPI
+ * operation that orders the two processes, with default hints (no sync, no
+ * write_ack). For each record size (64 B, 4 KiB, 64 KiB) and each way of
+ * ordering, TRIALS times: every rank writes a record to its own slot, the
+ * ranks are ordered, and every rank reads the slot its left neighbour just
+ * wrote and compares it byte for byte. The ways of ordering:
  *
- *   mpiexec -n N vistest PATH
+ *   barrier    MPI_File_write_at, MPI_Barrier
+ *   sendrecv   MPI_File_write_at, then an MPI_Send to the right neighbour
+ *              and an MPI_Recv from the left one (no collective at all)
+ *   iwrite     MPI_File_iwrite_at + MPI_Wait, MPI_Barrier
+ *   coll       MPI_File_write_at_all, MPI_Barrier (on ufs: the collective
+ *              alone orders nothing: a rank returns before the aggregator
+ *              wrote its bytes)
+ *   collonly   MPI_File_write_at_all, nothing else: delegate only, where
+ *              every rank's end marker orders the pieces
+ *   win        MPI_File_write_at, MPI_Put of a flag into the neighbour's
+ *              window, MPI_Win_fence
+ *
+ * Then the same process through two handles of one file: write through
+ * the first, read through the second at once (TRIALS per size).
+ *
+ * Slots are 1 MiB apart, so with several servers neighbouring slots belong
+ * to different servers; a slot is reused every 16 trials with new bytes, so
+ * an old record is caught. Prints one line per case with the stale count
+ * and exits non-zero if any read was stale.
+ *
+ *   mpiexec -n N vistest PATH [TRIALS] [--ack] [--modes LIST]
+ *
+ * --ack sets delegate_write_ack=sync (an extra: writes acknowledged before
+ * they return), for comparison only. --modes runs only the ways of
+ * ordering listed (comma-separated names, "handles" for the two handles);
+ * the default is all of them (collonly only on a delegate: path).
  */
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#define SLOT (1 << 20)
+
+/* every I/O call is checked: an error is not a stale read */
+#define CHECK(call) check((call), #call, __LINE__)
+
+static void check(int rc, const char *what, int line)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (rc == MPI_SUCCESS)
+        return;
+    MPI_Error_string(rc, msg, &len);
+    printf("vistest: error at line %d: %s: %s\n", line, what, msg);
+    fflush(stdout);
+    MPI_Abort(MPI_COMM_WORLD, 3);
+}
+
+static int rank, nranks, trials = 200;
+
+static void fill(char *b, int size, int k, int r, int salt)
+{
+    for (int i = 0; i < size; i++)
+        b[i] = (char) (k * 131 + r * 31 + salt * 7 + i * 13 + 1);
+}
+
+static MPI_Offset slot(int k, int r, int size)
+{
+    return ((MPI_Offset) (k % 16) * nranks + r) * SLOT + (MPI_Offset) (k % 8) * size;
+}
+
+enum { BARRIER, SENDRECV, IWRITE, COLL, COLLONLY, WIN, NMODES };
+static const char *names[NMODES] = { "barrier", "sendrecv", "iwrite", "coll", "collonly", "win" };
+
+/* wanted reports whether mode name runs: listed in modes (all when NULL);
+ * a delegate-only mode runs only on a delegate: path */
+static int wanted(const char *modes, const char *name, const char *path, int delegate_only)
+{
+    size_t n = strlen(name);
+    if (delegate_only && strncmp(path, "delegate:", 9) != 0)
+        return 0;
+    if (modes == NULL)
+        return 1;
+    for (const char *p = modes; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == modes || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return 1;
+    return 0;
+}
+
+/* one case: returns the number of stale reads of this rank */
+static int run(MPI_File fh, int mode, int size, int salt, MPI_Win win, int *flag)
+{
+    char *rec = malloc(size), *want = malloc(size), *got = malloc(size);
+    int left = (rank + nranks - 1) % nranks, right = (rank + 1) % nranks, stale = 0;
+    for (int k = 0; k < trials; k++) {
+        MPI_Request req;
+        int token = k, one = 1;
+        fill(rec, size, k, rank, salt);
+        switch (mode) {
+        case BARRIER:
+            CHECK(MPI_File_write_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, MPI_STATUS_IGNORE));
+            MPI_Barrier(MPI_COMM_WORLD);
+            break;
+        case SENDRECV:
+            CHECK(MPI_File_write_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, MPI_STATUS_IGNORE));
+            if (rank % 2 == 0) {
+                MPI_Send(&token, 1, MPI_INT, right, 7, MPI_COMM_WORLD);
+                MPI_Recv(&token, 1, MPI_INT, left, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            } else {
+                MPI_Recv(&token, 1, MPI_INT, left, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                MPI_Send(&token, 1, MPI_INT, right, 7, MPI_COMM_WORLD);
+            }
+            break;
+        case IWRITE:
+            CHECK(MPI_File_iwrite_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, &req));
+            MPI_Wait(&req, MPI_STATUS_IGNORE);
+            MPI_Barrier(MPI_COMM_WORLD);
+            break;
+        case COLL:
+        case COLLONLY:
+            CHECK(MPI_File_write_at_all(fh, slot(k, rank, size), rec, size, MPI_BYTE,
+                                  MPI_STATUS_IGNORE));
+            if (mode == COLL)
+                MPI_Barrier(MPI_COMM_WORLD);
+            break;
+        case WIN:
+            CHECK(MPI_File_write_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, MPI_STATUS_IGNORE));
+            MPI_Put(&one, 1, MPI_INT, right, 0, 1, MPI_INT, win);
+            MPI_Win_fence(0, win);
+            if (*flag != 1) {
+                printf("vistest: rank %d: window flag not set\n", rank);
+                stale++;
+            }
+            *flag = 0;
+            MPI_Win_fence(0, win);
+            break;
+        }
+        fill(want, size, k, left, salt);
+        memset(got, 0, size);
+        CHECK(MPI_File_read_at(fh, slot(k, left, size), got, size, MPI_BYTE, MPI_STATUS_IGNORE));
+        if (memcmp(want, got, size) != 0)
+            stale++;
+        /* nobody writes the next round's slot before everyone read */
+        MPI_Barrier(MPI_COMM_WORLD);
+    }
+    free(rec);
+    free(want);
+    free(got);
+    return stale;
+}
+
+/* two handles of one file in one process: write through a, read through b */
+static int two_handles(const char *path, MPI_Info info, int size)
+{
+    MPI_File a, b;
+    char *rec = malloc(size), *got = malloc(size);
+    int stale = 0;
+    CHECK(MPI_File_open(MPI_COMM_SELF, path, MPI_MODE_CREATE | MPI_MODE_RDWR, info, &a));
+    CHECK(MPI_File_open(MPI_COMM_SELF, path, MPI_MODE_RDWR, info, &b));
+    for (int k = 0; k < trials; k++) {
+        MPI_Offset off = (MPI_Offset) (k % 16) * SLOT + (MPI_Offset) (k % 8) * size;
+        fill(rec, size, k, rank, 99);
+        CHECK(MPI_File_write_at(a, off, rec, size, MPI_BYTE, MPI_STATUS_IGNORE));
+        memset(got, 0, size);
+        CHECK(MPI_File_read_at(b, off, got, size, MPI_BYTE, MPI_STATUS_IGNORE));
+        if (memcmp(rec, got, size) != 0)
+            stale++;
+    }
+    CHECK(MPI_File_close(&a));
+    CHECK(MPI_File_close(&b));
+    free(rec);
+    free(got);
+    return stale;
+}
 
 int main(int argc, char **argv)
 {
-    int rank, n, bad = 0, anybad;
+    static const int sizes[] = { 64, 4096, 65536 };
+    int total = 0, salt = 0, *flag, cases = 0;
+    const char *modes = NULL;
+    char path2[4096];
     MPI_File fh;
     MPI_Info info;
+    MPI_Win win;
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    MPI_Info_create(&info);
-    MPI_Info_set(info, "delegate_write_ack", "sync");
-    MPI_Info_set(info, "delegate_region_size", "4096");
-    MPI_File_open(MPI_COMM_WORLD, argv[1], MPI_MODE_CREATE | MPI_MODE_RDWR, info, &fh);
-    for (int k = 0; k < 200 && !bad; k++) {
-        int rec[16], got[16];
-        MPI_Offset off = (MPI_Offset) (k * 7919 % 5000) * 64;
-        for (int i = 0; i < 16; i++)
-            rec[i] = k * 100 + i;
-        if (rank == k % n)
-            MPI_File_write_at(fh, off, rec, 16, MPI_INT, MPI_STATUS_IGNORE);
-        MPI_Barrier(MPI_COMM_WORLD);
-        if (rank != k % n) {
-            MPI_File_read_at(fh, off, got, 16, MPI_INT, MPI_STATUS_IGNORE);
-            if (memcmp(rec, got, sizeof rec)) {
-                printf("vistest: rank %d round %d: a stale record\n", rank, k);
-                bad = 1;
-            }
-        }
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    if (argc < 2) {
+        if (rank == 0)
+            fprintf(stderr, "usage: vistest PATH [TRIALS] [--ack]\n");
+        MPI_Abort(MPI_COMM_WORLD, 2);
     }
-    /* collective: every rank's part visible to every rank at once */
-    int part[1024], all[1024 * 64];
-    for (int i = 0; i < 1024; i++)
-        part[i] = rank * 1000000 + i;
-    MPI_File_write_at_all(fh, (MPI_Offset) rank * sizeof part, part, 1024, MPI_INT, MPI_STATUS_IGNORE);
-    MPI_File_read_at(fh, 0, all, 1024 * (n < 64 ? n : 64), MPI_INT, MPI_STATUS_IGNORE);
-    for (int r = 0; r < n && r < 64 && !bad; r++)
-        if (all[r * 1024] != r * 1000000 || all[r * 1024 + 1023] != r * 1000000 + 1023) {
-            printf("vistest: rank %d does not see rank %d's collective part\n", rank, r);
-            bad = 1;
+    MPI_Info_create(&info);
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--ack") == 0)
+            MPI_Info_set(info, "delegate_write_ack", "sync");
+        else if (strcmp(argv[i], "--modes") == 0 && i + 1 < argc)
+            modes = argv[++i];
+        else
+            trials = atoi(argv[i]);
+    }
+    MPI_Win_allocate(sizeof(int), sizeof(int), MPI_INFO_NULL, MPI_COMM_WORLD, &flag, &win);
+    *flag = 0;
+    MPI_Win_fence(0, win);
+    CHECK(MPI_File_open(MPI_COMM_WORLD, argv[1], MPI_MODE_CREATE | MPI_MODE_RDWR, info, &fh));
+    for (int m = 0; m < NMODES; m++)
+        for (int s = 0; s < 3; s++) {
+            if (!wanted(modes, names[m], argv[1], m == COLLONLY))
+                continue;
+            cases++;
+            int stale = run(fh, m, sizes[s], ++salt, win, flag), all;
+            MPI_Reduce(&stale, &all, 1, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
+            if (rank == 0)
+                printf("vistest: %d ranks, %-8s %6d-byte records: %d of %d reads stale\n", nranks,
+                       names[m], sizes[s], all, trials * nranks);
+            total += stale;
         }
-    MPI_File_close(&fh);
-    MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
-    if (rank == 0 && !anybad)
-        printf("vistest ok: 200 acknowledged writes and a collective seen by every rank without sync\n");
+    CHECK(MPI_File_close(&fh));
+    snprintf(path2, sizeof path2, "%s.%d", argv[1], rank);
+    for (int s = 0; s < 3 && wanted(modes, "handles", argv[1], 0); s++) {
+        int stale = two_handles(path2, info, sizes[s]), all;
+        cases++;
+        MPI_Reduce(&stale, &all, 1, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
+        if (rank == 0)
+            printf("vistest: two handles in one process, %6d-byte records: %d of %d reads stale\n",
+                   sizes[s], all, trials * nranks);
+        total += stale;
+    }
+    MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0)
+    {
+        if (total == 0)
+            printf("vistest ok: %d cases, 0 stale reads\n", cases);
+        else
+            printf("vistest FAILED: %d cases, %d stale reads\n", cases, total);
+    }
+    MPI_Win_free(&win);
     MPI_Info_free(&info);
     MPI_Finalize();
-    return anybad;
+    return total != 0;
 }

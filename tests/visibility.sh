@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# tests/visibility.sh: a write that returned is seen after any MPI operation
+# that orders two processes, with default hints (tests/prog/vistest.c):
+#  - the program on ufs: first, every case (it is right: 0 stale);
+#  - delegate: with 2, 3 and 4 ranks and 1, 2 and 3 servers: write, then
+#    barrier, or a send/recv pair; records of 64 B, 4 KiB and 64 KiB; 200
+#    trials each: 0 stale;
+#  - delegate: 4 ranks, 2 servers, the other orderings (iwrite+wait, a
+#    collective write, RMA fence) and two handles in one process: 0 stale;
+#  - with the fence turned off (DELEGATE_FENCE=0) reads must be stale, or
+#    the cases above prove nothing;
+#  - delegate_write_ack=sync as an extra.
+# Needs build/env.sh (tests/setup.sh). Every command is bounded by timeout.
+set -uo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$top/build/env.sh"
+work=$(mktemp -d /tmp/dlg-vis-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+failures=0
+ok() { printf '  ok    %s\n' "$*"; }
+bad() { printf '  FAIL  %s\n' "$*"; failures=$((failures + 1)); }
+run() { timeout 300 "$@" </dev/null; }
+vis=$top/build/tests/vistest
+
+# check NAME CASES OUTPUT: the program ran CASES cases and no read was
+# stale. A case line ends "N of M reads stale".
+check() {
+    local name=$1 want=$2 out=$3 cases stale reads
+    cases=$(grep -c 'reads stale' <<<"$out")
+    stale=$(awk '/reads stale/ {n += $(NF-4)} END {print n + 0}' <<<"$out")
+    reads=$(awk '/reads stale/ {n += $(NF-2)} END {print n + 0}' <<<"$out")
+    if grep -q "vistest ok" <<<"$out" && [ "$cases" -eq "$want" ] && [ "$stale" -eq 0 ]; then
+        ok "$name: $cases cases, 0 of $reads reads stale"
+    else
+        bad "$name: $cases of $want cases, $stale stale: $(grep -v ' 0 of' <<<"$out" | grep -E 'stale|FAILED|rror' | head -4 | tr '\n' ' ')"
+    fi
+}
+
+echo "== the program on ufs: (every ordering POSIX gives; 50 trials)"
+out=$(run mpiexec -n 4 "$vis" "ufs:$work/ufs" 50 2>&1)
+check "ufs:, 4 ranks" 18 "$out"
+rm -f "$work"/ufs*
+
+echo "== delegate:, default hints: write, barrier or send/recv, read (200 trials)"
+for np in 2 3 4; do
+    for ns in 1 2 3; do
+        out=$(run delegate-run --quiet --servers $ns -- mpiexec -n $np "$vis" "delegate:$work/d.$np.$ns" 200 --modes barrier,sendrecv 2>&1)
+        check "$np ranks, $ns server(s)" 6 "$out"
+        rm -f "$work"/d.*
+    done
+done
+
+echo "== delegate:, default hints: iwrite, collective, RMA, two handles (200 trials)"
+out=$(run delegate-run --quiet --servers 2 -- mpiexec -n 4 "$vis" "delegate:$work/x" 200 --modes iwrite,coll,collonly,win,handles 2>&1)
+check "4 ranks, 2 servers" 15 "$out"
+rm -f "$work"/x*
+
+echo "== the same without the fence: the test must be able to fail"
+out=$(DELEGATE_FENCE=0 run delegate-run --quiet --servers 2 -- mpiexec -n 4 "$vis" "delegate:$work/nofence" 50 --modes barrier,sendrecv 2>&1)
+stale=$(awk '/reads stale/ {n += $(NF-4)} END {print n + 0}' <<<"$out")
+if [ "$stale" -gt 0 ]; then
+    ok "DELEGATE_FENCE=0: $stale stale reads, so the cases above can fail"
+else
+    bad "DELEGATE_FENCE=0 gave no stale read: the test cannot tell ($(tail -2 <<<"$out" | tr '\n' ' '))"
+fi
+rm -f "$work"/nofence*
+
+echo "== extra: delegate_write_ack=sync"
+out=$(run delegate-run --quiet --servers 2 -- mpiexec -n 4 "$vis" "delegate:$work/ack" 50 --ack --modes barrier,sendrecv 2>&1)
+check "write_ack=sync, 4 ranks, 2 servers" 6 "$out"
+
+echo "== visibility: $failures failure(s)"
+exit $((failures > 0))
