@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -51,11 +52,12 @@ func env(name, def string) string {
 func serve(args []string) int {
 	fs := flag.NewFlagSet("delegate-server", flag.ContinueOnError)
 	def := server.DefaultConfig()
-	listen := fs.String("listen", env("DELEGATE_LISTEN", ""), "address to listen on: unix:PATH or tcp:HOST:PORT ($DELEGATE_LISTEN)")
+	listen := fs.String("listen", env("DELEGATE_LISTEN", ""), "address to listen on: unix:PATH or tcp:HOST:PORT ($DELEGATE_LISTEN; default with --peers: this server's entry)")
 	root := fs.String("root", env("DELEGATE_ROOT", def.Root), "serve only paths under this directory ($DELEGATE_ROOT)")
 	name := fs.String("name", env("DELEGATE_NAME", ""), "name in logs and stats (default: the listen address)")
 	peers := fs.String("peers", env("DELEGATE_PEERS", ""), "comma-separated server list of the job, in client order (set by delegate-run)")
-	index := fs.Int("index", 0, "this server's position in --peers")
+	index := fs.String("index", "0", "this server's position in --peers, or \"rank\": the launcher's rank variable (PMI_RANK, SLURM_PROCID, PMIX_RANK, OMPI_COMM_WORLD_RANK)")
+	unixSock := fs.String("unix", "auto", "with a tcp --listen, also serve this Unix socket for clients on this host (shared memory); auto: a private temporary directory; off: none")
 	tokenFile := fs.String("token-file", env("DELEGATE_TOKEN_FILE", ""), "file holding the token clients must present ($DELEGATE_TOKEN also works)")
 	insecure := fs.Bool("insecure", false, "allow a TCP listener without a token (anyone who reaches the port gets in)")
 	handshakeTimeout := fs.Duration("handshake-timeout", def.HandshakeTimeout, "a new connection must finish its hello (and authenticate) within this")
@@ -73,8 +75,9 @@ func serve(args []string) int {
 	stateDir := fs.String("state-dir", env("DELEGATE_STATE_DIR", "auto"), "keep buffered data here so that it survives a crash of the server; auto: /dev/shm/delegate-UID-HASH of --listen and --root; none: in memory only ($DELEGATE_STATE_DIR)")
 	metrics := fs.String("metrics", env("DELEGATE_METRICS", ""), "serve Prometheus metrics on this host:port (/metrics)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
-	readyFD := fs.Int("ready-fd", -1, "write a line to this descriptor once listening (used by delegate-run)")
-	finalStats := fs.String("final-stats", "", "write the final statistics as JSON to this file at shutdown (used by delegate-run)")
+	readyFD := fs.Int("ready-fd", -1, "write the listen address as a line to this descriptor once listening (used by delegate-run)")
+	stopOnEOF := fs.Bool("stop-on-eof", false, "shut down (draining) at the end of stdin, as on SIGTERM (used by delegate-run under srun)")
+	finalStats := fs.String("final-stats", "", "write the final statistics as JSON to this file at shutdown, or to stdout as a line \"delegate-stats JSON\" if -  (used by delegate-run)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -82,6 +85,17 @@ func serve(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "delegate-server:", err)
 		return 2
+	}
+	// startFailed reports why the server cannot start, on stderr and on
+	// the ready descriptor, so that a launcher waiting there (delegate-run
+	// across hosts) learns it at once rather than at its start timeout.
+	startFailed := func(code int, msg ...any) int {
+		line := fmt.Sprintln(msg...)
+		os.Stderr.WriteString(line)
+		if *readyFD >= 0 {
+			readyFile(*readyFD).WriteString("delegate-failed " + line)
+		}
+		return code
 	}
 	cfg := def
 	cfg.Root = *root
@@ -97,8 +111,7 @@ func serve(args []string) int {
 		{"flush-run", *flushRun, &cfg.FlushRunBytes}, {"direct", *direct, &cfg.DirectBytes}} {
 		n, err := server.ParseSize(sz.val)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "delegate-server: --%s: %v\n", sz.flag, err)
-			return 2
+			return startFailed(2, fmt.Sprintf("delegate-server: --%s: %v", sz.flag, err))
 		}
 		*sz.dst = n
 	}
@@ -107,22 +120,29 @@ func serve(args []string) int {
 	cfg.HandshakeTimeout = *handshakeTimeout
 	cfg.MaxHellos = *maxHellos
 	if cfg.Token, err = readToken(*tokenFile); err != nil {
-		fmt.Fprintln(os.Stderr, "delegate-server:", err)
-		return 2
+		return startFailed(2, "delegate-server:", err)
+	}
+	if *peers != "" {
+		if cfg.Peers, err = server.ParsePeers(*peers); err != nil {
+			return startFailed(2, "delegate-server: --peers:", err)
+		}
+		if cfg.Index, err = parseIndex(*index); err != nil {
+			return startFailed(2, "delegate-server: --index:", err)
+		}
+		if *listen == "" && cfg.Index >= 0 && cfg.Index < len(cfg.Peers) {
+			*listen = cfg.Peers[cfg.Index]
+		}
 	}
 	if *listen == "" {
-		fmt.Fprintln(os.Stderr, "delegate-server: --listen is required (unix:PATH or tcp:HOST:PORT)")
-		return 2
+		return startFailed(2, "delegate-server: --listen is required (unix:PATH or tcp:HOST:PORT), or --peers with --index")
 	}
 	addr, err := server.ParseAddr(*listen)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "delegate-server:", err)
-		return 2
+		return startFailed(2, "delegate-server:", err)
 	}
 	if strings.HasPrefix(addr, "tcp:") && cfg.Token == "" && !cfg.Insecure {
-		fmt.Fprintf(os.Stderr, "delegate-server: %s is a TCP address and no token is set: anyone who can reach it could read and write "+
-			"every file under --root. Give a secret with --token-file FILE (or $DELEGATE_TOKEN), or pass --insecure\n", addr)
-		return 2
+		return startFailed(2, fmt.Sprintf("delegate-server: %s is a TCP address and no token is set: anyone who can reach it could read and write "+
+			"every file under --root. Give a secret with --token-file FILE (or $DELEGATE_TOKEN), or pass --insecure", addr))
 	}
 	switch *stateDir {
 	case "none", "off", "":
@@ -135,20 +155,12 @@ func serve(args []string) int {
 	if *name != "" {
 		cfg.Name = *name
 	}
-	if *peers != "" {
-		if cfg.Peers, err = server.ParsePeers(*peers); err != nil {
-			fmt.Fprintln(os.Stderr, "delegate-server: --peers:", err)
-			return 2
-		}
-		cfg.Index = *index
-	}
 	if *printConfig {
 		fmt.Print(cfg.String())
 		return 0
 	}
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(os.Stderr, "delegate-server:", err)
-		return 2
+		return startFailed(2, "delegate-server:", err)
 	}
 	// The buffers are Go memory: without a limit the collector lets the heap
 	// grow to twice what is live. Keep it near the buffer, its hole bitmaps
@@ -156,10 +168,28 @@ func serve(args []string) int {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.BufferBytes + cfg.BufferBytes/8 + 32<<20)
 	}
+	// The Unix socket beside a TCP listener: clients on this host move to
+	// it (wire/spec.md). Its directory is private to this server and goes
+	// when it exits.
+	var local net.Listener
+	if strings.HasPrefix(addr, "tcp:") && *unixSock != "off" {
+		path := *unixSock
+		if path == "auto" {
+			dir, err := os.MkdirTemp("", "delegate-server-")
+			if err != nil {
+				return startFailed(1, "delegate-server: --unix:", err)
+			}
+			defer os.RemoveAll(dir)
+			path = dir + "/s.sock"
+		}
+		if local, err = server.Listen("unix:" + path); err != nil {
+			return startFailed(1, "delegate-server: --unix:", err)
+		}
+		cfg.LocalSocket = local.Addr().String()
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "delegate-server:", err)
-		return 1
+		return startFailed(1, "delegate-server:", err)
 	}
 	// From here on every exit goes through stop, which drains: whatever a
 	// client was told is written reaches the backend before the process
@@ -196,7 +226,11 @@ func serve(args []string) int {
 		log.Info("final stats\n" + snap.String())
 		if *finalStats != "" {
 			if b, err := json.Marshal(snap); err == nil {
-				os.WriteFile(*finalStats, b, 0o644)
+				if *finalStats == "-" {
+					writeStatsLines(os.Stdout, cfg.Name, b)
+				} else {
+					os.WriteFile(*finalStats, b, 0o644)
+				}
 			}
 		}
 		if err != nil {
@@ -207,8 +241,7 @@ func serve(args []string) int {
 	}
 	l, err := server.Listen(addr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "delegate-server:", err)
-		return stop(1) // nothing buffered yet: the state directory goes too
+		return stop(startFailed(1, "delegate-server:", err)) // nothing buffered yet: the state directory goes too
 	}
 	if *metrics != "" {
 		ml, err := net.Listen("tcp", *metrics)
@@ -224,17 +257,39 @@ func serve(args []string) int {
 		}))
 		log.Info("metrics", "addr", ml.Addr().String())
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(l) }()
-	log.Info("delegate server listening", "addr", addr, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index, "state_dir", cfg.StateDir)
+	if local != nil {
+		go func() { serveErr <- srv.Serve(local) }()
+	}
+	log.Info("delegate server listening", "addr", addr, "unix", cfg.LocalSocket, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index,
+		"state_dir", cfg.StateDir)
 	if *readyFD >= 0 {
-		f := os.NewFile(uintptr(*readyFD), "ready")
+		f := readyFile(*readyFD)
 		fmt.Fprintln(f, addr)
-		f.Close()
+		if f != os.Stdout && f != os.Stderr {
+			f.Close()
+		}
+	}
+	// With --stop-on-eof the end of stdin is a SIGTERM: srun turns a
+	// SIGTERM into a kill of the step, but passes stdin's end on to every
+	// task (--input=all), and it also comes if the launcher dies.
+	eof := make(chan struct{})
+	if *stopOnEOF {
+		go func() {
+			io.Copy(io.Discard, os.Stdin)
+			close(eof)
+		}()
 	}
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down", "signal", sig.String())
+		return stop(0)
+	case <-eof:
+		log.Info("shutting down", "signal", "end of stdin")
+		return stop(0)
+	case <-srv.StopRequested():
+		log.Info("shutting down", "signal", "stop request")
 		return stop(0)
 	case err := <-serveErr:
 		// Serve retries what can pass (out of descriptors); what is left
@@ -264,6 +319,61 @@ func readToken(file string) (string, error) {
 		return "", errors.New("DELEGATE_TOKEN is set but empty or only white space: it would turn authentication off; set a secret or unset it")
 	}
 	return t, nil
+}
+
+// statsLineBytes bounds the JSON carried by one stats line: srun splits
+// longer lines when it forwards a task's output.
+const statsLineBytes = 512
+
+// writeStatsLines writes the final statistics for delegate-run as lines
+// "delegate-stats NAME K/N PART" (K from 1), each written at once, so that
+// launchers that forward output a line at a time, interleaving processes,
+// keep them whole.
+func writeStatsLines(w io.Writer, name string, js []byte) {
+	n := (len(js) + statsLineBytes - 1) / statsLineBytes
+	for k := 0; k < n; k++ {
+		part := js[k*statsLineBytes : min(len(js), (k+1)*statsLineBytes)]
+		fmt.Fprintf(w, "delegate-stats %s %d/%d %s\n", name, k+1, n, part)
+	}
+}
+
+// readyFile returns the descriptor of --ready-fd as a file. Stdout and
+// stderr are the process's own: a second *os.File on them would close the
+// descriptor when the collector finalizes it.
+func readyFile(fd int) *os.File {
+	switch fd {
+	case 1:
+		return os.Stdout
+	case 2:
+		return os.Stderr
+	}
+	return os.NewFile(uintptr(fd), "ready")
+}
+
+// rankVars are where launchers put a process's rank: hydra (PMI-1/2),
+// Slurm, PMIx, Open MPI.
+var rankVars = []string{"PMI_RANK", "SLURM_PROCID", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"}
+
+// parseIndex reads --index: a number, or "rank" for the first rank
+// variable the launcher set.
+func parseIndex(s string) (int, error) {
+	if s == "rank" {
+		for _, v := range rankVars {
+			if r := os.Getenv(v); r != "" {
+				n, err := strconv.Atoi(r)
+				if err != nil {
+					return 0, fmt.Errorf("%s=%q is not a number", v, r)
+				}
+				return n, nil
+			}
+		}
+		return 0, fmt.Errorf("\"rank\": none of %s is set (start the servers with mpiexec or srun)", strings.Join(rankVars, ", "))
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a number or \"rank\"", s)
+	}
+	return n, nil
 }
 
 // sizeString prints a byte count the way ParseSize reads it.

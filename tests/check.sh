@@ -12,6 +12,12 @@
 #      SIGTERM (tests/engine.sh); a SIGKILLed server restarted with the same
 #      command line writes every acknowledged byte, delegate-run drains when
 #      signalled, SIGKILLed or when its command fails (tests/crash.sh);
+#   5b. many hosts: network namespaces on a bridge, servers started by
+#      delegate-run --hosts through hydra, shared memory to the local server
+#      and TCP to the others, the job secret, a link lost mid-write
+#      (tests/cluster.sh; skipped where namespaces cannot be made), and a
+#      real Slurm on such hosts: salloc -N 3 delegate-run -- mpiexec ...
+#      (tests/slurm.sh; installs slurm-wlm and munge if missing);
 #   6. conformance: ROMIO's and MPICH's I/O tests on ufs: and delegate:
 #      (tests/conformance.sh);
 #   7. the differential test: 200 seeded random MPI-IO programs on ufs: and
@@ -54,6 +60,8 @@ step "integration" timeout 1800 "$top/tests/integration.sh"
 step "visibility" timeout 900 "$top/tests/visibility.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
 step "crash" timeout 600 "$top/tests/crash.sh"
+step "cluster" timeout 600 "$top/tests/cluster.sh"
+step "slurm" timeout 900 "$top/tests/slurm.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
 step "server restart" timeout 300 "$top/tests/restart.sh"

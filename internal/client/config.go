@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,11 @@ type Config struct {
 	// §4). On a Unix socket descriptions always go raw: on one host lz4
 	// costs more than it saves.
 	Compression wire.Compression
+	// PreferLocal moves the session to a server on this host, named in the
+	// list by its TCP address, onto the Unix socket its hello reply names
+	// (shared-memory ring, direct reads). DELEGATE_PREFER_LOCAL=0 keeps
+	// every TCP server on TCP.
+	PreferLocal bool
 	// Name identifies the client in server logs (default host:pid).
 	Name string
 	// Logger receives the library's log; nil discards it.
@@ -67,6 +73,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes:  16 << 20,
 		MergeBytes:       64 << 10,
 		Compression:      wire.Compression{MinBytes: 16 << 10, MinSavingsPct: 50},
+		PreferLocal:      true,
 		Name:             fmt.Sprintf("%s:%d", host, os.Getpid()),
 	}
 }
@@ -84,6 +91,20 @@ func FromEnv() (Config, error) {
 		c.Servers = l
 	}
 	c.Token = os.Getenv("DELEGATE_TOKEN")
+	if p := os.Getenv("DELEGATE_TOKEN_FILE"); c.Token == "" && p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DELEGATE_TOKEN_FILE: %w", err))
+		}
+		c.Token = strings.TrimSpace(string(b))
+	}
+	switch os.Getenv("DELEGATE_PREFER_LOCAL") {
+	case "", "1", "true":
+	case "0", "false":
+		c.PreferLocal = false
+	default:
+		errs = append(errs, fmt.Errorf("DELEGATE_PREFER_LOCAL=%q: want 0 or 1", os.Getenv("DELEGATE_PREFER_LOCAL")))
+	}
 	if s := os.Getenv("DELEGATE_REGION_SIZE"); s != "" {
 		n, err := wire.ParseSize(s)
 		if err != nil {

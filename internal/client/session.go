@@ -75,7 +75,8 @@ func (c *call) wait() error {
 type session struct {
 	cl    *Client
 	idx   int
-	addr  transport.Addr
+	addr  transport.Addr // the server as the list names it
+	via   transport.Addr // where the session is connected: addr, or its Unix socket
 	log   *slog.Logger
 	name  string // the server's name, from the hello
 	conn  net.Conn
@@ -106,47 +107,32 @@ type session struct {
 	wg       sync.WaitGroup
 }
 
-// dial connects to the server at index idx of the list.
+// dial connects to the server at index idx of the list. A server named by
+// its TCP address that turns out to run on this host (its hello reply
+// names a Unix socket and our host identity) is reached through that
+// socket instead, with the shared-memory ring; if the socket does not
+// answer, the session stays on TCP.
 func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 	cfg := &cl.cfg
 	a := cfg.Servers[idx]
-	s := &session{cl: cl, idx: idx, addr: a, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &session{cl: cl, idx: idx, addr: a, via: a, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.log = cl.log.With("server", a.String())
 	s.mu.pending = map[uint32]*call{}
 	s.mu.files = map[*File]struct{}{}
 	s.space.L = &s.mu
 	s.acked.L = &s.mu
-	conn, err := transport.Dial(ctx, a, cfg.Timeout)
+	conn, rep, err := s.connect(ctx, a)
 	if err != nil {
 		return nil, err
 	}
-	ringFD := -1
-	hello := &wire.Hello{Client: cfg.Name, Token: cfg.Token, Servers: uint32(len(cfg.Servers)), Index: uint32(idx), ListHash: cl.listHash}
-	if a.Net == "unix" && cfg.RingBytes > 0 {
-		r, err := shm.Create("delegate-ring", cfg.RingBytes)
-		if err != nil {
+	if a.Net == "tcp" && cfg.PreferLocal && rep.Local != "" && rep.Host != "" && rep.Host == transport.HostID() {
+		local := transport.Addr{Net: "unix", Addr: rep.Local}
+		if lconn, lrep, err := s.connect(ctx, local); err == nil {
 			conn.Close()
-			return nil, wire.Errorf(wire.ENOMEM, "delegate server %s: %v", a, err)
+			conn, rep, s.via = lconn, lrep, local
+		} else {
+			s.log.Warn("the server's unix socket does not answer, staying on tcp", "path", rep.Local, "err", err)
 		}
-		// The first page is the server's control page; the ring follows.
-		s.shmem, s.ring = newMapping(r), shm.NewRing(wire.CtrlBytes, uint64(cfg.RingBytes-wire.CtrlBytes))
-		ringFD = r.FD()
-		hello.RingSize = uint64(cfg.RingBytes)
-	}
-	rep, err := transport.ClientHello(conn, hello, ringFD, cfg.Timeout)
-	if s.shmem != nil {
-		s.shmem.r.CloseFD()
-	}
-	if err == nil {
-		err = rep.Err()
-	}
-	if err != nil {
-		conn.Close()
-		s.releaseRing()
-		if wire.CodeOf(err) == wire.EIO || wire.CodeOf(err) == wire.ETIMEDOUT {
-			return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s did not complete the handshake: %w", a, err)
-		}
-		return nil, wire.Errorf(wire.CodeOf(err), "delegate server %s: %v", a, err)
 	}
 	s.name = rep.Name
 	s.conn = conn
@@ -163,6 +149,48 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 	go s.sendLoop()
 	go s.recvLoop()
 	return s, nil
+}
+
+// connect dials a, sends the hello (with a new shared-memory ring on a
+// Unix socket) and returns the connection and the server's reply.
+func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wire.Reply, error) {
+	cfg := &s.cl.cfg
+	conn, err := transport.Dial(ctx, a, cfg.Timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	ringFD := -1
+	hello := &wire.Hello{Client: cfg.Name, Token: cfg.Token, Servers: uint32(len(cfg.Servers)), Index: uint32(s.idx), ListHash: s.cl.listHash}
+	if a.Net == "unix" && cfg.RingBytes > 0 {
+		r, err := shm.Create("delegate-ring", cfg.RingBytes)
+		if err != nil {
+			conn.Close()
+			return nil, nil, wire.Errorf(wire.ENOMEM, "delegate server %s: %v", a, err)
+		}
+		// The first page is the server's control page; the ring follows.
+		s.shmem, s.ring = newMapping(r), shm.NewRing(wire.CtrlBytes, uint64(cfg.RingBytes-wire.CtrlBytes))
+		ringFD = r.FD()
+		hello.RingSize = uint64(cfg.RingBytes)
+	}
+	rep, err := transport.ClientHello(conn, hello, ringFD, cfg.Timeout)
+	if s.shmem != nil {
+		s.shmem.r.CloseFD()
+	}
+	if err == nil {
+		err = rep.Err()
+	}
+	if err != nil {
+		conn.Close()
+		// Not releaseRing: a session that stays on TCP after its Unix
+		// socket failed must have no ring at all.
+		s.shmem.release()
+		s.shmem, s.ring = nil, nil
+		if wire.CodeOf(err) == wire.EIO || wire.CodeOf(err) == wire.ETIMEDOUT {
+			return nil, nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s did not complete the handshake: %w", a, err)
+		}
+		return nil, nil, wire.Errorf(wire.CodeOf(err), "delegate server %s: %v", a, err)
+	}
+	return conn, rep, nil
 }
 
 // releaseRing drops the session's reference to its shared memory, once: the
@@ -332,7 +360,7 @@ func (s *session) reserve(c *call, n int64) error {
 func (s *session) sendLoop() {
 	defer s.wg.Done()
 	var policy wire.Compression
-	if s.addr.Net == "tcp" {
+	if s.via.Net == "tcp" {
 		policy = s.cl.cfg.Compression
 	}
 	enc := wire.NewEncoder(policy)

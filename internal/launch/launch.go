@@ -1,12 +1,14 @@
-// Package launch is delegate-run: start N delegate servers on Unix sockets
-// in a private directory, run a command (normally mpiexec) with
-// DELEGATE_SERVERS pointing at them, shut the servers down cleanly (they
-// drain their buffers), print their statistics, and return the command's
-// exit status.
+// Package launch is delegate-run: start delegate servers, run a command
+// (normally mpiexec) with DELEGATE_SERVERS pointing at them, shut the
+// servers down cleanly (they drain their buffers), print their statistics,
+// and return the command's exit status. The servers run on this host, on
+// Unix sockets in a private directory, or on many hosts, started through
+// the job's own launcher (cluster.go).
 package launch
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +35,16 @@ type Options struct {
 	DrainTimeout time.Duration // how long servers may take to drain at the end
 	Quiet        bool          // no statistics summary
 	Stderr       io.Writer     // where the summary and launcher messages go
+
+	// Hosts, if set, run the servers there, on TCP, started by hydra's
+	// mpiexec (or by srun when Slurm is set), ServersPerHost on each, on
+	// consecutive ports from Port (0: drawn per run).
+	Hosts          []string
+	ServersPerHost int
+	Port           int
+	Slurm          bool
+	Mpiexec        string // hydra's mpiexec (default "mpiexec")
+	Srun           string // Slurm's srun (default "srun")
 }
 
 type proc struct {
@@ -42,10 +55,25 @@ type proc struct {
 }
 
 // Run runs command under servers and returns its exit status (128+signal
-// if a signal ended it), or 1 with an error if the servers failed.
-func Run(o Options, command []string) (int, error) {
+// if a signal ended it), or 1 with an error if the servers failed. ctx
+// bounds the requests delegate-run sends servers on other hosts.
+func Run(ctx context.Context, o Options, command []string) (int, error) {
 	if len(command) == 0 {
 		return 2, errors.New("no command given (delegate-run [options] -- COMMAND...)")
+	}
+	// Servers, launchers and our own goroutines all write to it; a file
+	// takes concurrent writes as they are (and passes to children as is).
+	if _, isFile := o.Stderr.(*os.File); !isFile {
+		o.Stderr = &syncWriter{w: o.Stderr}
+	}
+	if o.Mpiexec == "" {
+		o.Mpiexec = "mpiexec"
+	}
+	if o.Srun == "" {
+		o.Srun = "srun"
+	}
+	if len(o.Hosts) > 0 {
+		return runCluster(ctx, o, command)
 	}
 	if o.Servers < 1 {
 		return 2, fmt.Errorf("--servers %d: need at least 1", o.Servers)
@@ -59,6 +87,9 @@ func Run(o Options, command []string) (int, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs // the servers report canonical (absolute) addresses
+	}
 	addrs := make([]string, o.Servers)
 	for i := range addrs {
 		addrs[i] = "unix:" + filepath.Join(dir, fmt.Sprintf("s%d.sock", i))
@@ -68,7 +99,7 @@ func Run(o Options, command []string) (int, error) {
 		stopServers(o, procs)
 		return 1, err
 	}
-	status, cmdErr := runCommand(command, strings.Join(addrs, ","))
+	status, cmdErr := runCommand(command, []string{"DELEGATE_SERVERS=" + strings.Join(addrs, ",")})
 	snaps, stopErr := stopServers(o, procs)
 	if !o.Quiet && len(snaps) > 0 {
 		fmt.Fprint(o.Stderr, Summary(snaps))
@@ -124,7 +155,8 @@ func startServers(o Options, dir string, addrs []string) ([]*proc, error) {
 		}()
 		go func() {
 			defer r.Close()
-			if _, err := bufio.NewReader(r).ReadString('\n'); err == nil {
+			line, err := bufio.NewReader(r).ReadString('\n')
+			if err == nil && strings.TrimSpace(line) == a {
 				ready <- i
 			}
 		}()
@@ -145,12 +177,12 @@ func startServers(o Options, dir string, addrs []string) ([]*proc, error) {
 	return procs, nil
 }
 
-// runCommand runs the command with DELEGATE_SERVERS set, forwarding
-// SIGINT and SIGTERM to it.
-func runCommand(command []string, servers string) (int, error) {
+// runCommand runs the command with env added to ours (DELEGATE_SERVERS,
+// ...), forwarding SIGINT and SIGTERM to it.
+func runCommand(command []string, env []string) (int, error) {
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), "DELEGATE_SERVERS="+servers)
+	cmd.Env = append(os.Environ(), env...)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -229,4 +261,16 @@ func Summary(snaps []stats.Snapshot) string {
 		b.WriteString(total.String())
 	}
 	return b.String()
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex // covers w
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

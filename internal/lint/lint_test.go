@@ -52,7 +52,7 @@ func TestDependencyDirection(t *testing.T) {
 		"internal/client":    {"internal/wire", "internal/route", "internal/shm", "internal/transport"},
 		"internal/server": {"internal/wire", "internal/route", "internal/shm", "internal/transport",
 			"internal/extent", "internal/backend", "internal/stats", "internal/journal"},
-		"internal/launch":     {"internal/stats"},
+		"internal/launch":     {"internal/stats", "internal/server"},
 		"libdelegate":         {"internal/client", "internal/wire"},
 		"server":              {"internal/server"},
 		"server/delegate-run": {"internal/launch"},

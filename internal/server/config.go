@@ -27,6 +27,13 @@ type Config struct {
 	// Token, if set, must be presented by every client (TCP across hosts).
 	// It is compared in constant time.
 	Token string
+	// LocalSocket, if set, is the path of a Unix socket this server also
+	// serves (the caller runs Serve on it). The reply to a hello that came
+	// over TCP names it together with the host identity, so that clients
+	// on this host move to it and get the shared-memory ring and direct
+	// reads while the job's server list names every server once, by its
+	// TCP address (wire/spec.md, "Connection setup").
+	LocalSocket string
 	// Insecure lets Serve accept TCP connections without a Token. Without
 	// it Serve refuses a TCP listener when Token is empty: anyone who can
 	// reach the port could read and write every file under Root.

@@ -270,6 +270,12 @@ func (st *stream) counter(r *request) (wire.Reply, []byte) {
 }
 
 func (st *stream) statsReq(r *request) (wire.Reply, []byte) {
+	if r.desc.(*wire.Stats).Stop {
+		if !st.ss.monitor {
+			return fail(wire.Errorf(wire.EACCES, "only a monitor session may stop the server"))
+		}
+		st.stopAfterReply = true
+	}
 	snap := st.ss.srv.Stats()
 	b, err := wire.Marshal(&snap)
 	if err != nil {

@@ -58,11 +58,17 @@ func Connect(ctx context.Context, addr, token string, timeout time.Duration) (*M
 }
 
 // Stats fetches a snapshot.
-func (m *Monitor) Stats() (stats.Snapshot, error) {
+func (m *Monitor) Stats() (stats.Snapshot, error) { return m.stats(false) }
+
+// Stop fetches a snapshot and asks the server to shut down gracefully, as
+// SIGTERM does; it returns once the server has the request.
+func (m *Monitor) Stop() (stats.Snapshot, error) { return m.stats(true) }
+
+func (m *Monitor) stats(stop bool) (stats.Snapshot, error) {
 	var snap stats.Snapshot
 	m.id++
 	m.enc.Reset()
-	if err := m.enc.Append(wire.TStats, m.id, &wire.Stats{}); err != nil {
+	if err := m.enc.Append(wire.TStats, m.id, &wire.Stats{Stop: stop}); err != nil {
 		return snap, err
 	}
 	if _, err := m.st.Write(m.enc.Bytes()); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/delegate-io/delegate/internal/extent"
 	"github.com/delegate-io/delegate/internal/journal"
 	"github.com/delegate-io/delegate/internal/route"
+	"github.com/delegate-io/delegate/internal/transport"
 )
 
 // Server serves delegate clients. Create it with New, run Serve on one or
@@ -31,6 +32,7 @@ type Server struct {
 	fs       *backend.OS
 	files    *fileTable
 	listHash uint64
+	hostID   string // transport.HostID, when LocalSocket is set
 	stats    counters
 
 	mu struct {
@@ -52,6 +54,8 @@ type Server struct {
 	flushKick      chan struct{}
 	flusherStop    chan struct{}
 	flusherDone    chan struct{}
+	stopOnce       sync.Once
+	stopReq        chan struct{} // closed when a monitor asks the server to stop
 	drainOnce      sync.Once
 	drained        chan struct{} // closed once Shutdown has drained every file
 	drainErr       error
@@ -71,7 +75,8 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, fs: fsys, shutdownCh: make(chan struct{}),
-		flushKick: make(chan struct{}, 1), flusherStop: make(chan struct{}), flusherDone: make(chan struct{}), drained: make(chan struct{})}
+		flushKick: make(chan struct{}, 1), flusherStop: make(chan struct{}), flusherDone: make(chan struct{}), drained: make(chan struct{}),
+		stopReq: make(chan struct{})}
 	var bfs backend.FS = fsys
 	if cfg.Wrap != nil {
 		bfs = cfg.Wrap(fsys)
@@ -104,6 +109,9 @@ func New(cfg Config) (*Server, error) {
 	go s.flushLoop()
 	if len(cfg.Peers) > 0 {
 		s.listHash = route.ListHash(cfg.Peers)
+	}
+	if cfg.LocalSocket != "" {
+		s.hostID = transport.HostID()
 	}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[*session]struct{}{}
@@ -265,6 +273,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// StopRequested is closed when a monitor session asked the server to stop
+// (wire.Stats.Stop). The owner of the server (delegate-server's main) then
+// calls Shutdown, as it does on SIGTERM.
+func (s *Server) StopRequested() <-chan struct{} { return s.stopReq }
+
+func (s *Server) requestStop(by string) {
+	s.stopOnce.Do(func() {
+		s.log.Info("stop requested", "client", by)
+		close(s.stopReq)
+	})
 }
 
 // Close is Shutdown without waiting.

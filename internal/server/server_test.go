@@ -128,3 +128,57 @@ func TestTokenRequired(t *testing.T) {
 	}
 	cl.Close()
 }
+
+// TestStopRequest: a monitor's stop request reaches the server's owner;
+// a client session may not send one.
+func TestStopRequest(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	s := c.Servers[0]
+	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rep, err := transport.ClientHello(conn, &wire.Hello{Client: "not a monitor", Servers: 1, ListHash: route.ListHash(transport.Strings(c.Addrs))}, -1, time.Second)
+	if err != nil || rep.Err() != nil {
+		t.Fatalf("hello: %v %v", err, rep)
+	}
+	ymx, err := yamux.Client(conn, transport.YamuxConfig(nil, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ymx.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := wire.NewEncoder(wire.Compression{})
+	enc.Append(wire.TStats, 1, &wire.Stats{Stop: true})
+	st.Write(enc.Bytes())
+	rd := wire.NewReader(st, 64<<10)
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var r wire.Reply
+	if _, err := rd.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rd.Decode(&r); err != nil || r.Code != wire.EACCES {
+		t.Fatalf("a client session's stop request: %+v %v, want EACCES", r, err)
+	}
+	select {
+	case <-s.StopRequested():
+		t.Fatal("stop requested by a client session")
+	default:
+	}
+	m, err := server.Connect(context.Background(), c.Addrs[0].String(), "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.StopRequested():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stop request did not reach the server")
+	}
+}

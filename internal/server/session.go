@@ -90,10 +90,15 @@ func (ss *session) run() {
 	s.stats.sessionsTotal.Add(1)
 	defer s.stats.sessions.Add(-1)
 	ss.log.Info("client connected", "client", ss.client, "ring", ss.ring != nil)
-	for {
+	for first := true; ; first = false {
 		c, err := ymx.AcceptStream()
 		if err != nil {
 			break
+		}
+		if first && !ss.monitor {
+			// Counted at the first stream: a client that moves to the
+			// Unix socket after a TCP hello never opens one on TCP.
+			ss.countTransport()
 		}
 		ss.streams.Add(1)
 		go func() {
@@ -104,6 +109,24 @@ func (ss *session) run() {
 	}
 	ss.streams.Wait()
 	ss.log.Info("client disconnected", "client", ss.client)
+}
+
+// countTransport counts the session by how it reached the server.
+func (ss *session) countTransport() {
+	st := &ss.srv.stats
+	switch {
+	case ss.ring != nil:
+		st.sessionsRing.Add(1)
+	case isTCPConn(ss.conn):
+		st.sessionsTCP.Add(1)
+	default:
+		st.sessionsUnix.Add(1)
+	}
+}
+
+func isTCPConn(c net.Conn) bool {
+	_, ok := c.(*net.TCPConn)
+	return ok
 }
 
 // recoverPanic ends a session that hit a bug instead of the whole server,
@@ -193,6 +216,9 @@ func (ss *session) handshake() error {
 		closeFD(fd)
 	}
 	rep := wire.Reply{Name: cfg.Name}
+	if isTCPConn(ss.conn) && cfg.LocalSocket != "" && ss.srv.hostID != "" {
+		rep.Local, rep.Host = cfg.LocalSocket, ss.srv.hostID
+	}
 	return transport.ServerReply(ss.conn, &rep, cfg.HandshakeTimeout)
 }
 

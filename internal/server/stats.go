@@ -33,6 +33,9 @@ type counters struct {
 	start         time.Time
 	sessions      atomic.Int64
 	sessionsTotal atomic.Int64
+	sessionsTCP   atomic.Int64 // client sessions over TCP
+	sessionsUnix  atomic.Int64 // over a Unix socket without a ring
+	sessionsRing  atomic.Int64 // over a Unix socket with the shared-memory ring
 	rejected      atomic.Int64
 	badFrames     atomic.Int64
 	requests      [wire.NumTypes]atomic.Int64
@@ -123,6 +126,9 @@ func (s *counters) snapshot() stats.Snapshot {
 		Uptime:            time.Since(s.start).Seconds(),
 		Sessions:          s.sessions.Load(),
 		SessionsTotal:     s.sessionsTotal.Load(),
+		SessionsTCP:       s.sessionsTCP.Load(),
+		SessionsUnix:      s.sessionsUnix.Load(),
+		SessionsRing:      s.sessionsRing.Load(),
 		Rejected:          s.rejected.Load(),
 		BadFrames:         s.badFrames.Load(),
 		Requests:          map[string]int64{},

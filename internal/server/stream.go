@@ -24,6 +24,10 @@ type stream struct {
 	enc  *wire.Encoder
 	q    chan *request
 	data []byte // scratch for inline read results
+	// stopAfterReply: a monitor asked the server to stop (wire.Stats.Stop);
+	// the request goes to the owner once the reply is written, since the
+	// shutdown closes this session.
+	stopAfterReply bool
 }
 
 // request is a decoded frame waiting in the queue.
@@ -103,12 +107,19 @@ func (st *stream) serve() {
 		s.stats.dequeued(time.Since(r.arrived))
 		rep, payload := st.handle(r)
 		s.stats.queueDepth.Add(-1)
-		if err := st.reply(r.h, &rep, payload); err != nil {
-			return
-		}
 		// Replies are held while more requests wait, so a pipelined batch
 		// is answered with one write.
-		if len(st.q) == 0 && !st.sendReplies() {
+		ok := st.reply(r.h, &rep, payload) == nil
+		if ok && (len(st.q) == 0 || st.stopAfterReply) {
+			ok = st.sendReplies()
+		}
+		if st.stopAfterReply {
+			// Whether or not the reply could be written (the monitor may
+			// hang up at once): the request was made.
+			st.stopAfterReply = false
+			s.requestStop(st.ss.client)
+		}
+		if !ok {
 			return
 		}
 	}

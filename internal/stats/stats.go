@@ -37,8 +37,13 @@ type Snapshot struct {
 
 	Sessions      int64 `codec:"sessions" json:"sessions"`
 	SessionsTotal int64 `codec:"sessions_total" json:"sessions_total"`
-	Rejected      int64 `codec:"rejected" json:"rejected"`
-	BadFrames     int64 `codec:"bad_frames" json:"bad_frames"`
+	// Client sessions that sent requests, by transport, since start: over
+	// TCP, over a Unix socket with the shared-memory ring, and without.
+	SessionsTCP  int64 `codec:"sessions_tcp" json:"sessions_tcp"`
+	SessionsRing int64 `codec:"sessions_ring" json:"sessions_ring"`
+	SessionsUnix int64 `codec:"sessions_unix" json:"sessions_unix"`
+	Rejected     int64 `codec:"rejected" json:"rejected"`
+	BadFrames    int64 `codec:"bad_frames" json:"bad_frames"`
 	// Faults survived (issue 9): panics recovered in a session or stream
 	// (each closed it), accept errors retried after a pause, and new
 	// connections closed at once because too many were still in the hello.
@@ -153,6 +158,9 @@ func (s *Snapshot) Coalescing() float64 {
 func (s *Snapshot) Add(o *Snapshot) {
 	s.Sessions += o.Sessions
 	s.SessionsTotal += o.SessionsTotal
+	s.SessionsTCP += o.SessionsTCP
+	s.SessionsRing += o.SessionsRing
+	s.SessionsUnix += o.SessionsUnix
 	s.Rejected += o.Rejected
 	s.BadFrames += o.BadFrames
 	s.Panics += o.Panics
@@ -234,6 +242,7 @@ func (s Snapshot) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server %s (up %.0fs)\n", s.Name, s.Uptime)
 	fmt.Fprintf(&b, "  sessions       %d now, %d total, %d refused; %d files open\n", s.Sessions, s.SessionsTotal, s.Rejected, s.OpenFiles)
+	fmt.Fprintf(&b, "  transports     %d shared memory, %d unix, %d tcp\n", s.SessionsRing, s.SessionsUnix, s.SessionsTCP)
 	fmt.Fprintf(&b, "  requests       %s\n", kv(s.Requests))
 	fmt.Fprintf(&b, "  errors         %s; bad frames %d\n", kv(s.Errors), s.BadFrames)
 	if len(s.Answers) > 0 {
@@ -293,6 +302,8 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	}
 	one("sessions", "gauge", "Client sessions now.", s.Sessions)
 	one("open_files", "gauge", "Files open on the server.", s.OpenFiles)
+	byKey("sessions_total", "transport", "Client sessions since start by transport.",
+		map[string]int64{"shm": s.SessionsRing, "unix": s.SessionsUnix, "tcp": s.SessionsTCP})
 	byKey("requests_total", "type", "Requests by message type.", s.Requests)
 	byKey("errors_total", "type", "Failed requests by message type.", s.Errors)
 	byKey("answers_total", "type", "Requests answered no such file (or exists): not failures.", s.Answers)

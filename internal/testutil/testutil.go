@@ -36,8 +36,11 @@ const TCPToken = "testutil-token"
 type Options struct {
 	Servers int
 	TCP     bool
-	Root    string // default "/"
-	Mutate  func(i int, c *server.Config)
+	// Local (with TCP): each server also serves a Unix socket and names it
+	// in its hello reply, as delegate-server does across hosts.
+	Local  bool
+	Root   string // default "/"
+	Mutate func(i int, c *server.Config)
 }
 
 // Start starts o.Servers servers (default 1) and stops them when the test
@@ -57,7 +60,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	if err := os.Mkdir(cl.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var ls []net.Listener
+	var ls, locals []net.Listener
 	for i := 0; i < o.Servers; i++ {
 		var a transport.Addr
 		if o.TCP {
@@ -74,6 +77,13 @@ func Start(t testing.TB, o Options) *Cluster {
 		}
 		cl.Addrs = append(cl.Addrs, a)
 		ls = append(ls, l)
+		if o.TCP && o.Local {
+			ll, err := transport.Listen(transport.Addr{Net: "unix", Addr: filepath.Join(dir, fmt.Sprintf("local%d.sock", i))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			locals = append(locals, ll)
+		}
 	}
 	peers := transport.Strings(cl.Addrs)
 	for i, l := range ls {
@@ -92,6 +102,9 @@ func Start(t testing.TB, o Options) *Cluster {
 			// Run a suite with the buffers in state directories.
 			cfg.StateDir = filepath.Join(dir, fmt.Sprintf("state%d", i))
 		}
+		if locals != nil {
+			cfg.LocalSocket = locals[i].Addr().String()
+		}
 		if o.Mutate != nil {
 			o.Mutate(i, &cfg)
 		}
@@ -103,11 +116,15 @@ func Start(t testing.TB, o Options) *Cluster {
 			cl.Token = cfg.Token
 		}
 		cl.Servers = append(cl.Servers, s)
-		go func() {
+		serve := func(l net.Listener) {
 			if err := s.Serve(l); !errors.Is(err, server.ErrServerClosed) {
 				t.Errorf("serve: %v", err)
 			}
-		}()
+		}
+		go serve(l)
+		if locals != nil {
+			go serve(locals[i])
+		}
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

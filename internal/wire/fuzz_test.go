@@ -26,6 +26,8 @@ func seedFrames() [][]byte {
 		{TResize, &Resize{File: 1, Size: 5}, nil},
 		{TCounter, &Counter{File: 1, Key: "k", Op: CounterFetchAdd, Value: 1}, nil},
 		{TOpen | ReplyBit, &Reply{Code: EIO, Msg: "x", Size: 3}, nil},
+		{TStats, &Stats{Stop: true}, nil},
+		{THello | ReplyBit, &Reply{Name: "s", Local: "/tmp/s.sock", Host: "boot/net:1"}, nil},
 	}
 	var out [][]byte
 	for i, m := range descs {

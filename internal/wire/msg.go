@@ -124,6 +124,11 @@ type Counter struct {
 // value of the server's snapshot type.
 type Stats struct {
 	Reset bool `codec:"r,omitempty"` // reset peaks after reading
+	// Stop asks the server to shut down gracefully (drain, then exit) after
+	// the reply, as SIGTERM does: how delegate-run stops servers on other
+	// hosts, whatever their launcher does with signals. Monitor sessions
+	// only; a server that does not know the key just answers.
+	Stop bool `codec:"st,omitempty"`
 }
 
 // Reply answers any request. Fields a request type does not use are zero.
@@ -136,6 +141,13 @@ type Reply struct {
 	Value int64  `codec:"v,omitempty"`  // counter: value before the operation
 	Name  string `codec:"nm,omitempty"` // hello: the server's name
 	Slot  uint32 `codec:"sl,omitempty"` // open: the file's control page slot (ctrl.go); 0: none
+	// Local and Host: hello over TCP: the server's Unix socket path and its
+	// host identity (transport.HostID). A client whose own identity equals
+	// Host is on the same host and may reconnect to Local, where the
+	// shared-memory ring and direct reads work. Empty from a server without
+	// a Unix socket (and from older servers).
+	Local string `codec:"lu,omitempty"`
+	Host  string `codec:"hi,omitempty"`
 }
 
 // Err returns the reply's error, or nil.

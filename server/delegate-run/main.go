@@ -1,15 +1,19 @@
 // Command delegate-run runs a command beside delegate servers:
 //
 //	delegate-run [--servers N] [launcher options] [server options] -- COMMAND...
+//	delegate-run --hosts H1,H2,... [--servers-per-host K] [options] -- COMMAND...
 //
 // It starts N delegate-server processes on Unix sockets in a private
-// temporary directory, exports DELEGATE_SERVERS, runs COMMAND (normally
-// mpiexec ...), shuts the servers down cleanly (they write every buffered
-// byte to the backend), prints their statistics and exits with COMMAND's
-// status. Options it does not know are passed to every server.
+// temporary directory (or, with --hosts, --hostfile or inside a Slurm
+// allocation, K servers on each host, over TCP, through hydra's mpiexec or
+// srun), exports DELEGATE_SERVERS (and the job secret), runs COMMAND
+// (normally mpiexec ...), shuts the servers down cleanly (they write every
+// buffered byte to the backend), prints their statistics and exits with
+// COMMAND's status. Options it does not know are passed to every server.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -39,17 +43,53 @@ func main() {
 	fs.IntVar(&o.Servers, "servers", 1, "number of delegate servers")
 	fs.StringVar(&o.ServerBin, "server-bin", "", "delegate-server binary (default: next to delegate-run, else $PATH)")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the sockets (default: a new temporary directory)")
-	fs.DurationVar(&o.StartTimeout, "start-timeout", 10*time.Second, "how long servers may take to start")
+	fs.DurationVar(&o.StartTimeout, "start-timeout", 0, "how long servers may take to start (default 10s on this host, 60s across hosts)")
+	hosts := fs.String("hosts", "", "run servers on these hosts (comma-separated, hydra's -hosts format), started by mpiexec")
+	hostfile := fs.String("hostfile", "", "run servers on the hosts of this file (hydra's format)")
+	fs.IntVar(&o.ServersPerHost, "servers-per-host", 1, "servers on each host (with --hosts, --hostfile or Slurm)")
+	fs.IntVar(&o.Port, "port", 0, "first TCP port of the servers on each host (default: drawn per run)")
+	fs.StringVar(&o.Mpiexec, "mpiexec", "mpiexec", "hydra's mpiexec, used to start the servers on --hosts")
+	local := fs.Bool("local", false, "servers on this host only, even inside a Slurm allocation")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 10*time.Minute, "how long servers may take to drain at the end")
 	fs.BoolVar(&o.Quiet, "quiet", false, "do not print the servers' statistics")
 	if err := fs.Parse(own); err != nil {
 		os.Exit(2)
 	}
 	o.ServerArgs = serverArgs
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	switch {
+	case *hosts != "" && *hostfile != "":
+		fmt.Fprintln(os.Stderr, "delegate-run: --hosts and --hostfile exclude each other")
+		os.Exit(2)
+	case *hosts != "":
+		o.Hosts, err = launch.ParseHosts(*hosts)
+	case *hostfile != "":
+		var f *os.File
+		if f, err = os.Open(*hostfile); err == nil {
+			o.Hosts, err = launch.ParseHostfile(f)
+			f.Close()
+		}
+	case os.Getenv("SLURM_JOB_NODELIST") != "" && !*local && !set["servers"]:
+		// Inside an allocation: one (or K) server per node of the job.
+		o.Hosts, err = launch.ExpandNodelist(os.Getenv("SLURM_JOB_NODELIST"))
+		o.Slurm = true
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delegate-run:", err)
+		os.Exit(2)
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = 10 * time.Second
+		if len(o.Hosts) > 0 {
+			o.StartTimeout = time.Minute
+		}
+	}
 	if o.ServerBin == "" {
 		o.ServerBin = findServer()
 	}
-	status, err := launch.Run(o, args[sep+1:])
+	status, err := launch.Run(context.Background(), o, args[sep+1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "delegate-run:", err)
 	}
@@ -58,7 +98,8 @@ func main() {
 
 // launcherFlags are the options delegate-run keeps; the rest go to servers.
 var launcherFlags = map[string]bool{"servers": true, "server-bin": true, "dir": true,
-	"start-timeout": true, "drain-timeout": true, "quiet": true}
+	"start-timeout": true, "drain-timeout": true, "quiet": true, "hosts": true, "hostfile": true,
+	"servers-per-host": true, "port": true, "mpiexec": true, "local": true}
 
 // splitArgs separates launcher options from server options. Options take
 // their value as --name=value or as the next argument (except --quiet).
@@ -70,7 +111,7 @@ func splitArgs(args []string) (own, rest []string) {
 			name = name[1:]
 		}
 		key, _, hasValue := cut(name)
-		takesNext := !hasValue && key != "quiet" && i+1 < len(args)
+		takesNext := !hasValue && key != "quiet" && key != "local" && i+1 < len(args)
 		dst := &rest
 		if launcherFlags[key] {
 			dst = &own
