@@ -131,7 +131,10 @@ done
 
 echo "== a server that cannot listen"
 port=$((20000 + RANDOM % 10000))
-ip netns exec "$tag-2" delegate-server --insecure --listen "tcp:${hosts[1]}:$port" --log-level error </dev/null >/dev/null 2>&1 &
+# (the squatter keeps its buffer in memory: with the default state directory
+# it would hold the lock of the same listen address, and the server would
+# fail on that before it tries the port)
+ip netns exec "$tag-2" delegate-server --insecure --state-dir none --listen "tcp:${hosts[1]}:$port" --log-level error </dev/null >/dev/null 2>&1 &
 squatter=$!
 for _ in $(seq 50); do
     ip netns exec "$tag-2" bash -c "exec 3<>/dev/tcp/${hosts[1]}/$port" 2>/dev/null && break
