@@ -175,19 +175,7 @@ func runCluster(ctx context.Context, o Options, command []string) (int, error) {
 	status, cmdErr := runCommand(command, []string{"DELEGATE_SERVERS=" + peers,
 		"DELEGATE_TOKEN=" + token, "DELEGATE_TOKEN_FILE=" + tokenFile})
 	snaps, stopErr := c.stop(ctx)
-	if !o.Quiet && len(snaps) > 0 {
-		fmt.Fprint(o.Stderr, Summary(snaps))
-	}
-	if cmdErr != nil {
-		return status, cmdErr
-	}
-	if stopErr != nil {
-		if status == 0 {
-			status = 1
-		}
-		return status, stopErr
-	}
-	return status, nil
+	return finish(o, status, cmdErr, snaps, stopErr)
 }
 
 // start runs the launcher and waits until every server listens, one fails,

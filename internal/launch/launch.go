@@ -101,6 +101,13 @@ func Run(ctx context.Context, o Options, command []string) (int, error) {
 	}
 	status, cmdErr := runCommand(command, []string{"DELEGATE_SERVERS=" + strings.Join(addrs, ",")})
 	snaps, stopErr := stopServers(o, procs)
+	return finish(o, status, cmdErr, snaps, stopErr)
+}
+
+// finish prints the servers' summary and returns the launcher's status:
+// the command's, or 1 when the servers did not drain after a command that
+// succeeded (its data may not have reached the backend: a failure even so).
+func finish(o Options, status int, cmdErr error, snaps []stats.Snapshot, stopErr error) (int, error) {
 	if !o.Quiet && len(snaps) > 0 {
 		fmt.Fprint(o.Stderr, Summary(snaps))
 	}
@@ -108,8 +115,6 @@ func Run(ctx context.Context, o Options, command []string) (int, error) {
 		return status, cmdErr
 	}
 	if stopErr != nil {
-		// The command's data may not have reached the backend: that is a
-		// failure even if the command succeeded.
 		if status == 0 {
 			status = 1
 		}
