@@ -146,6 +146,9 @@ static int run(MPI_File fh, int mode, int size, int salt, MPI_Win win, int *flag
         if (k % 8 == 7)
             MPI_Barrier(MPI_COMM_WORLD);
     }
+    /* the next case writes the same slots: nobody starts it before every
+     * read of this one is done */
+    MPI_Barrier(MPI_COMM_WORLD);
     free(rec);
     free(want);
     free(got);
