@@ -9,12 +9,10 @@ import (
 	"time"
 
 	"github.com/delegate-io/delegate/internal/client"
-	"github.com/delegate-io/delegate/internal/route"
 	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/testutil"
 	"github.com/delegate-io/delegate/internal/transport"
 	"github.com/delegate-io/delegate/internal/wire"
-	"github.com/hashicorp/yamux"
 )
 
 // works checks that the cluster still serves a real client.
@@ -59,21 +57,7 @@ func TestSurvivesGarbage(t *testing.T) {
 
 func TestBadFrameOnStream(t *testing.T) {
 	c := testutil.Start(t, testutil.Options{})
-	a := c.Addrs[0]
-	conn, err := transport.Dial(context.Background(), a, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rep, err := transport.ClientHello(conn, &wire.Hello{Client: "evil", Servers: 1, ListHash: route.ListHash(transport.Strings(c.Addrs))}, -1, time.Second)
-	if err != nil || rep.Err() != nil {
-		t.Fatalf("hello: %v %v", err, rep)
-	}
-	ymx, err := yamux.Client(conn, transport.YamuxConfig(nil, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := ymx.OpenStream()
+	st, err := rawSession(t, c).OpenStream() // hello as a client, then frames by hand
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,20 +118,7 @@ func TestTokenRequired(t *testing.T) {
 func TestStopRequest(t *testing.T) {
 	c := testutil.Start(t, testutil.Options{})
 	s := c.Servers[0]
-	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rep, err := transport.ClientHello(conn, &wire.Hello{Client: "not a monitor", Servers: 1, ListHash: route.ListHash(transport.Strings(c.Addrs))}, -1, time.Second)
-	if err != nil || rep.Err() != nil {
-		t.Fatalf("hello: %v %v", err, rep)
-	}
-	ymx, err := yamux.Client(conn, transport.YamuxConfig(nil, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := ymx.OpenStream()
+	st, err := rawSession(t, c).OpenStream() // hello as a client, then frames by hand
 	if err != nil {
 		t.Fatal(err)
 	}
