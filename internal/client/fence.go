@@ -59,10 +59,12 @@ func (s *session) fence() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	target := s.mu.wqueued
-	for s.mu.err == nil && s.mu.wdone < target {
+	s.fencers.Add(1)
+	defer s.fencers.Add(-1)
+	for s.mu.err == nil && s.wdone.Load() < target {
 		s.acked.Wait()
 	}
-	if s.mu.wdone >= target {
+	if s.wdone.Load() >= target {
 		return nil
 	}
 	return s.mu.err

@@ -94,14 +94,16 @@ type session struct {
 		err      error // why the session died; nil while alive
 		inflight int64
 		files    map[*File]struct{} // opened on this session and not closed (attach)
-		// Write requests queued and completed, for Fence: replies come in
-		// request order, so wdone >= n means the first n were applied.
-		wqueued, wdone int64
+		// Write requests queued, for Fence: replies come in request
+		// order, so wdone >= n means the first n were applied.
+		wqueued int64
 	}
-	released sync.Once   // the session's reference to shmem
-	replaced atomic.Bool // dead, and the client has dialled the server again (sessions)
-	space    sync.Cond   // signalled when inflight drops or the session dies
-	acked    sync.Cond   // signalled when a write completes or the session dies
+	wdone    atomic.Int64 // write requests completed
+	fencers  atomic.Int32 // fences waiting on acked
+	released sync.Once    // the session's reference to shmem
+	replaced atomic.Bool  // dead, and the client has dialled the server again (sessions)
+	space    sync.Cond    // signalled when inflight drops or the session dies
+	acked    sync.Cond    // signalled when a write completes or the session dies
 	wake     chan struct{}
 	done     chan struct{}
 	wg       sync.WaitGroup
@@ -487,17 +489,22 @@ func (s *session) complete(c *call, err error) {
 	if c.slot != nil && c.t == wire.TWrite {
 		s.ring.Free(c.slot)
 	}
-	if c.inflight > 0 || c.t == wire.TWrite {
+	if c.inflight > 0 {
 		s.mu.Lock()
-		if c.inflight > 0 {
-			s.mu.inflight -= c.inflight
-			s.space.Broadcast()
-		}
-		if c.t == wire.TWrite {
-			s.mu.wdone++
-			s.acked.Broadcast()
-		}
+		s.mu.inflight -= c.inflight
+		s.space.Broadcast()
 		s.mu.Unlock()
+	}
+	if c.t == wire.TWrite {
+		// No lock per acknowledgement unless a fence waits: it registers
+		// under s.mu before it reads wdone, so either it sees this count
+		// or this sees it waiting and wakes it (session.fence).
+		s.wdone.Add(1)
+		if s.fencers.Load() > 0 {
+			s.mu.Lock()
+			s.acked.Broadcast()
+			s.mu.Unlock()
+		}
 	}
 	if c.file != nil && c.t == wire.TWrite {
 		c.file.writeDone(err)
