@@ -33,6 +33,11 @@ cleanup() {
         kill -KILL "$spid" 2>/dev/null
         wait "$spid" 2>/dev/null
     fi
+    # The killed servers' state directories (their --root is $work): what
+    # they held belongs to this test's files, which go too.
+    for d in /dev/shm/delegate-"$(id -u)"-*; do
+        [ "$(cat "$d/root" 2>/dev/null)" = "$work" ] && rm -rf "$d"
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
