@@ -54,3 +54,44 @@ func benchIndex(b *testing.B, slots bool, size int) {
 	}
 	x.Release()
 }
+
+// Random 4 KiB writes, as bench.c's random-w: 8,192 per "rank" at distinct
+// 4 KiB slots of the rank's 128 MiB block (a quarter of each chunk), then
+// the flusher's pass over the runs and the release of the buffers.
+func BenchmarkIndexRandom4KHeap(b *testing.B)  { benchRandom(b, false) }
+func BenchmarkIndexRandom4KSlots(b *testing.B) { benchRandom(b, true) }
+
+func benchRandom(b *testing.B, slots bool) {
+	const chunk, piece, nslots, n = 1 << 20, 4096, 32768, 8192
+	pool := extent.NewPool(chunk, 64)
+	var j *journal.Journal
+	if slots {
+		dir, err := os.MkdirTemp("/dev/shm", "dlg-bench-")
+		if err != nil {
+			b.Skip("no /dev/shm")
+		}
+		defer os.RemoveAll(dir)
+		j, _, err = journal.Open(dir+"/state", chunk, 256)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer j.Close(true)
+	}
+	rec := make([]byte, piece)
+	b.SetBytes(2 * n * piece)
+	for i := 0; i < b.N; i++ {
+		x := extent.NewPooled(chunk, 512, pool)
+		if slots {
+			x.UseSlots(fileSlots{j: j, path: "/bench"})
+		}
+		for k := int64(0); k < n; k++ {
+			for rank := int64(0); rank < 2; rank++ {
+				off := rank*nslots*piece + (40503*k+12345)%nslots*piece
+				x.Write(off, rec)
+			}
+		}
+		var runs int
+		x.Runs(8<<20, func(r extent.Run) error { runs += len(r.Bufs); return nil })
+		x.Release()
+	}
+}
