@@ -196,6 +196,20 @@ func FuzzExtents(f *testing.F) {
 		if it.Err() != nil {
 			return
 		}
+		// NextRun, expanded, gives the same extents.
+		rt := NewExtentIter(enc, limit)
+		var expanded Builder
+		for off, n, stride, count, ok := rt.NextRun(); ok; off, n, stride, count, ok = rt.NextRun() {
+			if count < 1 || (count == 1 && stride != 0) {
+				t.Fatalf("run %d+%d stride %d count %d", off, n, stride, count)
+			}
+			for k := int64(0); k < count; k++ {
+				expanded.Add(off+k*stride, n)
+			}
+		}
+		if rt.Err() != nil || !bytes.Equal(expanded.Bytes(), rb.Bytes()) {
+			t.Fatalf("runs expand to %x (err %v), extents build %x", expanded.Bytes(), rt.Err(), rb.Bytes())
+		}
 		if got, err := ExtentsTotal(rb.Bytes(), limit); err != nil || got != total {
 			t.Fatalf("rebuild: %d %v, want %d", got, err, total)
 		}
