@@ -210,19 +210,53 @@ func (x *Index) Write(off int64, p []byte) {
 	for len(p) > 0 {
 		ce := (off/x.chunk + 1) * x.chunk
 		n := min(int64(len(p)), ce-off)
-		x.writeChunk(off, p[:n], ce)
+		x.writeChunk(off, n, 0, 1, p[:n], ce)
 		off, p = off+n, p[n:]
 	}
 }
 
-// writeChunk writes p at off, inside the chunk that ends at ce.
-func (x *Index) writeChunk(off int64, p []byte, ce int64) {
-	end := off + int64(len(p))
+// WriteRun buffers count pieces of n bytes at off, off+stride,
+// off+2*stride, ..., held back to back in p (count*n bytes): the same as
+// that many Writes, in order. A regular strided description (a file view,
+// strided independent writes) is applied to each chunk in one pass: the
+// pieces of a chunk become one item, found or made with one search, with
+// holes between them, instead of one search, insert and merge per piece
+// (issue 13). Pieces are bridged so when the holes between them are
+// within the gap (as separate writes would be), or always with slots,
+// where the chunk's slot is held anyway and a hole costs a bit. Other
+// runs (pieces that overlap, go backwards, or are far apart in the heap)
+// are written piece by piece.
+func (x *Index) WriteRun(off, n, stride, count int64, p []byte) {
+	if count < 1 || int64(len(p)) != count*n {
+		panic("extent: WriteRun: data does not match the run")
+	}
+	bridge := count > 1 && stride >= n && (x.slots != nil || stride-n <= x.gap)
+	for count > 0 {
+		ce := (off/x.chunk + 1) * x.chunk
+		// pieces that lie wholly in this chunk
+		k := int64(1)
+		if bridge && off+n <= ce {
+			k = min(count, (ce-off-n)/stride+1)
+		}
+		if k == 1 {
+			x.Write(off, p[:n])
+		} else {
+			x.writeChunk(off, n, stride, k, p[:k*n], ce)
+		}
+		off, p, count = off+k*stride, p[k*n:], count-k
+	}
+}
+
+// writeChunk writes count pieces of n bytes at off, off+stride, ... (p
+// holds them back to back; stride >= n when count > 1), inside the chunk
+// that ends at ce.
+func (x *Index) writeChunk(off, n, stride, count int64, p []byte, ce int64) {
+	end := off + (count-1)*stride + n
 	cs := ce - x.chunk
 	// Fast path: the hot item reaches off (within the gap) and the write
 	// stays more than a gap short of the next item.
 	if h := x.hot; h != nil && h.off >= cs && h.off <= off && off <= h.end()+x.gap && end+x.gap < x.hotNext && end <= ce {
-		x.fill(h, off, p)
+		x.fill(h, off, n, stride, count, p)
 		return
 	}
 	// The base is the item that starts at or before off and reaches it
@@ -249,7 +283,7 @@ func (x *Index) writeChunk(off int64, p []byte, ce int64) {
 		absorb = append(absorb, it)
 		return true
 	})
-	if fresh && len(absorb) == 0 {
+	if fresh && len(absorb) == 0 && count == 1 {
 		// A new item of its own: no holes, no bitmap.
 		if r := x.slotFor(cs); r != nil {
 			x.attach(base, r, int64(len(p)))
@@ -287,7 +321,7 @@ func (x *Index) writeChunk(off int64, p []byte, ce int64) {
 	clear(absorb)
 	x.merge = absorb[:0]
 	x.extend(base, end, ce)
-	x.place(base, off, p)
+	x.placeRun(base, off, n, stride, count, p)
 	if fresh {
 		x.tree.ReplaceOrInsert(base)
 	}
@@ -295,12 +329,20 @@ func (x *Index) writeChunk(off int64, p []byte, ce int64) {
 	x.hot, x.hotNext = base, next
 }
 
-// fill writes p into h at off (the fast path), extending h if needed.
-func (x *Index) fill(h *item, off int64, p []byte) {
+// fill writes the pieces into h (the fast path), extending h if needed.
+func (x *Index) fill(h *item, off, n, stride, count int64, p []byte) {
 	x.account(h, -1)
-	x.extend(h, off+int64(len(p)), (h.off/x.chunk+1)*x.chunk)
-	x.place(h, off, p)
+	x.extend(h, off+(count-1)*stride+n, (h.off/x.chunk+1)*x.chunk)
+	x.placeRun(h, off, n, stride, count, p)
 	x.account(h, 1)
+}
+
+// placeRun places count pieces of n bytes, back to back in p, at off,
+// off+stride, ... (inside it).
+func (x *Index) placeRun(it *item, off, n, stride, count int64, p []byte) {
+	for k := int64(0); k < count; k++ {
+		x.place(it, off+k*stride, p[k*n:(k+1)*n])
+	}
 }
 
 // extend grows it to end, the new bytes being holes. Its buffer doubles

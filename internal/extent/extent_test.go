@@ -110,8 +110,28 @@ func TestModelRandom(t *testing.T) {
 				for i := range p {
 					p[i] = byte(r.Uint32())
 				}
-				x.Write(off, p)
-				m.write(off, p)
+				if r.IntN(3) > 0 {
+					x.Write(off, p)
+					m.write(off, p)
+					break
+				}
+				// A strided run: pieces apart, adjacent, overlapping
+				// (written piece by piece) or going backwards.
+				n = 1 + r.Int64N(200)
+				count := 1 + r.Int64N(40)
+				stride := n + r.Int64N(3*chunk/2) - 2
+				if r.IntN(8) == 0 {
+					stride = -stride
+					off += (count - 1) * -stride
+				}
+				p = make([]byte, count*n)
+				for i := range p {
+					p[i] = byte(r.Uint32())
+				}
+				x.WriteRun(off, n, stride, count, p)
+				for i := int64(0); i < count; i++ {
+					m.write(off+i*stride, p[i*n:(i+1)*n])
+				}
 			case k < 9:
 				off, n := r.Int64N(span), r.Int64N(2000)
 				if got, want := readIndex(x, off, n), m.overlay(off, n); !bytes.Equal(got, want) {
