@@ -77,17 +77,19 @@ func (st *stream) checkOwned(hd *handle, ext []byte, total int64, flags uint32) 
 	it := wire.NewExtentIter(ext, total)
 	var sum, count int64
 	atomic := flags&wire.IOAtomic != 0
-	for off, n, ok := it.Next(); ok; off, n, ok = it.Next() {
+	// A run at a time: a strided run is checked whole (at once with one
+	// server), not extent by extent.
+	for off, n, stride, k, ok := it.NextRun(); ok; off, n, stride, k, ok = it.NextRun() {
 		if atomic && hd.rule.Owner(0) != st.ss.index {
 			return 0, wire.Errorf(wire.ENOTOWNER, "%s: atomic requests go to the owner of the first region, not server %d",
 				hd.f.path, st.ss.index)
 		}
-		if !atomic && !hd.rule.Owns(st.ss.index, off, n) {
-			return 0, wire.Errorf(wire.ENOTOWNER, "%s: bytes %d+%d belong to another server (server %d of %d here)",
-				hd.f.path, off, n, st.ss.index, st.ss.servers)
+		if !atomic && !hd.rule.OwnsRun(st.ss.index, off, n, stride, k) {
+			return 0, wire.Errorf(wire.ENOTOWNER, "%s: bytes of %d x %d at %d (stride %d) belong to another server (server %d of %d here)",
+				hd.f.path, k, n, off, stride, st.ss.index, st.ss.servers)
 		}
-		sum += n
-		count++
+		sum += k * n
+		count += k
 	}
 	if err := it.Err(); err != nil {
 		return 0, err
