@@ -424,10 +424,11 @@ func (x *Index) setHoles(it *item, i, n int64) {
 	it.nhole += setBits(it.holes, i, n)
 }
 
-// setBits sets bits [i, i+n) and returns how many were clear.
+// setBits sets bits [i, i+n) and returns how many were clear. Whole words
+// in the middle take one store each: a 4 KiB write is 64 words.
 func setBits(b []uint64, i, n int64) int64 {
 	var changed int64
-	for n > 0 {
+	for n > 0 && (i%64 != 0 || n < 64) { // head (and a short range)
 		w, s := i/64, i%64
 		k := min(64-s, n)
 		mask := ^uint64(0) >> (64 - k) << s
@@ -435,23 +436,51 @@ func setBits(b []uint64, i, n int64) int64 {
 		b[w] |= mask
 		i, n = i+k, n-k
 	}
+	if n == 0 {
+		return changed
+	}
+	w, e := i/64, (i+n)/64
+	for _, v := range b[w:e] {
+		changed += int64(64 - bits.OnesCount64(v))
+	}
+	for k := w; k < e; k++ {
+		b[k] = ^uint64(0)
+	}
+	if t := (i + n) % 64; t > 0 { // tail
+		mask := ^uint64(0) >> (64 - t)
+		changed += int64(bits.OnesCount64(mask &^ b[e]))
+		b[e] |= mask
+	}
 	return changed
 }
 
-// clearBits clears bits [i, i+n) (within the bitmap) and returns how many
-// were set.
+// clearBits clears bits [i, i+n) (within the bitmap: bits past its end
+// are clear already) and returns how many were set.
 func clearBits(b []uint64, i, n int64) int64 {
+	if lim := int64(len(b)) * 64; i+n > lim {
+		n = lim - i
+	}
 	var changed int64
-	for n > 0 {
+	for n > 0 && (i%64 != 0 || n < 64) { // head (and a short range)
 		w, s := i/64, i%64
 		k := min(64-s, n)
-		if w >= int64(len(b)) {
-			break
-		}
 		mask := ^uint64(0) >> (64 - k) << s
 		changed += int64(bits.OnesCount64(mask & b[w]))
 		b[w] &^= mask
 		i, n = i+k, n-k
+	}
+	if n <= 0 {
+		return changed
+	}
+	w, e := i/64, (i+n)/64
+	for _, v := range b[w:e] {
+		changed += int64(bits.OnesCount64(v))
+	}
+	clear(b[w:e])
+	if t := (i + n) % 64; t > 0 { // tail
+		mask := ^uint64(0) >> (64 - t)
+		changed += int64(bits.OnesCount64(mask & b[e]))
+		b[e] &^= mask
 	}
 	return changed
 }
