@@ -385,6 +385,9 @@ func (x *Index) place(it *item, off int64, p []byte) {
 	}
 	inPlace := &it.data[i] == &p[0] // an absorbed item of the same slot
 	if !inPlace {
+		// The server's one copy of a buffered byte: from the ring slice
+		// (or the inline payload) into the chunk's slot or buffer. The
+		// flush writes from here (copies per byte: client memCursor.gather).
 		copy(it.data[i:], p)
 	}
 	if it.nhole > 0 {

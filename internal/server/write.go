@@ -111,6 +111,9 @@ func (f *file) writeDirect(off int64, p []byte) error {
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
 	f.punch(off, int64(len(p)))
+	// p is the ring slice (or the inline payload): the kernel's copy into
+	// the page cache is the server's only one (2 copies per byte in all,
+	// with the client's into the ring: client memCursor.gather).
 	if _, err := f.backend().WriteAt(p, off); err != nil {
 		return err
 	}
