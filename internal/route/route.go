@@ -20,8 +20,17 @@ import (
 const DefaultRegionSize = 1 << 20
 
 // MinRegionSize bounds the region size from below, so that no extent list
-// splits into pieces smaller than a page.
+// splits into pieces smaller than a page. CheckRegionSize applies it, for
+// the client's configuration and hints and the server's open alike.
 const MinRegionSize = 4096
+
+// CheckRegionSize reports whether n bytes may be a region size.
+func CheckRegionSize(n int64) error {
+	if n < MinRegionSize {
+		return fmt.Errorf("region size %d is below %d", n, MinRegionSize)
+	}
+	return nil
+}
 
 // FileKey is the routing key of a file: FNV-1a of its absolute, clean path.
 func FileKey(path string) uint64 {
@@ -50,10 +59,41 @@ func (r Rule) Check() error {
 	if r.Servers < 1 {
 		return fmt.Errorf("route: %d servers", r.Servers)
 	}
-	if r.RegionSize < MinRegionSize {
-		return fmt.Errorf("route: region size %d is below %d", r.RegionSize, MinRegionSize)
+	if err := CheckRegionSize(r.RegionSize); err != nil {
+		return fmt.Errorf("route: %w", err)
 	}
 	return nil
+}
+
+// Atomic mode (MPI_File_set_atomicity). Every request of a file in atomic
+// mode goes, whatever its extents, to one server: the owner of the file's
+// first region, which applies it as one unit under the file's atomic lock
+// and so orders all atomic requests of the file by itself. The client
+// routes with Route and the server verifies with Accepts; both take the
+// mode, so the rule is written here only.
+
+// AtomicOwner returns the server that applies the file's atomic requests.
+func (r Rule) AtomicOwner() int { return r.Owner(0) }
+
+// Route calls fn for each piece of [off, off+n) with the server it goes to:
+// in atomic mode the whole range to AtomicOwner, else Split's pieces.
+func (r Rule) Route(atomic bool, off, n int64, fn func(server int, off, n int64)) {
+	if atomic && r.Servers > 1 {
+		if n > 0 {
+			fn(r.AtomicOwner(), off, n)
+		}
+		return
+	}
+	r.Split(off, n, fn)
+}
+
+// Accepts reports whether server may apply a request on [off, off+n): in
+// atomic mode when it is AtomicOwner, else when it Owns the range.
+func (r Rule) Accepts(server int, atomic bool, off, n int64) bool {
+	if atomic {
+		return server == r.AtomicOwner()
+	}
+	return r.Owns(server, off, n)
 }
 
 // Owner returns the server that owns the byte at off.
