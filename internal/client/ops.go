@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/delegate-io/delegate/internal/wire"
 )
@@ -46,7 +47,7 @@ func (f *File) Sync() error {
 		return e // acknowledged before the sync reply: the root cause
 	}
 	if err != nil {
-		return wire.Errorf(wire.CodeOf(err), "sync %s: %v", f.path, err)
+		return fmt.Errorf("sync %s: %w", f.path, err)
 	}
 	return ferr
 }
@@ -64,7 +65,7 @@ func (f *File) Flush() error {
 		return e
 	}
 	if err != nil {
-		return wire.Errorf(wire.CodeOf(err), "flush %s: %v", f.path, err)
+		return fmt.Errorf("flush %s: %w", f.path, err)
 	}
 	return ferr
 }
@@ -140,7 +141,7 @@ func (f *File) closeOn(which func(i int) bool, flush bool) error {
 		return newCall(wire.TClose, &wire.Close{File: f.ids[i], Async: !flush})
 	})
 	if err != nil {
-		return wire.Errorf(wire.CodeOf(err), "close %s: %v", f.path, err)
+		return fmt.Errorf("close %s: %w", f.path, err)
 	}
 	return nil
 }
@@ -149,7 +150,7 @@ func (f *File) closeOn(which func(i int) bool, flush bool) error {
 func (f *File) statAll() (int64, error) {
 	calls, err := f.each(nil, f.fileOp(wire.TStat))
 	if err != nil {
-		return 0, wire.Errorf(wire.CodeOf(err), "size of %s: %v", f.path, err)
+		return 0, fmt.Errorf("size of %s: %w", f.path, err)
 	}
 	var size int64
 	for _, c := range calls {
@@ -184,7 +185,7 @@ func (f *File) SetSize(size int64) error {
 		return newCall(wire.TResize, &wire.Resize{File: f.ids[i], Size: size})
 	})
 	if err != nil {
-		return wire.Errorf(wire.CodeOf(err), "set size of %s to %d: %v", f.path, size, err)
+		return fmt.Errorf("set size of %s to %d: %w", f.path, size, err)
 	}
 	return nil
 }
@@ -202,7 +203,7 @@ func (f *File) Preallocate(size int64) error {
 		return newCall(wire.TAlloc, &wire.Resize{File: f.ids[i], Size: size})
 	})
 	if err != nil {
-		return wire.Errorf(wire.CodeOf(err), "preallocate %s to %d: %v", f.path, size, err)
+		return fmt.Errorf("preallocate %s to %d: %w", f.path, size, err)
 	}
 	return nil
 }
@@ -216,7 +217,7 @@ func (f *File) Counter(key string, op uint8, v int64) (int64, error) {
 	owner := f.rule.Owner(0)
 	c := newCall(wire.TCounter, &wire.Counter{File: f.ids[owner], Key: key, Op: op, Value: v})
 	if err := f.sess[owner].roundTrip(c); err != nil {
-		return 0, wire.Errorf(wire.CodeOf(err), "counter %s of %s: %v", key, f.path, err)
+		return 0, fmt.Errorf("counter %s of %s: %w", key, f.path, err)
 	}
 	return c.rep.Value, nil
 }
@@ -241,7 +242,7 @@ func (f *File) SetAtomic(on bool) error {
 			return err
 		}
 		if _, err := f.each(nil, f.fileOp(wire.TFlush)); err != nil {
-			return wire.Errorf(wire.CodeOf(err), "atomic mode of %s: %v", f.path, err)
+			return fmt.Errorf("atomic mode of %s: %w", f.path, err)
 		}
 	}
 	f.mu.Lock()
@@ -271,7 +272,7 @@ func (f *File) SetHint(name, value string) error {
 		if errors.Is(err, errOpenOnly) {
 			return wire.Errorf(wire.ENOSYS, "%s: hint %s can only be set at open", f.path, name)
 		}
-		return wire.Errorf(wire.CodeOf(err), "%s: %v", f.path, err)
+		return fmt.Errorf("%s: %w", f.path, err)
 	}
 	if !corked {
 		return f.flushCork()
@@ -285,7 +286,7 @@ func (f *File) Hint(name string) (string, error) {
 	defer f.mu.Unlock()
 	v, err := f.mu.hints.Get(name)
 	if err != nil {
-		return "", wire.Errorf(wire.EINVAL, "%v", err)
+		return "", wire.Errorf(wire.EINVAL, "%w", err)
 	}
 	return v, nil
 }
