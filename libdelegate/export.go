@@ -460,6 +460,10 @@ func dlgSync(fh C.int) (rc C.int) {
 	return fail(int(fh), f.Sync())
 }
 
+// dlgFlush is delegate_flush, named by the C API (and MPI's habit): it
+// waits for the servers' acknowledgements (client.File.WaitAcked); nothing
+// is flushed to the backend.
+//
 //export dlgFlush
 func dlgFlush(fh C.int) (rc C.int) {
 	defer guard(int(fh), &rc)
@@ -467,7 +471,7 @@ func dlgFlush(fh C.int) (rc C.int) {
 	if err != nil {
 		return fail(noHandle, err)
 	}
-	return fail(int(fh), f.Flush())
+	return fail(int(fh), f.WaitAcked())
 }
 
 //export dlgGetSize

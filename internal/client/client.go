@@ -127,7 +127,8 @@ func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
 	return append([]*session(nil), cl.mu.sessions...), nil
 }
 
-// Close closes every open file (flushing it) and every session.
+// Close closes every open file (each server writes the file's buffered
+// data to the backend: a flush) and every session.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
 	if cl.mu.closed {

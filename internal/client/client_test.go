@@ -304,7 +304,7 @@ func TestAtomicAcrossServers(t *testing.T) {
 					return
 				}
 			}
-			done <- f.Flush()
+			done <- f.WaitAcked()
 		}()
 	}
 	got := make([]byte, span)

@@ -122,7 +122,7 @@ func (f *File) endCollective(tag wire.CollTag) {
 	if f.live() != nil {
 		return
 	}
-	f.flushCork() // corked pieces go before the marker
+	f.sendCorked() // corked pieces go before the marker
 	for i, s := range f.sess {
 		c := newCall(wire.TCollEnd, &wire.CollEnd{File: f.ids[i], CollTag: tag})
 		c.marker = f
@@ -317,7 +317,7 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	}
 	if st.ack {
 		if st.cork {
-			f.flushCork()
+			f.sendCorked()
 		}
 		for _, c := range calls {
 			if err := c.wait(); err != nil {
@@ -392,7 +392,7 @@ func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if err != nil || total == 0 {
 		return 0, err
 	}
-	if err := f.flushCork(); err != nil {
+	if err := f.sendCorked(); err != nil {
 		return 0, err
 	}
 	if f.directOK(st.flags) {

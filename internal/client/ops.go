@@ -41,7 +41,7 @@ func (f *File) Sync() error {
 	if err := f.settle(); err != nil {
 		return err
 	}
-	ferr := f.flushCork()
+	ferr := f.sendCorked()
 	_, err := f.each(nil, f.fileOp(wire.TSync))
 	if e := f.enter("sync"); e != nil {
 		return e // acknowledged before the sync reply: the root cause
@@ -52,16 +52,17 @@ func (f *File) Sync() error {
 	return ferr
 }
 
-// Flush returns once the servers acknowledged every write issued on f: a
-// round trip on each session, which the servers answer in order, after
-// sending what is corked. Nothing is forced to the backend.
-func (f *File) Flush() error {
+// WaitAcked returns once the servers acknowledged every write issued on f:
+// a round trip on each session, which the servers answer in order, after
+// sending what is corked. Nothing is written to the backend (that is a
+// server's flush) nor fsynced (Sync). The C API calls it delegate_flush.
+func (f *File) WaitAcked() error {
 	if err := f.settle(); err != nil {
 		return err
 	}
-	ferr := f.flushCork()
+	ferr := f.sendCorked()
 	_, err := f.each(nil, f.fileOp(wire.TStat))
-	if e := f.enter("flush"); e != nil {
+	if e := f.enter("flush"); e != nil { // delegate_flush, as the C caller knows it
 		return e
 	}
 	if err != nil {
@@ -108,7 +109,7 @@ func (f *File) Close() error {
 	if err := f.settle(); err != nil {
 		return err
 	}
-	ferr := f.flushCork()
+	ferr := f.sendCorked()
 	f.mu.Lock()
 	f.mu.closed = true
 	async := f.mu.hints.AsyncClose
@@ -164,7 +165,7 @@ func (f *File) Size() (int64, error) {
 	if err := f.enter("size of"); err != nil {
 		return 0, err
 	}
-	if err := f.flushCork(); err != nil {
+	if err := f.sendCorked(); err != nil {
 		return 0, err
 	}
 	return f.statAll()
@@ -178,7 +179,7 @@ func (f *File) SetSize(size int64) error {
 	if !wire.CheckExtent(size, 0) {
 		return wire.Errorf(wire.EINVAL, "set size of %s to %d", f.path, size)
 	}
-	if err := f.flushCork(); err != nil {
+	if err := f.sendCorked(); err != nil {
 		return err
 	}
 	_, err := f.each(nil, func(i int) *call {
@@ -238,7 +239,7 @@ func (f *File) SetAtomic(on bool) error {
 	changed := f.mu.atomic != on
 	f.mu.Unlock()
 	if changed && len(f.sess) > 1 {
-		if err := f.flushCork(); err != nil {
+		if err := f.sendCorked(); err != nil {
 			return err
 		}
 		if _, err := f.each(nil, f.fileOp(wire.TFlush)); err != nil {
@@ -275,7 +276,7 @@ func (f *File) SetHint(name, value string) error {
 		return fmt.Errorf("%s: %w", f.path, err)
 	}
 	if !corked {
-		return f.flushCork()
+		return f.sendCorked()
 	}
 	return nil
 }
