@@ -159,7 +159,7 @@ func (st *stream) readLoop() {
 		default:
 			r.desc = descs[t]()
 			if r.err = st.rd.Decode(r.desc); r.err == nil {
-				r.ext, r.err = st.extents(h, r.desc)
+				r.err = st.extents(h, r.desc, &r.ext)
 			}
 			if r.err != nil {
 				r.desc = nil
@@ -187,30 +187,26 @@ func (st *stream) readLoop() {
 // payload, or the ring slot it names), a read's at most MaxReadBytes. The
 // handlers and the engine apply the validated form (request.ext) and never
 // decode or check the list again.
-func (st *stream) extents(h wire.Header, desc any) (wire.Extents, error) {
+func (st *stream) extents(h wire.Header, desc any, x *wire.Extents) error {
 	switch d := desc.(type) {
 	case *wire.Write:
 		n := int64(h.PayloadLen)
 		if d.RingLen > 0 {
 			n = int64(min(d.RingLen, math.MaxInt64))
 		}
-		x, err := wire.ParseExtents(d.Ext, n)
-		if err != nil {
-			return x, fmt.Errorf("write: %w", err)
+		if err := x.Parse(d.Ext, n); err != nil {
+			return fmt.Errorf("write: %w", err)
 		}
 		if x.Total() != n {
-			return x, wire.Errorf(wire.EPROTO, "write: extents cover %d bytes, %d came with them", x.Total(), n)
+			return wire.Errorf(wire.EPROTO, "write: extents cover %d bytes, %d came with them", x.Total(), n)
 		}
-		return x, nil
 	case *wire.Read:
 		limit := st.ss.srv.cfg.MaxReadBytes
-		x, err := wire.ParseExtents(d.Ext, limit)
-		if err != nil {
-			return x, fmt.Errorf("read: %w (at most %d bytes per request)", err, limit)
+		if err := x.Parse(d.Ext, limit); err != nil {
+			return fmt.Errorf("read: %w (at most %d bytes per request)", err, limit)
 		}
-		return x, nil
 	}
-	return wire.Extents{}, nil
+	return nil
 }
 
 // recoverPanic turns a panic of the stream's reader or worker into a

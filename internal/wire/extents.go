@@ -116,6 +116,7 @@ type Extents struct {
 	runs  []Run
 	total int64
 	count int64
+	one   [1]Run // runs' memory for a list of one run, the common case (Parse)
 }
 
 // Run is count extents of Len bytes at Off, Off+Stride, ...: a run of the
@@ -130,11 +131,31 @@ func (r Run) End() int64 { return r.Off + (r.Count-1)*r.Stride + r.Len }
 // ParseExtents decodes and validates enc, accepting at most limit bytes in
 // all. Every error is EPROTO: a well-behaved client never sends one.
 func ParseExtents(enc []byte, limit int64) (Extents, error) {
-	it := NewExtentIter(enc, limit)
 	var x Extents
+	err := x.Parse(enc, limit)
+	if err != nil {
+		return Extents{}, err
+	}
+	return x, nil
+}
+
+// Parse is ParseExtents into x, which it overwrites; a list of one run
+// takes no memory beyond x. On error x is empty.
+func (x *Extents) Parse(enc []byte, limit int64) error {
+	*x = Extents{}
+	x.runs = x.one[:0]
+	if err := x.parse(enc, limit); err != nil {
+		*x = Extents{}
+		return err
+	}
+	return nil
+}
+
+func (x *Extents) parse(enc []byte, limit int64) error {
+	it := NewExtentIter(enc, limit)
 	for len(it.buf) > 0 {
 		if !it.readRun() {
-			return Extents{}, it.err
+			return it.err
 		}
 		c := it.cur
 		if c.count > 1 {
@@ -145,18 +166,18 @@ func ParseExtents(enc []byte, limit int64) (Extents, error) {
 				step = -step
 			}
 			if step < 0 || (step != 0 && c.count-1 > math.MaxInt64/step) {
-				return Extents{}, Errorf(EPROTO, "extent list: strided run leaves the offset range")
+				return Errorf(EPROTO, "extent list: strided run leaves the offset range")
 			}
 			d := (c.count - 1) * step
 			last := c.off - d
 			if c.stride > 0 {
 				if c.off > math.MaxInt64-d {
-					return Extents{}, Errorf(EPROTO, "extent list: strided run leaves the offset range")
+					return Errorf(EPROTO, "extent list: strided run leaves the offset range")
 				}
 				last = c.off + d
 			}
 			if last < 0 || !CheckExtent(last, c.len) {
-				return Extents{}, Errorf(EPROTO, "extent list: strided run leaves the offset range")
+				return Errorf(EPROTO, "extent list: strided run leaves the offset range")
 			}
 		}
 		x.runs = append(x.runs, Run{Off: c.off, Len: c.len, Stride: c.stride, Count: c.count})
@@ -164,7 +185,7 @@ func ParseExtents(enc []byte, limit int64) (Extents, error) {
 		it.prevEnd = c.end()
 	}
 	x.total = it.total
-	return x, nil
+	return nil
 }
 
 // Total returns the bytes the extents cover.

@@ -146,3 +146,21 @@ func TestParseExtents(t *testing.T) {
 		t.Fatalf("empty list: %+v %v", x, err)
 	}
 }
+
+// A list of one run, the common case, is parsed without allocating.
+func TestParseOneRunAllocatesNothing(t *testing.T) {
+	var b Builder
+	for i := int64(0); i < 64; i++ {
+		b.Add(i*128, 64)
+	}
+	enc := b.Bytes()
+	var x Extents
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := x.Parse(enc, 1<<20); err != nil || x.Count() != 64 {
+			t.Fatal(x.Count(), err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per parse of one run", allocs)
+	}
+}
