@@ -199,7 +199,7 @@ func (f *File) Preallocate(size int64) error {
 	if !wire.CheckExtent(size, 0) {
 		return wire.Errorf(wire.EINVAL, "preallocate %s to %d", f.path, size)
 	}
-	owner := f.rule.Owner(0)
+	owner := f.rule.Home()
 	_, err := f.each(func(i int) bool { return i == owner }, func(i int) *call {
 		return newCall(wire.TAlloc, &wire.Resize{File: f.ids[i], Size: size})
 	})
@@ -215,7 +215,7 @@ func (f *File) Counter(key string, op uint8, v int64) (int64, error) {
 	if err := f.enter("counter of"); err != nil {
 		return 0, err
 	}
-	owner := f.rule.Owner(0)
+	owner := f.rule.Home()
 	c := newCall(wire.TCounter, &wire.Counter{File: f.ids[owner], Key: key, Op: op, Value: v})
 	if err := f.sess[owner].roundTrip(c); err != nil {
 		return 0, fmt.Errorf("counter %s of %s: %w", key, f.path, err)

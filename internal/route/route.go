@@ -65,22 +65,23 @@ func (r Rule) Check() error {
 	return nil
 }
 
-// Atomic mode (MPI_File_set_atomicity). Every request of a file in atomic
-// mode goes, whatever its extents, to one server: the owner of the file's
-// first region, which applies it as one unit under the file's atomic lock
-// and so orders all atomic requests of the file by itself. The client
-// routes with Route and the server verifies with Accepts; both take the
-// mode, so the rule is written here only.
+// A file's home is the owner of its first region. It applies every request
+// of the file in atomic mode (MPI_File_set_atomicity), whatever its extents,
+// as one unit under the file's atomic lock, and so orders all atomic
+// requests of the file by itself; it also keeps the file's counters (shared
+// file pointers) and preallocates. The client routes with Route and Home,
+// the server verifies with Accepts; both take the mode, so the rule is
+// written here only.
 
-// AtomicOwner returns the server that applies the file's atomic requests.
-func (r Rule) AtomicOwner() int { return r.Owner(0) }
+// Home returns the file's home server.
+func (r Rule) Home() int { return r.Owner(0) }
 
 // Route calls fn for each piece of [off, off+n) with the server it goes to:
-// in atomic mode the whole range to AtomicOwner, else Split's pieces.
+// in atomic mode the whole range to Home, else Split's pieces.
 func (r Rule) Route(atomic bool, off, n int64, fn func(server int, off, n int64)) {
 	if atomic && r.Servers > 1 {
 		if n > 0 {
-			fn(r.AtomicOwner(), off, n)
+			fn(r.Home(), off, n)
 		}
 		return
 	}
@@ -88,10 +89,10 @@ func (r Rule) Route(atomic bool, off, n int64, fn func(server int, off, n int64)
 }
 
 // Accepts reports whether server may apply a request on [off, off+n): in
-// atomic mode when it is AtomicOwner, else when it Owns the range.
+// atomic mode when it is the Home, else when it Owns the range.
 func (r Rule) Accepts(server int, atomic bool, off, n int64) bool {
 	if atomic {
-		return server == r.AtomicOwner()
+		return server == r.Home()
 	}
 	return r.Owns(server, off, n)
 }

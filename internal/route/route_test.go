@@ -63,7 +63,7 @@ func TestListHashOrder(t *testing.T) {
 
 // Route and Accepts agree in both modes: every piece the client routes is
 // accepted by its server and refused by every other (atomic mode), and an
-// atomic request goes whole to AtomicOwner.
+// atomic request goes whole to Home.
 func TestRouteAccepts(t *testing.T) {
 	for _, c := range []struct {
 		servers int
@@ -79,8 +79,8 @@ func TestRouteAccepts(t *testing.T) {
 				if !r.Accepts(s, c.atomic, o, k) {
 					t.Fatalf("%+v: server %d refuses %d+%d", c, s, o, k)
 				}
-				if c.atomic && (s != r.AtomicOwner() || o != off || k != n) {
-					t.Fatalf("%+v: atomic %d+%d routed as %d+%d to %d, want whole to %d", c, off, n, o, k, s, r.AtomicOwner())
+				if c.atomic && (s != r.Home() || o != off || k != n) {
+					t.Fatalf("%+v: atomic %d+%d routed as %d+%d to %d, want whole to %d", c, off, n, o, k, s, r.Home())
 				}
 				for other := 0; c.atomic && other < c.servers; other++ {
 					if other != s && r.Accepts(other, true, o, k) {

@@ -49,7 +49,7 @@ func TestRefusedAtTheBoundary(t *testing.T) {
 	var path string
 	for i := 0; ; i++ {
 		path = filepath.Join(c.Dir, fmt.Sprintf("b%d", i))
-		if (route.Rule{Key: route.FileKey(path), RegionSize: 1 << 20, Servers: 2}).AtomicOwner() == 1 {
+		if (route.Rule{Key: route.FileKey(path), RegionSize: 1 << 20, Servers: 2}).Home() == 1 {
 			break
 		}
 	}

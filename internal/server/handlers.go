@@ -79,7 +79,7 @@ func (st *stream) checkOwned(hd *handle, x *wire.Extents, flags uint32) error {
 	if atomic {
 		if x.Count() > 0 && !hd.rule.Accepts(st.ss.index, true, 0, 0) {
 			return wire.Errorf(wire.ENOTOWNER, "%s: atomic requests go to server %d, the owner of the first region, not server %d",
-				hd.f.path, hd.rule.AtomicOwner(), st.ss.index)
+				hd.f.path, hd.rule.Home(), st.ss.index)
 		}
 		return nil
 	}
