@@ -21,7 +21,7 @@ import (
 // with what the buffers really allocated (holes and chunk growth may take
 // more) when the next is reserved, and at the end: the buffers exceed
 // Config.BufferBytes by at most two chunks and one extent per writer.
-func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
+func (f *file) write(x *wire.Extents, data []byte) (int64, error) {
 	e := f.eng
 	if err := f.flushErr(); err != nil {
 		return 0, err
@@ -54,7 +54,11 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 	chunk := e.set.ChunkBytes
 	f.buf.Lock()
 	wasClean := f.buf.live.Len() == 0
-	for off, n, stride, count, ok := it.NextRun(); ok && err == nil; off, n, stride, count, ok = it.NextRun() {
+	for _, r := range x.Runs() {
+		if err != nil {
+			break
+		}
+		off, n, stride, count := r.Off, r.Len, r.Stride, r.Count
 		if pos+count*n > int64(len(data)) {
 			err = wire.Errorf(wire.EPROTO, "write: extents cover more than the %d bytes sent", len(data))
 			break
@@ -94,9 +98,6 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 	e.stats.dirty.Add(added)
 	if (wasClean && added > 0) || (e.set.FlushFull && full >= e.set.FlushRunBytes) {
 		e.kickFlusher()
-	}
-	if err == nil {
-		err = it.Err()
 	}
 	if err == nil && pos != int64(len(data)) {
 		err = wire.Errorf(wire.EPROTO, "write: %d bytes sent for extents of %d", len(data), pos)

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -174,59 +173,47 @@ func BenchmarkExtentsBuildDecode(bm *testing.B) {
 	}
 }
 
-func TestExtentsNextRun(t *testing.T) {
-	type runT struct{ off, n, stride, count int64 }
-	cases := []struct {
-		name string
-		in   []ext
-		want []runT
-	}{
-		{"one", []ext{{10, 5}}, []runT{{10, 5, 0, 1}}},
-		{"contiguous", []ext{{0, 4}, {4, 4}}, []runT{{0, 8, 0, 1}}},
-		{"strided", []ext{{0, 4}, {8, 4}, {16, 4}}, []runT{{0, 4, 8, 3}}},
-		{"descending", []ext{{100, 4}, {90, 4}, {80, 4}}, []runT{{100, 4, -10, 3}}},
-		{"two runs", []ext{{0, 4}, {8, 4}, {100, 1}, {200, 1}, {300, 1}, {1000, 7}},
-			[]runT{{0, 4, 8, 2}, {100, 1, 100, 3}, {1000, 7, 0, 1}}},
+// BenchmarkServerExtents is what a server does with a read's extent list:
+// the old way decoded it three times (total, ownership, apply); now it is
+// parsed once and the validated form iterated twice.
+func BenchmarkServerExtents(bm *testing.B) {
+	lists := map[string]func(b *Builder){
+		"one-run-1000": func(b *Builder) {
+			for j := int64(0); j < 1000; j++ {
+				b.Add(j*100, 64)
+			}
+		},
+		"irregular-1000": func(b *Builder) {
+			for j := int64(0); j < 1000; j++ {
+				b.Add(j*100+j%7, 64)
+			}
+		},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var b Builder
-			for _, e := range c.in {
-				b.Add(e.off, e.n)
+	for name, fill := range lists {
+		var b Builder
+		fill(&b)
+		enc := b.Bytes()
+		walk := func(it ExtentIter) (s int64) {
+			for _, n, ok := it.Next(); ok; _, n, ok = it.Next() {
+				s += n
 			}
-			it := NewExtentIter(b.Bytes(), math.MaxInt64)
-			var got []runT
-			for off, n, stride, count, ok := it.NextRun(); ok; off, n, stride, count, ok = it.NextRun() {
-				got = append(got, runT{off, n, stride, count})
-			}
-			if it.Err() != nil || len(got) != len(c.want) {
-				t.Fatalf("got %v (err %v), want %v", got, it.Err(), c.want)
-			}
-			for i := range got {
-				if got[i] != c.want[i] {
-					t.Fatalf("run %d: got %v, want %v", i, got[i], c.want[i])
+			return s
+		}
+		bm.Run(name+"/decode-thrice", func(bm *testing.B) {
+			for i := 0; i < bm.N; i++ {
+				t, err := ExtentsTotal(enc, math.MaxInt64)
+				if err != nil || walk(NewExtentIter(enc, t)) != t || walk(NewExtentIter(enc, t)) != t {
+					bm.Fatal(err)
 				}
 			}
 		})
-	}
-	// The rest of a run Next started.
-	var b Builder
-	for i := int64(0); i < 5; i++ {
-		b.Add(i*10, 2)
-	}
-	it := NewExtentIter(b.Bytes(), math.MaxInt64)
-	it.Next()
-	it.Next()
-	if off, n, stride, count, ok := it.NextRun(); !ok || off != 20 || n != 2 || stride != 10 || count != 3 {
-		t.Fatalf("rest of run: %d %d %d %d %v", off, n, stride, count, ok)
-	}
-	// A run that leaves the offset range fails before any extent.
-	enc := binary.AppendUvarint(nil, 3<<1|1)
-	enc = binary.AppendVarint(enc, math.MaxInt64-100)
-	enc = binary.AppendUvarint(enc, 10)
-	enc = binary.AppendVarint(enc, 50)
-	it = NewExtentIter(enc, math.MaxInt64)
-	if _, _, _, _, ok := it.NextRun(); ok || CodeOf(it.Err()) != EPROTO {
-		t.Fatalf("overflowing run: ok %v err %v", ok, it.Err())
+		bm.Run(name+"/parse-once", func(bm *testing.B) {
+			var x Extents
+			for i := 0; i < bm.N; i++ {
+				if err := x.Parse(enc, math.MaxInt64); err != nil || walk(x.Iter()) != x.Total() || walk(x.Iter()) != x.Total() {
+					bm.Fatal(err)
+				}
+			}
+		})
 	}
 }
