@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/stats"
 )
 
 func main() {
@@ -223,7 +224,7 @@ func serve(args []string) int {
 		}()
 		err := srv.Shutdown(ctx)
 		snap := srv.Stats()
-		log.Info("final stats\n" + snap.String())
+		log.Info("final stats\n" + snap.String() + stats.FilesSummary(snap.Files, 10))
 		if *finalStats != "" {
 			if b, err := json.Marshal(snap); err == nil {
 				if *finalStats == "-" {
@@ -440,6 +441,7 @@ func statsCmd(args []string, out io.Writer) int {
 			fmt.Fprintln(out, string(b))
 		} else {
 			fmt.Fprint(out, snap.String())
+			fmt.Fprint(out, stats.FilesSummary(snap.Files, 10))
 		}
 		if *watch <= 0 {
 			return 0

@@ -54,7 +54,7 @@ func TestDependencyDirection(t *testing.T) {
 			"internal/extent", "internal/backend", "internal/stats", "internal/journal"},
 		"internal/launch":     {"internal/stats", "internal/server"},
 		"libdelegate":         {"internal/client", "internal/wire"},
-		"server":              {"internal/server"},
+		"server":              {"internal/server", "internal/stats"},
 		"server/delegate-run": {"internal/launch"},
 		"internal/testutil":   {"internal/client", "internal/server", "internal/transport"},
 		"internal/lint":       {},
