@@ -81,13 +81,18 @@ od=$(run delegate-run --quiet -- mpiexec -n 1 "$top/build/tests/overlap" "delega
 echo "  ufs:      $ou"
 echo "  delegate: $od"
 # The I/O must progress while the program computes: after computing for
-# three times the I/O time, MPI_Wait has (almost) nothing left to do.
+# three times the I/O time, MPI_Wait has (almost) nothing left to do, which
+# is the hidden share overlap.c reports (1 - wait/io), asserted >= 0.75.
+# hidden_eq (a computation as long as the I/O) is printed only: on 2 shared
+# cores it measures free CPU (overlap.c says why).
 io=$(sed -n 's/.*io_ms=\([0-9.]*\).*/\1/p' <<<"$od")
 w=$(sed -n 's/.*wait_ms=\([0-9.]*\).*/\1/p' <<<"$od")
-if [ -n "$io" ] && [ -n "$w" ] && awk -v io="$io" -v w="$w" 'BEGIN {exit !(w <= 0.25 * io)}'; then
-    ok "delegate: the iwrite progressed during computation (MPI_Wait afterwards: $w ms of $io ms)"
+h=$(sed -n 's/.* hidden=\([0-9.]*\).*/\1/p' <<<"$od")
+if [ -n "$io" ] && [ -n "$w" ] && [ -n "$h" ] &&
+    awk -v io="$io" -v w="$w" -v h="$h" 'BEGIN {exit !(w <= 0.25 * io && h >= 0.75 && (h - (1 - w / io))^2 < 0.0001)}'; then
+    ok "delegate: the iwrite progressed during computation (hidden=$h: MPI_Wait afterwards took $w ms of $io ms)"
 else
-    bad "delegate: MPI_Wait after computing still took ${w:-?} ms of ${io:-?} ms"
+    bad "delegate: hidden=${h:-?}: MPI_Wait after computing still took ${w:-?} ms of ${io:-?} ms"
 fi
 rm -f "$work/ov"
 
