@@ -240,3 +240,13 @@ func (t *fileStatsTable) snapshot() []stats.File {
 	}
 	return out
 }
+
+// fileHandle returns the handle of a file request, and notes the file's
+// summary in r so that the request is counted there (stream.handle).
+func (st *stream) fileHandle(r *request, id uint64) (*handle, error) {
+	hd, err := st.ss.handle(id)
+	if err == nil {
+		r.sum = hd.f.sum
+	}
+	return hd, err
+}
