@@ -52,6 +52,23 @@ elif [ "$writes" -gt 0 ] && [ $((extents / writes)) -ge 1000 ]; then
 else
     bad "records: $extents extents in, $writes backend writes: not coalesced"
 fi
+# The per-file summary in the same statistics names the file, with every
+# byte the ranks wrote (131072 records of 64 bytes), all of them in the
+# smallest size class, and the file's backend writes.
+if python3 - "$work/rec.json" "$work/records" <<'PY'; then ok "the per-file summary names $work/records: 8388608 bytes in 64-byte extents, as written"; else bad "per-file summary of the records file wrong"; fi
+import json, sys
+snap = json.load(open(sys.argv[1]))
+f = [x for x in snap["files"] if x["path"] == sys.argv[2]]
+if len(f) != 1:
+    print("files:", [x["path"] for x in snap["files"]]); sys.exit(1)
+f = f[0]
+w = f["write"]
+good = (w["bytes"] == 131072 * 64 and w["extents"] > 0 and w["sizes"][0] == w["extents"] and sum(w["sizes"]) == w["extents"]
+        and f["backend_write_bytes"] == 131072 * 64 and f["backend_writes"] >= 1 and f["direct_bytes"] == 0
+        and f["buffered_bytes"] == 131072 * 64 and not f.get("errors") and f["requests"].get("write", 0) > 0)
+if not good:
+    print(json.dumps(f)); sys.exit(1)
+PY
 
 echo "== memory bound: --buffer 64M, 640 MiB written in 4 KiB pieces, the bound reached"
 # The writers must reach the bound, or this tests nothing: with the default

@@ -192,13 +192,13 @@ func (f *File) String() string {
 	req := func(t string) int64 { return f.Requests[t] }
 	if f.Write.Bytes > 0 || req("write") > 0 {
 		fmt.Fprintf(&b, "    write    %s in %d requests, %d extents%s\n",
-			Bytes(f.Write.Bytes), req("write"), f.Write.Extents, sizes(&f.Write))
+			exact(f.Write.Bytes), req("write"), f.Write.Extents, sizes(&f.Write))
 		fmt.Fprintf(&b, "    backend  %s in %d writes (%.1f extents per write); %s buffered, %s direct; %d flushes\n",
 			Bytes(f.BackendWriteBytes), f.BackendWrites, f.Coalescing(), Bytes(f.BufferedBytes), Bytes(f.DirectBytes), f.Flushes)
 	}
 	if f.Read.Bytes > 0 || req("read") > 0 {
 		fmt.Fprintf(&b, "    read     %s in %d requests, %d extents (%s from the buffer)%s\n",
-			Bytes(f.Read.Bytes), req("read"), f.Read.Extents, Bytes(f.ReadFromBuffer), sizes(&f.Read))
+			exact(f.Read.Bytes), req("read"), f.Read.Extents, Bytes(f.ReadFromBuffer), sizes(&f.Read))
 	}
 	other := map[string]int64{}
 	for k, v := range f.Requests {
@@ -234,6 +234,14 @@ func FilesSummary(fs []File, n int) string {
 		b.WriteString(fs[i].String())
 	}
 	return b.String()
+}
+
+// exact formats a byte count with a binary unit and, past 1 KiB, exactly.
+func exact(n int64) string {
+	if n < 1<<10 {
+		return Bytes(n)
+	}
+	return fmt.Sprintf("%s (%d bytes)", Bytes(n), n)
 }
 
 // Bytes formats a byte count with a binary unit.

@@ -47,7 +47,7 @@ func TestMergeFiles(t *testing.T) {
 		t.Fatal("merging changed its input")
 	}
 	s := FilesSummary(got, 2)
-	for _, want := range []string{"top 2 of 3", "/big", "/a", "write    5.0 KiB in 3 requests, 5 extents; sizes 0-100:4 1K-10K:1", "errors sync=1"} {
+	for _, want := range []string{"top 2 of 3", "/big", "/a", "write    5.0 KiB (5100 bytes) in 3 requests, 5 extents; sizes 0-100:4 1K-10K:1", "errors sync=1"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
