@@ -55,7 +55,7 @@ func TestInterleavedRecordsCoalesce(t *testing.T) {
 					return
 				}
 			}
-			if err := f.Flush(); err != nil {
+			if err := f.WaitAcked(); err != nil {
 				t.Error(err)
 			}
 		}()
