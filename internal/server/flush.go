@@ -38,6 +38,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 			// buffered byte, into the page cache.
 			calls, err := backend.WriteRun(bf, r.Bufs, r.Off)
 			e.stats.backendWrite(r.Off, r.Len, e.set.ChunkBytes, calls)
+			f.sum.backendWrite(calls, r.Len)
 			return err
 		})
 		if err != nil {
@@ -64,6 +65,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 	f.buf.err = nil
 	f.buf.Unlock()
 	e.stats.flushes[c].Add(1)
+	f.sum.flushed()
 	e.stats.sampleMemory()
 	return nil
 }

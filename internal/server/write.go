@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/delegate-io/delegate/internal/extent"
+	"github.com/delegate-io/delegate/internal/stats"
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
@@ -27,7 +28,8 @@ func (f *file) write(x *wire.Extents, data []byte) (int64, error) {
 		return 0, err
 	}
 	step := min(int64(len(data)), max(e.set.ChunkBytes, e.set.BufferBytes/8))
-	var pos, added, alloc, reserved int64
+	var pos, added, alloc, reserved, direct int64
+	var sizes sizeCounts // for the file's summary
 	var err error
 	// put buffers count pieces of n bytes at off, off+stride, ... (p, back
 	// to back), which lie in one chunk or are one piece.
@@ -65,11 +67,15 @@ func (f *file) write(x *wire.Extents, data []byte) (int64, error) {
 		}
 		p := data[pos : pos+count*n]
 		pos += count * n
+		sizes[stats.SizeClass(n)] += count
 		if n >= e.set.DirectBytes {
 			for k := int64(0); k < count && err == nil; k++ {
 				f.buf.Unlock()
 				err = f.writeDirect(off+k*stride, p[k*n:(k+1)*n])
 				f.buf.Lock()
+				if err == nil {
+					direct += n
+				}
 			}
 			continue
 		}
@@ -96,6 +102,7 @@ func (f *file) write(x *wire.Extents, data []byte) (int64, error) {
 	f.buf.Unlock()
 	e.budget.adjust(alloc - reserved)
 	e.stats.dirty.Add(added)
+	f.sum.wrote(&sizes, pos, direct)
 	if (wasClean && added > 0) || (e.set.FlushFull && full >= e.set.FlushRunBytes) {
 		e.kickFlusher()
 	}
@@ -120,6 +127,7 @@ func (f *file) writeDirect(off int64, p []byte) error {
 	}
 	e.stats.backendWrite(off, int64(len(p)), e.set.ChunkBytes, 1)
 	e.stats.bytesDirect.Add(int64(len(p)))
+	f.sum.backendWrite(1, int64(len(p)))
 	return nil
 }
 
