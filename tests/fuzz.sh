@@ -10,7 +10,7 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 export PATH="$PATH:/usr/local/go/bin"
 fuzztime=${FUZZTIME:-20s}
-targets=(FuzzReader FuzzDecompress FuzzUnmarshal FuzzParseHeader FuzzExtents FuzzParseSize)
+targets=(FuzzReader FuzzDecompress FuzzUnmarshal FuzzParseHeader FuzzExtents FuzzParseSize FuzzBulkHeader)
 # Every Fuzz function in the package must be listed above, so that a new
 # decoder's target is not silently left out.
 declared=$(grep -ho '^func Fuzz[A-Za-z0-9_]*' internal/wire/*_test.go | sed 's/^func //' | sort)

@@ -46,6 +46,10 @@ type Hello struct {
 	ListHash uint64 `codec:"h"`             // route.ListHash of the list
 	RingSize uint64 `codec:"r,omitempty"`   // bytes of the ring passed along; 0: none
 	Monitor  bool   `codec:"mon,omitempty"` // stats only: no files, no routing check
+	// Bulk asks for this many bulk connections (spec.md, "Bulk
+	// connections"): over TCP, large writes and reads then carry their
+	// data on raw connections beside the session. 0: none.
+	Bulk uint32 `codec:"bk,omitempty"`
 }
 
 // Open opens (and with OCreat creates) a file. The reply carries the
@@ -68,10 +72,16 @@ type Close struct {
 // the frame's payload when RingLen is 0, else RingLen bytes at RingOff of
 // the client's ring. Its length equals the extents' total.
 type Write struct {
-	File      uint64 `codec:"f"`
-	Ext       []byte `codec:"x"`
-	RingOff   uint64 `codec:"ro,omitempty"`
-	RingLen   uint64 `codec:"rl,omitempty"`
+	File    uint64 `codec:"f"`
+	Ext     []byte `codec:"x"`
+	RingOff uint64 `codec:"ro,omitempty"`
+	RingLen uint64 `codec:"rl,omitempty"`
+	// BulkLen > 0: the data comes on bulk connection BulkConn instead, as
+	// the transfer numbered BulkSeq on it (a BulkWrite header, then
+	// BulkLen bytes).
+	BulkConn  uint32 `codec:"bc,omitempty"`
+	BulkSeq   uint64 `codec:"bs,omitempty"`
+	BulkLen   uint64 `codec:"bl,omitempty"`
 	Flags     uint32 `codec:"fl,omitempty"` // IO*
 	CollSeq   int64  `codec:"cs,omitempty"`
 	CollRank  int32  `codec:"cr,omitempty"`
@@ -84,10 +94,16 @@ type Write struct {
 // reply's N is the number of bytes, from the start of the list, that lie
 // below the end of file as this server knows it; Size is that end of file.
 type Read struct {
-	File      uint64 `codec:"f"`
-	Ext       []byte `codec:"x"`
-	RingOff   uint64 `codec:"ro,omitempty"`
-	RingLen   uint64 `codec:"rl,omitempty"`
+	File    uint64 `codec:"f"`
+	Ext     []byte `codec:"x"`
+	RingOff uint64 `codec:"ro,omitempty"`
+	RingLen uint64 `codec:"rl,omitempty"`
+	// BulkLen > 0: the server sends the data on bulk connection BulkConn
+	// (a BulkRead header numbered BulkSeq, then BulkLen bytes, or a header
+	// of length 0 if the read fails) before the reply.
+	BulkConn  uint32 `codec:"bc,omitempty"`
+	BulkSeq   uint64 `codec:"bs,omitempty"`
+	BulkLen   uint64 `codec:"bl,omitempty"`
 	Flags     uint32 `codec:"fl,omitempty"`
 	CollSeq   int64  `codec:"cs,omitempty"`
 	CollRank  int32  `codec:"cr,omitempty"`
@@ -148,6 +164,12 @@ type Reply struct {
 	// a Unix socket (and from older servers).
 	Local string `codec:"lu,omitempty"`
 	Host  string `codec:"hi,omitempty"`
+	// BulkID, BulkNonce, BulkConns: hello over TCP that asked for bulk
+	// connections: the session's bulk id, a random nonce, and how many
+	// connections the client may bind to the session (transport.BulkTag).
+	BulkID    uint64 `codec:"bi,omitempty"`
+	BulkNonce []byte `codec:"bn,omitempty"`
+	BulkConns uint32 `codec:"bq,omitempty"`
 }
 
 // Err returns the reply's error, or nil.
