@@ -72,6 +72,9 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			if c != nil && c.slot != nil {
 				f.sess[i].ring.Free(c.slot)
 			}
+			if c != nil && c.viaBulk {
+				putBulkBuf(c.data)
+			}
 		}
 	}()
 	for i, t := range totals {
@@ -88,6 +91,8 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			}
 			c.slot = slot
 			c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
+		} else if s.useBulk(t) {
+			c.viaBulk = true // its buffer comes with its connection (startBulkRead)
 		} else {
 			c.inline, c.data = true, make([]byte, t)
 		}
@@ -103,8 +108,18 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 		})
 	}
 	for i, c := range calls {
-		if c != nil {
+		switch {
+		case c == nil:
+		case c.viaBulk:
+			f.sess[i].startBulkRead(c)
+		default:
 			f.sess[i].submit(c)
+		}
+	}
+	// The data on the bulk connections comes before the replies.
+	for i, c := range calls {
+		if c != nil && c.bulk != nil {
+			f.sess[i].recvBulk(c)
 		}
 	}
 	// The end of file: every server that answered knows its own part; if

@@ -34,6 +34,7 @@ type Server struct {
 	listHash uint64
 	hostID   string // transport.HostID, when LocalSocket is set
 	stats    counters
+	bulk     bulkRegistry // sessions that may bind bulk connections (bulk.go)
 
 	mu struct {
 		sync.Mutex

@@ -23,7 +23,10 @@ type stream struct {
 	rd   *wire.Reader
 	enc  *wire.Encoder
 	q    chan *request
-	data []byte // scratch for inline read results
+	data []byte // scratch for inline read results and bulk writes' data
+	// bulkHdr, bulkIOV: the header and writev list of bulk reads (bulk.go).
+	bulkHdr [wire.BulkHeaderSize]byte
+	bulkIOV net.Buffers
 	// stopAfterReply: a monitor asked the server to stop (wire.Stats.Stop);
 	// the request goes to the owner once the reply is written, since the
 	// shutdown closes this session.
@@ -50,7 +53,7 @@ var handlers = [wire.NumTypes]handler{
 	wire.TOpen:    (*stream).open,
 	wire.TClose:   (*stream).closeFile,
 	wire.TWrite:   (*stream).write,
-	wire.TRead:    (*stream).read,
+	wire.TRead:    (*stream).readAny,
 	wire.TStat:    (*stream).stat,
 	wire.TResize:  (*stream).resize,
 	wire.TSync:    (*stream).sync,
