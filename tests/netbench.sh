@@ -49,19 +49,23 @@ field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
 # iperf3: one stream and two, 5 s each, host 1 -> host 2.
 iperf() { # streams
-    local port=$((5201 + RANDOM % 1000)) sp out
+    local port=$((5201 + RANDOM % 1000)) sp i
     ip netns exec "$tag-2" iperf3 -s -1 -B 10.77.0.2 -p $port >/dev/null 2>&1 &
     sp=$!
-    for _ in $(seq 50); do
-        on 1 iperf3 -c 10.77.0.2 -p $port -t 5 -P "$1" -J >"$work/iperf.json" 2>/dev/null && break
-        sleep 0.1 # the server is not listening yet: retried, bounded
+    rm -f "$work/iperf.json"
+    for i in $(seq 50); do
+        on 1 iperf3 -c 10.77.0.2 -p $port -t 5 -P "$1" --connect-timeout 1000 -J >"$work/iperf.json" 2>/dev/null && break
+        rm -f "$work/iperf.json"
+        sleep 0.2 # the server is not listening yet: retried, bounded
     done
+    kill $sp 2>/dev/null
     wait $sp 2>/dev/null
+    [ -s "$work/iperf.json" ] || return 1
     python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/8e6))' "$work/iperf.json"
 }
 ip1=$(iperf 1)
 ip2=$(iperf 2)
-[ -n "$ip1" ] && [ "$ip1" -gt 0 ] || { echo "netbench: iperf3 failed" >&2; exit 1; }
+[ -n "$ip1" ] && [ "$ip1" -gt 0 ] 2>/dev/null || { echo "netbench: iperf3 failed" >&2; exit 1; }
 echo "iperf3 10.77.0.1 -> 10.77.0.2: $ip1 MB/s (1 stream), $ip2 MB/s (2 streams)"
 
 # One server on host 2 for every run; each run's CPU time is the change of
