@@ -26,7 +26,7 @@ import (
 // session: its connections are then out of step.
 
 // bulkTimeout bounds each read or write of a transfer on a bulk connection.
-const bulkTimeout = 30 * time.Second
+var bulkTimeout = 30 * time.Second
 
 // bulkRegistry holds the sessions that may bind bulk connections, by id.
 type bulkRegistry struct {
@@ -43,6 +43,10 @@ type bulkSide struct {
 	nonce []byte
 	key   []byte
 	max   int
+
+	// splice is the pipe of bulkDirect (bulksplice.go): used by the owner
+	// stream's worker only, closed by session.cleanup after every stream.
+	splice *splicePipe
 
 	mu struct {
 		sync.Mutex

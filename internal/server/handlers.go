@@ -104,6 +104,9 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 	if w.BulkLen > 0 {
 		// First, whatever else is wrong: the data is on its way and must
 		// be taken, or the connection is out of step.
+		if rep, ok := st.bulkDirect(w); ok {
+			return rep, nil
+		}
 		b, err := st.bulkRecv(w)
 		if err != nil {
 			return fail(err)

@@ -266,6 +266,9 @@ func (ss *session) cleanup() {
 		ss.srv.stats.ringBytes.Add(-int64(len(ss.ring.Bytes())))
 		ss.ring.Close()
 	}
+	if ss.bulk != nil {
+		ss.bulk.dropPipe() // every stream has ended: nobody splices any more
+	}
 }
 
 // addHandle registers h, gives it a control page slot if one is free, and

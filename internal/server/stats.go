@@ -37,6 +37,7 @@ type counters struct {
 	bulkConns     atomic.Int64 // bulk connections bound (bulk.go)
 	bulkIn        atomic.Int64 // write data received on them
 	bulkOut       atomic.Int64 // read data sent on them
+	bulkSpliced   atomic.Int64 // write data spliced from them into backend files
 	bulkErrors    atomic.Int64 // transfers that failed
 	sessionsUnix  atomic.Int64 // over a Unix socket without a ring
 	sessionsRing  atomic.Int64 // over a Unix socket with the shared-memory ring
@@ -134,6 +135,7 @@ func (s *counters) snapshot() stats.Snapshot {
 		BulkConns:         s.bulkConns.Load(),
 		BulkIn:            s.bulkIn.Load(),
 		BulkOut:           s.bulkOut.Load(),
+		BulkSpliced:       s.bulkSpliced.Load(),
 		BulkErrors:        s.bulkErrors.Load(),
 		SessionsUnix:      s.sessionsUnix.Load(),
 		SessionsRing:      s.sessionsRing.Load(),
