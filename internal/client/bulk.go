@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/transport"
@@ -161,23 +160,6 @@ func (s *session) sendBulk(c *call) error {
 	return nil
 }
 
-// bulkBufs keeps read buffers between reads: a read does not get freshly
-// zeroed memory each time.
-var bulkBufs sync.Pool
-
-func getBulkBuf(n int64) []byte {
-	if p, ok := bulkBufs.Get().(*[]byte); ok && int64(cap(*p)) >= n {
-		return (*p)[:n]
-	}
-	return make([]byte, n)
-}
-
-func putBulkBuf(b []byte) {
-	if cap(b) > 0 && cap(b) <= wire.MaxPayload {
-		bulkBufs.Put(&b)
-	}
-}
-
 // startBulkRead takes a bulk connection for read c and queues it; the data
 // is then received by recvBulk, which gives the connection back.
 func (s *session) startBulkRead(c *call) error {
@@ -188,7 +170,6 @@ func (s *session) startBulkRead(c *call) error {
 	}
 	b.seq++
 	c.bulkConn, c.bulkSeq, c.bulk = b.idx, b.seq, b
-	c.data = getBulkBuf(c.filled)
 	if err := s.submit(c); err != nil {
 		c.bulk = nil
 		s.putBulk(b)
@@ -197,8 +178,9 @@ func (s *session) startBulkRead(c *call) error {
 	return nil
 }
 
-// recvBulk receives read c's data into c.data: a BulkRead header, then the
-// bytes (none if the read failed: its reply says why).
+// recvBulk receives read c's data straight into the caller's memory (c.iov,
+// in the order of its extents): a BulkRead header, then the bytes below the
+// server's end of file (none if the read failed: its reply says why).
 func (s *session) recvBulk(c *call) error {
 	b := c.bulk
 	c.bulk = nil
@@ -207,11 +189,16 @@ func (s *session) recvBulk(c *call) error {
 	if err == nil {
 		h, err = wire.ParseBulkHeader(b.hdr[:])
 	}
-	if err == nil && (h.Kind != wire.BulkRead || h.Index != b.idx || h.Seq != b.seq || (h.Len != 0 && h.Len != uint64(c.filled))) {
-		err = wire.Errorf(wire.EPROTO, "bulk read: got %+v, want transfer %d of %d bytes on connection %d", h, b.seq, c.filled, b.idx)
+	if err == nil && (h.Kind != wire.BulkRead || h.Index != b.idx || h.Seq != b.seq || h.Len > uint64(c.filled)) {
+		err = wire.Errorf(wire.EPROTO, "bulk read: got %+v, want transfer %d of at most %d bytes on connection %d", h, b.seq, c.filled, b.idx)
 	}
-	if err == nil && h.Len > 0 {
-		_, err = io.ReadFull(b.c, c.data[:h.Len])
+	for left, iov := int64(h.Len), c.iov; err == nil && left > 0; iov = iov[1:] {
+		k := min(left, int64(len(iov[0])))
+		_, err = io.ReadFull(b.c, iov[0][:k])
+		left -= k
+	}
+	if err == nil {
+		c.bulkGot = int64(h.Len)
 	}
 	s.putBulk(b)
 	if err != nil {

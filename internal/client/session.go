@@ -43,6 +43,7 @@ type call struct {
 	bulkConn uint32
 	bulkSeq  uint64
 	bulk     *bulkConn
+	bulkGot  int64 // bytes of a bulk read the server sent (recvBulk)
 	// marker is the file of a collective end marker (File.endCollective).
 	marker *File
 	// Bytes counted against the session's inflight limit.

@@ -305,6 +305,11 @@ func (st *stream) readAny(r *request) (wire.Reply, []byte) {
 		if rep.Code == wire.OK && uint64(len(data)) != rd.BulkLen {
 			rep, data = wire.ReplyTo(wire.Errorf(wire.EPROTO, "bulk read of %d bytes for extents of %d", rd.BulkLen, len(data))), nil
 		}
+		if rep.Code == wire.OK {
+			// Only the bytes below the end of file: the client fills in
+			// zeros where they belong, and leaves the rest of its memory.
+			data = data[:min(max(rep.N, 0), int64(len(data)))]
+		}
 	}
 	if rep.Code != wire.OK {
 		data = nil

@@ -43,8 +43,10 @@ const (
 	// BulkWrite precedes the data of a write, client to server; Seq and
 	// Len equal the write description's BulkSeq and BulkLen.
 	BulkWrite BulkKind = 2
-	// BulkRead precedes the data of a read, server to client: Len is the
-	// read's BulkLen, or 0 when the read failed (its reply says why).
+	// BulkRead precedes the data of a read, server to client: Len is at
+	// most the read's BulkLen: the bytes from the start of its extents
+	// that lie below the server's end of file (the reply's N), 0 when the
+	// read failed (its reply says why).
 	BulkRead  BulkKind = 3
 	bulkKinds BulkKind = 4
 )

@@ -99,8 +99,8 @@ type Read struct {
 	RingOff uint64 `codec:"ro,omitempty"`
 	RingLen uint64 `codec:"rl,omitempty"`
 	// BulkLen > 0: the server sends the data on bulk connection BulkConn
-	// (a BulkRead header numbered BulkSeq, then BulkLen bytes, or a header
-	// of length 0 if the read fails) before the reply.
+	// before the reply: a BulkRead header numbered BulkSeq, then the
+	// reply's N bytes (those below its end of file; none if it fails).
 	BulkConn  uint32 `codec:"bc,omitempty"`
 	BulkSeq   uint64 `codec:"bs,omitempty"`
 	BulkLen   uint64 `codec:"bl,omitempty"`
