@@ -8,7 +8,7 @@ import (
 // writes and reads across hosts, apart from the yamux control session.
 // Every transfer on one starts with this fixed header:
 //
-//	0  u16 magic 0x4442 ("DB")
+//	0  u16 magic 0x4442 (bytes 0x42 0x44)
 //	2  u8  version (1)
 //	3  u8  kind (BulkBind, BulkWrite, BulkRead)
 //	4  u32 connection index within the session
