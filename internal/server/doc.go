@@ -15,6 +15,9 @@
 //	handlers.go  one function per request type; they check ownership (route)
 //	             and call into the engine
 //	coll.go      collectives: the group's arrival, the end marker
+//	bulk.go      bulk connections: binding, a write's data read by the worker,
+//	             a read's data sent; bulksplice.go: direct writes spliced
+//	             from the socket into the backend file
 //	stats.go     counters and their snapshot; query.go: the Monitor client
 //
 // The engine (what a file's buffered bytes go through; it sees an *engine,
@@ -43,7 +46,8 @@
 //	        -> file.buf (the layers)
 //	          -> file.pub (the handles watching the dirty state)
 //
-// Leaves: Server.mu, session.mu, budget.mu, colls.mu, every.mu. No lock is
+// Leaves: Server.mu, session.mu, budget.mu, colls.mu, every.mu,
+// bulkRegistry.mu, bulkSide.mu. No lock is
 // held across network I/O; file.buf is never held across backend I/O
 // (read.go's lockWithSize stats the backend before taking it); flushMu is,
 // by design. The budget never calls into a file under its lock: a writer
