@@ -98,25 +98,13 @@ func (st *stream) bulkFailed(err error) wire.Reply {
 	return wire.ReplyTo(err)
 }
 
-// writeDirectSplice is writeDirect with the data spliced from c: the
-// buffered bytes of the range are dropped, then n bytes go from the socket
-// into the backend file at off.
+// writeDirectSplice is writeDirect with the data spliced from c, a pipe's
+// worth at a time: the pipe is filled from the socket without a lock, then
+// under flushMu the buffered bytes of that piece are dropped and the piece
+// goes into the backend file. So a slow sender holds up nobody else's
+// writes of the file, and no lock is held across network I/O.
 func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFile, p *splicePipe) (int64, error) {
 	e := f.eng
-	f.flushMu.Lock()
-	defer f.flushMu.Unlock()
-	f.punch(off, n)
-	moved, err := spliceTo(c, dst, off, n, p)
-	if moved > 0 {
-		e.stats.backendWrite(off, moved, e.set.ChunkBytes, 1)
-		e.stats.bytesDirect.Add(moved)
-	}
-	return moved, err
-}
-
-// spliceTo moves n bytes from c into dst at off through pipe p, each wait
-// for the socket bounded by bulkTimeout.
-func spliceTo(c *net.TCPConn, dst backend.FDFile, off, n int64, p *splicePipe) (int64, error) {
 	src, err := c.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -127,43 +115,66 @@ func spliceTo(c *net.TCPConn, dst backend.FDFile, off, n int64, p *splicePipe) (
 	}
 	var done int64
 	for done < n {
-		_ = c.SetReadDeadline(time.Now().Add(bulkTimeout))
-		var got int64
-		var serr error
-		err := src.Read(func(fd uintptr) bool {
-			got, serr = unix.Splice(int(fd), nil, p.w, nil, int(min(n-done, int64(p.size))), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-			return serr != unix.EAGAIN && serr != unix.EINTR
-		})
-		switch {
-		case err != nil:
+		got, err := fillPipe(c, src, p, min(n-done, int64(p.size)))
+		if err != nil {
 			return done, err
-		case serr != nil:
-			return done, serr
-		case got == 0:
-			return done, wire.Errorf(wire.EPROTO, "bulk connection closed within a transfer")
 		}
-		for got > 0 {
-			var k int64
-			var werr error
-			if err := out.Control(func(fd uintptr) {
-				k, werr = unix.Splice(p.r, nil, int(fd), &off, int(got), unix.SPLICE_F_MOVE)
-			}); err != nil {
-				return done, err
-			}
-			if errors.Is(werr, syscall.EINTR) {
-				continue
-			}
-			if werr != nil {
-				return done, werr
-			}
-			if k == 0 {
-				return done, wire.Errorf(wire.EIO, "splice into the backend file made no progress")
-			}
-			got -= k
-			done += k
+		f.flushMu.Lock()
+		f.punch(off+done, got)
+		err = drainPipe(out, p, off+done, got)
+		f.flushMu.Unlock()
+		if err != nil {
+			return done, err
 		}
+		e.stats.backendWrite(off+done, got, e.set.ChunkBytes, 1)
+		e.stats.bytesDirect.Add(got)
+		done += got
 	}
 	return done, nil
+}
+
+// fillPipe splices up to max bytes from the socket into the empty pipe p,
+// waiting for the socket at most bulkTimeout.
+func fillPipe(c *net.TCPConn, src syscall.RawConn, p *splicePipe, max int64) (int64, error) {
+	_ = c.SetReadDeadline(time.Now().Add(bulkTimeout))
+	var got int64
+	var serr error
+	err := src.Read(func(fd uintptr) bool {
+		got, serr = unix.Splice(int(fd), nil, p.w, nil, int(max), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		return serr != unix.EAGAIN && serr != unix.EINTR
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case serr != nil:
+		return 0, serr
+	case got == 0:
+		return 0, wire.Errorf(wire.EPROTO, "bulk connection closed within a transfer")
+	}
+	return got, nil
+}
+
+// drainPipe splices n bytes from pipe p into the file at off.
+func drainPipe(out syscall.RawConn, p *splicePipe, off, n int64) error {
+	for n > 0 {
+		var k int64
+		var werr error
+		if err := out.Control(func(fd uintptr) {
+			k, werr = unix.Splice(p.r, nil, int(fd), &off, int(n), unix.SPLICE_F_MOVE)
+		}); err != nil {
+			return err
+		}
+		switch {
+		case errors.Is(werr, syscall.EINTR):
+			continue
+		case werr != nil:
+			return werr
+		case k == 0:
+			return wire.Errorf(wire.EIO, "splice into the backend file made no progress")
+		}
+		n -= k
+	}
+	return nil
 }
 
 // pipe returns the session's splice pipe, made on first use.
