@@ -300,6 +300,8 @@ func (st *stream) readAny(r *request) (wire.Reply, []byte) {
 	var data []byte
 	if rd.RingLen > 0 || rd.Flags&wire.IOCollEnd != 0 {
 		rep = wire.ReplyTo(wire.Errorf(wire.EPROTO, "bulk read with a ring slot or as an end marker"))
+	} else if sent, ok := st.bulkSendfile(rd); ok {
+		return sent, nil
 	} else {
 		rep, data = st.read(r)
 		if rep.Code == wire.OK && uint64(len(data)) != rd.BulkLen {

@@ -202,3 +202,117 @@ func (b *bulkSide) dropPipe() {
 		b.splice = nil
 	}
 }
+
+// A bulk read of one extent that lies wholly in the backend file, of a file
+// with no buffered bytes at all (the common case once it was flushed or
+// closed), is sent with sendfile: page cache -> socket in the kernel, no
+// copy through the server's memory. Anything else takes the ordinary way
+// (the engine's read into the stream's buffer, then a writev).
+
+// bulkSendfile serves read rd by sendfile when it can. ok false: nothing
+// was sent, and the caller takes the ordinary way.
+func (st *stream) bulkSendfile(rd *wire.Read) (rep wire.Reply, ok bool) {
+	ss := st.ss
+	if rd.RingLen > 0 || rd.Flags&(wire.IOAtomic|wire.IOCollEnd) != 0 || rd.BulkLen > uint64(ss.srv.cfg.MaxReadBytes) {
+		return rep, false
+	}
+	it := wire.NewExtentIter(rd.Ext, int64(rd.BulkLen))
+	off, n, one := it.Next()
+	if _, _, more := it.Next(); !one || more || it.Err() != nil || n != int64(rd.BulkLen) {
+		return rep, false
+	}
+	hd, err := ss.handle(rd.File)
+	if err != nil || !hd.rule.Owns(ss.index, off, n) {
+		return rep, false
+	}
+	c, err := st.bulkConn(rd.BulkConn)
+	if err != nil {
+		return rep, false
+	}
+	tc, isTCP := c.(*net.TCPConn)
+	src, isFD := hd.f.backend().(backend.FDFile)
+	if !isTCP || !isFD {
+		return rep, false
+	}
+	size, clean, err := hd.f.cleanBelow(off + n)
+	if err != nil || !clean {
+		return rep, false
+	}
+	h := wire.BulkHeader{Kind: wire.BulkRead, Index: rd.BulkConn, Seq: rd.BulkSeq, Len: uint64(n)}
+	h.Put(st.bulkHdr[:])
+	deadline := time.Now().Add(bulkTimeout + time.Duration(n>>20)*time.Second)
+	_ = c.SetWriteDeadline(deadline)
+	_, err = c.Write(st.bulkHdr[:])
+	if err == nil {
+		err = sendfile(tc, src, off, n)
+	}
+	if err != nil {
+		// Part of the transfer may be gone: the connection is out of step.
+		return st.bulkFailed(err), true
+	}
+	e := hd.f.eng
+	e.stats.backendReads.Add(1)
+	e.stats.readFromBackend.Add(n)
+	ss.srv.stats.bulkOut.Add(n)
+	ss.srv.stats.bulkSentFile.Add(n)
+	ss.srv.stats.bytesOut.Add(n)
+	return wire.Reply{N: n, Size: size}, true
+}
+
+// cleanBelow reports whether the file has no buffered bytes and its backend
+// holds at least end bytes, with the file's size.
+func (f *file) cleanBelow(end int64) (size int64, clean bool, err error) {
+	bsize, err := f.lockWithSize(f.backend())
+	if err != nil {
+		return 0, false, err
+	}
+	defer f.buf.Unlock()
+	clean = bsize >= end
+	for _, x := range f.layersLocked() {
+		clean = clean && x.Len() == 0
+	}
+	return max(bsize, f.endLocked()), clean, nil
+}
+
+// sendfile sends n bytes of src at off on c, waiting for the socket within
+// c's write deadline.
+func sendfile(c *net.TCPConn, src backend.FDFile, off, n int64) error {
+	out, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	in, err := src.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	cerr := in.Control(func(ffd uintptr) {
+		err := out.Write(func(sfd uintptr) bool {
+			for n > 0 {
+				k, err := unix.Sendfile(int(sfd), int(ffd), &off, int(min(n, 1<<30)))
+				if k > 0 {
+					n -= int64(k)
+				}
+				switch {
+				case err == unix.EAGAIN:
+					return false
+				case err == unix.EINTR:
+				case err != nil:
+					serr = err
+					return true
+				case k == 0:
+					serr = wire.Errorf(wire.EIO, "sendfile: the backend file ended early")
+					return true
+				}
+			}
+			return true
+		})
+		if serr == nil {
+			serr = err
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return serr
+}

@@ -38,6 +38,7 @@ type counters struct {
 	bulkIn        atomic.Int64 // write data received on them
 	bulkOut       atomic.Int64 // read data sent on them
 	bulkSpliced   atomic.Int64 // write data spliced from them into backend files
+	bulkSentFile  atomic.Int64 // read data sent on them from backend files (sendfile)
 	bulkErrors    atomic.Int64 // transfers that failed
 	sessionsUnix  atomic.Int64 // over a Unix socket without a ring
 	sessionsRing  atomic.Int64 // over a Unix socket with the shared-memory ring
@@ -136,6 +137,7 @@ func (s *counters) snapshot() stats.Snapshot {
 		BulkIn:            s.bulkIn.Load(),
 		BulkOut:           s.bulkOut.Load(),
 		BulkSpliced:       s.bulkSpliced.Load(),
+		BulkSentFile:      s.bulkSentFile.Load(),
 		BulkErrors:        s.bulkErrors.Load(),
 		SessionsUnix:      s.sessionsUnix.Load(),
 		SessionsRing:      s.sessionsRing.Load(),

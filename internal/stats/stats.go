@@ -51,8 +51,11 @@ type Snapshot struct {
 	// BulkSpliced: of BulkIn, what went from the socket into the backend
 	// file without passing through the server's memory (splice).
 	BulkSpliced int64 `codec:"bulk_spliced" json:"bulk_spliced"`
-	BulkErrors  int64 `codec:"bulk_errors" json:"bulk_errors"`
-	BadFrames   int64 `codec:"bad_frames" json:"bad_frames"`
+	// BulkSentFile: of BulkOut, what went from the backend file to the
+	// socket without passing through the server's memory (sendfile).
+	BulkSentFile int64 `codec:"bulk_sendfile" json:"bulk_sendfile"`
+	BulkErrors   int64 `codec:"bulk_errors" json:"bulk_errors"`
+	BadFrames    int64 `codec:"bad_frames" json:"bad_frames"`
 	// Faults survived (issue 9): panics recovered in a session or stream
 	// (each closed it), accept errors retried after a pause, and new
 	// connections closed at once because too many were still in the hello.
@@ -175,6 +178,7 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.BulkIn += o.BulkIn
 	s.BulkOut += o.BulkOut
 	s.BulkSpliced += o.BulkSpliced
+	s.BulkSentFile += o.BulkSentFile
 	s.BulkErrors += o.BulkErrors
 	s.BadFrames += o.BadFrames
 	s.Panics += o.Panics
@@ -258,8 +262,8 @@ func (s Snapshot) String() string {
 	fmt.Fprintf(&b, "  sessions       %d now, %d total, %d refused; %d files open\n", s.Sessions, s.SessionsTotal, s.Rejected, s.OpenFiles)
 	fmt.Fprintf(&b, "  transports     %d shared memory, %d unix, %d tcp\n", s.SessionsRing, s.SessionsUnix, s.SessionsTCP)
 	if s.BulkConns > 0 {
-		fmt.Fprintf(&b, "  bulk           %d connections, %s in (%s spliced to files), %s out, %d failed transfers\n",
-			s.BulkConns, MiB(s.BulkIn), MiB(s.BulkSpliced), MiB(s.BulkOut), s.BulkErrors)
+		fmt.Fprintf(&b, "  bulk           %d connections, %s in (%s spliced to files), %s out (%s sent from files), %d failed transfers\n",
+			s.BulkConns, MiB(s.BulkIn), MiB(s.BulkSpliced), MiB(s.BulkOut), MiB(s.BulkSentFile), s.BulkErrors)
 	}
 	fmt.Fprintf(&b, "  requests       %s\n", kv(s.Requests))
 	fmt.Fprintf(&b, "  errors         %s; bad frames %d\n", kv(s.Errors), s.BadFrames)
