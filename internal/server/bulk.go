@@ -298,9 +298,9 @@ func (st *stream) readAny(r *request) (wire.Reply, []byte) {
 	}
 	var rep wire.Reply
 	var data []byte
-	if rd.RingLen > 0 || rd.Flags&wire.IOCollEnd != 0 {
-		rep = wire.ReplyTo(wire.Errorf(wire.EPROTO, "bulk read with a ring slot or as an end marker"))
-	} else if sent, ok := st.bulkSendfile(rd); ok {
+	if rd.RingLen > 0 {
+		rep = wire.ReplyTo(wire.Errorf(wire.EPROTO, "bulk read with a ring slot"))
+	} else if sent, ok := st.bulkSendfile(r); ok {
 		return sent, nil
 	} else {
 		rep, data = st.read(r)
@@ -341,4 +341,22 @@ func (st *stream) bulkSend(rd *wire.Read, data []byte) error {
 	_, err = iov.WriteTo(c)
 	clear(st.bulkIOV)
 	return err
+}
+
+// bulkRefused ends the session of a request refused before its handler
+// will run (its extents did not validate), desc its description, if the
+// request's data travels on a bulk connection: the data is not taken, so
+// the connection would be out of step, and a client writing it would wait
+// for ever.
+func (st *stream) bulkRefused(desc any, err error) {
+	var n uint64
+	switch d := desc.(type) {
+	case *wire.Write:
+		n = d.BulkLen
+	case *wire.Read:
+		n = d.BulkLen
+	}
+	if n > 0 {
+		st.bulkFailed(err)
+	}
 }

@@ -150,28 +150,34 @@ func TestBulkBindRefused(t *testing.T) {
 func TestBulkTransferBroken(t *testing.T) {
 	defer server.SetBulkTimeoutForTest(300 * time.Millisecond)()
 	tests := []struct {
-		name string
-		send func(b net.Conn)
+		name    string
+		send    func(b net.Conn)
+		bulkLen uint64 // of the description; 0: 1 MiB, what its extents cover
 	}{
-		{"silent", func(net.Conn) {}},
+		{"silent", func(net.Conn) {}, 0},
+		{"extents do not cover the bulk length", func(b net.Conn) {
+			h := make([]byte, wire.BulkHeaderSize)
+			(&wire.BulkHeader{Kind: wire.BulkWrite, Seq: 1, Len: 2 << 20}).Put(h)
+			b.Write(append(h, make([]byte, 2<<20)...))
+		}, 2 << 20},
 		{"half the data", func(b net.Conn) {
 			h := make([]byte, wire.BulkHeaderSize)
 			(&wire.BulkHeader{Kind: wire.BulkWrite, Seq: 1, Len: 1 << 20}).Put(h)
 			b.Write(append(h, make([]byte, 512<<10)...))
-		}},
+		}, 0},
 		{"wrong sequence", func(b net.Conn) {
 			h := make([]byte, wire.BulkHeaderSize)
 			(&wire.BulkHeader{Kind: wire.BulkWrite, Seq: 2, Len: 1 << 20}).Put(h)
 			b.Write(append(h, make([]byte, 1<<20)...))
-		}},
+		}, 0},
 		{"more than announced", func(b net.Conn) {
 			h := make([]byte, wire.BulkHeaderSize)
 			(&wire.BulkHeader{Kind: wire.BulkWrite, Seq: 1, Len: 2 << 20}).Put(h)
 			b.Write(append(h, make([]byte, 2<<20)...))
-		}},
+		}, 0},
 		{"bad header", func(b net.Conn) {
 			b.Write(make([]byte, wire.BulkHeaderSize))
-		}},
+		}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,7 +194,11 @@ func TestBulkTransferBroken(t *testing.T) {
 			st.Write(frame(wire.TOpen, &wire.Open{Path: filepath.Join(c.Dir, "f"), Flags: wire.ORdwr | wire.OCreat, RegionSize: route.DefaultRegionSize}))
 			var xb wire.Builder
 			xb.Add(0, 1<<20)
-			st.Write(frame(wire.TWrite, &wire.Write{File: 1, Ext: xb.Bytes(), BulkLen: 1 << 20, BulkSeq: 1}))
+			bl := tc.bulkLen
+			if bl == 0 {
+				bl = 1 << 20
+			}
+			st.Write(frame(wire.TWrite, &wire.Write{File: 1, Ext: xb.Bytes(), BulkLen: bl, BulkSeq: 1}))
 			tc.send(b)
 			start := time.Now()
 			if !closedWithin(st, 5*time.Second) {

@@ -31,19 +31,18 @@ type splicePipe struct {
 
 // bulkDirect serves write w by splicing when it can. ok false: nothing was
 // read from the connection, and the caller takes the ordinary way.
-func (st *stream) bulkDirect(w *wire.Write) (rep wire.Reply, ok bool) {
+func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
+	w := r.desc.(*wire.Write)
 	ss := st.ss
 	s := ss.srv
-	if w.RingLen > 0 || w.Flags&wire.IOAtomic != 0 || int64(w.BulkLen) < s.engine.set.DirectBytes || w.BulkLen > wire.MaxPayload {
+	if w.RingLen > 0 || w.Flags&wire.IOAtomic != 0 || int64(w.BulkLen) < s.engine.set.DirectBytes || w.BulkLen > wire.MaxPayload ||
+		r.ext.Count() != 1 || r.ext.Total() != int64(w.BulkLen) {
 		return rep, false
 	}
-	it := wire.NewExtentIter(w.Ext, int64(w.BulkLen))
-	off, n, one := it.Next()
-	if _, _, more := it.Next(); !one || more || it.Err() != nil || n != int64(w.BulkLen) {
-		return rep, false
-	}
+	it := r.ext.Iter()
+	off, n, _ := it.Next()
 	hd, err := ss.handle(w.File)
-	if err != nil || !hd.writable || !hd.rule.Owns(ss.index, off, n) || hd.f.flushErr() != nil {
+	if err != nil || !hd.writable || !hd.rule.Accepts(ss.index, false, off, n) || hd.f.flushErr() != nil {
 		return rep, false
 	}
 	c, err := st.bulkConn(w.BulkConn)
@@ -211,18 +210,17 @@ func (b *bulkSide) dropPipe() {
 
 // bulkSendfile serves read rd by sendfile when it can. ok false: nothing
 // was sent, and the caller takes the ordinary way.
-func (st *stream) bulkSendfile(rd *wire.Read) (rep wire.Reply, ok bool) {
+func (st *stream) bulkSendfile(r *request) (rep wire.Reply, ok bool) {
+	rd := r.desc.(*wire.Read)
 	ss := st.ss
-	if rd.RingLen > 0 || rd.Flags&(wire.IOAtomic|wire.IOCollEnd) != 0 || rd.BulkLen > uint64(ss.srv.cfg.MaxReadBytes) {
+	if rd.RingLen > 0 || rd.Flags&wire.IOAtomic != 0 || rd.BulkLen > uint64(ss.srv.cfg.MaxReadBytes) ||
+		r.ext.Count() != 1 || r.ext.Total() != int64(rd.BulkLen) {
 		return rep, false
 	}
-	it := wire.NewExtentIter(rd.Ext, int64(rd.BulkLen))
-	off, n, one := it.Next()
-	if _, _, more := it.Next(); !one || more || it.Err() != nil || n != int64(rd.BulkLen) {
-		return rep, false
-	}
+	it := r.ext.Iter()
+	off, n, _ := it.Next()
 	hd, err := ss.handle(rd.File)
-	if err != nil || !hd.rule.Owns(ss.index, off, n) {
+	if err != nil || !hd.rule.Accepts(ss.index, false, off, n) {
 		return rep, false
 	}
 	c, err := st.bulkConn(rd.BulkConn)
