@@ -510,6 +510,13 @@ func (s *session) complete(c *call, err error) {
 	if c.slot != nil && c.t == wire.TWrite {
 		s.ring.Free(c.slot)
 	}
+	if err == nil && c.t == wire.TWrite && c.slot == nil && !c.viaBulk && c.data != nil {
+		// Answered (recvLoop), so the sender encoded it long ago; a call
+		// failed by a dying session may still be in the sender's hands,
+		// and its buffer is left to the garbage collector.
+		putInline(c.data)
+		c.data = nil
+	}
 	if c.inflight > 0 {
 		s.mu.Lock()
 		s.mu.inflight -= c.inflight

@@ -1,6 +1,8 @@
 package client
 
 import (
+	"sync"
+
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
@@ -201,7 +203,7 @@ func (f *File) reserveData(s *session, c *call, n int64) error {
 		if err := s.reserve(c, size); err != nil {
 			return err
 		}
-		c.data = make([]byte, size)
+		c.data = getInline(size)
 		return nil
 	}
 	slot := s.ring.TryAlloc(uint64(n))
@@ -249,4 +251,24 @@ func (f *File) sendCorked() error {
 		}
 	}
 	return first
+}
+
+// inlineBufs keeps the inline buffers of small writes (inlineMin bytes)
+// between requests: a small write over TCP does not get 256 KiB of freshly
+// zeroed memory each time. A buffer goes back once its request completed
+// (session.complete): the sender copied it into a frame long before.
+var inlineBufs = sync.Pool{New: func() any { return new([inlineMin]byte) }}
+
+func getInline(n int64) []byte {
+	if n == inlineMin {
+		return inlineBufs.Get().(*[inlineMin]byte)[:]
+	}
+	return make([]byte, n)
+}
+
+// putInline returns a write's inline buffer to the pool.
+func putInline(b []byte) {
+	if cap(b) == inlineMin {
+		inlineBufs.Put((*[inlineMin]byte)(b[:inlineMin]))
+	}
 }
