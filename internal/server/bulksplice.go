@@ -41,7 +41,7 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 	}
 	it := r.ext.Iter()
 	off, n, _ := it.Next()
-	hd, err := ss.handle(w.File)
+	hd, err := st.fileHandle(r, w.File)
 	if err != nil || !hd.writable || !hd.rule.Accepts(ss.index, false, off, n) || hd.f.flushErr() != nil {
 		return rep, false
 	}
@@ -219,7 +219,7 @@ func (st *stream) bulkSendfile(r *request) (rep wire.Reply, ok bool) {
 	}
 	it := r.ext.Iter()
 	off, n, _ := it.Next()
-	hd, err := ss.handle(rd.File)
+	hd, err := st.fileHandle(r, rd.File)
 	if err != nil || !hd.rule.Accepts(ss.index, false, off, n) {
 		return rep, false
 	}
