@@ -36,6 +36,12 @@ type call struct {
 	inline bool
 	// marker is the file of a collective end marker (File.endCollective).
 	marker *File
+	// wmarker: marker ends a collective write, and the fence waits for it
+	// like for a write (fenced).
+	wmarker bool
+	// fseq is the session's count of fenced calls once c was queued
+	// (submit): c is the fseq-th.
+	fseq int64
 	// Bytes counted against the session's inflight limit.
 	inflight int64
 
@@ -44,6 +50,13 @@ type call struct {
 	err  error
 	done chan struct{}
 }
+
+// fenced reports whether Fence waits for c: a write, or the end marker of
+// a collective write. A marker is answered once every rank's marker has
+// arrived, so a rank whose marker is answered has every rank's pieces of
+// that collective applied on that server: a fence that waits for its own
+// markers makes the other ranks' pieces visible too (fence.go).
+func (c *call) fenced() bool { return c.t == wire.TWrite || c.wmarker }
 
 type collTag struct {
 	seq, group int64
@@ -94,11 +107,12 @@ type session struct {
 		err      error // why the session died; nil while alive
 		inflight int64
 		files    map[*File]struct{} // opened on this session and not closed (attach)
-		// Write requests queued, for Fence: replies come in request
-		// order, so wdone >= n means the first n were applied.
+		// Fenced calls queued (writes and the end markers of collective
+		// writes, call.fenced), for Fence: replies come in request order,
+		// so wdone >= n means the first n were applied.
 		wqueued int64
 	}
-	wdone    atomic.Int64 // write requests completed
+	wdone    atomic.Int64 // fenced calls completed
 	fencers  atomic.Int32 // fences waiting on acked
 	released sync.Once    // the session's reference to shmem
 	replaced atomic.Bool  // dead, and the client has dialled the server again (sessions)
@@ -327,8 +341,9 @@ func (s *session) submit(c *call) error {
 		return err
 	}
 	s.mu.queue = append(s.mu.queue, c)
-	if c.t == wire.TWrite {
+	if c.fenced() {
 		s.mu.wqueued++
+		c.fseq = s.mu.wqueued
 	}
 	s.mu.Unlock()
 	s.kick()
@@ -495,7 +510,7 @@ func (s *session) complete(c *call, err error) {
 		s.space.Broadcast()
 		s.mu.Unlock()
 	}
-	if c.t == wire.TWrite {
+	if c.fenced() {
 		// No lock per acknowledgement unless a fence waits: it registers
 		// under s.mu before it reads wdone, so either it sees this count
 		// or this sees it waiting and wakes it (session.fence).
@@ -510,7 +525,7 @@ func (s *session) complete(c *call, err error) {
 		c.file.writeDone(err)
 	}
 	if c.marker != nil {
-		c.marker.markerDone(err)
+		c.marker.markerDone(err, c.wmarker)
 	}
 	close(c.done)
 }

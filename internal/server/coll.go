@@ -28,8 +28,9 @@ type collWait struct {
 }
 
 // arrive records one rank's marker of collective seq of group and waits,
-// up to timeout, until all size ranks' markers have arrived.
-func (c *colls) arrive(group, seq int64, size int32, timeout time.Duration) error {
+// up to timeout, until all size ranks' markers have arrived; it calls
+// beforeWait first when it has to wait.
+func (c *colls) arrive(group, seq int64, size int32, timeout time.Duration, beforeWait func()) error {
 	c.mu.Lock()
 	if c.groups == nil {
 		c.groups = map[int64]map[int64]*collWait{}
@@ -56,6 +57,7 @@ func (c *colls) arrive(group, seq int64, size int32, timeout time.Duration) erro
 	}
 	arrived := w.arrived
 	c.mu.Unlock()
+	beforeWait()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -72,7 +74,12 @@ func (st *stream) collEnd(hd *handle, rd *wire.Read) (wire.Reply, []byte) {
 		return fail(wire.Errorf(wire.EINVAL, "collective marker of rank %d of %d", rd.CollRank, rd.CollSize))
 	}
 	s := st.ss.srv
-	if err := hd.f.colls.arrive(rd.CollGroup, rd.CollSeq, rd.CollSize, s.cfg.CollTimeout); err != nil {
+	// The replies held for this stream's earlier requests (stream.serve
+	// sends a batch's replies at its end) go out before the wait: the
+	// rank's fence inside the collective waits for its writes before the
+	// pieces, not for the other ranks (client.FenceScoped).
+	flush := func() { st.sendReplies() }
+	if err := hd.f.colls.arrive(rd.CollGroup, rd.CollSeq, rd.CollSize, s.cfg.CollTimeout, flush); err != nil {
 		return fail(wire.Errorf(wire.CodeOf(err), "%s: %v", hd.f.path, err))
 	}
 	s.stats.collEnds.Add(1)
