@@ -28,7 +28,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/delegate-io/delegate/internal/monitor"
 	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/transport"
 )
 
 func main() {
@@ -123,7 +125,7 @@ func serve(args []string) int {
 		return startFailed(2, "delegate-server:", err)
 	}
 	if *peers != "" {
-		if cfg.Peers, err = server.ParsePeers(*peers); err != nil {
+		if cfg.Peers, err = parsePeers(*peers); err != nil {
 			return startFailed(2, "delegate-server: --peers:", err)
 		}
 		if cfg.Index, err = parseIndex(*index); err != nil {
@@ -136,10 +138,11 @@ func serve(args []string) int {
 	if *listen == "" {
 		return startFailed(2, "delegate-server: --listen is required (unix:PATH or tcp:HOST:PORT), or --peers with --index")
 	}
-	addr, err := server.ParseAddr(*listen)
+	listenAddr, err := transport.ParseAddr(*listen)
 	if err != nil {
 		return startFailed(2, "delegate-server:", err)
 	}
+	addr := listenAddr.String()
 	if strings.HasPrefix(addr, "tcp:") && cfg.Token == "" && !cfg.Insecure {
 		return startFailed(2, fmt.Sprintf("delegate-server: %s is a TCP address and no token is set: anyone who can reach it could read and write "+
 			"every file under --root. Give a secret with --token-file FILE (or $DELEGATE_TOKEN), or pass --insecure", addr))
@@ -182,7 +185,7 @@ func serve(args []string) int {
 			defer os.RemoveAll(dir)
 			path = dir + "/s.sock"
 		}
-		if local, err = server.Listen("unix:" + path); err != nil {
+		if local, err = transport.Listen(transport.Addr{Net: "unix", Addr: path}); err != nil {
 			return startFailed(1, "delegate-server: --unix:", err)
 		}
 		cfg.LocalSocket = local.Addr().String()
@@ -239,7 +242,7 @@ func serve(args []string) int {
 		}
 		return code
 	}
-	l, err := server.Listen(addr)
+	l, err := transport.Listen(listenAddr)
 	if err != nil {
 		return stop(startFailed(1, "delegate-server:", err)) // nothing buffered yet: the state directory goes too
 	}
@@ -420,7 +423,7 @@ func statsCmd(args []string, out io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	m, err := server.Connect(ctx, addr, os.Getenv("DELEGATE_TOKEN"), *timeout)
+	m, err := monitor.Connect(ctx, addr, os.Getenv("DELEGATE_TOKEN"), *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "delegate-server stats:", err)
 		return 1
@@ -477,4 +480,13 @@ func recoverCmd(args []string) int {
 			dir, rec.Files, rec.Chunks, rec.Bytes, rec.Dropped)
 	}
 	return status
+}
+
+// parsePeers parses a comma-separated server list into canonical forms.
+func parsePeers(s string) ([]string, error) {
+	l, err := transport.ParseList(s)
+	if err != nil {
+		return nil, err
+	}
+	return transport.Strings(l), nil
 }

@@ -40,7 +40,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/monitor"
 	"github.com/delegate-io/delegate/internal/stats"
 )
 
@@ -407,7 +407,7 @@ func (c *cluster) askStop(ctx context.Context) int {
 		go func() {
 			ctx, cancel := context.WithTimeout(ctx, stopAskTimeout)
 			defer cancel()
-			m, err := server.Connect(ctx, a, c.token, stopAskTimeout)
+			m, err := monitor.Connect(ctx, a, c.token, stopAskTimeout)
 			if err == nil {
 				_, err = m.Stop()
 				m.Close()
