@@ -13,6 +13,12 @@ package client
 // before any message leaves a process; with nothing unacknowledged it is
 // one load of the fence word (Config.Pending) and costs nothing.
 //
+// The end markers of a collective write are fenced like writes: a server
+// answers one only once every rank's marker has arrived, after their
+// pieces on the same streams, so a rank whose markers are answered has
+// every rank's pieces applied. That lets the collective's own closing
+// messages skip the wait for its pieces (FenceScoped).
+//
 // Why not publish writes in shared memory instead: that works on one host
 // only; servers on other hosts see a write when its frame arrives. Why not
 // acknowledge every write before it returns: a round trip per write, where
