@@ -52,7 +52,7 @@ func (cl *Client) fence(scope *File) error {
 	if cl.pending.Load() == 0 {
 		return nil
 	}
-	cl.flushCorks()
+	cl.sendAllCorked()
 	var skip map[*session][2]int64 // session: base, end of the collective
 	if scope != nil {
 		skip = scope.collRange()

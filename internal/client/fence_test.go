@@ -122,7 +122,7 @@ func TestFenceScoped(t *testing.T) {
 				if _, err := fa.Write([][]byte{rec(tag)}, []client.Extent{{Off: indep, Len: size}}, client.IOOpts{}); err != nil {
 					t.Fatal(err)
 				}
-				o := client.IOOpts{Coll: true, CollSeq: seq, CollRank: 0, CollSize: 2, CollGroup: 9}
+				o := client.IOOpts{Coll: &wire.CollTag{Seq: seq, Rank: 0, Size: 2, Group: 9}}
 				if _, err := fa.Write([][]byte{rec(tag + 100)}, []client.Extent{{Off: pa, Len: size}}, o); err != nil {
 					t.Fatal(err)
 				}
@@ -135,7 +135,7 @@ func TestFenceScoped(t *testing.T) {
 				if n := a.Stats().Pending; n < int64(v.servers) {
 					t.Fatalf("collective %d: fence word %d with %d end markers unanswered", seq, n, v.servers)
 				}
-				o.CollRank = 1
+				o = client.IOOpts{Coll: &wire.CollTag{Seq: seq, Rank: 1, Size: 2, Group: 9}}
 				if _, err := fb.Write([][]byte{rec(tag + 200)}, []client.Extent{{Off: pb, Len: size}}, o); err != nil {
 					t.Fatal(err)
 				}

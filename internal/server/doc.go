@@ -9,13 +9,13 @@
 // The service (what a Server owns: listeners, sessions, shutdown):
 //
 //	server.go    Server: New, Serve (accept, backoff, hello limit), Shutdown, Close
-//	config.go    Config, its defaults and validation; addr.go: its String
+//	config.go    Config, its defaults, validation and String
 //	session.go   one client connection: hello and token, yamux, handles, the ring
 //	stream.go    one yamux stream: read loop, queue, worker, replies in order
 //	handlers.go  one function per request type; they check ownership (route)
 //	             and call into the engine
 //	coll.go      collectives: the group's arrival, the end marker
-//	stats.go     counters and their snapshot; query.go: the Monitor client
+//	stats.go     counters and their snapshot (the Monitor client: internal/monitor)
 //
 // The engine (what a file's buffered bytes go through; it sees an *engine,
 // never the *Server: settings, budget, pool, journal, counters, the

@@ -205,7 +205,7 @@ func (ss *session) handshake() error {
 		}
 		r, err := shm.Attach(fd, h.RingSize)
 		if err != nil {
-			return refuse(wire.Errorf(wire.EPROTO, "server %s: %v", cfg.Name, err))
+			return refuse(wire.Errorf(wire.EPROTO, "server %s: %w", cfg.Name, err))
 		}
 		ss.ring = r
 		ss.srv.stats.ringBytes.Add(int64(h.RingSize))
