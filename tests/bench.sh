@@ -12,6 +12,7 @@
 #   tests/bench.sh [--backend local|sshfs|all] [REPS] [WORKLOAD...]
 #       (default: local, 5 repetitions, all workloads; DELEGATE_BENCH_BACKEND
 #       sets the backend too, the option wins)
+#   tests/bench.sh net [REPS]                 across two namespace hosts, against iperf3
 #
 # --backend sshfs runs the same table on a network file system: Debian's
 # sshfs, served by an sshd in a network namespace over a veth pair
@@ -19,6 +20,8 @@
 # issue's targets for it. --backend all runs the local table, then sshfs's.
 set -uo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# `tests/bench.sh net [REPS]`: the network benchmark (tests/netbench.sh).
+[ "${1:-}" = net ] && { shift; exec "$top/tests/netbench.sh" "$@"; }
 backend=${DELEGATE_BENCH_BACKEND:-local}
 if [ "${1:-}" = --backend ]; then
     backend=${2:-}

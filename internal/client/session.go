@@ -34,6 +34,16 @@ type call struct {
 
 	// Reads answered inline: the reply's payload goes into data.
 	inline bool
+	// viaBulk: the data travels on a bulk connection (bulk.go); a write's
+	// data is then iov, the caller's memory, until sendBulk wrote it.
+	// bulkConn and bulkSeq name the transfer; bulk is the connection a
+	// read holds until recvBulk.
+	viaBulk  bool
+	iov      [][]byte
+	bulkConn uint32
+	bulkSeq  uint64
+	bulk     *bulkConn
+	bulkGot  int64 // bytes of a bulk read the server sent (recvBulk)
 	// marker is the file of a collective end marker (File.endCollective).
 	marker *File
 	// wmarker: marker ends a collective write, and the fence waits for it
@@ -92,6 +102,7 @@ type session struct {
 	st    net.Conn
 	ring  *shm.Ring
 	shmem *mapping // nil without a ring; set by dial, never changed
+	bulk  *bulkSet // nil without bulk connections; set by dial, never changed
 
 	mu struct {
 		sync.Mutex
@@ -147,12 +158,16 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 	}
 	s.name = rep.Name
 	s.conn = conn
+	if s.via.Net == "tcp" {
+		s.dialBulk(ctx, s.via, rep)
+	}
 	s.ymx, err = yamux.Client(conn, transport.YamuxConfig(s.log, cfg.Timeout))
 	if err == nil {
 		s.st, err = s.ymx.OpenStream()
 	}
 	if err != nil {
 		conn.Close()
+		s.closeBulk()
 		s.releaseRing()
 		return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s: %w", a, err)
 	}
@@ -182,6 +197,9 @@ func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wir
 		s.shmem, s.ring = newMapping(r), shm.NewRing(wire.CtrlBytes, uint64(cfg.RingBytes-wire.CtrlBytes))
 		ringFD = r.FD()
 		hello.RingSize = uint64(cfg.RingBytes)
+	}
+	if a.Net == "tcp" {
+		hello.Bulk = uint32(cfg.BulkConns)
 	}
 	rep, err := transport.ClientHello(conn, hello, ringFD, cfg.Timeout)
 	if s.shmem != nil {
@@ -292,6 +310,7 @@ func (s *session) fail(err error) {
 		s.ring.Close(err)
 	}
 	s.ymx.Close()
+	s.closeBulk()
 	for _, c := range calls {
 		s.complete(c, err)
 	}
@@ -426,12 +445,19 @@ func (s *session) encode(enc *wire.Encoder, c *call) error {
 			d.RingOff, d.RingLen = s.ring.Off(c.slot), uint64(c.filled)
 			return enc.Append(c.t, c.id, d)
 		}
+		if c.viaBulk {
+			d.BulkConn, d.BulkSeq, d.BulkLen = c.bulkConn, c.bulkSeq, uint64(c.filled)
+			return enc.Append(c.t, c.id, d)
+		}
 		return enc.Append(c.t, c.id, d, c.data[:c.filled])
 	case *wire.Read:
 		d.Ext = c.ext.Bytes()
 		d.Flags, d.CollTag = c.flags, c.coll
 		if c.slot != nil {
 			d.RingOff, d.RingLen = s.ring.Off(c.slot), uint64(c.filled)
+		}
+		if c.viaBulk {
+			d.BulkConn, d.BulkSeq, d.BulkLen = c.bulkConn, c.bulkSeq, uint64(c.filled)
 		}
 	}
 	return enc.Append(c.t, c.id, c.desc)
@@ -499,11 +525,26 @@ func (s *session) complete(c *call, err error) {
 	if c.slot != nil && c.t == wire.TWrite {
 		s.ring.Free(c.slot)
 	}
+	if err == nil && c.t == wire.TWrite && c.slot == nil && !c.viaBulk && c.data != nil {
+		// Answered (recvLoop), so the sender encoded it long ago; a call
+		// failed by a dying session may still be in the sender's hands,
+		// and its buffer is left to the garbage collector.
+		putInline(c.data)
+		c.data = nil
+	}
 	if c.inflight > 0 {
 		s.mu.Lock()
 		s.mu.inflight -= c.inflight
 		s.space.Broadcast()
 		s.mu.Unlock()
+	}
+	// The file's counts first: whoever a fence lets go sees the fence word
+	// without this write or marker.
+	if c.file != nil && c.t == wire.TWrite {
+		c.file.writeDone(err)
+	}
+	if c.marker != nil {
+		c.marker.markerDone(err, c.wmarker)
 	}
 	if c.fenced() {
 		// No lock per acknowledgement unless a fence waits: it registers
@@ -515,12 +556,6 @@ func (s *session) complete(c *call, err error) {
 			s.acked.Broadcast()
 			s.mu.Unlock()
 		}
-	}
-	if c.file != nil && c.t == wire.TWrite {
-		c.file.writeDone(err)
-	}
-	if c.marker != nil {
-		c.marker.markerDone(err, c.wmarker)
 	}
 	close(c.done)
 }

@@ -28,7 +28,8 @@ type session struct {
 	servers int
 	index   int
 	ring    *shm.Region
-	monitor bool // a stats-only session (delegate-server stats, delegate-run)
+	monitor bool      // a stats-only session (delegate-server stats, delegate-run)
+	bulk    *bulkSide // bulk connections offered in the hello (bulk.go); nil: none
 
 	mu struct {
 		sync.Mutex
@@ -65,6 +66,9 @@ func newSession(s *Server, c net.Conn) *session {
 }
 
 func (ss *session) run() {
+	if ss.takeBulk() {
+		return // a bulk connection, now its session's (bulk.go)
+	}
 	s := ss.srv
 	defer ss.cleanup()
 	defer ss.recoverPanic()
@@ -219,6 +223,11 @@ func (ss *session) handshake() error {
 	if isTCPConn(ss.conn) && cfg.LocalSocket != "" && ss.srv.hostID != "" {
 		rep.Local, rep.Host = cfg.LocalSocket, ss.srv.hostID
 	}
+	if h.Bulk > 0 && isTCPConn(ss.conn) {
+		if err := ss.offerBulk(&rep, h.Bulk); err != nil {
+			ss.log.Warn("no bulk connections for this session", "err", err)
+		}
+	}
 	return transport.ServerReply(ss.conn, &rep, cfg.HandshakeTimeout)
 }
 
@@ -235,6 +244,7 @@ func (ss *session) close() {
 	} else {
 		ss.conn.Close()
 	}
+	ss.closeBulk()
 }
 
 // cleanup runs when every stream has ended: files the client left open are
@@ -255,6 +265,9 @@ func (ss *session) cleanup() {
 	if ss.ring != nil {
 		ss.srv.stats.ringBytes.Add(-int64(len(ss.ring.Bytes())))
 		ss.ring.Close()
+	}
+	if ss.bulk != nil {
+		ss.bulk.dropPipe() // every stream has ended: nobody splices any more
 	}
 }
 
