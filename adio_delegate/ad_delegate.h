@@ -58,6 +58,7 @@
     X(delegate_counter)         \
     X(delegate_set_log_fd)      \
     X(delegate_fence)           \
+    X(delegate_fence_scope)     \
     X(delegate_fence_word)
 
 /* *INDENT-OFF* */

@@ -19,7 +19,14 @@
  * server answers it only once it holds every rank's marker, and serves a
  * rank's later requests after that. So every rank's data is visible to
  * every rank once the call has returned, as programs that write_all and then
- * read_all without a sync expect, and no rank waits a round trip. */
+ * read_all without a sync expect, and no rank waits a round trip.
+ *
+ * The markers also stand in for the visibility fence in the MPI_Allreduce
+ * that ends a collective write (delegate_fence_scope): the fence MPICH runs
+ * before the Allreduce's messages does not wait for this collective's
+ * pieces, which no rank can read before its own marker is answered, and
+ * which the rank's next fence outside the collective covers by waiting for
+ * its markers. Writes issued before the collective are still waited for. */
 
 static void coll_worker(ADIO_File fd, const void *buf, int count, MPI_Datatype datatype,
                         int file_ptr_type, ADIO_Offset offset, int rw, ADIO_Status * status,
@@ -49,7 +56,11 @@ static void coll_worker(ADIO_File fd, const void *buf, int count, MPI_Datatype d
         fd->dirty_write = 1;
     fd->fp_sys_posn = -1;
 
+    if (rw == ADIOI_DELEGATE_WRITE)
+        (void) ADIOI_DLG.delegate_fence_scope(f->fh);
     *error_code = ADIOI_DELEGATE_Coll_error(fd->comm, *error_code, myname, fd->filename, __LINE__);
+    if (rw == ADIOI_DELEGATE_WRITE)
+        (void) ADIOI_DLG.delegate_fence_scope(DELEGATE_NOHANDLE);
     if (*error_code == MPI_SUCCESS) {
         if (file_ptr_type == ADIO_INDIVIDUAL && l.nbytes > 0)
             fd->fp_ind = ADIOI_DELEGATE_Position_after(fd, &l, nbytes);

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 /** Version of this API; delegate_api_version() returns the library's. */
-#define DELEGATE_API_VERSION 2
+#define DELEGATE_API_VERSION 3
 
 /** The handle under which calls without a handle record their error. */
 #define DELEGATE_NOHANDLE 0
@@ -387,6 +387,20 @@ int delegate_set_log_fd(int fd);
  * @return DELEGATE_OK, or the first error (the session of a server died).
  */
 int delegate_fence(void);
+
+/**
+ * Scopes this thread's fences to the end of a collective write on fh, until
+ * called again with DELEGATE_NOHANDLE. While it is set, delegate_fence does
+ * not wait for the pieces and end markers of fh's last collective write
+ * (delegate_io_opts.coll), and waits for everything else: a server answers
+ * a rank's end marker, and serves the rank's later requests, only once
+ * every rank's pieces are applied, and every later fence (outside the
+ * scope) waits for this process's markers. For the messages of the
+ * collective's own completion (the ROMIO driver's MPI_Allreduce), which
+ * then need no round trip to the servers.
+ * @return DELEGATE_OK.
+ */
+int delegate_fence_scope(int fh);
 
 /**
  * A word that is nonzero while this process may hold a write that

@@ -134,6 +134,25 @@ func dlgFence() (rc C.int) {
 	return fail(noHandle, cl.Fence())
 }
 
+// dlgFenceScoped is the fence inside the end of a collective write on
+// handle h (client.Client.FenceScoped); with a bad handle, the full fence.
+//
+//export dlgFenceScoped
+func dlgFenceScoped(h C.int) (rc C.int) {
+	defer guard(noHandle, &rc)
+	lib.Lock()
+	cl := lib.cl
+	lib.Unlock()
+	if cl == nil {
+		return C.DELEGATE_OK
+	}
+	f, err := fileOf(h)
+	if err != nil {
+		return fail(noHandle, cl.Fence())
+	}
+	return fail(noHandle, cl.FenceScoped(f))
+}
+
 //export dlgFinalize
 func dlgFinalize() (rc C.int) {
 	defer guard(noHandle, &rc)

@@ -264,12 +264,25 @@ int delegate_set_log_fd(int fd)
     return dlgSetLogFD(fd);
 }
 
+/* The file whose collective write this thread is ending
+ * (delegate_fence_scope); DELEGATE_NOHANDLE outside one. Per thread: the
+ * scope covers the messages of the thread that runs the collective. */
+static __thread int fence_scope = DELEGATE_NOHANDLE;
+
+int delegate_fence_scope(int fh)
+{
+    fence_scope = fh;
+    return DELEGATE_OK;
+}
+
 int delegate_fence(void)
 {
     GUARD();
     if (__atomic_load_n(dlg_fence_word(), __ATOMIC_ACQUIRE) == 0)
         return DELEGATE_OK;
     dlg_stage_hand_over_fence();
+    if (fence_scope != DELEGATE_NOHANDLE)
+        return dlgFenceScoped(fence_scope);
     return dlgFence();
 }
 

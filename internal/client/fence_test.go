@@ -83,3 +83,83 @@ func TestFenceWithoutFenceIsStale(t *testing.T) {
 		t.Fatal("no read was stale without a fence: TestFenceMakesWritesVisible proves nothing")
 	}
 }
+
+// TestFenceScoped: the fence inside a collective write's own completion
+// (FenceScoped, libdelegate's delegate_fence_scope) does not wait for the
+// collective's pieces and end markers, and everything still becomes
+// visible. Rank A writes a record independently, then its piece of a
+// two-rank collective write, and fences scoped: that returns although
+// rank B has not written yet (A's markers cannot be answered before B's
+// arrive; a full fence would wait for them), it has waited for the
+// independent record (a third process reads it), and A's markers stay in
+// the fence word. Then B writes its piece and fences in full (what MPICH
+// does before B's next message): a third process told by B reads both
+// pieces, A's included, and A's full fence returns with the word at 0.
+func TestFenceScoped(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{Servers: v.servers, TCP: v.tcp})
+			cfg := func(cfg *client.Config) { cfg.RingBytes = v.ring }
+			a, b, r := c.Client(t, cfg), c.Client(t, cfg), c.Client(t, cfg)
+			path := filepath.Join(c.Dir, "scoped")
+			fa := open(t, a, path, wire.ORdwr|wire.OCreat, nil)
+			fb := open(t, b, path, wire.ORdwr, nil)
+			fr := open(t, r, path, wire.ORdonly, nil)
+			const size = 64 << 10 // pieces on every server of the 3-server variants (1 MiB apart)
+			rec := func(v byte) []byte { return bytes.Repeat([]byte{v}, size) }
+			read := func(off int64) []byte {
+				t.Helper()
+				got := make([]byte, size)
+				if _, err := fr.Read([][]byte{got}, []client.Extent{{Off: off, Len: size}}, client.IOOpts{}); err != nil {
+					t.Fatal(err)
+				}
+				return got
+			}
+			for seq := int64(0); seq < 20; seq++ {
+				base := seq * 8 << 20
+				indep, pa, pb := base+4<<20, base, base+1<<20
+				tag := byte(seq + 1)
+				if _, err := fa.Write([][]byte{rec(tag)}, []client.Extent{{Off: indep, Len: size}}, client.IOOpts{}); err != nil {
+					t.Fatal(err)
+				}
+				o := client.IOOpts{Coll: &wire.CollTag{Seq: seq, Rank: 0, Size: 2, Group: 9}}
+				if _, err := fa.Write([][]byte{rec(tag + 100)}, []client.Extent{{Off: pa, Len: size}}, o); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.FenceScoped(fa); err != nil {
+					t.Fatal(err)
+				}
+				if got := read(indep); !bytes.Equal(got, rec(tag)) {
+					t.Fatalf("collective %d: a write before the collective is stale after the scoped fence", seq)
+				}
+				if n := a.Stats().Pending; n < int64(v.servers) {
+					t.Fatalf("collective %d: fence word %d with %d end markers unanswered", seq, n, v.servers)
+				}
+				o = client.IOOpts{Coll: &wire.CollTag{Seq: seq, Rank: 1, Size: 2, Group: 9}}
+				if _, err := fb.Write([][]byte{rec(tag + 200)}, []client.Extent{{Off: pb, Len: size}}, o); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Fence(); err != nil {
+					t.Fatal(err)
+				}
+				if got := read(pa); !bytes.Equal(got, rec(tag+100)) {
+					t.Fatalf("collective %d: rank A's piece stale after rank B's fence", seq)
+				}
+				if got := read(pb); !bytes.Equal(got, rec(tag+200)) {
+					t.Fatalf("collective %d: rank B's piece stale after its fence", seq)
+				}
+				if err := a.Fence(); err != nil {
+					t.Fatal(err)
+				}
+				if n := a.Stats().Pending; n != 0 {
+					t.Fatalf("collective %d: fence word %d after a full fence", seq, n)
+				}
+			}
+			for _, f := range []*client.File{fa, fb, fr} {
+				if err := f.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -43,6 +43,12 @@ type File struct {
 		writes  int // write requests created and not yet acknowledged
 		markers int // collective end markers not yet answered
 
+		// The last collective write, for FenceScoped: per session (as
+		// sess), the session's count of fenced calls before its pieces
+		// (collBase) and with its end marker (collEnd); nil when the
+		// markers were not all sent.
+		collBase, collEnd []int64
+
 		direct   *os.File      // the backend file, read directly when no server holds dirty data
 		noDirect bool          // direct reads are impossible (TCP, no slot, cannot open)
 		mirror   *atomic.Int64 // ExportDirect's word, kept by mirrorLocked; nil when not exported
@@ -118,25 +124,66 @@ func (f *File) enter(op string) error {
 // rank's pieces; nothing waits here for the answers, which are counted: no
 // direct read happens while one is outstanding. Every rank sends its
 // markers, also when its part failed or was empty.
-func (f *File) endCollective(tag wire.CollTag) {
+//
+// The markers of a collective write are fenced calls (call.fenced), counted
+// in the fence word until answered; end records where they are for
+// FenceScoped.
+func (f *File) endCollective(tag wire.CollTag, write bool) {
 	if f.live() != nil {
 		return
 	}
 	f.sendCorked() // corked pieces go before the marker
+	var end []int64
+	if write {
+		end = make([]int64, len(f.sess))
+	}
 	for i, s := range f.sess {
 		c := newCall(wire.TCollEnd, &wire.CollEnd{File: f.ids[i], CollTag: tag})
 		c.marker = f
+		c.wmarker = write
 		f.mu.Lock()
 		f.mu.markers++
 		f.mirrorLocked()
 		f.mu.Unlock()
-		s.submit(c)
+		if write {
+			f.cl.pending.Add(1)
+		}
+		if s.submit(c) != nil {
+			end = nil
+		} else if end != nil {
+			end[i] = c.fseq
+		}
 	}
+	if write {
+		f.mu.Lock()
+		if f.mu.collBase != nil && end != nil {
+			f.mu.collEnd = end
+		}
+		f.mu.Unlock()
+	}
+}
+
+// startCollective records, before a collective write's pieces, how many
+// fenced calls each of the file's sessions has queued (FenceScoped). The
+// file's corked writes, issued before the collective, are sent first so
+// that they are counted before it.
+func (f *File) startCollective() {
+	f.sendCorked()
+	base := make([]int64, len(f.sess))
+	for i, s := range f.sess {
+		base[i] = s.fencedQueued()
+	}
+	f.mu.Lock()
+	f.mu.collBase, f.mu.collEnd = base, nil
+	f.mu.Unlock()
 }
 
 // markerDone counts an answered collective end marker; a failed one is
 // reported like a failed write.
-func (f *File) markerDone(err error) {
+func (f *File) markerDone(err error, write bool) {
+	if write {
+		f.cl.pending.Add(-1)
+	}
 	f.mu.Lock()
 	f.mu.markers--
 	if err != nil && f.mu.err == nil {
@@ -320,7 +367,8 @@ func (f *File) Combinable() (ok, corked bool) {
 // servers acknowledged).
 func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if o.Coll != nil {
-		defer f.endCollective(*o.Coll) // whatever happens here: the others wait for it
+		f.startCollective()
+		defer f.endCollective(*o.Coll, true) // whatever happens here: the others wait for it
 	}
 	st, err := f.begin("write", &o)
 	if err != nil {
@@ -401,7 +449,7 @@ func (f *File) place(mem [][]byte, ext []Extent, total int64, st *opState) ([]*c
 // the number of bytes before the end of file.
 func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if o.Coll != nil {
-		defer f.endCollective(*o.Coll)
+		defer f.endCollective(*o.Coll, false)
 	}
 	st, err := f.begin("read", &o)
 	if err != nil {

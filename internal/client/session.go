@@ -46,6 +46,12 @@ type call struct {
 	bulkGot  int64 // bytes of a bulk read the server sent (recvBulk)
 	// marker is the file of a collective end marker (File.endCollective).
 	marker *File
+	// wmarker: marker ends a collective write, and the fence waits for it
+	// like for a write (fenced).
+	wmarker bool
+	// fseq is the session's count of fenced calls once c was queued
+	// (submit): c is the fseq-th.
+	fseq int64
 	// Bytes counted against the session's inflight limit.
 	inflight int64
 
@@ -54,6 +60,13 @@ type call struct {
 	err  error
 	done chan struct{}
 }
+
+// fenced reports whether Fence waits for c: a write, or the end marker of
+// a collective write. A marker is answered once every rank's marker has
+// arrived, so a rank whose marker is answered has every rank's pieces of
+// that collective applied on that server: a fence that waits for its own
+// markers makes the other ranks' pieces visible too (fence.go).
+func (c *call) fenced() bool { return c.t == wire.TWrite || c.wmarker }
 
 func newCall(t wire.Type, desc any) *call {
 	return &call{t: t, desc: desc, done: make(chan struct{})}
@@ -100,11 +113,12 @@ type session struct {
 		err      error // why the session died; nil while alive
 		inflight int64
 		files    map[*File]struct{} // opened on this session and not closed (attach)
-		// Write requests queued, for Fence: replies come in request
-		// order, so wdone >= n means the first n were applied.
+		// Fenced calls queued (writes and the end markers of collective
+		// writes, call.fenced), for Fence: replies come in request order,
+		// so wdone >= n means the first n were applied.
 		wqueued int64
 	}
-	wdone    atomic.Int64 // write requests completed
+	wdone    atomic.Int64 // fenced calls completed
 	fencers  atomic.Int32 // fences waiting on acked
 	released sync.Once    // the session's reference to shmem
 	replaced atomic.Bool  // dead, and the client has dialled the server again (sessions)
@@ -341,8 +355,9 @@ func (s *session) submit(c *call) error {
 		return err
 	}
 	s.mu.queue = append(s.mu.queue, c)
-	if c.t == wire.TWrite {
+	if c.fenced() {
 		s.mu.wqueued++
+		c.fseq = s.mu.wqueued
 	}
 	s.mu.Unlock()
 	s.kick()
@@ -523,12 +538,15 @@ func (s *session) complete(c *call, err error) {
 		s.space.Broadcast()
 		s.mu.Unlock()
 	}
-	// The file's count first: whoever a fence lets go sees the fence word
-	// without this write.
+	// The file's counts first: whoever a fence lets go sees the fence word
+	// without this write or marker.
 	if c.file != nil && c.t == wire.TWrite {
 		c.file.writeDone(err)
 	}
-	if c.t == wire.TWrite {
+	if c.marker != nil {
+		c.marker.markerDone(err, c.wmarker)
+	}
+	if c.fenced() {
 		// No lock per acknowledgement unless a fence waits: it registers
 		// under s.mu before it reads wdone, so either it sees this count
 		// or this sees it waiting and wakes it (session.fence).
@@ -538,9 +556,6 @@ func (s *session) complete(c *call, err error) {
 			s.acked.Broadcast()
 			s.mu.Unlock()
 		}
-	}
-	if c.marker != nil {
-		c.marker.markerDone(err)
 	}
 	close(c.done)
 }

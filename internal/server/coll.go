@@ -29,8 +29,9 @@ type collWait struct {
 }
 
 // arrive records one rank's marker of the collective tag names and waits,
-// up to timeout, until all tag.Size ranks' markers have arrived.
-func (c *colls) arrive(tag wire.CollTag, timeout time.Duration) error {
+// up to timeout, until all tag.Size ranks' markers have arrived; it calls
+// beforeWait first when it has to wait.
+func (c *colls) arrive(tag wire.CollTag, timeout time.Duration, beforeWait func()) error {
 	group, seq, size := tag.Group, tag.Seq, tag.Size
 	c.mu.Lock()
 	if c.groups == nil {
@@ -58,6 +59,7 @@ func (c *colls) arrive(tag wire.CollTag, timeout time.Duration) error {
 	}
 	arrived := w.arrived
 	c.mu.Unlock()
+	beforeWait()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -79,7 +81,12 @@ func (st *stream) collEnd(r *request) (wire.Reply, []byte) {
 		return fail(err)
 	}
 	s := st.ss.srv
-	if err := hd.f.colls.arrive(ce.CollTag, s.cfg.CollTimeout); err != nil {
+	// The replies held for this stream's earlier requests (stream.serve
+	// sends a batch's replies at its end) go out before the wait: the
+	// rank's fence inside the collective waits for its writes before the
+	// pieces, not for the other ranks (client.FenceScoped).
+	flush := func() { st.sendReplies() }
+	if err := hd.f.colls.arrive(ce.CollTag, s.cfg.CollTimeout, flush); err != nil {
 		return fail(fmt.Errorf("%s: %w", hd.f.path, err))
 	}
 	s.stats.collEnds.Add(1)
