@@ -74,7 +74,11 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		}()
 	}
 	wg.Wait()
-	if err := firstError(errs); err != nil {
+	err := firstError(errs)
+	if err == nil {
+		err = checkIdentities(cfg.Servers, sessions)
+	}
+	if err != nil {
 		for _, s := range sessions {
 			if s != nil {
 				s.close()
@@ -116,7 +120,15 @@ func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
 			continue
 		}
 		ns, err := dial(ctx, cl, i)
+		if err == nil {
+			others := append([]*session(nil), cl.mu.sessions...)
+			others[i] = ns
+			err = checkIdentities(cl.cfg.Servers, others)
+		}
 		if err != nil {
+			if ns != nil {
+				dead = append(dead, ns)
+			}
 			return nil, err
 		}
 		s.log.Info("reconnected", "old", s.alive())

@@ -79,6 +79,7 @@ type session struct {
 	via   transport.Addr // where the session is connected: addr, or its Unix socket
 	log   *slog.Logger
 	name  string // the server's name, from the hello
+	ident identity // who the server says it is, from the hello
 	conn  net.Conn
 	ymx   *yamux.Session
 	st    net.Conn
@@ -137,6 +138,7 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 		}
 	}
 	s.name = rep.Name
+	s.ident = identity{id: rep.ID, peers: rep.Peers, index: rep.Index}
 	s.conn = conn
 	s.ymx, err = yamux.Client(conn, transport.YamuxConfig(s.log, cfg.Timeout))
 	if err == nil {
@@ -157,12 +159,12 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 // Unix socket) and returns the connection and the server's reply.
 func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wire.Reply, error) {
 	cfg := &s.cl.cfg
-	conn, err := transport.Dial(ctx, a, cfg.Timeout)
+	conn, err := transport.Dial(ctx, a, cfg.Timeout, cfg.TLS)
 	if err != nil {
 		return nil, nil, err
 	}
 	ringFD := -1
-	hello := &wire.Hello{Client: cfg.Name, Token: cfg.Token, Servers: uint32(len(cfg.Servers)), Index: uint32(s.idx), ListHash: s.cl.listHash}
+	hello := &wire.Hello{Client: cfg.Name, Servers: uint32(len(cfg.Servers)), Index: uint32(s.idx), ListHash: s.cl.listHash}
 	if a.Net == "unix" && cfg.RingBytes > 0 {
 		r, err := shm.Create("delegate-ring", cfg.RingBytes)
 		if err != nil {
@@ -174,7 +176,7 @@ func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wir
 		ringFD = r.FD()
 		hello.RingSize = uint64(cfg.RingBytes)
 	}
-	rep, err := transport.ClientHello(conn, hello, ringFD, cfg.Timeout)
+	rep, err := transport.ClientHello(conn, hello, ringFD, cfg.Timeout, cfg.Token)
 	if s.shmem != nil {
 		s.shmem.r.CloseFD()
 	}

@@ -139,7 +139,7 @@ func TestStopRequest(t *testing.T) {
 		t.Fatal("stop requested by a client session")
 	default:
 	}
-	m, err := server.Connect(context.Background(), c.Addrs[0].String(), "", 5*time.Second)
+	m, err := server.Connect(context.Background(), c.Addrs[0].String(), "", nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
