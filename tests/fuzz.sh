@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# tests/fuzz.sh: run every decoder fuzz target of internal/wire for a
-# bounded time each (FUZZTIME, default 20s; the whole run stays under 3
-# minutes with the default). The checked-in corpora under
-# internal/wire/testdata/fuzz/<Target>/ run first, as seeds. A crasher found
+# tests/fuzz.sh: run every decoder fuzz target (internal/wire's, the
+# handshake's in internal/transport, the Lustre layout's in internal/route)
+# for a bounded time each (FUZZTIME, default 20s; the whole run stays under
+# 4 minutes with the default). The checked-in corpora under
+# <package>/testdata/fuzz/<Target>/ run first, as seeds. A crasher found
 # here is written to that directory by go test: check it in with the fix.
 # Exits non-zero if any target fails.
 set -uo pipefail
@@ -10,20 +11,24 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 export PATH="$PATH:/usr/local/go/bin"
 fuzztime=${FUZZTIME:-20s}
-targets=(FuzzReader FuzzDecompress FuzzUnmarshal FuzzParseHeader FuzzExtents FuzzParseSize)
-# Every Fuzz function in the package must be listed above, so that a new
+targets=(wire:FuzzReader wire:FuzzDecompress wire:FuzzUnmarshal wire:FuzzParseHeader wire:FuzzExtents
+    wire:FuzzParseSize transport:FuzzHandshakeFrame route:FuzzLustreLOV)
+# Every Fuzz function of these packages must be listed above, so that a new
 # decoder's target is not silently left out.
-declared=$(grep -ho '^func Fuzz[A-Za-z0-9_]*' internal/wire/*_test.go | sed 's/^func //' | sort)
+declared=$(for p in wire transport route; do
+    grep -ho '^func Fuzz[A-Za-z0-9_]*' internal/$p/*_test.go | sed "s/^func /$p:/"
+done | sort)
 listed=$(printf '%s\n' "${targets[@]}" | sort)
 if [ "$declared" != "$listed" ]; then
-    echo "fuzz: targets in internal/wire ($(echo $declared)) differ from this script's list ($(echo $listed))" >&2
+    echo "fuzz: targets in internal/{wire,transport,route} ($(echo $declared)) differ from this script's list ($(echo $listed))" >&2
     exit 1
 fi
 failed=()
-for t in "${targets[@]}"; do
-    echo "### fuzz $t ($fuzztime)"
-    if ! timeout 120 go test -run '^$' -fuzz "^$t\$" -fuzztime "$fuzztime" -parallel 2 ./internal/wire; then
-        failed+=("$t")
+for pt in "${targets[@]}"; do
+    p=${pt%%:*} t=${pt#*:}
+    echo "### fuzz $p $t ($fuzztime)"
+    if ! timeout 120 go test -run '^$' -fuzz "^$t\$" -fuzztime "$fuzztime" -parallel 2 "./internal/$p"; then
+        failed+=("$pt")
     fi
 done
 if [ ${#failed[@]} -gt 0 ]; then

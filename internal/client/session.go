@@ -189,6 +189,9 @@ func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wir
 		// socket failed must have no ring at all.
 		s.shmem.release()
 		s.shmem, s.ring = nil, nil
+		if a.Net == "tcp" && cfg.TLS == nil && errors.Is(err, transport.ErrClosedInHandshake) {
+			return nil, nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s closed the connection in the handshake (a server that requires TLS? set DELEGATE_TLS_CA): %w", a, err)
+		}
 		if wire.CodeOf(err) == wire.EIO || wire.CodeOf(err) == wire.ETIMEDOUT {
 			return nil, nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s did not complete the handshake: %w", a, err)
 		}

@@ -207,6 +207,10 @@ func readOne(c io.Reader, fds *[]int, v any) (wire.Header, []byte, error) {
 	return h, frame, nil
 }
 
+// ErrClosedInHandshake: the peer closed the connection before the
+// handshake was over (a server that refused us, or one that requires TLS).
+var ErrClosedInHandshake = wire.Errorf(wire.EPROTO, "connection closed during handshake")
+
 // maxHandshakeDesc bounds a handshake frame's description.
 const maxHandshakeDesc = 64 << 10
 
@@ -228,7 +232,7 @@ func readFull(c io.Reader, b []byte, fds *[]int) error {
 		b = b[max(n, 0):] // ReadMsgUnix reports -1 with some errors
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(b) > 0 {
-				return wire.Errorf(wire.EPROTO, "connection closed during handshake")
+				return ErrClosedInHandshake
 			}
 			if len(b) > 0 {
 				return err
