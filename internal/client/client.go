@@ -205,6 +205,8 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 			return nil, wire.Errorf(wire.CodeOf(err), "open %s: %v", abs, err)
 		}
 	}
+	h.RegionSize = route.FitRegion(route.Fit{Explicit: h.explicitRegion(), Default: h.RegionSize, Servers: len(cl.cfg.Servers),
+		Hint: route.Stripes{Unit: h.StripeUnit, Count: int(h.StripeFactor)}, Backend: backendStripes(filepath.Dir(abs))})
 	ss, err := cl.sessions(ctx)
 	if err != nil {
 		return nil, err

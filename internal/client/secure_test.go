@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -45,7 +46,9 @@ func newRecorder(t *testing.T, to transport.Addr) *recorder {
 	return r
 }
 
-func (r *recorder) addr() transport.Addr { return transport.Addr{Net: "tcp", Addr: r.l.Addr().String()} }
+func (r *recorder) addr() transport.Addr {
+	return transport.Addr{Net: "tcp", Addr: r.l.Addr().String()}
+}
 
 func (r *recorder) accept() {
 	defer r.wg.Done()
@@ -358,3 +361,37 @@ func TestServerNamedByNameOrAddress(t *testing.T) {
 	}
 }
 
+// TestRegionFollowsStripingHints: ROMIO's striping hints set the region
+// size by route.FitRegion (delegate_region_size, when given, wins), and
+// the servers accept the pieces cut that way.
+func TestRegionFollowsStripingHints(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{Servers: 2})
+	cl := c.Client(t, nil) // DELEGATE_REGION_SIZE 64K (testutil)
+	cases := []struct {
+		hints map[string]string
+		want  string
+	}{
+		{nil, "65536"},
+		{map[string]string{"striping_unit": "262144"}, "262144"},
+		{map[string]string{"striping_unit": "262144", "striping_factor": "4"}, "524288"},
+		{map[string]string{"striping_unit": "262144", "striping_factor": "3"}, "262144"},
+		{map[string]string{"striping_unit": "262144", "striping_factor": "4", "delegate_region_size": "128K"}, "131072"},
+		{map[string]string{"striping_unit": "0"}, "65536"},
+	}
+	for i, tc := range cases {
+		f := open(t, cl, filepath.Join(c.Dir, fmt.Sprintf("striped%d", i)), wire.ORdwr|wire.OCreat, tc.hints)
+		if got, err := f.Hint("delegate_region_size"); err != nil || got != tc.want {
+			t.Errorf("hints %v: region size %s (%v), want %s", tc.hints, got, err, tc.want)
+		}
+		data := bytes.Repeat([]byte{byte(i + 1)}, 3<<20)
+		if _, err := f.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{Ack: true}); err != nil {
+			t.Fatalf("hints %v: %v", tc.hints, err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cl.Open(ctx, filepath.Join(c.Dir, "bad"), wire.ORdwr|wire.OCreat, 0o644, map[string]string{"striping_unit": "lots"}); wire.CodeOf(err) != wire.EHINT {
+		t.Errorf("striping_unit=lots: %v, want EHINT", err)
+	}
+}

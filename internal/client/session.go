@@ -78,7 +78,7 @@ type session struct {
 	addr  transport.Addr // the server as the list names it
 	via   transport.Addr // where the session is connected: addr, or its Unix socket
 	log   *slog.Logger
-	name  string // the server's name, from the hello
+	name  string   // the server's name, from the hello
 	ident identity // who the server says it is, from the hello
 	conn  net.Conn
 	ymx   *yamux.Session
