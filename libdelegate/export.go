@@ -297,7 +297,7 @@ func dlgStagePolicy(fh C.int) (policy C.int) {
 	return policy
 }
 
-// dlgDirectSetup lets stage.c read fh's backend file itself
+// dlgDirectSetup lets direct.c read fh's backend file itself
 // (client.File.ExportDirect): it fills words with pointers to the servers'
 // control page words of the file and *fd with the backend file, and
 // returns how many words, or -1 when direct reads are impossible.

@@ -60,6 +60,7 @@ int delegate_finalize(void)
     dlg_stage_stop();           /* nothing is staged once the files close */
     rc2 = dlgFinalize();        /* closes the files still open */
     dlg_stage_drop_all();
+    dlg_direct_drop_all();
     return rc != DELEGATE_OK ? rc : rc2;
 }
 
@@ -82,8 +83,10 @@ int delegate_open(const char *path, int flags, int perm, const delegate_hint *hi
     int rc;
     GUARD();
     rc = dlgOpen((char *) path, flags, perm, (delegate_hint *) hints, nhints, fh);
-    if (rc == DELEGATE_OK)
+    if (rc == DELEGATE_OK) {
         dlg_stage_open(*fh, dlgStagePolicy(*fh));
+        dlg_direct_open(*fh);
+    }
     return rc;
 }
 
@@ -92,8 +95,9 @@ int delegate_close(int fh)
     int rc, rc2;
     GUARD();
     rc = dlg_stage_sync(fh);
-    rc2 = dlgClose(fh);         /* Go lets go of the stage's words first */
+    rc2 = dlgClose(fh);         /* Go lets go of the direct path's words first */
     dlg_stage_close(fh);
+    dlg_direct_close(fh);
     return rc != DELEGATE_OK ? rc : rc2;
 }
 

@@ -28,13 +28,8 @@
  * data as a request, which Go counts before hand() returns, so the word
  * never reads 0 while a returned write is unacknowledged.
  *
- * Reads take a fast path here too: when Go's exported word says this
- * client has no write or collective of the file in flight (and nothing
- * else forbids it) and every server's control page word says it holds no
- * dirty data, the backend file holds every acknowledged write, and a read
- * is a pread from C (client.File.ExportDirect has the rule). Measured: the
- * C->Go call, Go's syscall bookkeeping and locks cost 0.5 us per 64-byte
- * read, more than the pread itself.
+ * Direct reads (a pread from C when nothing is buffered anywhere) live in
+ * direct.c, with a table of their own.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -51,7 +46,6 @@
 #define STAGE_BYTES (64 << 10)  /* data of one buffer */
 #define STAGE_EXTENTS 2048      /* extents of one buffer */
 #define STAGE_MAX_WRITE 4096    /* larger writes go straight to Go */
-#define DIRECT_WORDS 64         /* more servers than this: reads go to Go */
 
 struct batch {
     int64_t used, next;
@@ -71,15 +65,6 @@ struct stage {
     int closed;                 /* out of the table: freed by the last unref */
     struct batch bufs[2];
 
-    /* direct reads: 0 not set up yet, 1 ready, -1 impossible, 2 being set up */
-    int direct;
-    int fd;                     /* the backend file, Go's until close */
-    int nwords;
-    int64_t mirror;             /* kept by Go (ExportDirect) */
-    /* The servers' control page words of the file: shared memory that Go
-     * keeps mapped until dlgClose returns, also after the session died
-     * (internal/client/mapping.go); delegate_close drops the stage next. */
-    uint64_t *words[DIRECT_WORDS];
 };
 
 static long long fence_word;    /* delegate_fence_word */
@@ -89,8 +74,8 @@ static struct stage *table[STAGE_SLOTS];
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Locks, in the order they are taken: table_mu, then a stage's mu;
- * sender_mu alone. None is held across a call into Go (hand_over,
- * direct_ready) or while the sender waits for work. */
+ * sender_mu alone. None is held across a call into Go (hand_over) or
+ * while the sender waits for work. */
 static pthread_mutex_t sender_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sender_cv = PTHREAD_COND_INITIALIZER;
 /* The sender thread: started by the first staged write (arm), stopped and
@@ -307,7 +292,6 @@ void dlg_stage_open(int fh, int policy)
         pthread_cond_init(&s->idle, NULL);
         s->fh = fh;
         s->policy = combine() ? policy : 0;
-        s->fd = -1;
         __atomic_store_n(&table[i], s, __ATOMIC_RELEASE);
     }
     /* else: another open file holds the slot; this one goes without */
@@ -484,74 +468,4 @@ void dlg_stage_drop_all(void)
             stage_free(s);
     }
     pthread_mutex_unlock(&table_mu);
-}
-
-/* direct_ready sets up direct reads of s once: a call into Go, made
- * without s->mu; a read that comes meanwhile goes to Go. */
-static int direct_ready(struct stage *s)
-{
-    int d = __atomic_load_n(&s->direct, __ATOMIC_ACQUIRE), fd = -1, n;
-    if (d != 0)
-        return d == 1;
-    pthread_mutex_lock(&s->mu);
-    d = s->direct;
-    if (d == 0)
-        __atomic_store_n(&s->direct, 2, __ATOMIC_RELEASE);  /* this thread sets it up */
-    pthread_mutex_unlock(&s->mu);
-    if (d != 0)
-        return d == 1;
-    n = dlgDirectSetup(s->fh, &s->mirror, s->words, DIRECT_WORDS, &fd);
-    pthread_mutex_lock(&s->mu);
-    s->fd = fd;
-    s->nwords = n;
-    __atomic_store_n(&s->direct, n >= 0 && fd >= 0 ? 1 : -1, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&s->mu);
-    return s->direct == 1;
-}
-
-int dlg_direct_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
-                    int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc)
-{
-    struct stage *s = find(fh);
-    int64_t want = 0, got = 0;
-    char *p;
-    if (s == NULL || (opts != NULL && opts->flags != 0) || nmem != 1 || next < 1 ||
-        mem == NULL || ext == NULL || mem[0].len <= 0 || mem[0].base == NULL)
-        return 0;
-    for (int64_t i = 0; i < next; i++) {
-        if (ext[i].off < 0 || ext[i].len < 0 || ext[i].off > INT64_MAX - ext[i].len)
-            return 0;
-        want += ext[i].len;
-    }
-    if (want != mem[0].len || !direct_ready(s))
-        return 0;
-    /* The order matters (ExportDirect): our writes first, then the servers'. */
-    if (__atomic_load_n(&s->mirror, __ATOMIC_ACQUIRE) != 0)
-        return 0;
-    for (int i = 0; i < s->nwords; i++)
-        if (__atomic_load_n(s->words[i], __ATOMIC_ACQUIRE) != 0)
-            return 0;
-    p = mem[0].base;
-    for (int64_t i = 0; i < next; i++) {
-        int64_t off = ext[i].off, n = ext[i].len;
-        while (n > 0) {
-            ssize_t r = pread(s->fd, p, (size_t) n, (off_t) off);
-            if (r < 0) {
-                if (errno == EINTR)
-                    continue;
-                return 0;       /* Go reads again and reports the error */
-            }
-            if (r == 0)
-                goto eof;
-            p += r;
-            got += r;
-            off += r;
-            n -= r;
-        }
-    }
-  eof:
-    if (nbytes != NULL)
-        *nbytes = got;
-    *rc = DELEGATE_OK;
-    return 1;
 }

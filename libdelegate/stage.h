@@ -1,4 +1,5 @@
-/* stage.h: write combining in C (stage.c), used by shim.c. */
+/* stage.h: write combining (stage.c) and direct reads (direct.c) in C,
+ * used by shim.c. */
 #ifndef DELEGATE_STAGE_H
 #define DELEGATE_STAGE_H
 
@@ -8,8 +9,7 @@
 #define DLG_STAGE_ON 1          /* small writes may be staged */
 #define DLG_STAGE_CORKED 2      /* the file is corked: the sender thread leaves it alone */
 
-/* dlg_stage_open gives fh a stage: write combining if policy allows it,
- * and the direct read path. */
+/* dlg_stage_open gives fh a stage: write combining if policy allows it. */
 void dlg_stage_open(int fh, int policy);
 /* dlg_stage_policy updates the policy (after a hint or atomicity change). */
 void dlg_stage_policy(int fh, int policy);
@@ -41,6 +41,12 @@ void dlg_stage_stop(void);
 
 /* dlg_stage_drop_all forgets every stage (after the files were closed). */
 void dlg_stage_drop_all(void);
+/* dlg_direct_open gives fh a direct read path (set up by its first read);
+ * dlg_direct_close drops it after dlgClose; dlg_direct_drop_all drops
+ * every one (finalize). */
+void dlg_direct_open(int fh);
+void dlg_direct_close(int fh);
+void dlg_direct_drop_all(void);
 /* dlg_direct_read reads from the backend file in C when that is safe and
  * returns 1 with *rc set, or returns 0 when the read must go to Go. Call
  * dlg_stage_sync first. */

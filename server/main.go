@@ -29,7 +29,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/delegate-io/delegate/internal/monitor"
 	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/transport"
 )
 
 func main() {
@@ -129,12 +131,12 @@ func serve(args []string) int {
 		return startFailed(2, "delegate-server: --tls-cert and --tls-key go together")
 	}
 	if *tlsCert != "" {
-		if cfg.TLS, err = server.TLSConfig(*tlsCert, *tlsKey); err != nil {
+		if cfg.TLS, err = transport.ServerTLS(*tlsCert, *tlsKey); err != nil {
 			return startFailed(2, "delegate-server:", err)
 		}
 	}
 	if *peers != "" {
-		if cfg.Peers, err = server.ParsePeers(*peers); err != nil {
+		if cfg.Peers, err = parsePeers(*peers); err != nil {
 			return startFailed(2, "delegate-server: --peers:", err)
 		}
 		if cfg.Index, err = parseIndex(*index); err != nil {
@@ -147,10 +149,11 @@ func serve(args []string) int {
 	if *listen == "" {
 		return startFailed(2, "delegate-server: --listen is required (unix:PATH or tcp:HOST:PORT), or --peers with --index")
 	}
-	addr, err := server.ParseAddr(*listen)
+	listenAddr, err := transport.ParseAddr(*listen)
 	if err != nil {
 		return startFailed(2, "delegate-server:", err)
 	}
+	addr := listenAddr.String()
 	if strings.HasPrefix(addr, "tcp:") && cfg.Token == "" && !cfg.Insecure {
 		return startFailed(2, fmt.Sprintf("delegate-server: %s is a TCP address and no token is set: anyone who can reach it could read and write "+
 			"every file under --root. Give a secret with --token-file FILE (or $DELEGATE_TOKEN), or pass --insecure", addr))
@@ -193,7 +196,7 @@ func serve(args []string) int {
 			defer os.RemoveAll(dir)
 			path = dir + "/s.sock"
 		}
-		if local, err = server.Listen("unix:" + path); err != nil {
+		if local, err = transport.Listen(transport.Addr{Net: "unix", Addr: path}); err != nil {
 			return startFailed(1, "delegate-server: --unix:", err)
 		}
 		cfg.LocalSocket = local.Addr().String()
@@ -250,7 +253,7 @@ func serve(args []string) int {
 		}
 		return code
 	}
-	l, err := server.Listen(addr)
+	l, err := transport.Listen(listenAddr)
 	if err != nil {
 		return stop(startFailed(1, "delegate-server:", err)) // nothing buffered yet: the state directory goes too
 	}
@@ -434,12 +437,12 @@ func statsCmd(args []string, out io.Writer) int {
 	var tc *tls.Config
 	if ca := os.Getenv("DELEGATE_TLS_CA"); ca != "" {
 		var err error
-		if tc, err = server.ClientTLSConfig(ca); err != nil {
+		if tc, err = transport.ClientTLS(ca); err != nil {
 			fmt.Fprintln(os.Stderr, "delegate-server stats:", err)
 			return 2
 		}
 	}
-	m, err := server.Connect(ctx, addr, os.Getenv("DELEGATE_TOKEN"), tc, *timeout)
+	m, err := monitor.Connect(ctx, addr, os.Getenv("DELEGATE_TOKEN"), tc, *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "delegate-server stats:", err)
 		return 1
@@ -496,4 +499,13 @@ func recoverCmd(args []string) int {
 			dir, rec.Files, rec.Chunks, rec.Bytes, rec.Dropped)
 	}
 	return status
+}
+
+// parsePeers parses a comma-separated server list into canonical forms.
+func parsePeers(s string) ([]string, error) {
+	l, err := transport.ParseList(s)
+	if err != nil {
+		return nil, err
+	}
+	return transport.Strings(l), nil
 }

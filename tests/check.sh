@@ -27,7 +27,9 @@
 #   8. a server SIGKILLed and restarted under a running MPI program
 #      (tests/restart.sh);
 #   9. the fault matrix: a stopped server, a killed rank, a full backend,
-#      descriptor exhaustion, bad tokens, hostile frames (tests/faults.sh).
+#      descriptor exhaustion, bad tokens, hostile frames (tests/faults.sh);
+#  10. no test left a server's state directory in /dev/shm
+#      (tests/statedirs.sh).
 # Every step is bounded; the script fails if any step fails.
 set -uo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,6 +37,8 @@ cd "$top"
 "$top/tests/setup.sh" || { echo "check: setup failed" >&2; exit 1; }
 . "$top/build/env.sh"
 export PATH="$PATH:/usr/local/go/bin"
+. "$top/tests/statedirs.sh"
+statedirs_mark
 failed=()
 step() {
     local name=$1
@@ -69,6 +73,7 @@ step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
 step "server restart" timeout 300 "$top/tests/restart.sh"
 step "faults" timeout 900 "$top/tests/faults.sh"
+step "no state directory left in /dev/shm" statedirs_left
 echo
 if [ ${#failed[@]} -gt 0 ]; then
     echo "check: FAILED: ${failed[*]}"

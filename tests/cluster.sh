@@ -30,11 +30,14 @@ if ! netns_possible; then
 fi
 
 work=$(mktemp -d /tmp/dlg-cluster-XXXXXX)
+. "$top/tests/statedirs.sh"
+statedirs_mark
 failures=0
 ok() { printf '  ok    %s\n' "$*"; }
 bad() { printf '  FAIL  %s\n' "$*"; failures=$((failures + 1)); }
 cleanup() {
     netns_down
+    statedirs_sweep
     [ -n "${KEEP:-}" ] && echo "cluster: kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT

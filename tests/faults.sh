@@ -12,11 +12,15 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$top/build/env.sh"
 export PATH="$PATH:/usr/local/go/bin"
 work=$(mktemp -d /tmp/dlg-faults-XXXXXX)
+. "$top/tests/statedirs.sh"
+statedirs_mark
 pids=()
 mounted=
 cleanup() {
     for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null; done
     [ -n "$mounted" ] && umount "$mounted" 2>/dev/null
+    statedirs_sweep
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -51,10 +51,12 @@ EOF
 }
 
 netns_down() {
-    local i pids
+    local i p pids
     for i in $(seq $ns_count); do
         pids=$(ip netns pids "$tag-$i" 2>/dev/null)
         [ -n "$pids" ] && kill -9 $pids 2>/dev/null
+        # and wait until they are gone (their locks and sockets with them)
+        for p in $pids; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null; done
     done
     for i in $(seq $ns_count); do
         ip link del "${tag}v$i" 2>/dev/null

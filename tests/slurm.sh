@@ -32,6 +32,8 @@ done
 
 work=$(mktemp -d /tmp/dlg-slurm-XXXXXX)
 chmod 711 "$work" # munged wants its socket's directory searchable by all
+. "$top/tests/statedirs.sh"
+statedirs_mark
 failures=0
 daemons=()
 ok() { printf '  ok    %s\n' "$*"; }
@@ -42,6 +44,7 @@ cleanup() {
     for p in "${daemons[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null; kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
     netns_down
+    statedirs_sweep
     [ -n "${KEEP:-}" ] && echo "slurm: kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT

@@ -1,13 +1,3 @@
-// Package client is the Go side of libdelegate: sessions to the delegate
-// servers, routing of extents to their owners, batching of writes (and
-// cork), reads that assemble what every owner returns, and the rest of the
-// file operations. The C API in libdelegate is a thin layer over it.
-//
-// Concurrency: a Client and its Files are safe for concurrent use. Each
-// session has one control stream; a sender goroutine writes queued requests
-// in batches and a receiver goroutine applies replies, so a write returns as
-// soon as its data is in the shared-memory ring (or the request buffer) and
-// small writes that arrive while a batch is being sent join the next one.
 package client
 
 import (
@@ -101,40 +91,85 @@ func firstError(errs []error) error {
 
 // sessions returns a live session for every server, reconnecting to those
 // whose session died. Files opened before keep their dead session (and its
-// shared memory, mapping) and fail with File.lostErr; the replaced sessions
-// are closed here, after the lock, which their loops may need.
+// shared memory, mapping) and fail with File.lostErr. The dials happen
+// outside the lock (they are network I/O, and the dead sessions' loops may
+// need the lock); if another caller replaced a session meanwhile, its new
+// session wins and this one's is closed. Replaced sessions are closed
+// after the lock too.
 func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
-	var dead []*session
+	cl.mu.Lock()
+	if cl.mu.closed {
+		cl.mu.Unlock()
+		return nil, ErrClosed
+	}
+	var stale []int
+	for i, s := range cl.mu.sessions {
+		if s.alive() != nil {
+			stale = append(stale, i)
+		}
+	}
+	if len(stale) == 0 {
+		out := append([]*session(nil), cl.mu.sessions...)
+		cl.mu.Unlock()
+		return out, nil
+	}
+	old := make(map[int]*session, len(stale))
+	for _, i := range stale {
+		old[i] = cl.mu.sessions[i]
+	}
+	cl.mu.Unlock()
+
+	fresh := make(map[int]*session, len(stale))
+	var dialErr error
+	for _, i := range stale {
+		ns, err := dial(ctx, cl, i)
+		if err != nil {
+			dialErr = err
+			break
+		}
+		fresh[i] = ns
+	}
+	var drop []*session // closed after the lock
 	defer func() {
-		for _, s := range dead {
+		for _, s := range drop {
 			s.close()
 		}
 	}()
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	if dialErr == nil && !cl.mu.closed {
+		// The new sessions must agree with the others on who is who
+		// (identity.go): a restarted server that now answers at another
+		// entry's address is not taken.
+		cand := append([]*session(nil), cl.mu.sessions...)
+		for i, ns := range fresh {
+			if cand[i] == old[i] {
+				cand[i] = ns
+			}
+		}
+		if dialErr = checkIdentities(cl.cfg.Servers, cand); dialErr != nil {
+			for _, ns := range fresh {
+				drop = append(drop, ns)
+			}
+			fresh = nil
+		}
+	}
+	for i, ns := range fresh {
+		if cl.mu.closed || cl.mu.sessions[i] != old[i] {
+			drop = append(drop, ns) // closed meanwhile, or replaced by another caller
+			continue
+		}
+		s := old[i]
+		s.log.Info("reconnected", "old", s.alive())
+		s.replaced.Store(true)
+		drop = append(drop, s)
+		cl.mu.sessions[i] = ns
+	}
 	if cl.mu.closed {
 		return nil, ErrClosed
 	}
-	for i, s := range cl.mu.sessions {
-		if s.alive() == nil {
-			continue
-		}
-		ns, err := dial(ctx, cl, i)
-		if err == nil {
-			others := append([]*session(nil), cl.mu.sessions...)
-			others[i] = ns
-			err = checkIdentities(cl.cfg.Servers, others)
-		}
-		if err != nil {
-			if ns != nil {
-				dead = append(dead, ns)
-			}
-			return nil, err
-		}
-		s.log.Info("reconnected", "old", s.alive())
-		s.replaced.Store(true)
-		dead = append(dead, s)
-		cl.mu.sessions[i] = ns
+	if dialErr != nil {
+		return nil, dialErr
 	}
 	return append([]*session(nil), cl.mu.sessions...), nil
 }

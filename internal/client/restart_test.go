@@ -21,7 +21,7 @@ import (
 const mirrorBlocked = 1 << 62
 
 // TestServerRestart: a file is open, written, synced and exported for
-// direct reads (the words libdelegate's stage.c reads) when its server goes
+// direct reads (the words libdelegate's direct.c reads) when its server goes
 // away and a new one starts on the same socket. The old file's operations
 // fail with a clear error naming the server, its exported word forbids
 // direct reads from then on, the control page words stay readable (still

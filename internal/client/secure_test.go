@@ -212,15 +212,15 @@ func TestSecretNeverOnTheWire(t *testing.T) {
 // configuration and a client's that trusts it.
 func tlsPair(t *testing.T) (srv func(int, *server.Config), ca string) {
 	t.Helper()
-	cert, key, err := server.SelfSignedPEM([]string{"127.0.0.1"}, time.Hour)
+	cert, key, err := transport.SelfSigned([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := server.TLSConfig(server.InlinePEM(cert), server.InlinePEM(key))
+	sc, err := transport.ServerTLS(transport.InlinePEM(cert), transport.InlinePEM(key))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(i int, cfg *server.Config) { cfg.TLS = sc }, server.InlinePEM(cert)
+	return func(i int, cfg *server.Config) { cfg.TLS = sc }, transport.InlinePEM(cert)
 }
 
 // TestTLS: with TLS, a session works end to end and nothing of it is

@@ -41,8 +41,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/monitor"
 	"github.com/delegate-io/delegate/internal/stats"
+	"github.com/delegate-io/delegate/internal/transport"
 )
 
 // Port range a per-run port is drawn from: below Linux's ephemeral range
@@ -111,12 +112,12 @@ const jobCertValidity = 30 * 24 * time.Hour
 // environment (certificate and key, inline) and the CA for the clients
 // (inline: a file here would not be visible on the other hosts).
 func jobTLS(hosts []string) (env []string, ca string, err error) {
-	cert, key, err := server.SelfSignedPEM(hosts, jobCertValidity)
+	cert, key, err := transport.SelfSigned(hosts, jobCertValidity)
 	if err != nil {
 		return nil, "", fmt.Errorf("--tls: %w", err)
 	}
-	ca = server.InlinePEM(cert)
-	return []string{"DELEGATE_TLS_CERT=" + ca, "DELEGATE_TLS_KEY=" + server.InlinePEM(key)}, ca, nil
+	ca = transport.InlinePEM(cert)
+	return []string{"DELEGATE_TLS_CERT=" + ca, "DELEGATE_TLS_KEY=" + transport.InlinePEM(key)}, ca, nil
 }
 
 // launcherArgv is the command that starts the servers.
@@ -191,13 +192,13 @@ func runCluster(ctx context.Context, o Options, command []string) (int, error) {
 		}
 		env = append(env, tlsEnv...)
 		cmdEnv = append(cmdEnv, "DELEGATE_TLS_CA="+ca)
-		if c.tls, err = server.ClientTLSConfig(ca); err != nil {
+		if c.tls, err = transport.ClientTLS(ca); err != nil {
 			return 1, err
 		}
 	} else if ca := os.Getenv("DELEGATE_TLS_CA"); ca != "" {
 		// Servers given a certificate by the user (DELEGATE_TLS_CERT and
 		// _KEY in the environment): stop them through TLS too.
-		if c.tls, err = server.ClientTLSConfig(ca); err != nil {
+		if c.tls, err = transport.ClientTLS(ca); err != nil {
 			return 1, err
 		}
 	}
@@ -441,7 +442,7 @@ func (c *cluster) askStop(ctx context.Context) int {
 		go func() {
 			ctx, cancel := context.WithTimeout(ctx, stopAskTimeout)
 			defer cancel()
-			m, err := server.Connect(ctx, a, c.token, c.tls, stopAskTimeout)
+			m, err := monitor.Connect(ctx, a, c.token, c.tls, stopAskTimeout)
 			if err == nil {
 				_, err = m.Stop()
 				m.Close()

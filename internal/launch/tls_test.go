@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/transport"
 )
 
 // TestJobTLS: --tls hands the servers a certificate and key and the
@@ -30,10 +30,10 @@ func TestJobTLS(t *testing.T) {
 			t.Fatalf("not inline: %.40q", v)
 		}
 	}
-	if _, err := server.TLSConfig(vars["DELEGATE_TLS_CERT"], vars["DELEGATE_TLS_KEY"]); err != nil {
+	if _, err := transport.ServerTLS(vars["DELEGATE_TLS_CERT"], vars["DELEGATE_TLS_KEY"]); err != nil {
 		t.Fatalf("servers cannot use it: %v", err)
 	}
-	if _, err := server.ClientTLSConfig(ca); err != nil {
+	if _, err := transport.ClientTLS(ca); err != nil {
 		t.Fatalf("clients cannot use it: %v", err)
 	}
 	pemBytes, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(ca, "base64:"))

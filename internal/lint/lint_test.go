@@ -52,9 +52,10 @@ func TestDependencyDirection(t *testing.T) {
 		"internal/client":    {"internal/wire", "internal/route", "internal/shm", "internal/transport"},
 		"internal/server": {"internal/wire", "internal/route", "internal/shm", "internal/transport",
 			"internal/extent", "internal/backend", "internal/stats", "internal/journal"},
-		"internal/launch":     {"internal/stats", "internal/server"},
+		"internal/launch":     {"internal/stats", "internal/monitor", "internal/transport"},
+		"internal/monitor":    {"internal/stats", "internal/transport", "internal/wire"},
 		"libdelegate":         {"internal/client", "internal/wire"},
-		"server":              {"internal/server"},
+		"server":              {"internal/server", "internal/monitor", "internal/transport"},
 		"server/delegate-run": {"internal/launch"},
 		"internal/testutil":   {"internal/client", "internal/server", "internal/transport"},
 		"internal/lint":       {},
@@ -120,6 +121,25 @@ func TestHabits(t *testing.T) {
 		for _, r := range rules {
 			if r.re.Match(b) && (r.allow == nil || !r.allow(p)) {
 				t.Errorf("%s: %s", p, r.why)
+			}
+		}
+	}
+}
+
+// TestEngineRooms keeps the server's per-file engine to its own small
+// environment (internal/server/engine.go): those files must not reach back
+// to the whole *Server (sessions, listeners, configuration they do not use).
+func TestEngineRooms(t *testing.T) {
+	rooms := []string{"engine.go", "table.go", "file.go", "write.go", "read.go", "flush.go", "budget.go"}
+	forbidden := regexp.MustCompile(`\*Server\b|\bsrv\b|\.cfg\.`)
+	for _, name := range rooms {
+		src, err := os.ReadFile(filepath.Join("..", "server", name))
+		if err != nil {
+			t.Fatalf("engine room: %v", err)
+		}
+		for i, line := range strings.Split(string(src), "\n") {
+			if code, _, _ := strings.Cut(line, "//"); forbidden.MatchString(code) {
+				t.Errorf("internal/server/%s:%d reaches the whole server: %s", name, i+1, strings.TrimSpace(line))
 			}
 		}
 	}

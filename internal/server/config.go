@@ -166,3 +166,28 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// String prints the effective configuration, one setting per line.
+func (c Config) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "name               %s\n", c.Name)
+	fmt.Fprintf(&b, "root               %s\n", c.Root)
+	fmt.Fprintf(&b, "peers              %s\n", strings.Join(c.Peers, ","))
+	fmt.Fprintf(&b, "index              %d\n", c.Index)
+	fmt.Fprintf(&b, "token              %v\n", c.Token != "")
+	fmt.Fprintf(&b, "insecure           %v\n", c.Insecure)
+	fmt.Fprintf(&b, "handshake-timeout  %s\n", c.HandshakeTimeout)
+	fmt.Fprintf(&b, "max-hellos         %d\n", c.MaxHellos)
+	fmt.Fprintf(&b, "keepalive          %s\n", c.KeepAlive)
+	fmt.Fprintf(&b, "max-read-bytes     %d\n", c.MaxReadBytes)
+	fmt.Fprintf(&b, "buffer             %d\n", c.BufferBytes)
+	fmt.Fprintf(&b, "high-water         %d%%\n", c.HighWaterPct)
+	fmt.Fprintf(&b, "flush-idle         %s\n", c.FlushIdle)
+	fmt.Fprintf(&b, "chunk              %d\n", c.ChunkBytes)
+	fmt.Fprintf(&b, "flush-run          %d\n", c.FlushRunBytes)
+	fmt.Fprintf(&b, "flush-full         %v\n", c.FlushFull)
+	fmt.Fprintf(&b, "gap                %d\n", c.GapBytes)
+	fmt.Fprintf(&b, "direct             %d\n", c.DirectBytes)
+	fmt.Fprintf(&b, "state-dir          %s\n", c.StateDir)
+	return b.String()
+}

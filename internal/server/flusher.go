@@ -5,14 +5,6 @@ import (
 	"time"
 )
 
-// kickFlusher wakes the flusher; it never blocks.
-func (s *Server) kickFlusher() {
-	select {
-	case s.flushKick <- struct{}{}:
-	default:
-	}
-}
-
 // flushLoop is the background flusher. It runs when woken (memory above
 // the high-water mark, a file became dirty, a file was released with data
 // left) and when the earliest idle deadline passes; it never polls. Under

@@ -1,6 +1,3 @@
-// Package server is the delegate server: it accepts client sessions,
-// serves their requests on yamux streams, and keeps the files they use.
-// See internal/wire/spec.md for the protocol and DESIGN.md §6 for the engine.
 package server
 
 import (
@@ -13,7 +10,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,7 +31,7 @@ type Server struct {
 	listHash uint64
 	hostID   string // transport.HostID, when LocalSocket is set
 	id       string // random per process: the identity a hello reply carries
-	stats    counters
+	*engine         // the per-file engine's shared state (engine.go)
 
 	mu struct {
 		sync.Mutex
@@ -47,20 +43,14 @@ type Server struct {
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
 
-	budget   *budget
-	pool     *extent.Pool     // chunk buffers recycled between flushes
-	journal  *journal.Journal // Config.StateDir: where the buffers live; nil: the heap
-	recovery Recovery         // what New recovered from the state directory
-	// fallbackWarned: the heap-fallback warning was logged.
-	fallbackWarned atomic.Bool
-	flushKick      chan struct{}
-	flusherStop    chan struct{}
-	flusherDone    chan struct{}
-	stopOnce       sync.Once
-	stopReq        chan struct{} // closed when a monitor asks the server to stop
-	drainOnce      sync.Once
-	drained        chan struct{} // closed once Shutdown has drained every file
-	drainErr       error
+	recovery    Recovery // what New recovered from the state directory
+	flusherStop chan struct{}
+	flusherDone chan struct{}
+	stopOnce    sync.Once
+	stopReq     chan struct{} // closed when a monitor asks the server to stop
+	drainOnce   sync.Once
+	drained     chan struct{} // closed once Shutdown has drained every file
+	drainErr    error
 }
 
 // New returns a server for cfg.
@@ -76,14 +66,14 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, fs: fsys, shutdownCh: make(chan struct{}),
-		flushKick: make(chan struct{}, 1), flusherStop: make(chan struct{}), flusherDone: make(chan struct{}), drained: make(chan struct{}),
+	s := &Server{cfg: cfg, log: log, fs: fsys, engine: newEngine(&cfg, log), shutdownCh: make(chan struct{}),
+		flusherStop: make(chan struct{}), flusherDone: make(chan struct{}), drained: make(chan struct{}),
 		stopReq: make(chan struct{})}
 	var bfs backend.FS = fsys
 	if cfg.Wrap != nil {
 		bfs = cfg.Wrap(fsys)
 	}
-	s.files = newFileTable(s, bfs)
+	s.files = newFileTable(s.engine, bfs)
 	// A quarter of --buffer keeps chunk buffers for reuse, the rest holds
 	// data: a server that allocates fresh chunks for every burst spends
 	// half its time in page faults and zeroing (measured with 47,008-byte

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/monitor"
 	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/testutil"
 	"github.com/delegate-io/delegate/internal/transport"
@@ -139,7 +140,7 @@ func TestStopRequest(t *testing.T) {
 		t.Fatal("stop requested by a client session")
 	default:
 	}
-	m, err := server.Connect(context.Background(), c.Addrs[0].String(), "", nil, 5*time.Second)
+	m, err := monitor.Connect(context.Background(), c.Addrs[0].String(), "", nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

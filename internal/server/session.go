@@ -148,10 +148,13 @@ func (ss *session) hello() error {
 // close ends the session: streams stop after their current request.
 func (ss *session) close() {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	ss.mu.closed = true
-	if ss.mu.ymx != nil {
-		ss.mu.ymx.Close()
+	ymx := ss.mu.ymx
+	ss.mu.Unlock()
+	// Closed outside the lock: it is I/O. A session the hello has not
+	// made yet sees closed and closes its own.
+	if ymx != nil {
+		ymx.Close()
 	} else {
 		ss.conn.Close()
 	}

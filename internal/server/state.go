@@ -42,23 +42,15 @@ func (fs fileSlots) Acquire(off int64) extent.Slot {
 	return nil // not a typed nil: the index falls back to the heap
 }
 
-// warnFallback logs, once per server, that a chunk is buffered in the heap.
-func (s *Server) warnFallback() {
-	if s.fallbackWarned.CompareAndSwap(false, true) {
-		s.log.Warn("no slot in the state directory (file system full, or a path too long): buffering in memory, which a crash would lose; state_fallbacks counts such chunks",
-			"state_dir", s.cfg.StateDir)
-	}
-}
-
 func (fs fileSlots) Footprint() int64 { return fs.j.Footprint() }
 
 // newIndex returns an empty write-behind buffer for the file: in the
 // journal's slots unless the server has none or the file was unlinked (its
 // data must never be replayed onto a file created later at its path).
 func (f *file) newIndex() *extent.Index {
-	x := f.srv.newIndex()
-	if j := f.srv.journal; j != nil && !f.unlinked.Load() {
-		x.UseSlots(fileSlots{j: j, path: f.path, warn: f.srv.warnFallback})
+	x := f.eng.newIndex()
+	if j := f.eng.journal; j != nil && !f.unlinked.Load() {
+		x.UseSlots(fileSlots{j: j, path: f.path, warn: f.eng.warnFallback})
 	}
 	return x
 }

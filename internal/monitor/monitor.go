@@ -1,4 +1,6 @@
-package server
+// Package monitor is the stats-only client of a delegate server, for
+// `delegate-server stats` and delegate-run: it opens no files.
+package monitor
 
 import (
 	"context"

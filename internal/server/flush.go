@@ -1,0 +1,111 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/delegate-io/delegate/internal/backend"
+	"github.com/delegate-io/delegate/internal/extent"
+)
+
+// flush writes buffered bytes to the backend in coalesced runs, in offset
+// order: with fullOnly just the chunks that are entirely buffered (under
+// memory pressure), else everything. No buffer lock is held across the
+// writes; reads go on meanwhile through the detached layer.
+func (f *file) flush(c cause, fullOnly bool) error {
+	e := f.eng
+	f.flushMu.Lock()
+	defer f.flushMu.Unlock()
+	f.buf.Lock()
+	var snap *extent.Index
+	if fullOnly {
+		snap = f.buf.live.TakeFullChunks()
+	} else if f.buf.live.Len() > 0 {
+		snap = f.buf.live
+		f.buf.live = f.newIndex()
+	}
+	if snap != nil && snap.Len() > 0 {
+		f.buf.flushing = append(f.buf.flushing, snap)
+	}
+	work := append([]*extent.Index(nil), f.buf.flushing...)
+	f.buf.Unlock()
+	if len(work) == 0 {
+		return nil
+	}
+	bf := f.backend()
+	for _, x := range work {
+		err := x.Runs(e.set.FlushRunBytes, func(r extent.Run) error {
+			calls, err := backend.WriteRun(bf, r.Bufs, r.Off)
+			e.stats.backendWrite(r.Off, r.Len, e.set.ChunkBytes, calls)
+			return err
+		})
+		if err != nil {
+			err = fmt.Errorf("flush %s: %w", f.path, err)
+			f.buf.Lock()
+			f.buf.err = err
+			f.buf.Unlock()
+			e.stats.flushErrors.Add(1)
+			e.budget.wakeAll(false) // writers waiting for space must see it
+			e.log.Error("flush failed; the data stays buffered", "file", f.path, "err", err)
+			return err
+		}
+		f.buf.Lock()
+		f.buf.flushing = f.buf.flushing[1:] // x is the oldest
+		f.buf.gen++
+		f.publishLocked() // clean only now that x is on the backend
+		f.buf.Unlock()
+		e.stats.dirty.Add(-x.Bytes())
+		e.stats.flushBytes.Add(x.Bytes())
+		e.budget.release(x.Alloc())
+		x.Release() // no reader holds x: it left the layers under buf
+	}
+	f.buf.Lock()
+	f.buf.err = nil
+	f.buf.Unlock()
+	e.stats.flushes[c].Add(1)
+	e.stats.sampleMemory()
+	return nil
+}
+
+// discardOnFailure drops the buffered data of a file nobody holds any more
+// whose flushes keep failing, so that its memory is not held for ever. The
+// failure was reported to the clients that synced or closed it.
+func (f *file) discardOnFailure() {
+	if n := f.dirty(); n > 0 {
+		f.eng.log.Error("dropping buffered data that cannot be written", "file", f.path, "bytes", n, "err", f.flushErr())
+	}
+	f.drop()
+}
+
+// sync writes every buffered byte to the backend and fsyncs it.
+func (f *file) sync() error {
+	if err := f.flush(causeSync, false); err != nil {
+		return err
+	}
+	f.eng.stats.backendSyncs.Add(1)
+	return f.backend().Sync()
+}
+
+// drop discards everything buffered (the file was deleted).
+func (f *file) drop() {
+	f.flushMu.Lock()
+	defer f.flushMu.Unlock()
+	e := f.eng
+	f.buf.Lock()
+	var db, da int64
+	old := f.layersLocked()
+	for _, x := range old {
+		db += x.Bytes()
+		da += x.Alloc()
+	}
+	f.buf.live = f.newIndex()
+	f.buf.flushing = nil
+	f.buf.gen++
+	f.buf.err = nil
+	f.publishLocked()
+	f.buf.Unlock()
+	e.stats.dirty.Add(-db)
+	e.budget.release(da)
+	for _, x := range old {
+		x.Release() // readers take layers under buf: none sees these now
+	}
+}

@@ -1,0 +1,207 @@
+package server
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/delegate-io/delegate/internal/backend"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// fileTable maps paths to open files. A file stays in the table while any
+// client has it open or it still holds dirty data (an asynchronous close
+// drains in the background); Delete unlinks the path, so a later create
+// gets a fresh entry while holders of the old one keep it.
+type fileTable struct {
+	eng *engine
+	fs  backend.FS
+	mu  struct {
+		sync.Mutex
+		byPath map[string]*file
+		all    map[*file]struct{} // including unlinked ones still open
+	}
+}
+
+func newFileTable(e *engine, fsys backend.FS) *fileTable {
+	t := &fileTable{eng: e, fs: fsys}
+	t.mu.byPath = map[string]*file{}
+	t.mu.all = map[*file]struct{}{}
+	return t
+}
+
+func needsWrite(flags uint32) bool { return flags&(wire.OWronly|wire.ORdwr) != 0 }
+
+func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writable bool) *file {
+	f := &file{eng: t.eng, path: path, regionSize: regionSize}
+	f.mu.bf, f.mu.writable, f.mu.refs = bf, writable, 1
+	f.buf.live = f.newIndex()
+	return f
+}
+
+// open returns the file for path with one more reference, opening or
+// creating the backend file as flags say. The backend is opened read-write
+// when the file system allows it, since one descriptor serves every client
+// of the file and the flusher.
+func (t *fileTable) open(o *wire.Open) (*file, error) {
+	t.mu.Lock()
+	f := t.mu.byPath[o.Path]
+	if f != nil && f.regionSize != o.RegionSize && f.refs() <= 0 {
+		// Nobody holds the file, but its data still drains under the old
+		// region rule. A new rule is safe once that data is on the backend:
+		// retire the entry, write it out, and open afresh.
+		delete(t.mu.byPath, o.Path)
+		t.mu.Unlock()
+		if err := f.flush(causeClose, false); err != nil {
+			return nil, fmt.Errorf("open %s with a new region size: %w", o.Path, err)
+		}
+		t.finalize(f)
+		t.mu.Lock()
+		f = t.mu.byPath[o.Path]
+	}
+	if f != nil {
+		if o.Flags&wire.OExcl != 0 && o.Flags&wire.OCreat != 0 {
+			t.mu.Unlock()
+			return nil, &os.PathError{Op: "open", Path: o.Path, Err: os.ErrExist}
+		}
+		if f.regionSize != o.RegionSize {
+			t.mu.Unlock()
+			return nil, wire.Errorf(wire.EBUSY, "open %s: region size %d differs from %d used by the file's other clients",
+				o.Path, o.RegionSize, f.regionSize)
+		}
+		f.mu.Lock()
+		f.mu.refs++
+		writable := f.mu.writable
+		f.mu.Unlock()
+		t.mu.Unlock()
+		if needsWrite(o.Flags) && !writable {
+			if err := f.reopenWritable(t.fs); err != nil {
+				t.release(f)
+				return nil, err
+			}
+		}
+		return f, nil
+	}
+	t.mu.Unlock()
+
+	// Open outside the table lock: it is I/O. A reader gets a read-only
+	// descriptor (a running executable cannot be opened for writing); a
+	// writer that comes later upgrades it (reopenWritable).
+	flag := os.O_RDONLY
+	if needsWrite(o.Flags) {
+		flag = os.O_RDWR
+	}
+	if o.Flags&wire.OCreat != 0 {
+		flag |= os.O_CREATE
+		if o.Flags&wire.OExcl != 0 {
+			flag |= os.O_EXCL
+		}
+	}
+	perm := os.FileMode(o.Perm & 0o7777)
+	if perm == 0 {
+		perm = 0o644
+	}
+	bf, err := t.fs.OpenFile(o.Path, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	nf := t.newFile(o.Path, o.RegionSize, bf, needsWrite(o.Flags))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f := t.mu.byPath[o.Path]; f != nil {
+		// Another client opened it meanwhile: use theirs.
+		bf.Close()
+		f.mu.Lock()
+		f.mu.refs++
+		f.mu.Unlock()
+		return f, nil
+	}
+	t.mu.byPath[o.Path] = nf
+	t.mu.all[nf] = struct{}{}
+	return nf, nil
+}
+
+func (f *file) reopenWritable(fsys backend.FS) error {
+	bf, err := fsys.OpenFile(f.path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	// The flusher may be writing through the old descriptor.
+	f.flushMu.Lock()
+	defer f.flushMu.Unlock()
+	f.mu.Lock()
+	old := f.mu.bf
+	f.mu.bf, f.mu.writable = bf, true
+	f.mu.Unlock()
+	return old.Close()
+}
+
+// release drops a reference. The last one closes the backend file, unless
+// the file still holds dirty data: then the flusher drains it first.
+func (t *fileTable) release(f *file) error {
+	f.mu.Lock()
+	f.mu.refs--
+	last := f.mu.refs == 0
+	if last {
+		// Counters (shared file pointers) live while a client holds the
+		// file; ROMIO reuses their names for opens within one second.
+		f.mu.counters = nil
+	}
+	f.mu.Unlock()
+	if !last {
+		return nil
+	}
+	if f.dirty() > 0 {
+		t.eng.kickFlusher()
+		return nil
+	}
+	return t.finalize(f)
+}
+
+// finalize closes a file nobody holds and that has nothing left to flush.
+// It does nothing if a client reopened it meanwhile.
+func (t *fileTable) finalize(f *file) error {
+	t.mu.Lock()
+	f.mu.Lock()
+	if f.mu.refs != 0 || f.dirty() > 0 { // held again, or finalized already (-1)
+		f.mu.Unlock()
+		t.mu.Unlock()
+		return nil
+	}
+	f.mu.refs = -1 // closed: nobody may take it
+	if t.mu.byPath[f.path] == f {
+		delete(t.mu.byPath, f.path)
+	}
+	delete(t.mu.all, f)
+	bf := f.mu.bf
+	f.mu.Unlock()
+	t.mu.Unlock()
+	return bf.Close()
+}
+
+// unlink removes path from the backend and from the table; whatever is
+// buffered for it is dropped.
+func (t *fileTable) unlink(path string) error {
+	t.mu.Lock()
+	f := t.mu.byPath[path]
+	if f != nil {
+		delete(t.mu.byPath, path)
+	}
+	t.mu.Unlock()
+	if f != nil {
+		f.unlinked.Store(true)
+		f.drop()
+	}
+	return t.fs.Remove(path)
+}
+
+// files returns every file the table holds.
+func (t *fileTable) files() []*file {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*file, 0, len(t.mu.all))
+	for f := range t.mu.all {
+		out = append(out, f)
+	}
+	return out
+}
