@@ -34,7 +34,7 @@ echo "== region size from the striping hints (2 ranks, 2 servers, DELEGATE_REGIO
 # unit factor region(hint) -> expected region size
 while read -r unit factor region want; do
     f=$work/f.$unit.$factor.$region
-    out=$(timeout 180 delegate-run --quiet --servers 2 --dir "$work/run" -- \
+    out=$(timeout 180 delegate-run --quiet --servers 2 -- \
         bash "$work/case.sh" "$top/build/tests/stripetest" "delegate:$f" "$unit" "$factor" "$region" $per 2>&1)
     got=$(sed -n 's/^region //p' <<<"$out")
     ext=$(sed -n 's/^extents //p' <<<"$out")
