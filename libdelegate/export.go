@@ -95,7 +95,7 @@ func theClient() (*client.Client, error) {
 	}
 	cfg, err := client.FromEnv()
 	if err != nil {
-		return nil, wire.Errorf(wire.ECONFIG, "delegate: %v", err)
+		return nil, wire.Errorf(wire.ECONFIG, "delegate: %w", err)
 	}
 	cfg.Logger = logger
 	// The fence word lives in C memory: stage.c counts its buffers there,
@@ -263,18 +263,22 @@ func lists(mem *C.delegate_iov, nmem C.int64_t, ext *C.delegate_extent, next C.i
 	return ms, es, nil
 }
 
+// ioOpts converts the C options. The collective tag crosses from C's
+// delegate_io_opts into Go's only form of it, wire.CollTag, here once.
 func ioOpts(o *C.delegate_io_opts) client.IOOpts {
 	if o == nil {
 		return client.IOOpts{}
 	}
-	return client.IOOpts{
-		Ack:       o.flags&C.DELEGATE_IO_ACK != 0,
-		Coll:      o.flags&C.DELEGATE_IO_COLL != 0,
-		CollSeq:   int64(o.coll_seq),
-		CollRank:  int32(o.coll_rank),
-		CollSize:  int32(o.coll_size),
-		CollGroup: int64(o.coll_group),
+	io := client.IOOpts{Ack: o.flags&C.DELEGATE_IO_ACK != 0}
+	if o.flags&C.DELEGATE_IO_COLL != 0 {
+		io.Coll = &wire.CollTag{
+			Seq:   int64(o.coll_seq),
+			Rank:  int32(o.coll_rank),
+			Size:  int32(o.coll_size),
+			Group: int64(o.coll_group),
+		}
 	}
+	return io
 }
 
 // dlgStagePolicy tells stage.c whether fh's small writes may be combined
@@ -456,6 +460,10 @@ func dlgSync(fh C.int) (rc C.int) {
 	return fail(int(fh), f.Sync())
 }
 
+// dlgFlush is delegate_flush, named by the C API (and MPI's habit): it
+// waits for the servers' acknowledgements (client.File.WaitAcked); nothing
+// is flushed to the backend.
+//
 //export dlgFlush
 func dlgFlush(fh C.int) (rc C.int) {
 	defer guard(int(fh), &rc)
@@ -463,7 +471,7 @@ func dlgFlush(fh C.int) (rc C.int) {
 	if err != nil {
 		return fail(noHandle, err)
 	}
-	return fail(int(fh), f.Flush())
+	return fail(int(fh), f.WaitAcked())
 }
 
 //export dlgGetSize
@@ -554,7 +562,7 @@ func asInval(err error) error {
 	if errors.As(err, &we) {
 		return err
 	}
-	return wire.Errorf(wire.EINVAL, "%v", err)
+	return wire.Errorf(wire.EINVAL, "%w", err)
 }
 
 //export dlgHintName

@@ -24,9 +24,9 @@ static void delegate_shim_init(void)
 
 #define GUARD() do { if (delegate_forked) return DELEGATE_EFORK; } while (0)
 
-/* SEND_STAGED sends fh's staged writes (stage.c) before any other call on
+/* HAND_OVER_STAGED hands over fh's staged writes (stage.c) before any other call on
  * fh, so that the call comes after them, and returns their failure. */
-#define SEND_STAGED(fh) do { int rc_ = dlg_stage_sync(fh); if (rc_ != DELEGATE_OK) return rc_; } while (0)
+#define HAND_OVER_STAGED(fh) do { int rc_ = dlg_stage_hand_over(fh); if (rc_ != DELEGATE_OK) return rc_; } while (0)
 
 /* SHARED_FENCE: while some path is open more than once in this process, a
  * read, stat or size query on one handle first makes the other handles'
@@ -56,7 +56,7 @@ int delegate_finalize(void)
 {
     int rc, rc2;
     GUARD();
-    rc = dlg_stage_sync_all();
+    rc = dlg_stage_hand_over_all();
     dlg_stage_stop();           /* nothing is staged once the files close */
     rc2 = dlgFinalize();        /* closes the files still open */
     dlg_stage_drop_all();
@@ -94,7 +94,7 @@ int delegate_close(int fh)
 {
     int rc, rc2;
     GUARD();
-    rc = dlg_stage_sync(fh);
+    rc = dlg_stage_hand_over(fh);
     rc2 = dlgClose(fh);         /* Go lets go of the direct path's words first */
     dlg_stage_close(fh);
     dlg_direct_close(fh);
@@ -108,7 +108,7 @@ int delegate_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate
     GUARD();
     if (dlg_stage_write(fh, mem, nmem, ext, next, opts, nbytes, &rc))
         return rc;
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return dlgIO(fh, 1, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                  (delegate_io_opts *) opts, nbytes);
 }
@@ -118,7 +118,7 @@ int delegate_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_
 {
     int rc;
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     SHARED_FENCE();
     if (dlg_direct_read(fh, mem, nmem, ext, next, opts, nbytes, &rc))
         return rc;
@@ -130,7 +130,7 @@ int delegate_iwrite(int fh, const delegate_iov *mem, int64_t nmem, const delegat
                     int64_t next, const delegate_io_opts *opts, int *req)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return dlgIIO(fh, 1, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                   (delegate_io_opts *) opts, req);
 }
@@ -139,7 +139,7 @@ int delegate_iread(int fh, const delegate_iov *mem, int64_t nmem, const delegate
                    int64_t next, const delegate_io_opts *opts, int *req)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     SHARED_FENCE();
     return dlgIIO(fh, 0, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                   (delegate_io_opts *) opts, req);
@@ -172,21 +172,21 @@ int delegate_request_free(int req)
 int delegate_sync(int fh)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return dlgSync(fh);
 }
 
 int delegate_flush(int fh)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return dlgFlush(fh);
 }
 
 int delegate_get_size(int fh, int64_t *size)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     SHARED_FENCE();
     return dlgGetSize(fh, size);
 }
@@ -194,14 +194,14 @@ int delegate_get_size(int fh, int64_t *size)
 int delegate_set_size(int fh, int64_t size)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return dlgSetSize(fh, size, 0);
 }
 
 int delegate_preallocate(int fh, int64_t size)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return dlgSetSize(fh, size, 1);
 }
 
@@ -214,21 +214,21 @@ int delegate_delete(const char *path)
 int delegate_cork(int fh)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return restage(fh, dlgSetHint(fh, (char *) "delegate_cork", (char *) "true"));
 }
 
 int delegate_uncork(int fh)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return restage(fh, dlgSetHint(fh, (char *) "delegate_cork", (char *) "false"));
 }
 
 int delegate_set_hint(int fh, const char *key, const char *value)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return restage(fh, dlgSetHint(fh, (char *) key, (char *) value));
 }
 
@@ -247,14 +247,14 @@ int delegate_hint_name(int i, char *buf, size_t buflen)
 int delegate_set_atomic(int fh, int atomic)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return restage(fh, dlgSetAtomic(fh, atomic));
 }
 
 int delegate_counter(int fh, const char *key, int op, int64_t value, int64_t *old)
 {
     GUARD();
-    SEND_STAGED(fh);
+    HAND_OVER_STAGED(fh);
     return dlgCounter(fh, (char *) key, op, value, old);
 }
 
@@ -269,7 +269,7 @@ int delegate_fence(void)
     GUARD();
     if (__atomic_load_n(dlg_fence_word(), __ATOMIC_ACQUIRE) == 0)
         return DELEGATE_OK;
-    dlg_stage_flush_all();
+    dlg_stage_hand_over_fence();
     return dlgFence();
 }
 

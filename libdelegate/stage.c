@@ -313,7 +313,7 @@ void dlg_stage_close(int fh)
     pthread_mutex_unlock(&table_mu);
 }
 
-int dlg_stage_sync(int fh)
+int dlg_stage_hand_over(int fh)
 {
     struct stage *s = find(fh);
     int rc;
@@ -325,7 +325,7 @@ int dlg_stage_sync(int fh)
     return rc;
 }
 
-int dlg_stage_sync_all(void)
+int dlg_stage_hand_over_all(void)
 {
     struct stage *snap[STAGE_SLOTS];
     int first = DELEGATE_OK, n = snapshot(snap);
@@ -356,10 +356,10 @@ int dlg_shared(void)
     return __atomic_load_n(&shared_word, __ATOMIC_ACQUIRE) != 0;
 }
 
-/* dlg_stage_flush_all hands every stage's data to Go, like
- * dlg_stage_sync_all, but a failure stays with its file for its next call
+/* dlg_stage_hand_over_fence hands every stage's data to Go, like
+ * dlg_stage_hand_over_all, but a failure stays with its file for its next call
  * (the fence has nobody to report it to). */
-void dlg_stage_flush_all(void)
+void dlg_stage_hand_over_fence(void)
 {
     struct stage *snap[STAGE_SLOTS];
     int n = snapshot(snap);

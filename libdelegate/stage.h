@@ -13,23 +13,26 @@
 void dlg_stage_open(int fh, int policy);
 /* dlg_stage_policy updates the policy (after a hint or atomicity change). */
 void dlg_stage_policy(int fh, int policy);
-/* dlg_stage_sync sends what fh has staged; it returns the first failure,
- * also one of an earlier background send. */
-int dlg_stage_sync(int fh);
-/* dlg_stage_sync_all sends every file's staged writes (cheap when no stage
- * holds data). A failure stays with its file for its next call; the first
+/* Handing over is stage.c's word for passing staged buffers to Go
+ * (client.File.Write); "flush" is kept for a server writing its buffer to
+ * the backend, "sync" for flush plus fsync (ARCHITECTURE.md, Words).
+ * dlg_stage_hand_over hands fh's staged writes over; it returns the first
+ * failure, also one of an earlier background hand-over. */
+int dlg_stage_hand_over(int fh);
+/* dlg_stage_hand_over_all hands every file's staged writes over (cheap
+ * when no stage holds data). A failure stays with its file for its next call; the first
  * is also returned. */
-int dlg_stage_sync_all(void);
-/* dlg_stage_close drops fh's stage; call dlg_stage_sync first. */
+int dlg_stage_hand_over_all(void);
+/* dlg_stage_close drops fh's stage; call dlg_stage_hand_over first. */
 void dlg_stage_close(int fh);
 /* dlg_stage_write stages a write and returns 1 with *rc set, or returns 0
- * when the write must go to Go (after dlg_stage_sync). */
+ * when the write must go to Go (after dlg_stage_hand_over). */
 int dlg_stage_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
                     int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc);
 
-/* dlg_stage_flush_all hands every stage's data to Go; failures stay with
+/* dlg_stage_hand_over_fence hands every stage's data to Go; failures stay with
  * their files. */
-void dlg_stage_flush_all(void);
+void dlg_stage_hand_over_fence(void);
 /* The fence word (delegate_fence_word) and the word Go keeps nonzero while
  * some path is open more than once in this process (dlg_shared). */
 long long *dlg_fence_word(void);
@@ -49,7 +52,7 @@ void dlg_direct_close(int fh);
 void dlg_direct_drop_all(void);
 /* dlg_direct_read reads from the backend file in C when that is safe and
  * returns 1 with *rc set, or returns 0 when the read must go to Go. Call
- * dlg_stage_sync first. */
+ * dlg_stage_hand_over first. */
 int dlg_direct_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
                     int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc);
 

@@ -32,6 +32,7 @@ import (
 	"github.com/delegate-io/delegate/internal/monitor"
 	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/units"
 )
 
 func main() {
@@ -114,7 +115,7 @@ func serve(args []string) int {
 		dst  *int64
 	}{{"buffer", *buffer, &cfg.BufferBytes}, {"chunk", *chunk, &cfg.ChunkBytes},
 		{"flush-run", *flushRun, &cfg.FlushRunBytes}, {"direct", *direct, &cfg.DirectBytes}} {
-		n, err := server.ParseSize(sz.val)
+		n, err := units.ParseSize(sz.val)
 		if err != nil {
 			return startFailed(2, fmt.Sprintf("delegate-server: --%s: %v", sz.flag, err))
 		}

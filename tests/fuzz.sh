@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# tests/fuzz.sh: run every decoder fuzz target (internal/wire's, the
-# handshake's in internal/transport, the Lustre layout's in internal/route)
-# for a bounded time each (FUZZTIME, default 20s; the whole run stays under
-# 4 minutes with the default). The checked-in corpora under
-# <package>/testdata/fuzz/<Target>/ run first, as seeds. A crasher found
+# tests/fuzz.sh: run every decoder fuzz target of internal/wire (and the
+# size parser of internal/units, the handshake's frames in
+# internal/transport, the Lustre layout in internal/route) for a bounded
+# time each (FUZZTIME, default 20s; the whole run stays under 4 minutes
+# with the default). The
+# checked-in corpora under <package>/testdata/fuzz/<Target>/ run first, as
+# seeds. A crasher found
 # here is written to that directory by go test: check it in with the fix.
 # Exits non-zero if any target fails.
 set -uo pipefail
@@ -11,23 +13,24 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 export PATH="$PATH:/usr/local/go/bin"
 fuzztime=${FUZZTIME:-20s}
-targets=(wire:FuzzReader wire:FuzzDecompress wire:FuzzUnmarshal wire:FuzzParseHeader wire:FuzzExtents
-    wire:FuzzParseSize transport:FuzzHandshakeFrame route:FuzzLustreLOV)
+targets=(internal/wire:FuzzReader internal/wire:FuzzDecompress internal/wire:FuzzUnmarshal
+    internal/wire:FuzzParseHeader internal/wire:FuzzExtents internal/units:FuzzParseSize
+    internal/transport:FuzzHandshakeFrame internal/route:FuzzLustreLOV)
 # Every Fuzz function of these packages must be listed above, so that a new
 # decoder's target is not silently left out.
-declared=$(for p in wire transport route; do
-    grep -ho '^func Fuzz[A-Za-z0-9_]*' internal/$p/*_test.go | sed "s/^func /$p:/"
+declared=$(for d in internal/wire internal/units internal/transport internal/route; do
+    grep -ho '^func Fuzz[A-Za-z0-9_]*' $d/*_test.go | sed "s|^func |$d:|"
 done | sort)
 listed=$(printf '%s\n' "${targets[@]}" | sort)
 if [ "$declared" != "$listed" ]; then
-    echo "fuzz: targets in internal/{wire,transport,route} ($(echo $declared)) differ from this script's list ($(echo $listed))" >&2
+    echo "fuzz: targets declared ($(echo $declared)) differ from this script's list ($(echo $listed))" >&2
     exit 1
 fi
 failed=()
 for pt in "${targets[@]}"; do
-    p=${pt%%:*} t=${pt#*:}
-    echo "### fuzz $p $t ($fuzztime)"
-    if ! timeout 120 go test -run '^$' -fuzz "^$t\$" -fuzztime "$fuzztime" -parallel 2 "./internal/$p"; then
+    pkg=${pt%%:*} t=${pt#*:}
+    echo "### fuzz $pkg $t ($fuzztime)"
+    if ! timeout 120 go test -run '^$' -fuzz "^$t\$" -fuzztime "$fuzztime" -parallel 2 ./$pkg; then
         failed+=("$pt")
     fi
 done

@@ -37,7 +37,7 @@ type Client struct {
 // address, if any server does not answer within cfg.Timeout.
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, wire.Errorf(wire.ECONFIG, "delegate: %v", err)
+		return nil, wire.Errorf(wire.ECONFIG, "delegate: %w", err)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -174,7 +174,8 @@ func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
 	return append([]*session(nil), cl.mu.sessions...), nil
 }
 
-// Close closes every open file (flushing it) and every session.
+// Close closes every open file (each server writes the file's buffered
+// data to the backend: a flush) and every session.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
 	if cl.mu.closed {
@@ -215,7 +216,7 @@ func AbsPath(path string) (string, error) {
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return "", wire.Errorf(wire.EINVAL, "path %s: %v", path, err)
+		return "", wire.Errorf(wire.EINVAL, "path %s: %w", path, err)
 	}
 	return abs, nil
 }
@@ -237,7 +238,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 	h := cl.cfg.DefaultHints()
 	for k, v := range hints {
 		if err := h.Set(k, v, true); err != nil {
-			return nil, wire.Errorf(wire.CodeOf(err), "open %s: %v", abs, err)
+			return nil, fmt.Errorf("open %s: %w", abs, err)
 		}
 	}
 	h.RegionSize = route.FitRegion(route.Fit{Explicit: h.explicitRegion(), Default: h.RegionSize, Servers: len(cl.cfg.Servers),
@@ -318,7 +319,7 @@ func (cl *Client) Delete(ctx context.Context, path string) error {
 		switch err := c.wait(); {
 		case err == nil:
 			ok = true
-		case wire.CodeOf(err) == wire.ENOENT:
+		case errors.Is(err, wire.ENOENT):
 			errNoEnt = err
 		default:
 			other = err

@@ -304,7 +304,7 @@ func TestAtomicAcrossServers(t *testing.T) {
 					return
 				}
 			}
-			done <- f.Flush()
+			done <- f.WaitAcked()
 		}()
 	}
 	got := make([]byte, span)
@@ -409,7 +409,8 @@ func TestCollectiveVisibility(t *testing.T) {
 			errs := make(chan error, ranks)
 			for r, f := range files {
 				go func() {
-					o := client.IOOpts{Coll: true, CollSeq: 2 * seq, CollRank: int32(r), CollSize: ranks, CollGroup: 77}
+					tag := wire.CollTag{Seq: 2 * seq, Rank: int32(r), Size: ranks, Group: 77}
+					o := client.IOOpts{Coll: &tag}
 					buf := bytes.Repeat([]byte{byte(int(seq)*ranks + r + 1)}, part)
 					if r == 2 {
 						buf = nil // a rank with nothing to write still takes part
@@ -420,7 +421,7 @@ func TestCollectiveVisibility(t *testing.T) {
 						return
 					}
 					got := make([]byte, ranks*part)
-					o.CollSeq++
+					o.Coll = &wire.CollTag{Seq: tag.Seq + 1, Rank: tag.Rank, Size: tag.Size, Group: tag.Group}
 					n, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: ranks * part}}, o)
 					if err != nil {
 						errs <- err
@@ -457,7 +458,7 @@ func TestCollectiveVisibility(t *testing.T) {
 func TestCollectiveMissingRank(t *testing.T) {
 	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.CollTimeout = 300 * time.Millisecond }})
 	f := open(t, c.Client(t, nil), filepath.Join(c.Dir, "lonely"), wire.ORdwr|wire.OCreat, nil)
-	o := client.IOOpts{Coll: true, CollSeq: 0, CollRank: 0, CollSize: 2, CollGroup: 5}
+	o := client.IOOpts{Coll: &wire.CollTag{Seq: 0, Rank: 0, Size: 2, Group: 5}}
 	if _, err := f.Write([][]byte{[]byte("x")}, []client.Extent{{Off: 0, Len: 1}}, o); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/delegate-io/delegate/internal/route"
 	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/units"
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
@@ -119,7 +120,7 @@ func FromEnv() (Config, error) {
 		errs = append(errs, fmt.Errorf("DELEGATE_PREFER_LOCAL=%q: want 0 or 1", os.Getenv("DELEGATE_PREFER_LOCAL")))
 	}
 	if s := os.Getenv("DELEGATE_REGION_SIZE"); s != "" {
-		n, err := wire.ParseSize(s)
+		n, err := units.ParseSize(s)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("DELEGATE_REGION_SIZE: %w", err))
 		}
@@ -133,7 +134,7 @@ func FromEnv() (Config, error) {
 		c.Timeout = d
 	}
 	if s := os.Getenv("DELEGATE_SHM_SIZE"); s != "" {
-		n, err := wire.ParseSize(s)
+		n, err := units.ParseSize(s)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("DELEGATE_SHM_SIZE: %w", err))
 		}
@@ -151,8 +152,8 @@ func (c *Config) Validate() error {
 	if len(c.Servers) == 0 {
 		errs = append(errs, errors.New("no servers"))
 	}
-	if c.RegionSize < route.MinRegionSize {
-		errs = append(errs, fmt.Errorf("region size %d is below %d", c.RegionSize, route.MinRegionSize))
+	if err := route.CheckRegionSize(c.RegionSize); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout must be positive"))

@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync/atomic"
@@ -74,7 +75,7 @@ func (f *File) readDirect(mem [][]byte, ext []Extent) (int64, error) {
 					f.cl.directReads.Add(1)
 					return got, nil
 				}
-				return got, wire.Errorf(wire.CodeOf(err), "read %s: %v", f.path, err)
+				return got, fmt.Errorf("read %s: %w", f.path, err)
 			}
 			off, n = off+int64(m), n-int64(m)
 		}

@@ -12,7 +12,7 @@
 // # Lock order
 //
 // Client.mu, File.mu and session.mu are leaves: code takes one, copies
-// what it needs and lets go before it takes another (flushCorks, Fence,
+// what it needs and lets go before it takes another (sendAllCorked, Fence,
 // complete then writeDone), and never holds one across network I/O or a
 // dial (Client.sessions dials outside Client.mu) or a call into C. The
 // shared mapping of a session is reference-counted (mapping.go) and

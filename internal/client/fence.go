@@ -26,7 +26,7 @@ func (cl *Client) Fence() error {
 	if cl.pending.Load() == 0 {
 		return nil
 	}
-	cl.flushCorks()
+	cl.sendAllCorked()
 	cl.mu.Lock()
 	seen := make(map[*session]bool, len(cl.mu.sessions))
 	var ss []*session

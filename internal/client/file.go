@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -17,12 +18,8 @@ type Extent struct {
 
 // IOOpts qualify one read or write.
 type IOOpts struct {
-	Ack       bool // write: wait for the servers' acknowledgement
-	Coll      bool // part of a collective
-	CollSeq   int64
-	CollRank  int32
-	CollSize  int32
-	CollGroup int64
+	Ack  bool          // write: wait for the servers' acknowledgement
+	Coll *wire.CollTag // part of a collective: its tag; nil otherwise
 }
 
 // File is a file open on every server. Safe for concurrent use.
@@ -66,7 +63,7 @@ func (f *File) writeDone(err error) {
 	f.mu.Lock()
 	f.mu.writes--
 	if err != nil && f.mu.err == nil {
-		f.mu.err = wire.Errorf(wire.CodeOf(err), "write %s: %v", f.path, err)
+		f.mu.err = fmt.Errorf("write %s: %w", f.path, err)
 	}
 	f.mirrorLocked()
 	f.mu.Unlock()
@@ -95,7 +92,7 @@ func (f *File) lostErr(op string) error {
 			op, f.path, s.addr)
 	}
 	cause := s.alive() // session.lost: names the server, says to reopen
-	return wire.Errorf(wire.CodeOf(cause), "%s %s: %v", op, f.path, cause)
+	return fmt.Errorf("%s %s: %w", op, f.path, cause)
 }
 
 // enter starts an operation: it fails on a closed or lost file, and reports
@@ -121,15 +118,13 @@ func (f *File) enter(op string) error {
 // rank's pieces; nothing waits here for the answers, which are counted: no
 // direct read happens while one is outstanding. Every rank sends its
 // markers, also when its part failed or was empty.
-func (f *File) endCollective(o *IOOpts) {
+func (f *File) endCollective(tag wire.CollTag) {
 	if f.live() != nil {
 		return
 	}
-	f.flushCork() // corked pieces go before the marker
+	f.sendCorked() // corked pieces go before the marker
 	for i, s := range f.sess {
-		c := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
-		c.flags = wire.IOColl | wire.IOCollEnd
-		c.coll = collTag{seq: o.CollSeq, rank: o.CollRank, size: o.CollSize, group: o.CollGroup}
+		c := newCall(wire.TCollEnd, &wire.CollEnd{File: f.ids[i], CollTag: tag})
 		c.marker = f
 		f.mu.Lock()
 		f.mu.markers++
@@ -145,7 +140,7 @@ func (f *File) markerDone(err error) {
 	f.mu.Lock()
 	f.mu.markers--
 	if err != nil && f.mu.err == nil {
-		f.mu.err = wire.Errorf(wire.CodeOf(err), "collective on %s: %v", f.path, err)
+		f.mu.err = fmt.Errorf("collective on %s: %w", f.path, err)
 	}
 	f.mirrorLocked()
 	f.mu.Unlock()
@@ -219,15 +214,10 @@ func (m *memCursor) scatter(src []byte) {
 	}
 }
 
-// split cuts [off, off+n) into pieces per server. In atomic mode every
-// piece goes to the owner of the file's first region, which then orders all
-// atomic requests of the file by itself (see SetAtomic).
+// split cuts [off, off+n) into pieces per server by the region rule, in
+// atomic mode (wire.IOAtomic in flags) too (route.Rule.Route, SetAtomic).
 func (f *File) split(flags uint32, off, n int64, fn func(s int, off, n int64)) {
-	if flags&wire.IOAtomic != 0 && len(f.sess) > 1 {
-		fn(f.rule.Owner(0), off, n)
-		return
-	}
-	f.rule.Split(off, n, fn)
+	f.rule.Route(flags&wire.IOAtomic != 0, off, n, fn)
 }
 
 // perServer returns how many bytes of ext each server gets, and how many
@@ -258,7 +248,7 @@ func (f *File) maxChunk(s *session) int64 {
 // opState is what one operation reads of the file's state, under one lock.
 type opState struct {
 	flags     uint32
-	tag       collTag
+	tag       wire.CollTag // with wire.IOColl
 	cork      bool
 	corkBytes int64
 	ack       bool
@@ -285,9 +275,9 @@ func (f *File) begin(op string, o *IOOpts) (opState, error) {
 	if f.mu.atomic {
 		st.flags |= wire.IOAtomic
 	}
-	if o.Coll {
+	if o.Coll != nil {
 		st.flags |= wire.IOColl
-		st.tag = collTag{seq: o.CollSeq, rank: o.CollRank, size: o.CollSize, group: o.CollGroup}
+		st.tag = *o.Coll
 	}
 	return st, nil
 }
@@ -307,8 +297,8 @@ func (f *File) Combinable() (ok, corked bool) {
 // returns once the data has left mem (o.Ack or the write_ack hint: once the
 // servers acknowledged).
 func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
-	if o.Coll {
-		defer f.endCollective(&o) // whatever happens here: the others wait for it
+	if o.Coll != nil {
+		defer f.endCollective(*o.Coll) // whatever happens here: the others wait for it
 	}
 	st, err := f.begin("write", &o)
 	if err != nil {
@@ -327,12 +317,12 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	}
 	if st.ack {
 		if st.cork {
-			f.flushCork()
+			f.sendCorked()
 		}
 		for _, c := range calls {
 			if err := c.wait(); err != nil {
 				f.enter("write") // reported here, not again
-				return 0, wire.Errorf(wire.CodeOf(err), "write %s: %v", f.path, err)
+				return 0, fmt.Errorf("write %s: %w", f.path, err)
 			}
 		}
 	}
@@ -388,8 +378,8 @@ func (f *File) place(mem [][]byte, ext []Extent, total int64, st *opState) ([]*c
 // Read reads the extents ext, in order, into mem, in order, and returns
 // the number of bytes before the end of file.
 func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
-	if o.Coll {
-		defer f.endCollective(&o)
+	if o.Coll != nil {
+		defer f.endCollective(*o.Coll)
 	}
 	st, err := f.begin("read", &o)
 	if err != nil {
@@ -402,7 +392,7 @@ func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if err != nil || total == 0 {
 		return 0, err
 	}
-	if err := f.flushCork(); err != nil {
+	if err := f.sendCorked(); err != nil {
 		return 0, err
 	}
 	if f.directOK(st.flags) {

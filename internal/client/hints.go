@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/delegate-io/delegate/internal/route"
+	"github.com/delegate-io/delegate/internal/units"
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
@@ -60,9 +62,9 @@ var hintTable = []hintDef{
 	{"delegate_region_size", true,
 		func(h *Hints) string { return strconv.FormatInt(h.RegionSize, 10) },
 		func(h *Hints, v string) error {
-			n, err := wire.ParseSize(v)
-			if err == nil && n < 4096 {
-				err = fmt.Errorf("region size %d is below 4096", n)
+			n, err := units.ParseSize(v)
+			if err == nil {
+				err = route.CheckRegionSize(n)
 			}
 			h.RegionSize, h.regionSet = n, true
 			return err
@@ -73,7 +75,7 @@ var hintTable = []hintDef{
 	{"delegate_cork_size", false,
 		func(h *Hints) string { return strconv.FormatInt(h.CorkBytes, 10) },
 		func(h *Hints, v string) error {
-			n, err := wire.ParseSize(v)
+			n, err := units.ParseSize(v)
 			if err == nil && n < 4096 {
 				err = fmt.Errorf("cork size %d is below 4096", n)
 			}
@@ -169,7 +171,7 @@ func (h *Hints) Set(name, value string, open bool) error {
 	}
 	nh := *h
 	if err := d.set(&nh, value); err != nil {
-		return wire.Errorf(wire.EHINT, "hint %s=%q: %v", name, value, err)
+		return wire.Errorf(wire.EHINT, "hint %s=%q: %w", name, value, err)
 	}
 	*h = nh
 	return nil

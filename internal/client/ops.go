@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/delegate-io/delegate/internal/wire"
 )
@@ -40,31 +41,32 @@ func (f *File) Sync() error {
 	if err := f.settle(); err != nil {
 		return err
 	}
-	ferr := f.flushCork()
+	ferr := f.sendCorked()
 	_, err := f.each(nil, f.fileOp(wire.TSync))
 	if e := f.enter("sync"); e != nil {
 		return e // acknowledged before the sync reply: the root cause
 	}
 	if err != nil {
-		return wire.Errorf(wire.CodeOf(err), "sync %s: %v", f.path, err)
+		return fmt.Errorf("sync %s: %w", f.path, err)
 	}
 	return ferr
 }
 
-// Flush returns once the servers acknowledged every write issued on f: a
-// round trip on each session, which the servers answer in order, after
-// sending what is corked. Nothing is forced to the backend.
-func (f *File) Flush() error {
+// WaitAcked returns once the servers acknowledged every write issued on f:
+// a round trip on each session, which the servers answer in order, after
+// sending what is corked. Nothing is written to the backend (that is a
+// server's flush) nor fsynced (Sync). The C API calls it delegate_flush.
+func (f *File) WaitAcked() error {
 	if err := f.settle(); err != nil {
 		return err
 	}
-	ferr := f.flushCork()
+	ferr := f.sendCorked()
 	_, err := f.each(nil, f.fileOp(wire.TStat))
-	if e := f.enter("flush"); e != nil {
+	if e := f.enter("flush"); e != nil { // delegate_flush, as the C caller knows it
 		return e
 	}
 	if err != nil {
-		return wire.Errorf(wire.CodeOf(err), "flush %s: %v", f.path, err)
+		return fmt.Errorf("flush %s: %w", f.path, err)
 	}
 	return ferr
 }
@@ -107,7 +109,7 @@ func (f *File) Close() error {
 	if err := f.settle(); err != nil {
 		return err
 	}
-	ferr := f.flushCork()
+	ferr := f.sendCorked()
 	f.mu.Lock()
 	f.mu.closed = true
 	async := f.mu.hints.AsyncClose
@@ -140,7 +142,7 @@ func (f *File) closeOn(which func(i int) bool, flush bool) error {
 		return newCall(wire.TClose, &wire.Close{File: f.ids[i], Async: !flush})
 	})
 	if err != nil {
-		return wire.Errorf(wire.CodeOf(err), "close %s: %v", f.path, err)
+		return fmt.Errorf("close %s: %w", f.path, err)
 	}
 	return nil
 }
@@ -149,7 +151,7 @@ func (f *File) closeOn(which func(i int) bool, flush bool) error {
 func (f *File) statAll() (int64, error) {
 	calls, err := f.each(nil, f.fileOp(wire.TStat))
 	if err != nil {
-		return 0, wire.Errorf(wire.CodeOf(err), "size of %s: %v", f.path, err)
+		return 0, fmt.Errorf("size of %s: %w", f.path, err)
 	}
 	var size int64
 	for _, c := range calls {
@@ -163,7 +165,7 @@ func (f *File) Size() (int64, error) {
 	if err := f.enter("size of"); err != nil {
 		return 0, err
 	}
-	if err := f.flushCork(); err != nil {
+	if err := f.sendCorked(); err != nil {
 		return 0, err
 	}
 	return f.statAll()
@@ -177,14 +179,14 @@ func (f *File) SetSize(size int64) error {
 	if !wire.CheckExtent(size, 0) {
 		return wire.Errorf(wire.EINVAL, "set size of %s to %d", f.path, size)
 	}
-	if err := f.flushCork(); err != nil {
+	if err := f.sendCorked(); err != nil {
 		return err
 	}
 	_, err := f.each(nil, func(i int) *call {
 		return newCall(wire.TResize, &wire.Resize{File: f.ids[i], Size: size})
 	})
 	if err != nil {
-		return wire.Errorf(wire.CodeOf(err), "set size of %s to %d: %v", f.path, size, err)
+		return fmt.Errorf("set size of %s to %d: %w", f.path, size, err)
 	}
 	return nil
 }
@@ -197,12 +199,12 @@ func (f *File) Preallocate(size int64) error {
 	if !wire.CheckExtent(size, 0) {
 		return wire.Errorf(wire.EINVAL, "preallocate %s to %d", f.path, size)
 	}
-	owner := f.rule.Owner(0)
+	owner := f.rule.Home()
 	_, err := f.each(func(i int) bool { return i == owner }, func(i int) *call {
 		return newCall(wire.TAlloc, &wire.Resize{File: f.ids[i], Size: size})
 	})
 	if err != nil {
-		return wire.Errorf(wire.CodeOf(err), "preallocate %s to %d: %v", f.path, size, err)
+		return fmt.Errorf("preallocate %s to %d: %w", f.path, size, err)
 	}
 	return nil
 }
@@ -213,10 +215,10 @@ func (f *File) Counter(key string, op uint8, v int64) (int64, error) {
 	if err := f.enter("counter of"); err != nil {
 		return 0, err
 	}
-	owner := f.rule.Owner(0)
+	owner := f.rule.Home()
 	c := newCall(wire.TCounter, &wire.Counter{File: f.ids[owner], Key: key, Op: op, Value: v})
 	if err := f.sess[owner].roundTrip(c); err != nil {
-		return 0, wire.Errorf(wire.CodeOf(err), "counter %s of %s: %v", key, f.path, err)
+		return 0, fmt.Errorf("counter %s of %s: %w", key, f.path, err)
 	}
 	return c.rep.Value, nil
 }
@@ -237,11 +239,11 @@ func (f *File) SetAtomic(on bool) error {
 	changed := f.mu.atomic != on
 	f.mu.Unlock()
 	if changed && len(f.sess) > 1 {
-		if err := f.flushCork(); err != nil {
+		if err := f.sendCorked(); err != nil {
 			return err
 		}
 		if _, err := f.each(nil, f.fileOp(wire.TFlush)); err != nil {
-			return wire.Errorf(wire.CodeOf(err), "atomic mode of %s: %v", f.path, err)
+			return fmt.Errorf("atomic mode of %s: %w", f.path, err)
 		}
 	}
 	f.mu.Lock()
@@ -271,10 +273,10 @@ func (f *File) SetHint(name, value string) error {
 		if errors.Is(err, errOpenOnly) {
 			return wire.Errorf(wire.ENOSYS, "%s: hint %s can only be set at open", f.path, name)
 		}
-		return wire.Errorf(wire.CodeOf(err), "%s: %v", f.path, err)
+		return fmt.Errorf("%s: %w", f.path, err)
 	}
 	if !corked {
-		return f.flushCork()
+		return f.sendCorked()
 	}
 	return nil
 }
@@ -285,7 +287,7 @@ func (f *File) Hint(name string) (string, error) {
 	defer f.mu.Unlock()
 	v, err := f.mu.hints.Get(name)
 	if err != nil {
-		return "", wire.Errorf(wire.EINVAL, "%v", err)
+		return "", wire.Errorf(wire.EINVAL, "%w", err)
 	}
 	return v, nil
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
@@ -11,7 +12,7 @@ import (
 type reader struct {
 	f      *File
 	flags  uint32
-	tag    collTag
+	tag    wire.CollTag
 	pieces []rpiece
 }
 
@@ -115,7 +116,7 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			continue
 		}
 		if e := c.wait(); e != nil && err == nil {
-			err = wire.Errorf(wire.CodeOf(e), "read %s: %v", f.path, e)
+			err = fmt.Errorf("read %s: %w", f.path, e)
 		}
 		eof = max(eof, c.rep.Size)
 		short = short || c.rep.N < c.filled

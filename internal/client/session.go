@@ -29,8 +29,8 @@ type call struct {
 	data   []byte
 	filled int64
 	flags  uint32
-	coll   collTag
-	sealed bool // taken by the sender: nothing more may be appended
+	coll   wire.CollTag // with wire.IOColl
+	sealed bool         // taken by the sender: nothing more may be appended
 
 	// Reads answered inline: the reply's payload goes into data.
 	inline bool
@@ -43,11 +43,6 @@ type call struct {
 	rep  wire.Reply
 	err  error
 	done chan struct{}
-}
-
-type collTag struct {
-	seq, group int64
-	rank, size int32
 }
 
 func newCall(t wire.Type, desc any) *call {
@@ -147,7 +142,7 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 	if err != nil {
 		conn.Close()
 		s.releaseRing()
-		return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s: %v", a, err)
+		return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s: %w", a, err)
 	}
 	s.wg.Add(2)
 	go s.sendLoop()
@@ -169,7 +164,7 @@ func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wir
 		r, err := shm.Create("delegate-ring", cfg.RingBytes)
 		if err != nil {
 			conn.Close()
-			return nil, nil, wire.Errorf(wire.ENOMEM, "delegate server %s: %v", a, err)
+			return nil, nil, wire.Errorf(wire.ENOMEM, "delegate server %s: %w", a, err)
 		}
 		// The first page is the server's control page; the ring follows.
 		s.shmem, s.ring = newMapping(r), shm.NewRing(wire.CtrlBytes, uint64(cfg.RingBytes-wire.CtrlBytes))
@@ -195,7 +190,7 @@ func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wir
 		if wire.CodeOf(err) == wire.EIO || wire.CodeOf(err) == wire.ETIMEDOUT {
 			return nil, nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s did not complete the handshake: %w", a, err)
 		}
-		return nil, nil, wire.Errorf(wire.CodeOf(err), "delegate server %s: %v", a, err)
+		return nil, nil, wire.Errorf(wire.CodeOf(err), "delegate server %s: %w", a, err)
 	}
 	return conn, rep, nil
 }
@@ -302,10 +297,10 @@ func (s *session) fail(err error) {
 // The server's state of the files open on the session dies with it, so
 // the message says what to do (File.lostErr).
 func (s *session) lost(err error) error {
-	if wire.CodeOf(err) == wire.EPROTO {
-		return wire.Errorf(wire.EPROTO, "delegate server %s: %v; connection closed: reopen the file", s.addr, err)
+	if errors.Is(err, wire.EPROTO) {
+		return wire.Errorf(wire.EPROTO, "delegate server %s: %w; connection closed: reopen the file", s.addr, err)
 	}
-	return wire.Errorf(wire.ECONNLOST, "connection to delegate server %s lost (%v): reopen the file", s.addr, err)
+	return wire.Errorf(wire.ECONNLOST, "connection to delegate server %s lost (%w): reopen the file", s.addr, err)
 }
 
 // close ends the session (if it is still alive) and waits for its loops.
@@ -416,7 +411,7 @@ func (s *session) encode(enc *wire.Encoder, c *call) error {
 	switch d := c.desc.(type) {
 	case *wire.Write:
 		d.Ext = c.ext.Bytes()
-		d.Flags, d.CollSeq, d.CollRank, d.CollSize, d.CollGroup = c.flags, c.coll.seq, c.coll.rank, c.coll.size, c.coll.group
+		d.Flags, d.CollTag = c.flags, c.coll
 		if c.slot != nil {
 			d.RingOff, d.RingLen = s.ring.Off(c.slot), uint64(c.filled)
 			return enc.Append(c.t, c.id, d)
@@ -424,7 +419,7 @@ func (s *session) encode(enc *wire.Encoder, c *call) error {
 		return enc.Append(c.t, c.id, d, c.data[:c.filled])
 	case *wire.Read:
 		d.Ext = c.ext.Bytes()
-		d.Flags, d.CollSeq, d.CollRank, d.CollSize, d.CollGroup = c.flags, c.coll.seq, c.coll.rank, c.coll.size, c.coll.group
+		d.Flags, d.CollTag = c.flags, c.coll
 		if c.slot != nil {
 			d.RingOff, d.RingLen = s.ring.Off(c.slot), uint64(c.filled)
 		}
@@ -522,7 +517,7 @@ func (s *session) complete(c *call, err error) {
 
 // annotate names the server in a server's error message.
 func (s *session) annotate(c *call, err error) error {
-	return wire.Errorf(wire.CodeOf(err), "%v (delegate server %s)", err, s.addr)
+	return fmt.Errorf("%w (delegate server %s)", err, s.addr)
 }
 
 var errNoSession = errors.New("no session")

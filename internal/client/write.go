@@ -190,7 +190,7 @@ func (f *File) reserveData(s *session, c *call, n int64) error {
 	if slot == nil {
 		// Corked batches hold ring space until they are sent: send them
 		// before waiting for space, or the wait would never end.
-		f.cl.flushCorks()
+		f.cl.sendAllCorked()
 		var err error
 		if slot, err = s.ring.Alloc(uint64(n)); err != nil {
 			return err
@@ -201,8 +201,8 @@ func (f *File) reserveData(s *session, c *call, n int64) error {
 	return nil
 }
 
-// flushCorks sends the corked batches of every open file.
-func (cl *Client) flushCorks() {
+// sendAllCorked sends the corked batches of every open file.
+func (cl *Client) sendAllCorked() {
 	cl.mu.Lock()
 	files := make([]*File, 0, len(cl.mu.files))
 	for f := range cl.mu.files {
@@ -210,12 +210,12 @@ func (cl *Client) flushCorks() {
 	}
 	cl.mu.Unlock()
 	for _, f := range files {
-		f.flushCork()
+		f.sendCorked()
 	}
 }
 
-// flushCork sends the file's corked batches.
-func (f *File) flushCork() error {
+// sendCorked sends the file's corked batches.
+func (f *File) sendCorked() error {
 	f.mu.Lock()
 	batches := make([]*call, len(f.mu.corked))
 	copy(batches, f.mu.corked)

@@ -180,7 +180,7 @@ func startServers(o Options, dir string, addrs []string) ([]*proc, error) {
 		case p := <-exited:
 			err := <-p.done
 			p.done <- err // stopServers collects it again
-			return procs, fmt.Errorf("server %s exited at start: %v", p.addr, err)
+			return procs, fmt.Errorf("server %s exited at start: %w", p.addr, err)
 		case <-deadline:
 			return procs, fmt.Errorf("servers did not start listening within %s", o.StartTimeout)
 		}
@@ -243,7 +243,7 @@ func stopServers(o Options, procs []*proc) ([]stats.Snapshot, error) {
 			<-p.done
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("server %s: %v", p.addr, err))
+			errs = append(errs, fmt.Errorf("server %s: %w", p.addr, err))
 		}
 		if b, rerr := os.ReadFile(p.stats); rerr == nil {
 			var s stats.Snapshot

@@ -44,18 +44,19 @@ func TestDependencyDirection(t *testing.T) {
 		"internal/wire":      {},
 		"internal/extent":    {},
 		"internal/route":     {},
+		"internal/units":     {},
 		"internal/shm":       {},
 		"internal/journal":   {},
 		"internal/stats":     {"internal/wire"},
 		"internal/backend":   {},
 		"internal/transport": {"internal/wire"},
-		"internal/client":    {"internal/wire", "internal/route", "internal/shm", "internal/transport"},
+		"internal/client":    {"internal/wire", "internal/route", "internal/shm", "internal/transport", "internal/units"},
 		"internal/server": {"internal/wire", "internal/route", "internal/shm", "internal/transport",
 			"internal/extent", "internal/backend", "internal/stats", "internal/journal"},
 		"internal/launch":     {"internal/stats", "internal/monitor", "internal/transport"},
 		"internal/monitor":    {"internal/stats", "internal/transport", "internal/wire"},
 		"libdelegate":         {"internal/client", "internal/wire"},
-		"server":              {"internal/server", "internal/monitor", "internal/transport"},
+		"server":              {"internal/server", "internal/monitor", "internal/transport", "internal/units"},
 		"server/delegate-run": {"internal/launch"},
 		"internal/testutil":   {"internal/client", "internal/server", "internal/transport"},
 		"internal/lint":       {},
@@ -112,6 +113,20 @@ func TestHabits(t *testing.T) {
 			}},
 		{regexp.MustCompile(`time\.Sleep\(`), "no sleep loops as flow control", nil},
 		{regexp.MustCompile(`strings\.Contains\(err\.Error\(\)`), "classify errors with errors.Is/As, not their text", nil},
+		// A code is attached once, where an error enters the protocol
+		// (ARCHITECTURE.md, Errors); the client's dial is where network
+		// errors do.
+		{regexp.MustCompile(`wire\.Errorf\(wire\.CodeOf\(|&wire\.Error\{`),
+			"do not re-derive a code: wrap with fmt.Errorf's %w (or wire.Errorf with a new code and %w)",
+			func(p string) bool { return strings.HasSuffix(p, "internal/client/session.go") }},
+		{regexp.MustCompile(`wire\.CodeOf\([^()]*\) [!=]= wire\.`),
+			"ask about a code with errors.Is(err, wire.ECODE)",
+			func(p string) bool { return strings.HasSuffix(p, "internal/client/session.go") }},
+		// Ownership is route's: Route, Accepts, Home.
+		{regexp.MustCompile(`\.Owner\(0\)`), "the owner of the first region is route.Rule.Home",
+			func(p string) bool { return strings.Contains(p, "internal/route/") }},
+		{regexp.MustCompile(`MinRegionSize|< 4096 \{[^}]*[Rr]egion`), "check a region size with route.CheckRegionSize",
+			func(p string) bool { return strings.Contains(p, "internal/route/") }},
 	}
 	for _, p := range goFiles(t) {
 		b, err := os.ReadFile(p)

@@ -25,8 +25,17 @@ import (
 const DefaultRegionSize = 1 << 20
 
 // MinRegionSize bounds the region size from below, so that no extent list
-// splits into pieces smaller than a page.
+// splits into pieces smaller than a page. CheckRegionSize applies it, for
+// the client's configuration and hints and the server's open alike.
 const MinRegionSize = 4096
+
+// CheckRegionSize reports whether n bytes may be a region size.
+func CheckRegionSize(n int64) error {
+	if n < MinRegionSize {
+		return fmt.Errorf("region size %d is below %d", n, MinRegionSize)
+	}
+	return nil
+}
 
 // FileKey is the routing key of a file: FNV-1a of its absolute, clean path.
 func FileKey(path string) uint64 {
@@ -55,10 +64,42 @@ func (r Rule) Check() error {
 	if r.Servers < 1 {
 		return fmt.Errorf("route: %d servers", r.Servers)
 	}
-	if r.RegionSize < MinRegionSize {
-		return fmt.Errorf("route: region size %d is below %d", r.RegionSize, MinRegionSize)
+	if err := CheckRegionSize(r.RegionSize); err != nil {
+		return fmt.Errorf("route: %w", err)
 	}
 	return nil
+}
+
+// A file's home is the owner of its first region. It applies every request
+// of the file in atomic mode (MPI_File_set_atomicity), whatever its extents,
+// as one unit under the file's atomic lock, and so orders all atomic
+// requests of the file by itself; it also keeps the file's counters (shared
+// file pointers) and preallocates. The client routes with Route and Home,
+// the server verifies with Accepts; both take the mode, so the rule is
+// written here only.
+
+// Home returns the file's home server.
+func (r Rule) Home() int { return r.Owner(0) }
+
+// Route calls fn for each piece of [off, off+n) with the server it goes to:
+// in atomic mode the whole range to Home, else Split's pieces.
+func (r Rule) Route(atomic bool, off, n int64, fn func(server int, off, n int64)) {
+	if atomic && r.Servers > 1 {
+		if n > 0 {
+			fn(r.Home(), off, n)
+		}
+		return
+	}
+	r.Split(off, n, fn)
+}
+
+// Accepts reports whether server may apply a request on [off, off+n): in
+// atomic mode when it is the Home, else when it Owns the range.
+func (r Rule) Accepts(server int, atomic bool, off, n int64) bool {
+	if atomic {
+		return server == r.Home()
+	}
+	return r.Owns(server, off, n)
 }
 
 // Owner returns the server that owns the byte at off.

@@ -60,3 +60,51 @@ func TestListHashOrder(t *testing.T) {
 		t.Fatal("list hash ignores order")
 	}
 }
+
+// Route and Accepts agree in both modes: every piece the client routes is
+// accepted by its server and refused by every other (atomic mode), and an
+// atomic request goes whole to Home.
+func TestRouteAccepts(t *testing.T) {
+	for _, c := range []struct {
+		servers int
+		atomic  bool
+	}{{1, false}, {1, true}, {3, false}, {3, true}, {4, true}} {
+		r := Rule{Key: FileKey("/tmp/a"), RegionSize: 4096, Servers: c.servers}
+		rnd := rand.New(rand.NewPCG(uint64(c.servers), 2))
+		for i := 0; i < 200; i++ {
+			off, n := rnd.Int64N(1<<20), 1+rnd.Int64N(40000)
+			var pieces int
+			r.Route(c.atomic, off, n, func(s int, o, k int64) {
+				pieces++
+				if !r.Accepts(s, c.atomic, o, k) {
+					t.Fatalf("%+v: server %d refuses %d+%d", c, s, o, k)
+				}
+				if c.atomic && (s != r.Home() || o != off || k != n) {
+					t.Fatalf("%+v: atomic %d+%d routed as %d+%d to %d, want whole to %d", c, off, n, o, k, s, r.Home())
+				}
+				for other := 0; c.atomic && other < c.servers; other++ {
+					if other != s && r.Accepts(other, true, o, k) {
+						t.Fatalf("%+v: server %d accepts an atomic request of server %d", c, other, s)
+					}
+				}
+			})
+			if pieces == 0 {
+				t.Fatalf("%+v: %d+%d routed nowhere", c, off, n)
+			}
+		}
+	}
+}
+
+func TestCheckRegionSize(t *testing.T) {
+	for _, c := range []struct {
+		n  int64
+		ok bool
+	}{{MinRegionSize, true}, {1 << 20, true}, {MinRegionSize - 1, false}, {0, false}, {-4096, false}} {
+		if err := CheckRegionSize(c.n); (err == nil) != c.ok {
+			t.Errorf("CheckRegionSize(%d) = %v, want ok %v", c.n, err, c.ok)
+		}
+		if err := (Rule{RegionSize: c.n, Servers: 1}).Check(); (err == nil) != c.ok {
+			t.Errorf("Rule.Check with region size %d = %v, want ok %v", c.n, err, c.ok)
+		}
+	}
+}

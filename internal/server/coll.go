@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -8,7 +9,7 @@ import (
 )
 
 // Collectives without data exchange. After its pieces of a collective, each
-// rank sends every server an end marker (wire.IOCollEnd) on the same stream.
+// rank sends every server an end marker (wire.CollEnd) on the same stream.
 // A server answers a marker only once it has the markers of all ranks of
 // the collective: the stream of each rank then holds every later request
 // until every rank's pieces of the collective, which came before the
@@ -27,9 +28,10 @@ type collWait struct {
 	done    chan struct{}
 }
 
-// arrive records one rank's marker of collective seq of group and waits,
-// up to timeout, until all size ranks' markers have arrived.
-func (c *colls) arrive(group, seq int64, size int32, timeout time.Duration) error {
+// arrive records one rank's marker of the collective tag names and waits,
+// up to timeout, until all tag.Size ranks' markers have arrived.
+func (c *colls) arrive(tag wire.CollTag, timeout time.Duration) error {
+	group, seq, size := tag.Group, tag.Seq, tag.Size
 	c.mu.Lock()
 	if c.groups == nil {
 		c.groups = map[int64]map[int64]*collWait{}
@@ -67,13 +69,18 @@ func (c *colls) arrive(group, seq int64, size int32, timeout time.Duration) erro
 }
 
 // collEnd serves an end marker.
-func (st *stream) collEnd(hd *handle, rd *wire.Read) (wire.Reply, []byte) {
-	if rd.CollSize <= 0 || rd.CollRank < 0 || rd.CollRank >= rd.CollSize {
-		return fail(wire.Errorf(wire.EINVAL, "collective marker of rank %d of %d", rd.CollRank, rd.CollSize))
+func (st *stream) collEnd(r *request) (wire.Reply, []byte) {
+	ce := r.desc.(*wire.CollEnd)
+	hd, err := st.ss.handle(ce.File)
+	if err != nil {
+		return fail(err)
+	}
+	if err := ce.CollTag.Check(); err != nil {
+		return fail(err)
 	}
 	s := st.ss.srv
-	if err := hd.f.colls.arrive(rd.CollGroup, rd.CollSeq, rd.CollSize, s.cfg.CollTimeout); err != nil {
-		return fail(wire.Errorf(wire.CodeOf(err), "%s: %v", hd.f.path, err))
+	if err := hd.f.colls.arrive(ce.CollTag, s.cfg.CollTimeout); err != nil {
+		return fail(fmt.Errorf("%s: %w", hd.f.path, err))
 	}
 	s.stats.collEnds.Add(1)
 	return wire.Reply{}, nil

@@ -9,7 +9,7 @@
 // The service (what a Server owns: listeners, sessions, shutdown):
 //
 //	server.go    Server: New, Serve (accept, backoff, hello limit), Shutdown, Close
-//	config.go    Config, its defaults and validation; addr.go: its String
+//	config.go    Config, its defaults, validation and String
 //	session.go   one client connection: yamux, handles, the ring
 //	hello.go     its handshake: the challenge-response over the job secret,
 //	             the routing check, the reply with the server's identity
@@ -17,7 +17,7 @@
 //	handlers.go  one function per request type; they check ownership (route)
 //	             and call into the engine
 //	coll.go      collectives: the group's arrival, the end marker
-//	stats.go     counters and their snapshot
+//	stats.go     counters and their snapshot (the Monitor client: internal/monitor)
 //
 // The engine (what a file's buffered bytes go through; it sees an *engine,
 // never the *Server: settings, budget, pool, journal, counters, the

@@ -54,7 +54,7 @@ func TestInterleavedRecordsCoalesce(t *testing.T) {
 					return
 				}
 			}
-			if err := f.Flush(); err != nil {
+			if err := f.WaitAcked(); err != nil {
 				t.Error(err)
 			}
 		}()

@@ -8,11 +8,12 @@ import (
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
-// fail turns err into a reply. This is the server's edge: backend errors
-// get their portable code here.
+// fail turns err into a reply. This is the server's edge, where a code is
+// attached once (wire.ReplyTo, wire.CodeOf): the backend's errors keep
+// their chain up to here, and a path outside the root becomes EPATH.
 func fail(err error) (wire.Reply, []byte) {
 	if errors.Is(err, backend.ErrPathEscape) {
-		err = &wire.Error{Code: wire.EPATH, Msg: err.Error(), Err: err}
+		err = wire.Errorf(wire.EPATH, "%w", err)
 	}
 	return wire.ReplyTo(err), nil
 }
@@ -21,7 +22,7 @@ func (st *stream) open(r *request) (wire.Reply, []byte) {
 	o := r.desc.(*wire.Open)
 	rule := route.Rule{Key: route.FileKey(o.Path), RegionSize: o.RegionSize, Servers: st.ss.servers}
 	if err := rule.Check(); err != nil {
-		return fail(wire.Errorf(wire.EINVAL, "open %s: %v", o.Path, err))
+		return fail(wire.Errorf(wire.EINVAL, "open %s: %w", o.Path, err))
 	}
 	f, err := st.ss.srv.files.open(o)
 	if err != nil {
@@ -61,7 +62,7 @@ func (st *stream) closeFile(r *request) (wire.Reply, []byte) {
 // slot returns the ring slot a request names.
 func (st *stream) slot(off, n uint64) ([]byte, error) {
 	if st.ss.ring == nil {
-		return nil, wire.Errorf(wire.EPROTO, "%v", errRingMissing)
+		return nil, wire.Errorf(wire.EPROTO, "%w", errRingMissing)
 	}
 	b, ok := st.ss.ring.Slice(off, n)
 	if !ok {
@@ -70,32 +71,26 @@ func (st *stream) slot(off, n uint64) ([]byte, error) {
 	return b, nil
 }
 
-// checkOwned verifies that this server owns every extent and that they
-// cover exactly total bytes; it returns the number of extents. Atomic
-// requests all go to the owner of the file's first region (client.SetAtomic).
-func (st *stream) checkOwned(hd *handle, ext []byte, total int64, flags uint32) (int64, error) {
-	it := wire.NewExtentIter(ext, total)
-	var sum, count int64
+// checkOwned verifies that this server may apply the extents x
+// (route.Rule.Accepts: the owner of every byte, or in atomic mode the
+// file's atomic owner). x was validated when the request arrived.
+func (st *stream) checkOwned(hd *handle, x *wire.Extents, flags uint32) error {
 	atomic := flags&wire.IOAtomic != 0
-	for off, n, ok := it.Next(); ok; off, n, ok = it.Next() {
-		if atomic && hd.rule.Owner(0) != st.ss.index {
-			return 0, wire.Errorf(wire.ENOTOWNER, "%s: atomic requests go to the owner of the first region, not server %d",
-				hd.f.path, st.ss.index)
+	if atomic {
+		if x.Count() > 0 && !hd.rule.Accepts(st.ss.index, true, 0, 0) {
+			return wire.Errorf(wire.ENOTOWNER, "%s: atomic requests go to server %d, the owner of the first region, not server %d",
+				hd.f.path, hd.rule.Home(), st.ss.index)
 		}
-		if !atomic && !hd.rule.Owns(st.ss.index, off, n) {
-			return 0, wire.Errorf(wire.ENOTOWNER, "%s: bytes %d+%d belong to another server (server %d of %d here)",
+		return nil
+	}
+	it := x.Iter()
+	for off, n, ok := it.Next(); ok; off, n, ok = it.Next() {
+		if !hd.rule.Accepts(st.ss.index, false, off, n) {
+			return wire.Errorf(wire.ENOTOWNER, "%s: bytes %d+%d belong to another server (server %d of %d here)",
 				hd.f.path, off, n, st.ss.index, st.ss.servers)
 		}
-		sum += n
-		count++
 	}
-	if err := it.Err(); err != nil {
-		return 0, err
-	}
-	if sum != total {
-		return 0, wire.Errorf(wire.EPROTO, "%s: extents cover %d bytes, %d came with them", hd.f.path, sum, total)
-	}
-	return count, nil
+	return nil
 }
 
 func (st *stream) write(r *request) (wire.Reply, []byte) {
@@ -116,8 +111,7 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 	if !hd.writable {
 		return fail(wire.Errorf(wire.EBADF, "write %s: file opened read-only", hd.f.path))
 	}
-	extents, err := st.checkOwned(hd, w.Ext, int64(len(data)), w.Flags)
-	if err != nil {
+	if err := st.checkOwned(hd, &r.ext, w.Flags); err != nil {
 		return fail(err)
 	}
 	if w.Flags&wire.IOAtomic != 0 {
@@ -128,10 +122,10 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 	if w.Flags&wire.IOColl != 0 {
 		s.stats.collWrites.Add(1)
 	}
-	it := wire.NewExtentIter(w.Ext, int64(len(data)))
+	it := r.ext.Iter()
 	n, err := hd.f.write(&it, data)
 	s.stats.bytesIn.Add(n)
-	s.stats.extentsIn.Add(extents)
+	s.stats.extentsIn.Add(r.ext.Count())
 	if err != nil {
 		return fail(err)
 	}
@@ -144,14 +138,7 @@ func (st *stream) read(r *request) (wire.Reply, []byte) {
 	if err != nil {
 		return fail(err)
 	}
-	if rd.Flags&wire.IOCollEnd != 0 {
-		return st.collEnd(hd, rd)
-	}
-	limit := st.ss.srv.cfg.MaxReadBytes
-	total, err := wire.ExtentsTotal(rd.Ext, limit)
-	if err != nil {
-		return fail(wire.Errorf(wire.CodeOf(err), "read %s: %v (at most %d bytes per request)", hd.f.path, err, limit))
-	}
+	total := r.ext.Total()
 	var dst []byte
 	if rd.RingLen > 0 {
 		if rd.RingLen != uint64(total) {
@@ -163,14 +150,14 @@ func (st *stream) read(r *request) (wire.Reply, []byte) {
 	} else {
 		dst = st.buffer(int(total))
 	}
-	if _, err := st.checkOwned(hd, rd.Ext, total, rd.Flags); err != nil {
+	if err := st.checkOwned(hd, &r.ext, rd.Flags); err != nil {
 		return fail(err)
 	}
 	if rd.Flags&wire.IOAtomic != 0 {
 		hd.f.atomic.RLock()
 		defer hd.f.atomic.RUnlock()
 	}
-	it := wire.NewExtentIter(rd.Ext, total)
+	it := r.ext.Iter()
 	valid, size, err := hd.f.read(&it, dst)
 	if err != nil {
 		return fail(err)

@@ -37,7 +37,7 @@ func (ss *session) handshake() error {
 	auth, err := ss.authenticate(h, frame)
 	if err != nil {
 		var we *wire.Error
-		if errors.As(err, &we) && we.Code == wire.EACCES {
+		if errors.Is(err, wire.EACCES) && errors.As(err, &we) {
 			return refuse(we)
 		}
 		return err
@@ -63,7 +63,7 @@ func (ss *session) handshake() error {
 		r, err := shm.Attach(fd, h.RingSize)
 		fd = -1 // shm.Attach owns it now
 		if err != nil {
-			return refuse(wire.Errorf(wire.EPROTO, "server %s: %v", cfg.Name, err))
+			return refuse(wire.Errorf(wire.EPROTO, "server %s: %w", cfg.Name, err))
 		}
 		ss.ring = r
 		ss.srv.stats.ringBytes.Add(int64(h.RingSize))
@@ -85,7 +85,7 @@ func (ss *session) authenticate(h *wire.Hello, frame []byte) (*transport.ServerA
 		return nil, nil
 	}
 	a, err := transport.Challenge(ss.conn, []byte(cfg.Token), h, frame)
-	if err != nil && wire.CodeOf(err) == wire.EACCES {
+	if errors.Is(err, wire.EACCES) {
 		return nil, wire.Errorf(wire.EACCES, "server %s: wrong or missing token", cfg.Name)
 	}
 	return a, err

@@ -67,7 +67,7 @@ func stormSeeds(dir string) [][]byte {
 		{wire.TWrite, &wire.Write{File: 1, Ext: x, RingOff: 4096, RingLen: 200}, nil},
 		{wire.TRead, &wire.Read{File: 1, Ext: x}, nil},
 		{wire.TRead, &wire.Read{File: 2, Ext: strided}, nil},
-		{wire.TRead, &wire.Read{File: 1, Flags: wire.IOColl | wire.IOCollEnd, CollSize: 1}, nil},
+		{wire.TCollEnd, &wire.CollEnd{File: 1, CollTag: wire.CollTag{Size: 1}}, nil},
 		{wire.TStat, &wire.FileOp{File: 1}, nil},
 		{wire.TResize, &wire.Resize{File: 1, Size: 5000}, nil},
 		{wire.TSync, &wire.FileOp{File: 1}, nil},

@@ -2,7 +2,9 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"runtime/debug"
 	"time"
@@ -33,9 +35,10 @@ type stream struct {
 // request is a decoded frame waiting in the queue.
 type request struct {
 	h       wire.Header
-	desc    any    // the decoded description, nil if it did not decode
-	err     error  // why it did not decode
-	payload []byte // inline payload
+	desc    any          // the decoded description, nil if it did not decode
+	ext     wire.Extents // a write's or read's extents, validated (stream.extents)
+	err     error        // why it did not decode
+	payload []byte       // inline payload
 	arrived time.Time
 }
 
@@ -59,6 +62,7 @@ var handlers = [wire.NumTypes]handler{
 	wire.TCounter: (*stream).counter,
 	wire.TStats:   (*stream).statsReq,
 	wire.TAlloc:   (*stream).alloc,
+	wire.TCollEnd: (*stream).collEnd,
 }
 
 // descs makes the description value of each request type.
@@ -75,6 +79,7 @@ var descs = [wire.NumTypes]func() any{
 	wire.TCounter: func() any { return new(wire.Counter) },
 	wire.TStats:   func() any { return new(wire.Stats) },
 	wire.TAlloc:   func() any { return new(wire.Resize) },
+	wire.TCollEnd: func() any { return new(wire.CollEnd) },
 }
 
 // Replies larger than this go out in their own write instead of being
@@ -138,7 +143,7 @@ func (st *stream) readLoop() {
 			if !errors.Is(err, io.EOF) && !isClosed(err) {
 				s.stats.badFrames.Add(1)
 				st.ss.log.Warn("bad frame, closing stream", "err", err)
-				if wire.CodeOf(err) == wire.EPROTO && h.Type.Valid() {
+				if errors.Is(err, wire.EPROTO) && h.Type.Valid() {
 					st.push(&request{h: h, err: err})
 				}
 			}
@@ -153,7 +158,10 @@ func (st *stream) readLoop() {
 			r.err = wire.Errorf(wire.EACCES, "a monitor session may only ask for stats")
 		default:
 			r.desc = descs[t]()
-			if r.err = st.rd.Decode(r.desc); r.err != nil {
+			if r.err = st.rd.Decode(r.desc); r.err == nil {
+				r.err = st.extents(h, r.desc, &r.ext)
+			}
+			if r.err != nil {
 				r.desc = nil
 			}
 		}
@@ -172,6 +180,33 @@ func (st *stream) readLoop() {
 		s.stats.descRaw.Add(int64(len(st.rd.Desc())))
 		st.push(r)
 	}
+}
+
+// extents validates the extent list of a write or a read, once, as it
+// arrives: a write's must cover exactly the data that comes with it (the
+// payload, or the ring slot it names), a read's at most MaxReadBytes. The
+// handlers and the engine apply the validated form (request.ext) and never
+// decode or check the list again.
+func (st *stream) extents(h wire.Header, desc any, x *wire.Extents) error {
+	switch d := desc.(type) {
+	case *wire.Write:
+		n := int64(h.PayloadLen)
+		if d.RingLen > 0 {
+			n = int64(min(d.RingLen, math.MaxInt64))
+		}
+		if err := x.Parse(d.Ext, n); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		if x.Total() != n {
+			return wire.Errorf(wire.EPROTO, "write: extents cover %d bytes, %d came with them", x.Total(), n)
+		}
+	case *wire.Read:
+		limit := st.ss.srv.cfg.MaxReadBytes
+		if err := x.Parse(d.Ext, limit); err != nil {
+			return fmt.Errorf("read: %w (at most %d bytes per request)", err, limit)
+		}
+	}
+	return nil
 }
 
 // recoverPanic turns a panic of the stream's reader or worker into a
@@ -199,7 +234,7 @@ func (st *stream) handle(r *request) (wire.Reply, []byte) {
 	var payload []byte
 	if r.err != nil {
 		rep = wire.ReplyTo(r.err)
-		if wire.CodeOf(r.err) == wire.EPROTO {
+		if errors.Is(r.err, wire.EPROTO) {
 			s.stats.badFrames.Add(1)
 		}
 	} else {

@@ -305,7 +305,7 @@ func (r *Reader) Decode(v any) error {
 func DecodeDesc(dec *codec.Decoder, body []byte, v any) error {
 	dec.ResetBytes(body)
 	if err := dec.Decode(v); err != nil {
-		return Errorf(EPROTO, "bad description: %v", err)
+		return Errorf(EPROTO, "bad description: %w", err)
 	}
 	return nil
 }

@@ -103,6 +103,12 @@ func (c Code) String() string {
 	return fmt.Sprintf("unknown error %d", uint8(c))
 }
 
+// Error makes a Code an errors.Is target: errors.Is(err, wire.ENOENT)
+// holds when an *Error in err's chain carries ENOENT. Codes are attached
+// once, where an error enters the protocol (Errorf, a reply's Err, CodeOf at
+// a boundary); code in between wraps with %w and tests with errors.Is.
+func (c Code) Error() string { return c.String() }
+
 // Valid reports whether c is a code this version knows.
 func (c Code) Valid() bool { return c < numCodes }
 
@@ -123,6 +129,13 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Is reports whether target is e's Code, so that errors.Is(err, wire.EPROTO)
+// finds the code however deeply err wraps e.
+func (e *Error) Is(target error) bool {
+	c, ok := target.(Code)
+	return ok && c == e.Code
+}
+
 // Errorf returns an *Error with code c and a formatted message. A %w verb
 // keeps the cause for errors.Is and errors.As.
 func Errorf(c Code, format string, args ...any) *Error {
@@ -131,7 +144,10 @@ func Errorf(c Code, format string, args ...any) *Error {
 }
 
 // CodeOf classifies err: the code of the first *Error in its chain, else the
-// class of a system error, else EIO. A nil error is OK.
+// class of a system error, else EIO. A nil error is OK. It is called where a
+// code leaves a layer: the server's reply (ReplyTo), libdelegate's return
+// value (export.go, fail), and for errors from outside the protocol (the
+// backend, the network); elsewhere errors.Is(err, code) asks about a code.
 func CodeOf(err error) Code {
 	if err == nil {
 		return OK
@@ -139,6 +155,10 @@ func CodeOf(err error) Code {
 	var we *Error
 	if errors.As(err, &we) {
 		return we.Code
+	}
+	var c Code
+	if errors.As(err, &c) {
+		return c
 	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {

@@ -106,24 +106,125 @@ func CheckExtent(off, n int64) bool {
 	return off >= 0 && n >= 0 && off <= math.MaxInt64-n
 }
 
-// ExtentIter decodes an Extents encoding one extent at a time:
+// Extents is a validated extent list: the only form in which a receiver
+// applies one. ParseExtents decodes an encoding once, at the boundary where
+// a request's description arrives, and checks every run (lengths, offsets
+// and strides in range, the total under the request's limit); what it
+// returns is passed on and iterated (Iter, Runs) without decoding or
+// checking again.
+type Extents struct {
+	runs  []Run
+	total int64
+	count int64
+	one   [1]Run // runs' memory for a list of one run, the common case (Parse)
+}
+
+// Run is count extents of Len bytes at Off, Off+Stride, ...: a run of the
+// encoding, decoded. Stride is 0 when Count is 1.
+type Run struct {
+	Off, Len, Stride, Count int64
+}
+
+// End returns the end of the run's last extent.
+func (r Run) End() int64 { return r.Off + (r.Count-1)*r.Stride + r.Len }
+
+// ParseExtents decodes and validates enc, accepting at most limit bytes in
+// all. Every error is EPROTO: a well-behaved client never sends one.
+func ParseExtents(enc []byte, limit int64) (Extents, error) {
+	var x Extents
+	err := x.Parse(enc, limit)
+	if err != nil {
+		return Extents{}, err
+	}
+	return x, nil
+}
+
+// Parse is ParseExtents into x, which it overwrites; a list of one run
+// takes no memory beyond x. On error x is empty.
+func (x *Extents) Parse(enc []byte, limit int64) error {
+	*x = Extents{}
+	x.runs = x.one[:0]
+	if err := x.parse(enc, limit); err != nil {
+		*x = Extents{}
+		return err
+	}
+	return nil
+}
+
+func (x *Extents) parse(enc []byte, limit int64) error {
+	it := NewExtentIter(enc, limit)
+	for len(it.buf) > 0 {
+		if !it.readRun() {
+			return it.err
+		}
+		c := it.cur
+		if c.count > 1 {
+			// Every extent of the run in range: with the first and the
+			// last in range so are those between (a linear progression).
+			step := c.stride
+			if step < 0 {
+				step = -step
+			}
+			if step < 0 || (step != 0 && c.count-1 > math.MaxInt64/step) {
+				return Errorf(EPROTO, "extent list: strided run leaves the offset range")
+			}
+			d := (c.count - 1) * step
+			last := c.off - d
+			if c.stride > 0 {
+				if c.off > math.MaxInt64-d {
+					return Errorf(EPROTO, "extent list: strided run leaves the offset range")
+				}
+				last = c.off + d
+			}
+			if last < 0 || !CheckExtent(last, c.len) {
+				return Errorf(EPROTO, "extent list: strided run leaves the offset range")
+			}
+		}
+		x.runs = append(x.runs, Run{Off: c.off, Len: c.len, Stride: c.stride, Count: c.count})
+		x.count += c.count
+		it.prevEnd = c.end()
+	}
+	x.total = it.total
+	return nil
+}
+
+// Total returns the bytes the extents cover.
+func (x *Extents) Total() int64 { return x.total }
+
+// Count returns the number of extents (a run of k counts k).
+func (x *Extents) Count() int64 { return x.count }
+
+// Runs returns the runs, in order; a regular strided list is one run. The
+// slice belongs to x.
+func (x *Extents) Runs() []Run { return x.runs }
+
+// Iter returns an iterator over the extents, one at a time. It never fails.
+func (x *Extents) Iter() ExtentIter {
+	return ExtentIter{runs: x.runs, limit: x.total, validated: true}
+}
+
+// ExtentIter walks an extent list one extent at a time:
 //
-//	it := wire.NewExtentIter(enc, limit)
+//	it := x.Iter() // x from ParseExtents; or NewExtentIter(enc, limit)
 //	for off, n, ok := it.Next(); ok; off, n, ok = it.Next() { ... }
 //	if err := it.Err(); err != nil { ... }
 //
-// It stops with an EPROTO error at malformed input, at an extent outside
-// [0, MaxInt64], or once the total would exceed limit, so a hostile
-// encoding cannot make the receiver loop or allocate without bound.
+// Over an Extents (Iter) it never fails. Over an encoding (NewExtentIter)
+// it decodes as it goes and stops with an EPROTO error at malformed input,
+// at an extent outside [0, MaxInt64], or once the total would exceed limit,
+// so a hostile encoding cannot make the receiver loop or allocate without
+// bound; receivers validate with ParseExtents instead.
 type ExtentIter struct {
-	buf     []byte
-	limit   int64
-	total   int64
-	prevEnd int64
-	cur     run
-	left    int64 // extents left in cur
-	next    int64 // offset of the next extent of cur
-	err     error
+	buf       []byte
+	runs      []Run // validated: the runs left
+	validated bool
+	limit     int64
+	total     int64
+	prevEnd   int64
+	cur       run
+	left      int64 // extents left in cur
+	next      int64 // offset of the next extent of cur
+	err       error
 }
 
 // NewExtentIter returns an iterator over enc that accepts at most limit bytes.
@@ -133,6 +234,24 @@ func NewExtentIter(enc []byte, limit int64) ExtentIter {
 
 // Next returns the next extent, or ok == false at the end or on error.
 func (it *ExtentIter) Next() (off, n int64, ok bool) {
+	if it.validated {
+		if it.left == 0 {
+			if len(it.runs) == 0 {
+				return 0, 0, false
+			}
+			r := it.runs[0]
+			it.runs = it.runs[1:]
+			it.cur = run{off: r.Off, len: r.Len, stride: r.Stride, count: r.Count}
+			it.left, it.next = r.Count, r.Off
+			it.total += r.Count * r.Len
+		}
+		off = it.next
+		it.left--
+		if it.left > 0 {
+			it.next = off + it.cur.stride // in range: ParseExtents checked the run
+		}
+		return off, it.cur.len, true
+	}
 	if it.left == 0 {
 		if len(it.buf) == 0 || it.err != nil {
 			return 0, 0, false
@@ -156,7 +275,6 @@ func (it *ExtentIter) Next() (off, n int64, ok bool) {
 	}
 	return off, n, true
 }
-
 func (it *ExtentIter) readRun() bool {
 	fail := func(what string) bool {
 		it.err = Errorf(EPROTO, "extent list: %s", what)
@@ -212,12 +330,8 @@ func (it *ExtentIter) Err() error { return it.err }
 // Total returns the bytes of the extents decoded so far, counting whole runs.
 func (it *ExtentIter) Total() int64 { return it.total }
 
-// ExtentsTotal decodes enc once and returns its total, or an error.
+// ExtentsTotal validates enc and returns its total, or an error.
 func ExtentsTotal(enc []byte, limit int64) (int64, error) {
-	it := NewExtentIter(enc, limit)
-	var t int64
-	for _, n, ok := it.Next(); ok; _, n, ok = it.Next() {
-		t += n
-	}
-	return t, it.Err()
+	x, err := ParseExtents(enc, limit)
+	return x.total, err
 }

@@ -38,14 +38,15 @@ const (
 	TCounter Type = 11 // Counter -> Reply{Value}
 	TStats   Type = 12 // Stats -> Reply + payload (msgpack stats snapshot)
 	TAlloc   Type = 13 // Alloc -> Reply{Size}
-	TAuth    Type = 14 // handshake only, before yamux: Auth challenge (reply) and answer (request)
-	numTypes Type = 15
+	TCollEnd Type = 14 // CollEnd -> Reply, once every rank's marker arrived
+	TAuth    Type = 15 // handshake only, before yamux: Auth challenge (reply) and answer (request)
+	numTypes Type = 16
 )
 
 var typeNames = [numTypes]string{
 	THello: "hello", TOpen: "open", TClose: "close", TWrite: "write", TRead: "read",
 	TStat: "stat", TResize: "resize", TSync: "sync", TFlush: "flush", TDelete: "delete",
-	TCounter: "counter", TStats: "stats", TAlloc: "alloc", TAuth: "auth",
+	TCounter: "counter", TStats: "stats", TAlloc: "alloc", TCollEnd: "collend", TAuth: "auth",
 }
 
 // Request returns the request type of t (t itself for a request).

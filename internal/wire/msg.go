@@ -15,18 +15,35 @@ const (
 
 // Write and read flags.
 const (
-	// IOColl marks a piece of a collective call; Coll* fields are valid.
+	// IOColl marks a piece of a collective call; the request's CollTag is
+	// valid.
 	IOColl uint32 = 0x02
 	// IOAtomic asks the server to apply the request as one unit with
 	// respect to other atomic requests on the same bytes.
 	IOAtomic uint32 = 0x04
-	// IOCollEnd marks a collective's end marker: an empty read each rank
-	// sends to every server after its pieces of collective CollSeq. The
-	// server answers it once it has the markers of all CollSize ranks, so
-	// every later request of the rank, on any server, sees every rank's
-	// pieces of that collective, and no data moves between ranks.
-	IOCollEnd uint32 = 0x08
+	// 0x08 was the end-marker flag of protocol drafts before CollEnd; it
+	// is not reused.
 )
+
+// CollTag names one rank's part of one collective call on one file. It is
+// the only form of the tag in Go: the client fills it from the C API's
+// delegate_io_opts (libdelegate/export.go, ioOpts), carries it on its
+// requests and sends it inline in Write, Read and CollEnd (the keys cs, cr,
+// cn, cg of spec.md); the server keys its collective state by it.
+type CollTag struct {
+	Seq   int64 `codec:"cs,omitempty"` // the collective's sequence number on the file handle, the same on every rank
+	Rank  int32 `codec:"cr,omitempty"` // the caller's rank in the file's communicator
+	Size  int32 `codec:"cn,omitempty"` // the communicator's size
+	Group int64 `codec:"cg,omitempty"` // an id one rank makes at open and broadcasts
+}
+
+// Check reports whether t names a rank of a communicator.
+func (t CollTag) Check() error {
+	if t.Size <= 0 || t.Rank < 0 || t.Rank >= t.Size {
+		return Errorf(EINVAL, "collective tag of rank %d of %d", t.Rank, t.Size)
+	}
+	return nil
+}
 
 // Counter operations, the same values as DELEGATE_COUNTER_*.
 const (
@@ -68,15 +85,12 @@ type Close struct {
 // the frame's payload when RingLen is 0, else RingLen bytes at RingOff of
 // the client's ring. Its length equals the extents' total.
 type Write struct {
-	File      uint64 `codec:"f"`
-	Ext       []byte `codec:"x"`
-	RingOff   uint64 `codec:"ro,omitempty"`
-	RingLen   uint64 `codec:"rl,omitempty"`
-	Flags     uint32 `codec:"fl,omitempty"` // IO*
-	CollSeq   int64  `codec:"cs,omitempty"`
-	CollRank  int32  `codec:"cr,omitempty"`
-	CollSize  int32  `codec:"cn,omitempty"`
-	CollGroup int64  `codec:"cg,omitempty"`
+	File    uint64 `codec:"f"`
+	Ext     []byte `codec:"x"`
+	RingOff uint64 `codec:"ro,omitempty"`
+	RingLen uint64 `codec:"rl,omitempty"`
+	Flags   uint32 `codec:"fl,omitempty"` // IO*
+	CollTag        // with IOColl; inline: cs, cr, cn, cg
 }
 
 // Read fetches the extents Ext. The data goes into RingLen bytes at RingOff
@@ -84,15 +98,23 @@ type Write struct {
 // reply's N is the number of bytes, from the start of the list, that lie
 // below the end of file as this server knows it; Size is that end of file.
 type Read struct {
-	File      uint64 `codec:"f"`
-	Ext       []byte `codec:"x"`
-	RingOff   uint64 `codec:"ro,omitempty"`
-	RingLen   uint64 `codec:"rl,omitempty"`
-	Flags     uint32 `codec:"fl,omitempty"`
-	CollSeq   int64  `codec:"cs,omitempty"`
-	CollRank  int32  `codec:"cr,omitempty"`
-	CollSize  int32  `codec:"cn,omitempty"`
-	CollGroup int64  `codec:"cg,omitempty"`
+	File    uint64 `codec:"f"`
+	Ext     []byte `codec:"x"`
+	RingOff uint64 `codec:"ro,omitempty"`
+	RingLen uint64 `codec:"rl,omitempty"`
+	Flags   uint32 `codec:"fl,omitempty"`
+	CollTag        // with IOColl; inline: cs, cr, cn, cg
+}
+
+// CollEnd is a collective's end marker: each rank sends one to every server
+// after its pieces of the collective Tag names, on the same stream, also
+// when its part was empty or failed. The server answers it once it holds
+// the markers of all Tag.Size ranks, so every later request of the rank, on
+// any server, sees every rank's pieces of that collective, and no data
+// moves between ranks.
+type CollEnd struct {
+	File    uint64 `codec:"f"`
+	CollTag        // inline: cs, cr, cn, cg
 }
 
 // FileOp is the description of Stat, Sync and Flush: just the file id.

@@ -1,4 +1,8 @@
-package wire
+// Package units parses the byte counts of configuration: environment
+// variables, hints and command-line flags of client and server.
+//
+// units imports nothing else of this module.
+package units
 
 import (
 	"fmt"
