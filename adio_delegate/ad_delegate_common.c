@@ -261,10 +261,18 @@ static const char *class_generic(int cls)
 }
 
 /* Creates an MPI error code of class cls that carries msg. MPICH 4.0.2
- * compiles in only the specific messages its own sources use, so the only
- * keys that carry free text are ROMIO's "**io %s" and "**arg %s" (a key
- * missing from defmsg.h, such as "**fail %s", would be printed raw). The
- * class, and the generic message that goes with it, say what went wrong. */
+ * compiles in only the specific messages its own sources use, and the only
+ * key that carries free text under any class is ROMIO's "**io %s", which
+ * prints as "Other I/O error %s": a missing file read "File does not exist,
+ * error stack: ...: Other I/O error open /x: no such file". A specific
+ * format that is not in MPICH's table is used as the format itself
+ * (MPIR_Err_create_code_valist in src/mpi/errhan/errutil.c), so "%s" puts
+ * the library's message on the stack as it is, under the class's own
+ * generic message ("File does not exist, error stack: ...: open /x: no
+ * such file or directory (delegate server ...)"). Argument errors keep
+ * "**arg %s" ("Invalid argument ..."), which is true of them. */
+#define ADIOI_DELEGATE_VERBATIM "%s"
+
 int ADIOI_DELEGATE_Err_msg(int lastcode, const char *myname, int line, int cls,
                            const char *generic, const char *msg)
 {
@@ -274,7 +282,7 @@ int ADIOI_DELEGATE_Err_msg(int lastcode, const char *myname, int line, int cls,
         return MPIO_Err_create_code(lastcode, MPIR_ERR_RECOVERABLE, myname, line, cls, generic,
                                     "**arg %s", msg);
     return MPIO_Err_create_code(lastcode, MPIR_ERR_RECOVERABLE, myname, line, cls, generic,
-                                "**io %s", msg);
+                                ADIOI_DELEGATE_VERBATIM, msg);
 }
 
 /* Maps a delegate code to an MPI error code. The specific message is the

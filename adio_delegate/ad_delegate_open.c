@@ -211,9 +211,8 @@ void ADIOI_DELEGATE_OpenColl(ADIO_File fd, int rank, int access_mode, int *error
             ADIOI_DLG.delegate_close(f->fh);
             ADIOI_Free(f);
             fd->fs_ptr = NULL;
-            *error_code = MPIO_Err_create_code(MPI_SUCCESS, MPIR_ERR_RECOVERABLE, myname,
-                                               __LINE__, MPI_ERR_IO, "**io",
-                                               "**io %s", "the open failed on another rank");
+            *error_code = ADIOI_DELEGATE_Err_msg(MPI_SUCCESS, myname, __LINE__, MPI_ERR_IO, NULL,
+                                                 "the open failed on another rank");
         }
         return;
     }

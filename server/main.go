@@ -31,6 +31,7 @@ import (
 
 	"github.com/delegate-io/delegate/internal/monitor"
 	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/stats"
 	"github.com/delegate-io/delegate/internal/transport"
 	"github.com/delegate-io/delegate/internal/units"
 )
@@ -78,6 +79,7 @@ func serve(args []string) int {
 	chunk := fs.String("chunk", sizeString(def.ChunkBytes), "alignment of buffered data and backend writes (the stripe size)")
 	flushRun := fs.String("flush-run", sizeString(def.FlushRunBytes), "largest backend write of the flusher")
 	direct := fs.String("direct", sizeString(def.DirectBytes), "extents at least this long bypass the buffer")
+	fileStats := fs.Int("file-stats", def.FileStats, "keep a summary of this many files (more add into one entry; 0: none)")
 	stateDir := fs.String("state-dir", env("DELEGATE_STATE_DIR", "auto"), "keep buffered data here so that it survives a crash of the server; auto: /dev/shm/delegate-UID-HASH of --listen and --root; none: in memory only ($DELEGATE_STATE_DIR)")
 	metrics := fs.String("metrics", env("DELEGATE_METRICS", ""), "serve Prometheus metrics on this host:port (/metrics)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
@@ -109,6 +111,7 @@ func serve(args []string) int {
 	cfg.HighWaterPct = *highWater
 	cfg.FlushIdle = *flushIdle
 	cfg.FlushFull = *flushFull
+	cfg.FileStats = *fileStats
 	for _, sz := range []struct {
 		flag string
 		val  string
@@ -238,7 +241,7 @@ func serve(args []string) int {
 		}()
 		err := srv.Shutdown(ctx)
 		snap := srv.Stats()
-		log.Info("final stats\n" + snap.String())
+		log.Info("final stats\n" + snap.String() + stats.FilesSummary(snap.Files, 10))
 		if *finalStats != "" {
 			if b, err := json.Marshal(snap); err == nil {
 				if *finalStats == "-" {
@@ -463,6 +466,7 @@ func statsCmd(args []string, out io.Writer) int {
 			fmt.Fprintln(out, string(b))
 		} else {
 			fmt.Fprint(out, snap.String())
+			fmt.Fprint(out, stats.FilesSummary(snap.Files, 10))
 		}
 		if *watch <= 0 {
 			return 0

@@ -271,8 +271,16 @@ func Summary(snaps []stats.Snapshot) string {
 		total.Uptime = snaps[0].Uptime
 		b.WriteString(total.String())
 	}
+	lists := make([][]stats.File, len(snaps))
+	for i := range snaps {
+		lists[i] = snaps[i].Files
+	}
+	b.WriteString(stats.FilesSummary(stats.MergeFiles(lists...), TopFiles))
 	return b.String()
 }
+
+// TopFiles is how many files the summary shows (the heaviest).
+const TopFiles = 5
 
 // syncWriter serializes writes to w.
 type syncWriter struct {

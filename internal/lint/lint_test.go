@@ -56,7 +56,7 @@ func TestDependencyDirection(t *testing.T) {
 		"internal/launch":     {"internal/stats", "internal/monitor", "internal/transport"},
 		"internal/monitor":    {"internal/stats", "internal/transport", "internal/wire"},
 		"libdelegate":         {"internal/client", "internal/wire"},
-		"server":              {"internal/server", "internal/monitor", "internal/transport", "internal/units"},
+		"server":              {"internal/server", "internal/monitor", "internal/stats", "internal/transport", "internal/units"},
 		"server/delegate-run": {"internal/launch"},
 		"internal/testutil":   {"internal/client", "internal/server", "internal/transport"},
 		"internal/lint":       {},

@@ -71,7 +71,7 @@ func (c *colls) arrive(tag wire.CollTag, timeout time.Duration) error {
 // collEnd serves an end marker.
 func (st *stream) collEnd(r *request) (wire.Reply, []byte) {
 	ce := r.desc.(*wire.CollEnd)
-	hd, err := st.ss.handle(ce.File)
+	hd, err := st.fileHandle(r, ce.File)
 	if err != nil {
 		return fail(err)
 	}

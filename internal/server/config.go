@@ -90,6 +90,11 @@ type Config struct {
 	// server started with the same StateDir writes what a killed one left
 	// before it serves anyone. Empty: buffers in the heap, lost in a crash.
 	StateDir string
+	// FileStats is how many files the server keeps a summary of
+	// (stats.File: requests, sizes, backend writes, time in queue), from
+	// their first open until it stops; files past it add into one
+	// aggregate entry. 0 keeps none.
+	FileStats int
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
 	// Wrap, if set, wraps the backend file system (tests inject faults).
@@ -113,6 +118,7 @@ func DefaultConfig() Config {
 		GapBytes:         512,
 		CollTimeout:      time.Minute,
 		DirectBytes:      1 << 20,
+		FileStats:        DefaultFileStats,
 	}
 }
 
@@ -163,6 +169,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DirectBytes < 4096 {
 		errs = append(errs, fmt.Errorf("direct bytes %d: want >= 4096", c.DirectBytes))
+	}
+	if c.FileStats < 0 {
+		errs = append(errs, fmt.Errorf("file stats %d: want 0 or more", c.FileStats))
 	}
 	return errors.Join(errs...)
 }

@@ -18,6 +18,8 @@
 //	             and call into the engine
 //	coll.go      collectives: the group's arrival, the end marker
 //	stats.go     counters and their snapshot (the Monitor client: internal/monitor)
+//	filestats.go the per-file summaries (stats.File): counted per request,
+//	             kept after close, capped (Config.FileStats)
 //
 // The engine (what a file's buffered bytes go through; it sees an *engine,
 // never the *Server: settings, budget, pool, journal, counters, the
@@ -45,8 +47,9 @@
 //	        -> file.buf (the layers)
 //	          -> file.pub (the handles watching the dirty state)
 //
-// Leaves: Server.mu, session.mu, budget.mu, colls.mu, every.mu. No lock is
-// held across network I/O; file.buf is never held across backend I/O
+// Leaves: Server.mu, session.mu, budget.mu, colls.mu, every.mu,
+// fileStatsTable.mu (taken when a file entry is made, under nothing).
+// No lock is held across network I/O; file.buf is never held across backend I/O
 // (read.go's lockWithSize stats the backend before taking it); flushMu is,
 // by design. The budget never calls into a file under its lock: a writer
 // releases file.buf before it waits for memory (write.go).

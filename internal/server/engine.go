@@ -31,6 +31,9 @@ type engine struct {
 	pool    *extent.Pool     // chunk buffers recycled between flushes (heap mode)
 	journal *journal.Journal // Config.StateDir: where the buffers live; nil: the heap
 	stats   counters
+	// summaries are the per-file summaries (filestats.go), kept from a
+	// file's first open until the server stops.
+	summaries *fileStatsTable
 
 	flushKick chan struct{} // wakes the flusher (flusher.go)
 	// fallbackWarned: the heap-fallback warning was logged.
@@ -43,6 +46,7 @@ func newEngine(cfg *Config, log *slog.Logger) *engine {
 			FlushRunBytes: cfg.FlushRunBytes, BufferBytes: cfg.BufferBytes, FlushFull: cfg.FlushFull, StateDir: cfg.StateDir},
 		log:       log,
 		flushKick: make(chan struct{}, 1),
+		summaries: newFileStatsTable(cfg.FileStats),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/delegate-io/delegate/internal/backend"
 	"github.com/delegate-io/delegate/internal/client"
 	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/stats"
 	"github.com/delegate-io/delegate/internal/testutil"
 	"github.com/delegate-io/delegate/internal/wire"
 )
@@ -79,8 +80,11 @@ func TestInterleavedRecordsCoalesce(t *testing.T) {
 	t.Logf("coalescing: %d client extents in, %d backend writes", st.ExtentsIn, st.BackendWrites)
 }
 
-// TestMemoryBound writes ten times the buffer; the buffer never holds more
-// than its limit plus one chunk per writer, writers stall, no byte is lost.
+// TestMemoryBound writes ten times the buffer through a backend that holds
+// every write until the writers have filled the buffer and one of them
+// waits for space: the bound is reached (not merely approached), writers
+// stall (counted), the buffer never holds more than its limit plus one
+// chunk per writer, and no byte is lost.
 func TestMemoryBound(t *testing.T) {
 	t.Run("heap", func(t *testing.T) { memoryBound(t, "", 64<<10) })
 	// In a state directory a slot (chunk, header page, mark bitmap) counts
@@ -90,11 +94,22 @@ func TestMemoryBound(t *testing.T) {
 
 func memoryBound(t *testing.T, stateDir string, perChunk int64) {
 	const limit, chunk = 1 << 20, 64 << 10
+	// The slow backend: every write waits until gate is closed, which this
+	// test does once a writer stalls. Until then the flusher can free
+	// nothing, so the writers must fill the buffer to its limit.
+	efs := &backend.ErrorFS{Gate: make(chan struct{})}
+	opened := false
+	defer func() {
+		if !opened {
+			close(efs.Gate) // a failed test must not leave flushes blocked
+		}
+	}()
 	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
 		cfg.BufferBytes, cfg.ChunkBytes, cfg.FlushRunBytes = limit, chunk, chunk
 		cfg.DirectBytes = 1 << 30 // everything through the buffer
 		cfg.FlushFull = false     // only memory pressure flushes: test the bound
 		cfg.StateDir = stateDir
+		cfg.Wrap = func(f backend.FS) backend.FS { efs.FS = f; return efs }
 	}})
 	path := filepath.Join(c.Dir, "big")
 	const writers, piece = 2, 4096
@@ -124,10 +139,36 @@ func memoryBound(t *testing.T, stateDir string, perChunk int64) {
 			}
 		}()
 	}
+	// Wait (bounded) until a writer waits for space, with nothing written.
+	deadline := time.Now().Add(30 * time.Second)
+	var full stats.Snapshot
+	for {
+		full = c.Servers[0].Stats()
+		if full.Stalls > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no writer stalled within 30s with the backend held:\n%s", full)
+		}
+		time.Sleep(time.Millisecond) // polling a counter, not waiting for an event to happen by itself
+	}
+	if efs.Writes.Load() != 0 {
+		t.Fatalf("%d backend writes passed the gate", efs.Writes.Load())
+	}
+	// At the stall the buffer is full: within one reservation step (an
+	// eighth of --buffer, write.go) of its limit.
+	if step := int64(limit / 8); full.BufferPeak < full.BufferLimit-step-perChunk {
+		t.Fatalf("a writer stalled with the buffer at %d bytes of %d: the bound was not reached", full.BufferPeak, full.BufferLimit)
+	}
+	close(efs.Gate)
+	opened = true
 	wg.Wait()
 	st := c.Servers[0].Stats()
-	if st.BufferPeak > limit+writers*perChunk || st.BufferPeak+st.BufferPooled > limit+writers*perChunk {
-		t.Fatalf("buffer peaked at %d bytes (%d kept for reuse), limit %d", st.BufferPeak, st.BufferPooled, limit)
+	if st.Stalls == 0 || st.StallNanos == 0 {
+		t.Fatalf("%d stalls (%d ns): the test did not reach the bound", st.Stalls, st.StallNanos)
+	}
+	if st.BufferPeak > st.BufferLimit+writers*perChunk || st.BufferPeak+st.BufferPooled > limit+writers*perChunk {
+		t.Fatalf("buffer peaked at %d bytes (%d kept for reuse), data limit %d, --buffer %d", st.BufferPeak, st.BufferPooled, st.BufferLimit, limit)
 	}
 	if stateDir != "" && (st.StateFallbacks != 0 || st.StateSlots != 0) {
 		t.Fatalf("%d chunks in the heap, %d slots in use after close", st.StateFallbacks, st.StateSlots)
@@ -144,7 +185,7 @@ func memoryBound(t *testing.T, stateDir string, perChunk int64) {
 			t.Fatalf("bad data at %d", off)
 		}
 	}
-	t.Logf("peak %d of %d, %d stalls (%s)", st.BufferPeak, limit, st.Stalls, time.Duration(st.StallNanos))
+	t.Logf("peak %d of a %d-byte data limit (--buffer %d), %d stalls (%s)", st.BufferPeak, st.BufferLimit, limit, st.Stalls, time.Duration(st.StallNanos))
 }
 
 // TestShutdownDrains: acknowledged writes still buffered reach the backend

@@ -22,6 +22,7 @@ type file struct {
 	path       string
 	regionSize int64
 	unlinked   atomic.Bool // deleted: buffers stay out of the journal
+	sum        *fileStats  // the path's summary (filestats.go); nil if none is kept
 
 	mu struct {
 		sync.Mutex

@@ -36,6 +36,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 		err := x.Runs(e.set.FlushRunBytes, func(r extent.Run) error {
 			calls, err := backend.WriteRun(bf, r.Bufs, r.Off)
 			e.stats.backendWrite(r.Off, r.Len, e.set.ChunkBytes, calls)
+			f.sum.backendWrite(calls, r.Len)
 			return err
 		})
 		if err != nil {
@@ -62,6 +63,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 	f.buf.err = nil
 	f.buf.Unlock()
 	e.stats.flushes[c].Add(1)
+	f.sum.flushed()
 	e.stats.sampleMemory()
 	return nil
 }

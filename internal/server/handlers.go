@@ -33,6 +33,7 @@ func (st *stream) open(r *request) (wire.Reply, []byte) {
 		st.ss.srv.files.release(f)
 		return fail(err)
 	}
+	r.sum = f.sum
 	hd := &handle{f: f, writable: needsWrite(o.Flags), rule: rule}
 	id := st.ss.addHandle(hd)
 	return wire.Reply{File: id, Size: size, Slot: hd.slot}, nil
@@ -47,6 +48,7 @@ func (st *stream) closeFile(r *request) (wire.Reply, []byte) {
 	if err != nil {
 		return fail(err)
 	}
+	r.sum = hd.f.sum
 	st.ss.forget(hd)
 	var ferr error
 	if !c.Async {
@@ -95,7 +97,7 @@ func (st *stream) checkOwned(hd *handle, x *wire.Extents, flags uint32) error {
 
 func (st *stream) write(r *request) (wire.Reply, []byte) {
 	w := r.desc.(*wire.Write)
-	hd, err := st.ss.handle(w.File)
+	hd, err := st.fileHandle(r, w.File)
 	if err != nil {
 		return fail(err)
 	}
@@ -134,7 +136,7 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 
 func (st *stream) read(r *request) (wire.Reply, []byte) {
 	rd := r.desc.(*wire.Read)
-	hd, err := st.ss.handle(rd.File)
+	hd, err := st.fileHandle(r, rd.File)
 	if err != nil {
 		return fail(err)
 	}
@@ -172,7 +174,7 @@ func (st *stream) read(r *request) (wire.Reply, []byte) {
 
 // fileOp returns the handle of a Stat, Sync or Flush request.
 func (st *stream) fileOp(r *request) (*handle, error) {
-	return st.ss.handle(r.desc.(*wire.FileOp).File)
+	return st.fileHandle(r, r.desc.(*wire.FileOp).File)
 }
 
 func (st *stream) stat(r *request) (wire.Reply, []byte) {
@@ -206,7 +208,7 @@ func (st *stream) flushFile(r *request) (wire.Reply, []byte) {
 // sized decodes a Resize or Alloc request and checks it.
 func (st *stream) sized(r *request, what string) (*handle, int64, error) {
 	rz := r.desc.(*wire.Resize)
-	hd, err := st.ss.handle(rz.File)
+	hd, err := st.fileHandle(r, rz.File)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -240,12 +242,14 @@ func (st *stream) alloc(r *request) (wire.Reply, []byte) {
 }
 
 func (st *stream) delete(r *request) (wire.Reply, []byte) {
-	return fail(st.ss.srv.files.unlink(r.desc.(*wire.Delete).Path))
+	path := r.desc.(*wire.Delete).Path
+	r.sum = st.ss.srv.summaries.lookup(path) // counts on the file it removes, if it has a summary
+	return fail(st.ss.srv.files.unlink(path))
 }
 
 func (st *stream) counter(r *request) (wire.Reply, []byte) {
 	c := r.desc.(*wire.Counter)
-	hd, err := st.ss.handle(c.File)
+	hd, err := st.fileHandle(r, c.File)
 	if err != nil {
 		return fail(err)
 	}

@@ -29,8 +29,10 @@ func (f *file) read(it *wire.ExtentIter, dst []byte) (valid, size int64, err err
 	size = max(bsize, f.endLocked())
 	layers := f.layersLocked()
 	var pos int64
+	var sizes sizeCounts // for the file's summary
 	valid = -1
 	for off, n, ok := it.Next(); ok; off, n, ok = it.Next() {
+		sizes.count(n)
 		if pos+n > int64(len(dst)) {
 			f.buf.Unlock()
 			return 0, size, wire.Errorf(wire.EPROTO, "read: extents exceed the %d-byte slot", len(dst))
@@ -63,6 +65,7 @@ func (f *file) read(it *wire.ExtentIter, dst []byte) (valid, size int64, err err
 	}
 	e.stats.readFromBackend.Add(fromBackend)
 	e.stats.readFromBuffer.Add(pos - fromBackend)
+	f.sum.readDone(&sizes, valid, pos-fromBackend)
 	return valid, size, nil
 }
 

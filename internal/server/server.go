@@ -323,6 +323,7 @@ func (s *Server) Stats() stats.Snapshot {
 	snap.RecoveredFiles, snap.RecoveredChunks, snap.RecoveredBytes, snap.RecoveryDropped = r.Files, r.Chunks, r.Bytes, r.Dropped
 	snap.Stalls, snap.StallNanos = b.stalls, b.stallNanos
 	snap.ChunkBytes = s.cfg.ChunkBytes
+	snap.Files = s.summaries.snapshot()
 	s.stats.sampleMemory()
 	snap.PeakOwn = s.stats.peakOwn.Load()
 	var ru syscall.Rusage

@@ -40,6 +40,10 @@ type request struct {
 	err     error        // why it did not decode
 	payload []byte       // inline payload
 	arrived time.Time
+	waited  time.Duration // in the queue
+	// sum is the summary of the file the request is about, set by its
+	// handler once it knows the file (filestats.go); nil for none.
+	sum *fileStats
 }
 
 // queueLen bounds the requests read ahead of the worker per stream.
@@ -109,7 +113,8 @@ func (st *stream) serve() {
 	defer st.recoverPanic("worker") // first: the stream closes before its cleanup waits
 	s := st.ss.srv
 	for r := range st.q {
-		s.stats.dequeued(time.Since(r.arrived))
+		r.waited = time.Since(r.arrived)
+		s.stats.dequeued(r.waited)
 		rep, payload := st.handle(r)
 		s.stats.queueDepth.Add(-1)
 		// Replies are held while more requests wait, so a pipelined batch
@@ -248,6 +253,7 @@ func (st *stream) handle(r *request) (wire.Reply, []byte) {
 	default:
 		s.stats.errors[t].Add(1)
 	}
+	r.sum.request(t, r.waited, rep.Code)
 	return rep, payload
 }
 

@@ -33,7 +33,7 @@ func newFileTable(e *engine, fsys backend.FS) *fileTable {
 func needsWrite(flags uint32) bool { return flags&(wire.OWronly|wire.ORdwr) != 0 }
 
 func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writable bool) *file {
-	f := &file{eng: t.eng, path: path, regionSize: regionSize}
+	f := &file{eng: t.eng, path: path, regionSize: regionSize, sum: t.eng.summaries.attach(path)}
 	f.mu.bf, f.mu.writable, f.mu.refs = bf, writable, 1
 	f.buf.live = f.newIndex()
 	return f

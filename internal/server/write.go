@@ -23,7 +23,8 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 		return 0, err
 	}
 	step := min(int64(len(data)), max(e.set.ChunkBytes, e.set.BufferBytes/8))
-	var pos, added, alloc, reserved int64
+	var pos, added, alloc, reserved, direct int64
+	var sizes sizeCounts // for the file's summary
 	var err error
 	f.buf.Lock()
 	wasClean := f.buf.live.Len() == 0
@@ -34,6 +35,7 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 		}
 		p := data[pos : pos+n]
 		pos += n
+		sizes.count(n)
 		if n >= e.set.DirectBytes {
 			f.buf.Unlock()
 			err = f.writeDirect(off, p)
@@ -41,6 +43,7 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 			if err != nil {
 				break
 			}
+			direct += n
 			continue
 		}
 		if need := e.allocBound(off, n); alloc+need > reserved {
@@ -67,6 +70,7 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 	f.buf.Unlock()
 	e.budget.adjust(alloc - reserved)
 	e.stats.dirty.Add(added)
+	f.sum.wrote(&sizes, pos, direct)
 	if (wasClean && added > 0) || (e.set.FlushFull && full >= e.set.FlushRunBytes) {
 		e.kickFlusher()
 	}
@@ -91,6 +95,7 @@ func (f *file) writeDirect(off int64, p []byte) error {
 	}
 	e.stats.backendWrite(off, int64(len(p)), e.set.ChunkBytes, 1)
 	e.stats.bytesDirect.Add(int64(len(p)))
+	f.sum.backendWrite(1, int64(len(p)))
 	return nil
 }
 

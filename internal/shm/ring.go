@@ -19,6 +19,10 @@ type Ring struct {
 	err    error   // set by Close: every waiter returns it
 	waits  int64   // allocations that had to wait (stats)
 	nAlloc int64
+	// beforeWait, if set, runs with mu held just before an allocation
+	// waits: a test learns that a waiter is blocked (cond.Wait releases
+	// mu only once it waits) without sleeping.
+	beforeWait func()
 }
 
 // Slot is an allocated piece of the ring.
@@ -66,6 +70,9 @@ func (r *Ring) Alloc(n uint64) (*Slot, error) {
 			return s, nil
 		}
 		waited = true
+		if r.beforeWait != nil {
+			r.beforeWait()
+		}
 		r.cond.Wait()
 	}
 }

@@ -80,34 +80,69 @@ func TestRingNoOverlapRandomFree(t *testing.T) {
 	}
 }
 
-func TestRingWaitsAndClose(t *testing.T) {
-	ring := NewRing(0, 1024)
-	a, _ := ring.Alloc(512)
-	b, _ := ring.Alloc(512)
-	got := make(chan error, 1)
-	go func() {
-		_, err := ring.Alloc(100)
-		got <- err
-	}()
-	select {
-	case <-got:
-		t.Fatal("allocation in a full ring did not wait")
-	case <-time.After(20 * time.Millisecond):
-	}
-	ring.Free(b) // not the oldest: no space yet
-	ring.Free(a)
-	if err := <-got; err != nil {
-		t.Fatal(err)
-	}
-	ring.Alloc(900 - 100)
-	go func() {
-		_, err := ring.Alloc(500)
-		got <- err
-	}()
+// TestRingWakesBlockedWaiter: an allocation that waits for space is
+// blocked (it reached the condition's wait, seen through beforeWait, not
+// guessed with a sleep) and is woken by the event that frees the space, or
+// by Close; freeing a slot that is not the oldest frees nothing yet. If the
+// wake-up were missing, the waiter would stay blocked and the test fails
+// after its timeout instead of passing.
+func TestRingWakesBlockedWaiter(t *testing.T) {
 	closed := errors.New("session closed")
-	time.Sleep(10 * time.Millisecond)
-	ring.Close(closed)
-	if err := <-got; !errors.Is(err, closed) {
-		t.Fatalf("waiter got %v", err)
+	for _, c := range []struct {
+		name string
+		wake func(r *Ring, older, newer *Slot, got chan error)
+		want error
+	}{
+		{"the oldest slot freed", func(r *Ring, older, newer *Slot, got chan error) {
+			r.Free(newer) // not the oldest: no space yet
+			select {
+			case err := <-got:
+				t.Errorf("the waiter returned (%v) when a slot that is not the oldest was freed", err)
+			default:
+			}
+			r.Free(older)
+		}, nil},
+		{"close", func(r *Ring, _, _ *Slot, _ chan error) { r.Close(closed) }, closed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ring := NewRing(0, 1024)
+			older, _ := ring.Alloc(512)
+			newer, _ := ring.Alloc(512)
+			blocked := make(chan struct{}, 1)
+			ring.beforeWait = func() {
+				select {
+				case blocked <- struct{}{}:
+				default:
+				}
+			}
+			got := make(chan error, 1)
+			go func() {
+				_, err := ring.Alloc(100)
+				got <- err
+			}()
+			select {
+			case <-blocked:
+			case err := <-got:
+				t.Fatalf("an allocation in a full ring returned at once (%v)", err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the allocation never waited")
+			}
+			// The waiter is inside cond.Wait now: beforeWait ran under the
+			// lock that Wait releases, and wake takes it.
+			c.wake(ring, older, newer, got)
+			select {
+			case err := <-got:
+				if !errors.Is(err, c.want) {
+					t.Fatalf("the woken waiter got %v, want %v", err, c.want)
+				}
+			case <-time.After(10 * time.Second):
+				ring.Close(errors.New("test over")) // let the goroutine go
+				<-got
+				t.Fatal("the blocked waiter was not woken")
+			}
+			if ring.waits != 1 && c.want == nil {
+				t.Fatalf("%d allocations counted as waited, want 1", ring.waits)
+			}
+		})
 	}
 }

@@ -123,6 +123,11 @@ type Snapshot struct {
 	RecoveredBytes  int64 `codec:"recovered_bytes" json:"recovered_bytes"`
 	RecoveryDropped int64 `codec:"recovery_dropped" json:"recovery_dropped"`
 	StateDir        bool  `codec:"state_dir" json:"state_dir"`
+
+	// Files is the per-file summary, heaviest first (files.go): every file
+	// clients opened since the server started, closed ones included, up to
+	// the server's cap; the rest add into one entry named OtherFiles.
+	Files []File `codec:"files" json:"files"`
 }
 
 // Quantile returns the upper bound of the histogram bucket holding the q-th
@@ -200,6 +205,9 @@ func (s *Snapshot) Add(o *Snapshot) {
 	}
 	s.ChunkBytes = max(s.ChunkBytes, o.ChunkBytes)
 	s.StateDir = s.StateDir || o.StateDir
+	if len(o.Files) > 0 {
+		s.Files = MergeFiles(s.Files, o.Files)
+	}
 }
 
 func addMap(a, b map[string]int64) map[string]int64 {
@@ -270,7 +278,7 @@ func (s Snapshot) String() string {
 	fmt.Fprintf(&b, "  buffer         %s held now, %s peak, %s limit; %s dirty; %d stalls (%s); %s kept for reuse\n",
 		MiB(s.BufferBytes), MiB(s.BufferPeak), MiB(s.BufferLimit), MiB(s.Dirty), s.Stalls,
 		time.Duration(s.StallNanos).Round(time.Microsecond), MiB(s.BufferPooled))
-	fmt.Fprintf(&b, "  flushes        %s; %s flushed; %d failed\n", kv(s.Flushes), MiB(s.FlushBytes), s.FlushErrors)
+	fmt.Fprintf(&b, "  flushes        %s\n", s.flushLine())
 	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes, %d collective ends\n",
 		s.DescRaw, s.DescWire, s.CollWrites, s.CollEnds)
 	if s.StateDir || s.RecoveredChunks > 0 || s.RecoveryDropped > 0 {
@@ -282,6 +290,22 @@ func (s Snapshot) String() string {
 			MiB(s.PeakRSS), MiB(s.PeakOwn), MiB(s.RingBytes))
 	}
 	return b.String()
+}
+
+// flushLine says what the flushes did, and what went to the backend
+// without them: large writes that go straight to the backend need no flush,
+// and "none" alone would read as if nothing was written.
+func (s *Snapshot) flushLine() string {
+	causes := kv(s.Flushes)
+	switch {
+	case causes == "none" && s.BytesDirect == 0:
+		return fmt.Sprintf("none; %d failed", s.FlushErrors)
+	case causes == "none":
+		return fmt.Sprintf("%s written direct, straight to the backend: no flush needed; %d failed", MiB(s.BytesDirect), s.FlushErrors)
+	case s.BytesDirect == 0:
+		return fmt.Sprintf("%s; %s flushed from the buffer; %d failed", causes, MiB(s.FlushBytes), s.FlushErrors)
+	}
+	return fmt.Sprintf("%s; %s flushed from the buffer, %s written direct; %d failed", causes, MiB(s.FlushBytes), MiB(s.BytesDirect), s.FlushErrors)
 }
 
 // WritePrometheus writes the snapshot in the Prometheus text format.

@@ -1,15 +1,22 @@
 /*
  * overlap: how much of the time of MPI_File_iwrite_at a program hides
  * behind computation. First the I/O alone: post, wait (time T_io). Then
- * post, compute for C = T_io seconds (a busy loop), wait (time T): the
- * hidden share is (T_io + C - T) / T_io, between 0 (nothing overlapped) and
- * 1 (all of it). On a machine with few cores this share is bounded by the
- * CPU the I/O itself needs, so a second figure checks progress directly:
- * post, compute for 3 T_io + 20 ms, then time MPI_Wait alone (wait_ms).
- * A driver that does its work inside MPI_Wait (ROMIO's own, mpich #5920)
- * shows wait_ms close to T_io; one that progresses on its own, close to 0.
- * Each figure is the median of five runs. Prints one line:
- *   overlap MiB=.. io_ms=.. total_ms=.. hidden=0.NN wait_ms=..
+ * post, compute for 3 T_io + 20 ms (a busy loop), and time MPI_Wait alone
+ * (W): the I/O left for MPI_Wait to do. The hidden share is 1 - W / T_io,
+ * between 0 (nothing progressed during the computation: the driver does its
+ * work inside MPI_Wait, as ROMIO's own does, mpich #5920) and 1 (all of it);
+ * tests/integration.sh asserts it. Each figure is the median of five runs.
+ *
+ * A second figure, hidden_eq, is the share hidden behind a computation as
+ * long as the I/O (C = T_io; total T): (T_io + C - T) / T_io. It is printed,
+ * not asserted: it measures free cores as much as the driver. The busy loop
+ * holds one core, and the I/O needs CPU of its own at the same moment (the
+ * rank's copy into the shared-memory ring, the server's writes). On this
+ * project's 2-core machine, shared with other work, it measured 0.45-0.64
+ * (load 2 to 13) and was seen at 0.00 (issue 10) with the same driver,
+ * while the hidden share above stayed 1.00.
+ * Prints one line:
+ *   overlap MiB=.. io_ms=.. wait_ms=.. hidden=0.NN total_eq_ms=.. hidden_eq=0.NN
  *
  *   mpiexec -n 1 overlap PATH [MiB]
  */
@@ -81,11 +88,12 @@ int main(int argc, char **argv)
         total[i] = run(argv[1], buf, n, tio, NULL);
     for (int i = 0; i < RUNS; i++)
         run(argv[1], buf, n, 3 * tio + 0.02, &wait[i]);
-    double t = median(total);
-    double hidden = (tio + tio - t) / tio;
+    double t = median(total), w = median(wait);
+    double hidden = 1 - w / tio, hidden_eq = (tio + tio - t) / tio;
     hidden = hidden < 0 ? 0 : hidden > 1 ? 1 : hidden;
-    printf("overlap MiB=%ld io_ms=%.1f total_ms=%.1f hidden=%.2f wait_ms=%.2f\n", mib, tio * 1e3,
-           t * 1e3, hidden, median(wait) * 1e3);
+    hidden_eq = hidden_eq < 0 ? 0 : hidden_eq > 1 ? 1 : hidden_eq;
+    printf("overlap MiB=%ld io_ms=%.1f wait_ms=%.2f hidden=%.2f total_eq_ms=%.1f hidden_eq=%.2f\n",
+           mib, tio * 1e3, w * 1e3, hidden, t * 1e3, hidden_eq);
     free(buf);
     MPI_Finalize();
     return 0;
