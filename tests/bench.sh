@@ -10,8 +10,11 @@
 # writes a new file.
 #
 #   tests/bench.sh [REPS] [WORKLOAD...]      (default 5 repetitions, all workloads)
+#   tests/bench.sh net [REPS]                 across two namespace hosts, against iperf3
 set -uo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# `tests/bench.sh net [REPS]`: the network benchmark (tests/netbench.sh).
+[ "${1:-}" = net ] && { shift; exec "$top/tests/netbench.sh" "$@"; }
 "$top/tests/setup.sh" >/dev/null || exit 1
 . "$top/build/env.sh"
 reps=${1:-5}

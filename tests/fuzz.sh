@@ -15,7 +15,7 @@ export PATH="$PATH:/usr/local/go/bin"
 fuzztime=${FUZZTIME:-20s}
 targets=(internal/wire:FuzzReader internal/wire:FuzzDecompress internal/wire:FuzzUnmarshal
     internal/wire:FuzzParseHeader internal/wire:FuzzExtents internal/units:FuzzParseSize
-    internal/transport:FuzzHandshakeFrame internal/route:FuzzLustreLOV)
+    internal/wire:FuzzBulkHeader internal/transport:FuzzHandshakeFrame internal/route:FuzzLustreLOV)
 # Every Fuzz function of these packages must be listed above, so that a new
 # decoder's target is not silently left out.
 declared=$(for d in internal/wire internal/units internal/transport internal/route; do

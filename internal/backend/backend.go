@@ -6,6 +6,7 @@ package backend
 import (
 	"errors"
 	"io/fs"
+	"syscall"
 )
 
 // ErrPathEscape is returned for a path outside the root.
@@ -40,6 +41,13 @@ type File interface {
 // buffered extents in one call; without it, it calls WriteAt per buffer.
 type VectorWriter interface {
 	WriteAtv(bufs [][]byte, off int64) (int64, error)
+}
+
+// FDFile is an optional File capability: the file's descriptor, for a
+// transfer the kernel does without a copy through user space (the server
+// splices bulk write data from its socket into the file).
+type FDFile interface {
+	SyscallConn() (syscall.RawConn, error)
 }
 
 // WriteRun writes bufs at off with one vectored call when f supports it.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -135,6 +136,9 @@ func (f *osFile) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(
 func (f *osFile) Truncate(size int64) error                { return f.f.Truncate(size) }
 func (f *osFile) Sync() error                              { return f.f.Sync() }
 func (f *osFile) Close() error                             { return f.f.Close() }
+
+// SyscallConn implements FDFile.
+func (f *osFile) SyscallConn() (syscall.RawConn, error) { return f.f.SyscallConn() }
 
 // maxIOV is the kernel's limit on iovecs per pwritev (IOV_MAX).
 const maxIOV = 1024

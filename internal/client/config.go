@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,12 @@ type Config struct {
 	// §4). On a Unix socket descriptions always go raw: on one host lz4
 	// costs more than it saves.
 	Compression wire.Compression
+	// BulkConns is the number of bulk connections per TCP server (wire
+	// spec.md, "Bulk connections"): raw TCP connections beside the yamux
+	// session that carry the data of requests of at least BulkMin bytes.
+	// 0: every request's data travels inline on the session.
+	BulkConns int
+	BulkMin   int64
 	// PreferLocal moves the session to a server on this host, named in the
 	// list by its TCP address, onto the Unix socket its hello reply names
 	// (shared-memory ring, direct reads). DELEGATE_PREFER_LOCAL=0 keeps
@@ -79,6 +86,8 @@ func DefaultConfig() Config {
 		MaxInflightBytes: 64 << 20,
 		MaxRequestBytes:  16 << 20,
 		MergeBytes:       64 << 10,
+		BulkConns:        4,
+		BulkMin:          64 << 10,
 		Compression:      wire.Compression{MinBytes: 16 << 10, MinSavingsPct: 50},
 		PreferLocal:      true,
 		Name:             fmt.Sprintf("%s:%d", host, os.Getpid()),
@@ -140,6 +149,20 @@ func FromEnv() (Config, error) {
 		}
 		c.RingBytes = int(n)
 	}
+	if s := os.Getenv("DELEGATE_BULK_CONNS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DELEGATE_BULK_CONNS: %w", err))
+		}
+		c.BulkConns = n
+	}
+	if s := os.Getenv("DELEGATE_BULK_MIN"); s != "" {
+		n, err := units.ParseSize(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DELEGATE_BULK_MIN: %w", err))
+		}
+		c.BulkMin = n
+	}
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
@@ -163,6 +186,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 64<<10 || c.MaxRequestBytes > wire.MaxPayload {
 		errs = append(errs, fmt.Errorf("max request bytes %d outside [64 KiB, %d]", c.MaxRequestBytes, wire.MaxPayload))
+	}
+	if c.BulkConns < 0 || c.BulkConns > wire.MaxBulkConns {
+		errs = append(errs, fmt.Errorf("bulk connections %d: want 0 to %d", c.BulkConns, wire.MaxBulkConns))
+	}
+	if c.BulkConns > 0 && c.BulkMin < 4<<10 {
+		errs = append(errs, fmt.Errorf("bulk minimum %d: want at least 4 KiB", c.BulkMin))
 	}
 	if c.MaxInflightBytes < c.MaxRequestBytes {
 		errs = append(errs, errors.New("max inflight bytes must be at least max request bytes"))

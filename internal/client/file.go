@@ -201,6 +201,22 @@ func (m *memCursor) next(n int64) []byte {
 	return b
 }
 
+// skip moves past the next n bytes.
+func (m *memCursor) skip(n int64) {
+	for n > 0 {
+		n -= int64(len(m.next(n)))
+	}
+}
+
+// zero clears the next n bytes.
+func (m *memCursor) zero(n int64) {
+	for n > 0 {
+		b := m.next(n)
+		clear(b)
+		n -= int64(len(b))
+	}
+}
+
 // scatter copies src into the next len(src) bytes.
 func (m *memCursor) scatter(src []byte) {
 	for len(src) > 0 {

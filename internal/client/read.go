@@ -73,6 +73,9 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			if c != nil && c.slot != nil {
 				f.sess[i].ring.Free(c.slot)
 			}
+			if c != nil && c.viaBulk {
+				clear(c.iov) // no reference to the caller's memory stays behind
+			}
 		}
 	}()
 	for i, t := range totals {
@@ -89,23 +92,43 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			}
 			c.slot = slot
 			c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
+		} else if s.useBulk(t) {
+			c.viaBulk = true // received straight into the caller's memory (recvBulk)
 		} else {
 			c.inline, c.data = true, make([]byte, t)
 		}
 		calls[i] = c
 	}
 	r.pieces = r.pieces[:0]
+	mc := *cur // where each piece lands in the caller's memory, for bulk reads
 	for _, e := range win {
 		f.split(r.flags, e.Off, e.Len, func(s int, off, n int64) {
 			c := calls[s]
 			c.ext.Add(off, n)
 			r.pieces = append(r.pieces, rpiece{c: c, pos: c.filled, off: off, n: n})
 			c.filled += n
+			for left := n; left > 0; {
+				b := mc.next(left)
+				if c.viaBulk {
+					c.iov = append(c.iov, b)
+				}
+				left -= int64(len(b))
+			}
 		})
 	}
 	for i, c := range calls {
-		if c != nil {
+		switch {
+		case c == nil:
+		case c.viaBulk:
+			f.sess[i].startBulkRead(c)
+		default:
 			f.sess[i].submit(c)
+		}
+	}
+	// The data on the bulk connections comes before the replies.
+	for i, c := range calls {
+		if c != nil && c.bulk != nil {
+			f.sess[i].recvBulk(c)
 		}
 	}
 	// The end of file: every server that answered knows its own part; if
@@ -132,10 +155,18 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 		eof = max(eof, size)
 	}
 	// Servers zero what lies past their end of file, so the bytes below eof
-	// are right as they stand.
+	// are right as they stand. A bulk read's bytes are in place already, up
+	// to what its server sent (its own end of file); below eof the rest are
+	// zeros.
 	for _, p := range r.pieces {
 		below := min(p.n, max(0, eof-p.off))
-		cur.scatter(p.c.data[p.pos : p.pos+below])
+		if p.c.viaBulk {
+			in := min(below, max(0, p.c.bulkGot-p.pos))
+			cur.skip(in)
+			cur.zero(below - in)
+		} else {
+			cur.scatter(p.c.data[p.pos : p.pos+below])
+		}
 		got += below
 		if below < p.n {
 			return got, true, nil

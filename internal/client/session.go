@@ -34,6 +34,16 @@ type call struct {
 
 	// Reads answered inline: the reply's payload goes into data.
 	inline bool
+	// viaBulk: the data travels on a bulk connection (bulk.go); a write's
+	// data is then iov, the caller's memory, until sendBulk wrote it.
+	// bulkConn and bulkSeq name the transfer; bulk is the connection a
+	// read holds until recvBulk.
+	viaBulk  bool
+	iov      [][]byte
+	bulkConn uint32
+	bulkSeq  uint64
+	bulk     *bulkConn
+	bulkGot  int64 // bytes of a bulk read the server sent (recvBulk)
 	// marker is the file of a collective end marker (File.endCollective).
 	marker *File
 	// Bytes counted against the session's inflight limit.
@@ -80,6 +90,7 @@ type session struct {
 	st    net.Conn
 	ring  *shm.Ring
 	shmem *mapping // nil without a ring; set by dial, never changed
+	bulk  *bulkSet // nil without bulk connections; set by dial, never changed
 
 	mu struct {
 		sync.Mutex
@@ -135,12 +146,16 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 	s.name = rep.Name
 	s.ident = identity{id: rep.ID, peers: rep.Peers, index: rep.Index}
 	s.conn = conn
+	if s.via.Net == "tcp" {
+		s.dialBulk(ctx, s.via, rep)
+	}
 	s.ymx, err = yamux.Client(conn, transport.YamuxConfig(s.log, cfg.Timeout))
 	if err == nil {
 		s.st, err = s.ymx.OpenStream()
 	}
 	if err != nil {
 		conn.Close()
+		s.closeBulk()
 		s.releaseRing()
 		return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s: %w", a, err)
 	}
@@ -170,6 +185,9 @@ func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wir
 		s.shmem, s.ring = newMapping(r), shm.NewRing(wire.CtrlBytes, uint64(cfg.RingBytes-wire.CtrlBytes))
 		ringFD = r.FD()
 		hello.RingSize = uint64(cfg.RingBytes)
+	}
+	if a.Net == "tcp" && cfg.TLS == nil { // bulk connections are raw TCP: none under TLS
+		hello.Bulk = uint32(cfg.BulkConns)
 	}
 	rep, err := transport.ClientHello(conn, hello, ringFD, cfg.Timeout, cfg.Token)
 	if s.shmem != nil {
@@ -283,6 +301,7 @@ func (s *session) fail(err error) {
 		s.ring.Close(err)
 	}
 	s.ymx.Close()
+	s.closeBulk()
 	for _, c := range calls {
 		s.complete(c, err)
 	}
@@ -416,12 +435,19 @@ func (s *session) encode(enc *wire.Encoder, c *call) error {
 			d.RingOff, d.RingLen = s.ring.Off(c.slot), uint64(c.filled)
 			return enc.Append(c.t, c.id, d)
 		}
+		if c.viaBulk {
+			d.BulkConn, d.BulkSeq, d.BulkLen = c.bulkConn, c.bulkSeq, uint64(c.filled)
+			return enc.Append(c.t, c.id, d)
+		}
 		return enc.Append(c.t, c.id, d, c.data[:c.filled])
 	case *wire.Read:
 		d.Ext = c.ext.Bytes()
 		d.Flags, d.CollTag = c.flags, c.coll
 		if c.slot != nil {
 			d.RingOff, d.RingLen = s.ring.Off(c.slot), uint64(c.filled)
+		}
+		if c.viaBulk {
+			d.BulkConn, d.BulkSeq, d.BulkLen = c.bulkConn, c.bulkSeq, uint64(c.filled)
 		}
 	}
 	return enc.Append(c.t, c.id, c.desc)
@@ -489,11 +515,23 @@ func (s *session) complete(c *call, err error) {
 	if c.slot != nil && c.t == wire.TWrite {
 		s.ring.Free(c.slot)
 	}
+	if err == nil && c.t == wire.TWrite && c.slot == nil && !c.viaBulk && c.data != nil {
+		// Answered (recvLoop), so the sender encoded it long ago; a call
+		// failed by a dying session may still be in the sender's hands,
+		// and its buffer is left to the garbage collector.
+		putInline(c.data)
+		c.data = nil
+	}
 	if c.inflight > 0 {
 		s.mu.Lock()
 		s.mu.inflight -= c.inflight
 		s.space.Broadcast()
 		s.mu.Unlock()
+	}
+	// The file's count first: whoever a fence lets go sees the fence word
+	// without this write.
+	if c.file != nil && c.t == wire.TWrite {
+		c.file.writeDone(err)
 	}
 	if c.t == wire.TWrite {
 		// No lock per acknowledgement unless a fence waits: it registers
@@ -505,9 +543,6 @@ func (s *session) complete(c *call, err error) {
 			s.acked.Broadcast()
 			s.mu.Unlock()
 		}
-	}
-	if c.file != nil && c.t == wire.TWrite {
-		c.file.writeDone(err)
 	}
 	if c.marker != nil {
 		c.marker.markerDone(err)

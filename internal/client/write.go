@@ -1,6 +1,8 @@
 package client
 
 import (
+	"sync"
+
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
@@ -38,7 +40,15 @@ func (w *writer) put(off, n int64, cur *memCursor) error {
 		}
 		k := min(n, w.room)
 		c := w.c
-		cur.gather(c.data[c.filled : c.filled+k])
+		if c.viaBulk {
+			for left := k; left > 0; {
+				b := cur.next(left)
+				c.iov = append(c.iov, b)
+				left -= int64(len(b))
+			}
+		} else {
+			cur.gather(c.data[c.filled : c.filled+k])
+		}
 		c.ext.Add(off, k)
 		c.filled += k
 		off, n, w.room = off+k, n-k, w.room-k
@@ -48,14 +58,20 @@ func (w *writer) put(off, n int64, cur *memCursor) error {
 
 // next hands over the current request and starts the next one.
 func (w *writer) next() error {
-	w.release()
-	if w.merge && w.left <= w.f.cl.cfg.MergeBytes && w.join() {
+	if err := w.release(); err != nil {
+		return err
+	}
+	bulk := !w.st.cork && w.s.useBulk(w.left)
+	if !bulk && w.merge && w.left <= w.f.cl.cfg.MergeBytes && w.join() {
 		return nil
 	}
 	n := min(w.left, w.f.maxChunk(w.s))
 	c := newCall(wire.TWrite, &wire.Write{File: w.f.ids[w.s.idx]})
 	c.file, c.flags, c.coll = w.f, w.st.flags, w.st.tag
-	if err := w.f.reserveData(w.s, c, n); err != nil {
+	if bulk {
+		// The data stays in the caller's memory until sendBulk.
+		c.viaBulk = true
+	} else if err := w.f.reserveData(w.s, c, n); err != nil {
 		return err
 	}
 	w.f.mu.Lock()
@@ -83,7 +99,7 @@ func (w *writer) join() bool {
 	}
 	s.mu.Lock()
 	if q := s.mu.queue; len(q) > 0 {
-		if t := q[len(q)-1]; t.file == f && w.compatible(t) && !t.sealed && s.grow(t, n, f.maxChunk(s)) {
+		if t := q[len(q)-1]; t.file == f && w.compatible(t) && !t.sealed && !t.viaBulk && s.grow(t, n, f.maxChunk(s)) {
 			w.c, w.room, w.left, w.joined = t, n, 0, joinedQueue
 			return true
 		}
@@ -97,11 +113,12 @@ func (w *writer) compatible(t *call) bool {
 }
 
 // release hands the current request over: a joined one is unlocked, a new
-// one is corked or queued.
-func (w *writer) release() {
+// one is corked or queued, or sent on a bulk connection (whose failure is
+// returned: the caller's data did not leave).
+func (w *writer) release() error {
 	c := w.c
 	if c == nil {
-		return
+		return nil
 	}
 	w.c = nil
 	if w.st.ack {
@@ -111,14 +128,17 @@ func (w *writer) release() {
 	case joinedCork:
 		w.joined = 0
 		w.f.mu.Unlock()
-		return
+		return nil
 	case joinedQueue:
 		w.joined = 0
 		w.s.mu.Unlock()
 		w.s.kick()
-		return
+		return nil
 	}
 	f, s := w.f, w.s
+	if c.viaBulk {
+		return s.sendBulk(c)
+	}
 	if w.st.cork {
 		f.mu.Lock()
 		prev := f.mu.corked[s.idx]
@@ -127,17 +147,17 @@ func (w *writer) release() {
 		if prev != nil {
 			s.submit(prev) // replaced by a newer batch: a full batch goes out
 		}
-		return
+		return nil
 	}
 	s.submit(c)
+	return nil
 }
 
 // finish hands over the last request; a corked batch that reached the cork
 // size goes out.
 func (w *writer) finish() error {
-	w.release()
-	if !w.st.cork {
-		return nil
+	if err := w.release(); err != nil || !w.st.cork {
+		return err
 	}
 	f, s := w.f, w.s
 	f.mu.Lock()
@@ -183,7 +203,7 @@ func (f *File) reserveData(s *session, c *call, n int64) error {
 		if err := s.reserve(c, size); err != nil {
 			return err
 		}
-		c.data = make([]byte, size)
+		c.data = getInline(size)
 		return nil
 	}
 	slot := s.ring.TryAlloc(uint64(n))
@@ -231,4 +251,24 @@ func (f *File) sendCorked() error {
 		}
 	}
 	return first
+}
+
+// inlineBufs keeps the inline buffers of small writes (inlineMin bytes)
+// between requests: a small write over TCP does not get 256 KiB of freshly
+// zeroed memory each time. A buffer goes back once its request completed
+// (session.complete): the sender copied it into a frame long before.
+var inlineBufs = sync.Pool{New: func() any { return new([inlineMin]byte) }}
+
+func getInline(n int64) []byte {
+	if n == inlineMin {
+		return inlineBufs.Get().(*[inlineMin]byte)[:]
+	}
+	return make([]byte, n)
+}
+
+// putInline returns a write's inline buffer to the pool.
+func putInline(b []byte) {
+	if cap(b) == inlineMin {
+		inlineBufs.Put((*[inlineMin]byte)(b[:inlineMin]))
+	}
 }

@@ -1,6 +1,10 @@
 package server
 
-import "github.com/delegate-io/delegate/internal/wire"
+import (
+	"time"
+
+	"github.com/delegate-io/delegate/internal/wire"
+)
 
 // PanicOn makes requests of type t panic in the stream's worker (where ==
 // "worker": the handler) or its reader (where == "reader": decoding), until
@@ -46,4 +50,12 @@ func (s *Server) AbandonStateForTest() {
 	if s.journal != nil {
 		s.journal.Close(false)
 	}
+}
+
+// SetBulkTimeoutForTest shortens the wait for a bulk transfer's bytes until
+// the returned function restores it. Not concurrent with other servers.
+func SetBulkTimeoutForTest(d time.Duration) (restore func()) {
+	old := bulkTimeout
+	bulkTimeout = d
+	return func() { bulkTimeout = old }
 }

@@ -97,12 +97,27 @@ func (st *stream) checkOwned(hd *handle, x *wire.Extents, flags uint32) error {
 
 func (st *stream) write(r *request) (wire.Reply, []byte) {
 	w := r.desc.(*wire.Write)
+	data := r.payload
+	if w.BulkLen > 0 {
+		// First, whatever else is wrong: the data is on its way and must
+		// be taken, or the connection is out of step.
+		if rep, ok := st.bulkDirect(r); ok {
+			return rep, nil
+		}
+		b, err := st.bulkRecv(w)
+		if err != nil {
+			return fail(err)
+		}
+		if len(r.payload) != 0 || w.RingLen > 0 {
+			return fail(wire.Errorf(wire.EPROTO, "write has bulk data and a payload or ring slot"))
+		}
+		data = b
+	}
 	hd, err := st.fileHandle(r, w.File)
 	if err != nil {
 		return fail(err)
 	}
-	data := r.payload
-	if w.RingLen > 0 {
+	if w.BulkLen == 0 && w.RingLen > 0 {
 		if len(r.payload) != 0 {
 			return fail(wire.Errorf(wire.EPROTO, "write has both a ring slot and a payload"))
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/shm"
@@ -72,6 +73,11 @@ func (ss *session) handshake() error {
 		}
 	}
 	rep := ss.srv.helloReply(isTCPConn(ss.conn))
+	if _, raw := ss.conn.(*net.TCPConn); h.Bulk > 0 && raw { // not under TLS (bulk.go)
+		if err := ss.offerBulk(&rep, h.Bulk); err != nil {
+			ss.log.Warn("no bulk connections for this session", "err", err)
+		}
+	}
 	auth.Sign(&rep)
 	return transport.ServerReply(ss.conn, &rep)
 }

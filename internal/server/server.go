@@ -29,9 +29,10 @@ type Server struct {
 	fs       *backend.OS
 	files    *fileTable
 	listHash uint64
-	hostID   string // transport.HostID, when LocalSocket is set
-	id       string // random per process: the identity a hello reply carries
-	*engine         // the per-file engine's shared state (engine.go)
+	hostID   string       // transport.HostID, when LocalSocket is set
+	id       string       // random per process: the identity a hello reply carries
+	*engine               // the per-file engine's shared state (engine.go)
+	bulk     bulkRegistry // sessions that may bind bulk connections (bulk.go)
 
 	mu struct {
 		sync.Mutex

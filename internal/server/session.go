@@ -26,7 +26,8 @@ type session struct {
 	servers int
 	index   int
 	ring    *shm.Region
-	monitor bool // a stats-only session (delegate-server stats, delegate-run)
+	monitor bool      // a stats-only session (delegate-server stats, delegate-run)
+	bulk    *bulkSide // bulk connections offered in the hello (bulk.go); nil: none
 
 	mu struct {
 		sync.Mutex
@@ -63,6 +64,9 @@ func newSession(s *Server, c net.Conn) *session {
 }
 
 func (ss *session) run() {
+	if ss.takeBulk() {
+		return // a bulk connection, now its session's (bulk.go)
+	}
 	s := ss.srv
 	defer ss.cleanup()
 	defer ss.recoverPanic()
@@ -158,6 +162,7 @@ func (ss *session) close() {
 	} else {
 		ss.conn.Close()
 	}
+	ss.closeBulk()
 }
 
 // cleanup runs when every stream has ended: files the client left open are
@@ -178,6 +183,9 @@ func (ss *session) cleanup() {
 	if ss.ring != nil {
 		ss.srv.stats.ringBytes.Add(-int64(len(ss.ring.Bytes())))
 		ss.ring.Close()
+	}
+	if ss.bulk != nil {
+		ss.bulk.dropPipe() // every stream has ended: nobody splices any more
 	}
 }
 

@@ -34,6 +34,12 @@ type counters struct {
 	sessions      atomic.Int64
 	sessionsTotal atomic.Int64
 	sessionsTCP   atomic.Int64 // client sessions over TCP
+	bulkConns     atomic.Int64 // bulk connections bound (bulk.go)
+	bulkIn        atomic.Int64 // write data received on them
+	bulkOut       atomic.Int64 // read data sent on them
+	bulkSpliced   atomic.Int64 // write data spliced from them into backend files
+	bulkSentFile  atomic.Int64 // read data sent on them from backend files (sendfile)
+	bulkErrors    atomic.Int64 // transfers that failed
 	sessionsUnix  atomic.Int64 // over a Unix socket without a ring
 	sessionsRing  atomic.Int64 // over a Unix socket with the shared-memory ring
 	rejected      atomic.Int64
@@ -127,6 +133,12 @@ func (s *counters) snapshot() stats.Snapshot {
 		Sessions:          s.sessions.Load(),
 		SessionsTotal:     s.sessionsTotal.Load(),
 		SessionsTCP:       s.sessionsTCP.Load(),
+		BulkConns:         s.bulkConns.Load(),
+		BulkIn:            s.bulkIn.Load(),
+		BulkOut:           s.bulkOut.Load(),
+		BulkSpliced:       s.bulkSpliced.Load(),
+		BulkSentFile:      s.bulkSentFile.Load(),
+		BulkErrors:        s.bulkErrors.Load(),
 		SessionsUnix:      s.sessionsUnix.Load(),
 		SessionsRing:      s.sessionsRing.Load(),
 		Rejected:          s.rejected.Load(),

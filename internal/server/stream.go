@@ -25,7 +25,10 @@ type stream struct {
 	rd   *wire.Reader
 	enc  *wire.Encoder
 	q    chan *request
-	data []byte // scratch for inline read results
+	data []byte // scratch for inline read results and bulk writes' data
+	// bulkHdr, bulkIOV: the header and writev list of bulk reads (bulk.go).
+	bulkHdr [wire.BulkHeaderSize]byte
+	bulkIOV net.Buffers
 	// stopAfterReply: a monitor asked the server to stop (wire.Stats.Stop);
 	// the request goes to the owner once the reply is written, since the
 	// shutdown closes this session.
@@ -57,7 +60,7 @@ var handlers = [wire.NumTypes]handler{
 	wire.TOpen:    (*stream).open,
 	wire.TClose:   (*stream).closeFile,
 	wire.TWrite:   (*stream).write,
-	wire.TRead:    (*stream).read,
+	wire.TRead:    (*stream).readAny,
 	wire.TStat:    (*stream).stat,
 	wire.TResize:  (*stream).resize,
 	wire.TSync:    (*stream).sync,
@@ -167,6 +170,7 @@ func (st *stream) readLoop() {
 				r.err = st.extents(h, r.desc, &r.ext)
 			}
 			if r.err != nil {
+				st.bulkRefused(r.desc, r.err) // its data on a bulk connection will not be taken
 				r.desc = nil
 			}
 		}
@@ -198,6 +202,9 @@ func (st *stream) extents(h wire.Header, desc any, x *wire.Extents) error {
 		n := int64(h.PayloadLen)
 		if d.RingLen > 0 {
 			n = int64(min(d.RingLen, math.MaxInt64))
+		}
+		if d.BulkLen > 0 {
+			n = int64(min(d.BulkLen, math.MaxInt64))
 		}
 		if err := x.Parse(d.Ext, n); err != nil {
 			return fmt.Errorf("write: %w", err)

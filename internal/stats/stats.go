@@ -43,6 +43,18 @@ type Snapshot struct {
 	SessionsRing int64 `codec:"sessions_ring" json:"sessions_ring"`
 	SessionsUnix int64 `codec:"sessions_unix" json:"sessions_unix"`
 	Rejected     int64 `codec:"rejected" json:"rejected"`
+	// Bulk connections bound (wire spec.md), the data that came and went
+	// on them, and the transfers that failed (each closed its session).
+	BulkConns int64 `codec:"bulk_conns" json:"bulk_conns"`
+	BulkIn    int64 `codec:"bulk_in" json:"bulk_in"`
+	BulkOut   int64 `codec:"bulk_out" json:"bulk_out"`
+	// BulkSpliced: of BulkIn, what went from the socket into the backend
+	// file without passing through the server's memory (splice).
+	BulkSpliced int64 `codec:"bulk_spliced" json:"bulk_spliced"`
+	// BulkSentFile: of BulkOut, what went from the backend file to the
+	// socket without passing through the server's memory (sendfile).
+	BulkSentFile int64 `codec:"bulk_sendfile" json:"bulk_sendfile"`
+	BulkErrors   int64 `codec:"bulk_errors" json:"bulk_errors"`
 	BadFrames    int64 `codec:"bad_frames" json:"bad_frames"`
 	// Faults survived (issue 9): panics recovered in a session or stream
 	// (each closed it), accept errors retried after a pause, and new
@@ -167,6 +179,12 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.SessionsRing += o.SessionsRing
 	s.SessionsUnix += o.SessionsUnix
 	s.Rejected += o.Rejected
+	s.BulkConns += o.BulkConns
+	s.BulkIn += o.BulkIn
+	s.BulkOut += o.BulkOut
+	s.BulkSpliced += o.BulkSpliced
+	s.BulkSentFile += o.BulkSentFile
+	s.BulkErrors += o.BulkErrors
 	s.BadFrames += o.BadFrames
 	s.Panics += o.Panics
 	s.AcceptRetries += o.AcceptRetries
@@ -251,6 +269,10 @@ func (s Snapshot) String() string {
 	fmt.Fprintf(&b, "server %s (up %.0fs)\n", s.Name, s.Uptime)
 	fmt.Fprintf(&b, "  sessions       %d now, %d total, %d refused; %d files open\n", s.Sessions, s.SessionsTotal, s.Rejected, s.OpenFiles)
 	fmt.Fprintf(&b, "  transports     %d shared memory, %d unix, %d tcp\n", s.SessionsRing, s.SessionsUnix, s.SessionsTCP)
+	if s.BulkConns > 0 {
+		fmt.Fprintf(&b, "  bulk           %d connections, %s in (%s spliced to files), %s out (%s sent from files), %d failed transfers\n",
+			s.BulkConns, MiB(s.BulkIn), MiB(s.BulkSpliced), MiB(s.BulkOut), MiB(s.BulkSentFile), s.BulkErrors)
+	}
 	fmt.Fprintf(&b, "  requests       %s\n", kv(s.Requests))
 	fmt.Fprintf(&b, "  errors         %s; bad frames %d\n", kv(s.Errors), s.BadFrames)
 	if len(s.Answers) > 0 {
@@ -326,6 +348,10 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	}
 	one("sessions", "gauge", "Client sessions now.", s.Sessions)
 	one("open_files", "gauge", "Files open on the server.", s.OpenFiles)
+	one("bulk_connections_total", "counter", "Bulk connections bound to sessions.", s.BulkConns)
+	one("bulk_in_bytes_total", "counter", "Write data received on bulk connections.", s.BulkIn)
+	one("bulk_out_bytes_total", "counter", "Read data sent on bulk connections.", s.BulkOut)
+	one("bulk_errors_total", "counter", "Bulk transfers that failed (each closed its session).", s.BulkErrors)
 	byKey("sessions_total", "transport", "Client sessions since start by transport.",
 		map[string]int64{"shm": s.SessionsRing, "unix": s.SessionsUnix, "tcp": s.SessionsTCP})
 	byKey("requests_total", "type", "Requests by message type.", s.Requests)

@@ -63,6 +63,10 @@ type Hello struct {
 	ListHash uint64 `codec:"h"`             // route.ListHash of the list
 	RingSize uint64 `codec:"r,omitempty"`   // bytes of the ring passed along; 0: none
 	Monitor  bool   `codec:"mon,omitempty"` // stats only: no files, no routing check
+	// Bulk asks for this many bulk connections (spec.md, "Bulk
+	// connections"): over TCP, large writes and reads then carry their
+	// data on raw connections beside the session. 0: none.
+	Bulk uint32 `codec:"bk,omitempty"`
 }
 
 // Open opens (and with OCreat creates) a file. The reply carries the
@@ -89,8 +93,14 @@ type Write struct {
 	Ext     []byte `codec:"x"`
 	RingOff uint64 `codec:"ro,omitempty"`
 	RingLen uint64 `codec:"rl,omitempty"`
-	Flags   uint32 `codec:"fl,omitempty"` // IO*
-	CollTag        // with IOColl; inline: cs, cr, cn, cg
+	// BulkLen > 0: the data comes on bulk connection BulkConn instead, as
+	// the transfer numbered BulkSeq on it (a BulkWrite header, then
+	// BulkLen bytes).
+	BulkConn uint32 `codec:"bc,omitempty"`
+	BulkSeq  uint64 `codec:"bs,omitempty"`
+	BulkLen  uint64 `codec:"bl,omitempty"`
+	Flags    uint32 `codec:"fl,omitempty"` // IO*
+	CollTag         // with IOColl; inline: cs, cr, cn, cg
 }
 
 // Read fetches the extents Ext. The data goes into RingLen bytes at RingOff
@@ -102,8 +112,14 @@ type Read struct {
 	Ext     []byte `codec:"x"`
 	RingOff uint64 `codec:"ro,omitempty"`
 	RingLen uint64 `codec:"rl,omitempty"`
-	Flags   uint32 `codec:"fl,omitempty"`
-	CollTag        // with IOColl; inline: cs, cr, cn, cg
+	// BulkLen > 0: the server sends the data on bulk connection BulkConn
+	// before the reply: a BulkRead header numbered BulkSeq, then the
+	// reply's N bytes (those below its end of file; none if it fails).
+	BulkConn uint32 `codec:"bc,omitempty"`
+	BulkSeq  uint64 `codec:"bs,omitempty"`
+	BulkLen  uint64 `codec:"bl,omitempty"`
+	Flags    uint32 `codec:"fl,omitempty"`
+	CollTag         // with IOColl; inline: cs, cr, cn, cg
 }
 
 // CollEnd is a collective's end marker: each rank sends one to every server
@@ -182,6 +198,12 @@ type Reply struct {
 	// Proof: hello, from a server with a secret: HMAC-SHA256 proving the
 	// server knows it (spec.md, "Authentication").
 	Proof []byte `codec:"sp,omitempty"`
+	// BulkID, BulkNonce, BulkConns: hello over TCP that asked for bulk
+	// connections: the session's bulk id, a random nonce, and how many
+	// connections the client may bind to the session (transport.BulkTag).
+	BulkID    uint64 `codec:"bi,omitempty"`
+	BulkNonce []byte `codec:"bn,omitempty"`
+	BulkConns uint32 `codec:"bq,omitempty"`
 }
 
 // Auth is the authentication step of the handshake (type TAuth, before

@@ -1,0 +1,219 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/route"
+	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/testutil"
+	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/wire"
+	"github.com/hashicorp/yamux"
+)
+
+// bulkSession says hello over TCP asking for n bulk connections and returns
+// the control connection's yamux session and the hello reply.
+func bulkSession(t *testing.T, c *testutil.Cluster, n uint32) (*yamux.Session, *wire.Reply) {
+	t.Helper()
+	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &wire.Hello{Client: "raw", Servers: uint32(len(c.Addrs)),
+		ListHash: route.ListHash(transport.Strings(c.Addrs)), Bulk: n}
+	rep, err := transport.ClientHello(conn, h, -1, 5*time.Second, c.Token)
+	if err != nil || rep.Err() != nil {
+		conn.Close()
+		t.Fatalf("hello: %v %v", err, rep)
+	}
+	if rep.BulkID == 0 || rep.BulkConns != n || len(rep.BulkNonce) == 0 {
+		t.Fatalf("hello reply offers no bulk connections: %+v", rep)
+	}
+	ymx, err := yamux.Client(conn, transport.YamuxConfig(nil, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ymx.Close() })
+	return ymx, rep
+}
+
+// bulkBind opens a connection and sends a bind header with tag; it returns
+// the connection.
+func bulkBind(t *testing.T, c *testutil.Cluster, id uint64, idx uint32, tag []byte) net.Conn {
+	t.Helper()
+	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	b := make([]byte, wire.BulkHeaderSize)
+	(&wire.BulkHeader{Kind: wire.BulkBind, Index: idx, Seq: id, Len: uint64(len(tag))}).Put(b)
+	conn.Write(append(b, tag...))
+	return conn
+}
+
+// acked reads the server's bind acknowledgement.
+func acked(t *testing.T, conn net.Conn, id uint64, idx uint32) {
+	t.Helper()
+	b := make([]byte, wire.BulkHeaderSize)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := readFull(conn, b); err != nil {
+		t.Fatalf("bind acknowledgement: %v", err)
+	}
+	h, err := wire.ParseBulkHeader(b)
+	if err != nil || h.Kind != wire.BulkBind || h.Seq != id || h.Index != idx || h.Len != 0 {
+		t.Fatalf("bind acknowledgement %+v, %v", h, err)
+	}
+	conn.SetReadDeadline(time.Time{})
+}
+
+func readFull(c net.Conn, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := c.Read(b[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// TestBulkBindRefused: a bulk connection with a wrong tag, for an unknown
+// session, an index beyond what was granted, one bound twice, or garbage
+// after the first byte is closed within the handshake timeout, counted as
+// refused, and the server goes on serving.
+func TestBulkBindRefused(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
+		cfg.HandshakeTimeout = 500 * time.Millisecond
+	}})
+	_, rep := bulkSession(t, c, 2)
+	key := transport.BulkKey(c.Token)
+	good := func(idx uint32) []byte { tag := transport.BulkTag(key, rep.BulkID, rep.BulkNonce, idx); return tag[:] }
+	// One good binding first, so that "bound twice" has something to hit.
+	acked(t, bulkBind(t, c, rep.BulkID, 0, good(0)), rep.BulkID, 0)
+	wrongKey := transport.BulkTag(transport.BulkKey("other"), rep.BulkID, rep.BulkNonce, 1)
+	tests := []struct {
+		name string
+		conn func() net.Conn
+	}{
+		{"wrong key", func() net.Conn { return bulkBind(t, c, rep.BulkID, 1, wrongKey[:]) }},
+		{"tag of another index", func() net.Conn { return bulkBind(t, c, rep.BulkID, 1, good(0)) }},
+		{"unknown session", func() net.Conn { return bulkBind(t, c, rep.BulkID+100, 1, good(1)) }},
+		{"index not granted", func() net.Conn { return bulkBind(t, c, rep.BulkID, 2, good(2)) }},
+		{"bound twice", func() net.Conn { return bulkBind(t, c, rep.BulkID, 0, good(0)) }},
+		{"short tag", func() net.Conn { return bulkBind(t, c, rep.BulkID, 1, good(1)[:16]) }},
+		{"garbage", func() net.Conn {
+			conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			conn.Write([]byte("Bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"))
+			return conn
+		}},
+		{"silent after the first byte", func() net.Conn {
+			conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			conn.Write([]byte("B"))
+			return conn
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := c.Servers[0].Stats().Rejected
+			if !closedWithin(tc.conn(), 3*time.Second) {
+				t.Fatal("the server kept the connection open")
+			}
+			if got := c.Servers[0].Stats().Rejected; got != before+1 {
+				t.Fatalf("rejected %d, want %d", got, before+1)
+			}
+		})
+	}
+	if s := c.Servers[0].Stats(); s.BulkConns != 1 {
+		t.Fatalf("%d bulk connections bound, want 1", s.BulkConns)
+	}
+	rawSession(t, c) // still serving
+}
+
+// TestBulkTransferBroken: a write whose data does not come, or comes with
+// a header that does not match its description, closes the session (its
+// connections are out of step) within the bulk timeout, counted; the
+// server serves other sessions meanwhile and afterwards.
+func TestBulkTransferBroken(t *testing.T) {
+	defer server.SetBulkTimeoutForTest(300 * time.Millisecond)()
+	tests := []struct {
+		name    string
+		send    func(b net.Conn)
+		bulkLen uint64 // of the description; 0: 1 MiB, what its extents cover
+	}{
+		{"silent", func(net.Conn) {}, 0},
+		{"extents do not cover the bulk length", func(b net.Conn) {
+			h := make([]byte, wire.BulkHeaderSize)
+			(&wire.BulkHeader{Kind: wire.BulkWrite, Seq: 1, Len: 2 << 20}).Put(h)
+			b.Write(append(h, make([]byte, 2<<20)...))
+		}, 2 << 20},
+		{"half the data", func(b net.Conn) {
+			h := make([]byte, wire.BulkHeaderSize)
+			(&wire.BulkHeader{Kind: wire.BulkWrite, Seq: 1, Len: 1 << 20}).Put(h)
+			b.Write(append(h, make([]byte, 512<<10)...))
+		}, 0},
+		{"wrong sequence", func(b net.Conn) {
+			h := make([]byte, wire.BulkHeaderSize)
+			(&wire.BulkHeader{Kind: wire.BulkWrite, Seq: 2, Len: 1 << 20}).Put(h)
+			b.Write(append(h, make([]byte, 1<<20)...))
+		}, 0},
+		{"more than announced", func(b net.Conn) {
+			h := make([]byte, wire.BulkHeaderSize)
+			(&wire.BulkHeader{Kind: wire.BulkWrite, Seq: 1, Len: 2 << 20}).Put(h)
+			b.Write(append(h, make([]byte, 2<<20)...))
+		}, 0},
+		{"bad header", func(b net.Conn) {
+			b.Write(make([]byte, wire.BulkHeaderSize))
+		}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{TCP: true})
+			ymx, rep := bulkSession(t, c, 1)
+			key := transport.BulkKey(c.Token)
+			tag := transport.BulkTag(key, rep.BulkID, rep.BulkNonce, 0)
+			b := bulkBind(t, c, rep.BulkID, 0, tag[:])
+			acked(t, b, rep.BulkID, 0)
+			st, err := ymx.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Write(frame(wire.TOpen, &wire.Open{Path: filepath.Join(c.Dir, "f"), Flags: wire.ORdwr | wire.OCreat, RegionSize: route.DefaultRegionSize}))
+			var xb wire.Builder
+			xb.Add(0, 1<<20)
+			bl := tc.bulkLen
+			if bl == 0 {
+				bl = 1 << 20
+			}
+			st.Write(frame(wire.TWrite, &wire.Write{File: 1, Ext: xb.Bytes(), BulkLen: bl, BulkSeq: 1}))
+			tc.send(b)
+			start := time.Now()
+			if !closedWithin(st, 5*time.Second) {
+				t.Fatal("the session stayed open")
+			}
+			if !closedWithin(b, 5*time.Second) {
+				t.Fatal("the bulk connection stayed open")
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("closed after %v", d)
+			}
+			if s := c.Servers[0].Stats(); s.BulkErrors != 1 {
+				t.Fatalf("%d failed bulk transfers counted, want 1", s.BulkErrors)
+			}
+			rawSession(t, c)
+		})
+	}
+}

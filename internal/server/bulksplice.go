@@ -1,0 +1,316 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/backend"
+	"github.com/delegate-io/delegate/internal/wire"
+	"golang.org/x/sys/unix"
+)
+
+// A bulk write of one extent that goes straight to the backend (at least
+// Config.DirectBytes, not atomic) is spliced from its connection into the
+// backend file: socket -> pipe -> file in the kernel, no copy through the
+// server's memory, which halves the server's CPU per byte on such writes.
+// Anything else takes the ordinary way (bulkRecv, then the handler).
+
+// pipeBytes is the capacity asked for the splice pipe (the kernel's default
+// limit for unprivileged pipes is 1 MiB).
+const pipeBytes = 1 << 20
+
+// splicePipe is a session's pipe for splicing. Only the stream that owns
+// the session's bulk connections uses it (bulkConn), one request at a
+// time; session.cleanup closes it once every stream has ended.
+type splicePipe struct {
+	r, w int
+	size int
+}
+
+// bulkDirect serves write w by splicing when it can. ok false: nothing was
+// read from the connection, and the caller takes the ordinary way.
+func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
+	w := r.desc.(*wire.Write)
+	ss := st.ss
+	s := ss.srv
+	if w.RingLen > 0 || w.Flags&wire.IOAtomic != 0 || int64(w.BulkLen) < s.engine.set.DirectBytes || w.BulkLen > wire.MaxPayload ||
+		r.ext.Count() != 1 || r.ext.Total() != int64(w.BulkLen) {
+		return rep, false
+	}
+	it := r.ext.Iter()
+	off, n, _ := it.Next()
+	hd, err := st.fileHandle(r, w.File)
+	if err != nil || !hd.writable || !hd.rule.Accepts(ss.index, false, off, n) || hd.f.flushErr() != nil {
+		return rep, false
+	}
+	c, err := st.bulkConn(w.BulkConn)
+	if err != nil {
+		return rep, false
+	}
+	tc, isTCP := c.(*net.TCPConn)
+	fdf, isFD := hd.f.backend().(backend.FDFile)
+	if !isTCP || !isFD {
+		return rep, false
+	}
+	p, err := ss.bulk.pipe()
+	if err != nil {
+		return rep, false
+	}
+	var hb [wire.BulkHeaderSize]byte
+	err = readFullBy(c, hb[:])
+	var h wire.BulkHeader
+	if err == nil {
+		h, err = wire.ParseBulkHeader(hb[:])
+	}
+	if err == nil && (h.Kind != wire.BulkWrite || h.Index != w.BulkConn || h.Seq != w.BulkSeq || h.Len != w.BulkLen) {
+		err = wire.Errorf(wire.EPROTO, "bulk connection %d: got %+v for a write of transfer %d, %d bytes",
+			w.BulkConn, h, w.BulkSeq, w.BulkLen)
+	}
+	if err != nil {
+		return st.bulkFailed(err), true
+	}
+	if w.Flags&wire.IOColl != 0 {
+		s.stats.collWrites.Add(1)
+	}
+	moved, err := hd.f.writeDirectSplice(off, n, tc, fdf, p)
+	if err != nil {
+		// The socket side failed, or the file's: either way the rest of
+		// the transfer is not taken, so the session ends (bulkFailed).
+		ss.bulk.dropPipe()
+		return st.bulkFailed(err), true
+	}
+	s.stats.bulkIn.Add(moved)
+	s.stats.bulkSpliced.Add(moved)
+	s.stats.bytesIn.Add(moved)
+	s.stats.extentsIn.Add(1)
+	return wire.Reply{N: moved}, true
+}
+
+// bulkFailed counts and logs a transfer that failed, closes the session
+// (its connections are out of step) and answers the request.
+func (st *stream) bulkFailed(err error) wire.Reply {
+	st.ss.srv.stats.bulkErrors.Add(1)
+	st.ss.log.Warn("bulk transfer failed, closing the session", "err", err)
+	st.ss.close()
+	return wire.ReplyTo(err)
+}
+
+// writeDirectSplice is writeDirect with the data spliced from c, a pipe's
+// worth at a time: the pipe is filled from the socket without a lock, then
+// under flushMu the buffered bytes of that piece are dropped and the piece
+// goes into the backend file. So a slow sender holds up nobody else's
+// writes of the file, and no lock is held across network I/O.
+func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFile, p *splicePipe) (int64, error) {
+	e := f.eng
+	src, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	out, err := dst.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var done int64
+	for done < n {
+		got, err := fillPipe(c, src, p, min(n-done, int64(p.size)))
+		if err != nil {
+			return done, err
+		}
+		f.flushMu.Lock()
+		f.punch(off+done, got)
+		err = drainPipe(out, p, off+done, got)
+		f.flushMu.Unlock()
+		if err != nil {
+			return done, err
+		}
+		e.stats.backendWrite(off+done, got, e.set.ChunkBytes, 1)
+		e.stats.bytesDirect.Add(got)
+		done += got
+	}
+	return done, nil
+}
+
+// fillPipe splices up to max bytes from the socket into the empty pipe p,
+// waiting for the socket at most bulkTimeout.
+func fillPipe(c *net.TCPConn, src syscall.RawConn, p *splicePipe, max int64) (int64, error) {
+	_ = c.SetReadDeadline(time.Now().Add(bulkTimeout))
+	var got int64
+	var serr error
+	err := src.Read(func(fd uintptr) bool {
+		got, serr = unix.Splice(int(fd), nil, p.w, nil, int(max), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		return serr != unix.EAGAIN && serr != unix.EINTR
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case serr != nil:
+		return 0, serr
+	case got == 0:
+		return 0, wire.Errorf(wire.EPROTO, "bulk connection closed within a transfer")
+	}
+	return got, nil
+}
+
+// drainPipe splices n bytes from pipe p into the file at off.
+func drainPipe(out syscall.RawConn, p *splicePipe, off, n int64) error {
+	for n > 0 {
+		var k int64
+		var werr error
+		if err := out.Control(func(fd uintptr) {
+			k, werr = unix.Splice(p.r, nil, int(fd), &off, int(n), unix.SPLICE_F_MOVE)
+		}); err != nil {
+			return err
+		}
+		switch {
+		case errors.Is(werr, syscall.EINTR):
+			continue
+		case werr != nil:
+			return werr
+		case k == 0:
+			return wire.Errorf(wire.EIO, "splice into the backend file made no progress")
+		}
+		n -= k
+	}
+	return nil
+}
+
+// pipe returns the session's splice pipe, made on first use.
+func (b *bulkSide) pipe() (*splicePipe, error) {
+	if b.splice != nil {
+		return b.splice, nil
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, err
+	}
+	p := &splicePipe{r: fds[0], w: fds[1], size: 64 << 10}
+	if sz, err := unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, pipeBytes); err == nil && sz > 0 {
+		p.size = sz
+	}
+	b.splice = p
+	return p, nil
+}
+
+// dropPipe closes the pipe after a failed splice (it may hold bytes).
+func (b *bulkSide) dropPipe() {
+	if p := b.splice; p != nil {
+		unix.Close(p.r)
+		unix.Close(p.w)
+		b.splice = nil
+	}
+}
+
+// A bulk read of one extent that lies wholly in the backend file, of a file
+// with no buffered bytes at all (the common case once it was flushed or
+// closed), is sent with sendfile: page cache -> socket in the kernel, no
+// copy through the server's memory. Anything else takes the ordinary way
+// (the engine's read into the stream's buffer, then a writev).
+
+// bulkSendfile serves read rd by sendfile when it can. ok false: nothing
+// was sent, and the caller takes the ordinary way.
+func (st *stream) bulkSendfile(r *request) (rep wire.Reply, ok bool) {
+	rd := r.desc.(*wire.Read)
+	ss := st.ss
+	if rd.RingLen > 0 || rd.Flags&wire.IOAtomic != 0 || rd.BulkLen > uint64(ss.srv.cfg.MaxReadBytes) ||
+		r.ext.Count() != 1 || r.ext.Total() != int64(rd.BulkLen) {
+		return rep, false
+	}
+	it := r.ext.Iter()
+	off, n, _ := it.Next()
+	hd, err := st.fileHandle(r, rd.File)
+	if err != nil || !hd.rule.Accepts(ss.index, false, off, n) {
+		return rep, false
+	}
+	c, err := st.bulkConn(rd.BulkConn)
+	if err != nil {
+		return rep, false
+	}
+	tc, isTCP := c.(*net.TCPConn)
+	src, isFD := hd.f.backend().(backend.FDFile)
+	if !isTCP || !isFD {
+		return rep, false
+	}
+	size, clean, err := hd.f.cleanBelow(off + n)
+	if err != nil || !clean {
+		return rep, false
+	}
+	h := wire.BulkHeader{Kind: wire.BulkRead, Index: rd.BulkConn, Seq: rd.BulkSeq, Len: uint64(n)}
+	h.Put(st.bulkHdr[:])
+	deadline := time.Now().Add(bulkTimeout + time.Duration(n>>20)*time.Second)
+	_ = c.SetWriteDeadline(deadline)
+	_, err = c.Write(st.bulkHdr[:])
+	if err == nil {
+		err = sendfile(tc, src, off, n)
+	}
+	if err != nil {
+		// Part of the transfer may be gone: the connection is out of step.
+		return st.bulkFailed(err), true
+	}
+	e := hd.f.eng
+	e.stats.backendReads.Add(1)
+	e.stats.readFromBackend.Add(n)
+	ss.srv.stats.bulkOut.Add(n)
+	ss.srv.stats.bulkSentFile.Add(n)
+	ss.srv.stats.bytesOut.Add(n)
+	return wire.Reply{N: n, Size: size}, true
+}
+
+// cleanBelow reports whether the file has no buffered bytes and its backend
+// holds at least end bytes, with the file's size.
+func (f *file) cleanBelow(end int64) (size int64, clean bool, err error) {
+	bsize, err := f.lockWithSize(f.backend())
+	if err != nil {
+		return 0, false, err
+	}
+	defer f.buf.Unlock()
+	clean = bsize >= end
+	for _, x := range f.layersLocked() {
+		clean = clean && x.Len() == 0
+	}
+	return max(bsize, f.endLocked()), clean, nil
+}
+
+// sendfile sends n bytes of src at off on c, waiting for the socket within
+// c's write deadline.
+func sendfile(c *net.TCPConn, src backend.FDFile, off, n int64) error {
+	out, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	in, err := src.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	cerr := in.Control(func(ffd uintptr) {
+		err := out.Write(func(sfd uintptr) bool {
+			for n > 0 {
+				k, err := unix.Sendfile(int(sfd), int(ffd), &off, int(min(n, 1<<30)))
+				if k > 0 {
+					n -= int64(k)
+				}
+				switch {
+				case err == unix.EAGAIN:
+					return false
+				case err == unix.EINTR:
+				case err != nil:
+					serr = err
+					return true
+				case k == 0:
+					serr = wire.Errorf(wire.EIO, "sendfile: the backend file ended early")
+					return true
+				}
+			}
+			return true
+		})
+		if serr == nil {
+			serr = err
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return serr
+}
