@@ -432,6 +432,10 @@ int dlg_stage_write(int fh, const delegate_iov *mem, int64_t nmem, const delegat
     was_empty = b->used == 0;
     if (was_empty)
         __atomic_add_fetch(&fence_word, 1, __ATOMIC_SEQ_CST);
+    /* Copy 1 of 4 of a staged write (README, Performance: copies per
+     * byte): the application's bytes into the stage; then into the ring
+     * (client memCursor.gather), into the server's slot (extent place),
+     * into the page cache (the flush's pwritev). */
     for (int64_t i = 0; i < nmem; i++) {
         memcpy(b->data + b->used, mem[i].base, (size_t) mem[i].len);
         b->used += mem[i].len;

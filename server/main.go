@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,6 +86,7 @@ func serve(args []string) int {
 	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
 	readyFD := fs.Int("ready-fd", -1, "write the listen address as a line to this descriptor once listening (used by delegate-run)")
 	stopOnEOF := fs.Bool("stop-on-eof", false, "shut down (draining) at the end of stdin, as on SIGTERM (used by delegate-run under srun)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to this file; it is complete once the server has stopped")
 	finalStats := fs.String("final-stats", "", "write the final statistics as JSON to this file at shutdown, or to stdout as a line \"delegate-stats JSON\" if -  (used by delegate-run)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -204,6 +206,21 @@ func serve(args []string) int {
 			return startFailed(1, "delegate-server: --unix:", err)
 		}
 		cfg.LocalSocket = local.Addr().String()
+	}
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return startFailed(2, "delegate-server: --cpuprofile:", err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			pf.Close()
+			return startFailed(2, "delegate-server: --cpuprofile:", err)
+		}
+		// Deferred first, so it runs last: the drain at shutdown is in it.
+		defer func() {
+			pprof.StopCPUProfile()
+			pf.Close()
+		}()
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

@@ -174,7 +174,13 @@ type memCursor struct {
 	off int
 }
 
-// gather copies the next len(dst) bytes into dst.
+// gather copies the next len(dst) bytes into dst: the write path's copy
+// into the shared-memory ring (or an inline buffer over TCP). Copies per
+// byte written (README, Performance): a staged write (at most 4 KiB) 4:
+// stage.c, this one, the server's slot (extent place), the page cache (the
+// flush); a buffered write 3: this one, the slot, the page cache; a direct
+// write (at least --direct) 2: this one and the server's pwrite straight
+// from the ring (server writeDirect). ufs: makes 1.
 func (m *memCursor) gather(dst []byte) {
 	for len(dst) > 0 {
 		src := m.mem[m.i][m.off:]

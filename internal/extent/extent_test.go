@@ -110,8 +110,28 @@ func TestModelRandom(t *testing.T) {
 				for i := range p {
 					p[i] = byte(r.Uint32())
 				}
-				x.Write(off, p)
-				m.write(off, p)
+				if r.IntN(3) > 0 {
+					x.Write(off, p)
+					m.write(off, p)
+					break
+				}
+				// A strided run: pieces apart, adjacent, overlapping
+				// (written piece by piece) or going backwards.
+				n = 1 + r.Int64N(200)
+				count := 1 + r.Int64N(40)
+				stride := n + r.Int64N(3*chunk/2) - 2
+				if r.IntN(8) == 0 {
+					stride = -stride
+					off += (count - 1) * -stride
+				}
+				p = make([]byte, count*n)
+				for i := range p {
+					p[i] = byte(r.Uint32())
+				}
+				x.WriteRun(off, n, stride, count, p)
+				for i := int64(0); i < count; i++ {
+					m.write(off+i*stride, p[i*n:(i+1)*n])
+				}
 			case k < 9:
 				off, n := r.Int64N(span), r.Int64N(2000)
 				if got, want := readIndex(x, off, n), m.overlay(off, n); !bytes.Equal(got, want) {
@@ -287,5 +307,43 @@ func benchBatches(b *testing.B, lateFirst bool) {
 		}
 		base := (i / (2 * batch)) * batch
 		x.Write(int64((base+k%batch)*2+rank)*64, rec)
+	}
+}
+
+// TestBitsMatchNaive: setBits and clearBits (word-at-a-time in the middle)
+// against a bit-by-bit model, on random ranges of every alignment.
+func TestBitsMatchNaive(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	const words = 8
+	b := make([]uint64, words)
+	m := make([]bool, words*64)
+	for op := 0; op < 20000; op++ {
+		i := r.Int64N(words * 64)
+		n := r.Int64N(words*64 - i + 1)
+		set := r.IntN(2) == 0
+		if !set {
+			n += r.Int64N(200) // past the end of the bitmap: ignored
+		}
+		var want int64
+		for k := i; k < i+n && k < int64(len(m)); k++ {
+			if m[k] != set {
+				want++
+			}
+			m[k] = set
+		}
+		var got int64
+		if set {
+			got = setBits(b, i, n)
+		} else {
+			got = clearBits(b, i, n)
+		}
+		for k := range m {
+			if (b[k/64]>>(k%64)&1 == 1) != m[k] {
+				t.Fatalf("op %d (%v %d+%d): bit %d differs", op, set, i, n, k)
+			}
+		}
+		if got != want {
+			t.Fatalf("op %d (%v %d+%d): changed %d, want %d", op, set, i, n, got, want)
+		}
 	}
 }

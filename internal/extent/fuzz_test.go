@@ -15,7 +15,7 @@ func FuzzIndex(f *testing.F) {
 		x := New(32, 4)
 		m := &model{}
 		for len(ops) >= 3 {
-			op, a, b := ops[0]%3, int64(binary.LittleEndian.Uint16([]byte{ops[1], 0})), int64(ops[2])
+			op, a, b := ops[0]%4, int64(binary.LittleEndian.Uint16([]byte{ops[1], 0})), int64(ops[2])
 			ops = ops[3:]
 			switch op {
 			case 0:
@@ -29,6 +29,17 @@ func FuzzIndex(f *testing.F) {
 			case 2:
 				x.Truncate(a)
 				m.truncate(a)
+			case 3:
+				// a strided run: b's bits give the piece, stride and count
+				n, stride, count := b%7+1, int64(b>>3)%13, int64(a%9)+1
+				p := bytes.Repeat([]byte{byte(a ^ b ^ 0x55)}, int(count*n))
+				for i := range p {
+					p[i] += byte(i)
+				}
+				x.WriteRun(a, n, stride, count, p)
+				for i := int64(0); i < count; i++ {
+					m.write(a+i*stride, p[i*n:(i+1)*n])
+				}
 			}
 			if err := x.Check(); err != nil {
 				t.Fatal(err)

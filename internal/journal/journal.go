@@ -460,23 +460,41 @@ func (j *Journal) Close(remove bool) (bool, error) {
 	return removed, err
 }
 
-// setBits sets bits [i, i+n).
+// setBits sets bits [i, i+n); whole words take one store each.
 func setBits(b []uint64, i, n int64) {
-	for n > 0 {
+	for n > 0 && (i%64 != 0 || n < 64) {
 		w, s := i/64, i%64
 		k := min(64-s, n)
 		b[w] |= ^uint64(0) >> (64 - k) << s
 		i, n = i+k, n-k
 	}
+	if n == 0 {
+		return
+	}
+	w, e := i/64, (i+n)/64
+	for k := w; k < e; k++ {
+		b[k] = ^uint64(0)
+	}
+	if t := (i + n) % 64; t > 0 {
+		b[e] |= ^uint64(0) >> (64 - t)
+	}
 }
 
-// clearBits clears bits [i, i+n).
+// clearBits clears bits [i, i+n); whole words take one store each.
 func clearBits(b []uint64, i, n int64) {
-	for n > 0 {
+	for n > 0 && (i%64 != 0 || n < 64) {
 		w, s := i/64, i%64
 		k := min(64-s, n)
 		b[w] &^= ^uint64(0) >> (64 - k) << s
 		i, n = i+k, n-k
+	}
+	if n == 0 {
+		return
+	}
+	w, e := i/64, (i+n)/64
+	clear(b[w:e])
+	if t := (i + n) % 64; t > 0 {
+		b[e] &^= ^uint64(0) >> (64 - t)
 	}
 }
 

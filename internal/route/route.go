@@ -142,3 +142,18 @@ func (r Rule) Owns(server int, off, n int64) bool {
 	}
 	return true
 }
+
+// OwnsRun reports whether server owns every byte of count pieces of n
+// bytes at off, off+stride, ...: with one server at once, else piece by
+// piece.
+func (r Rule) OwnsRun(server int, off, n, stride, count int64) bool {
+	if r.Servers == 1 {
+		return server == 0
+	}
+	for k := int64(0); k < count; k++ {
+		if !r.Owns(server, off+k*stride, n) {
+			return false
+		}
+	}
+	return true
+}

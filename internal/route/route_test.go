@@ -108,3 +108,34 @@ func TestCheckRegionSize(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnsRun(t *testing.T) {
+	two := Rule{Key: 1, RegionSize: 100, Servers: 2}
+	first := two.Owner(0)
+	for _, c := range []struct {
+		name                  string
+		r                     Rule
+		server                int
+		off, n, stride, count int64
+		want                  bool
+	}{
+		{"one server", Rule{Key: 1, RegionSize: 100, Servers: 1}, 0, 5, 10, 1000, 50, true},
+		{"one server, not it", Rule{Key: 1, RegionSize: 100, Servers: 1}, 1, 5, 10, 1000, 50, false},
+		{"inside one region", two, first, 0, 10, 20, 5, true},
+		{"into the next region", two, first, 0, 10, 20, 6, two.Owns(first, 100, 10)},
+		{"every other region", two, first, 0, 100, 200, 4, two.Owner(200) == first && two.Owner(400) == first && two.Owner(600) == first},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := c.r.OwnsRun(c.server, c.off, c.n, c.stride, c.count); got != c.want {
+				t.Fatalf("OwnsRun = %v, want %v", got, c.want)
+			}
+			each := true
+			for k := int64(0); k < c.count; k++ {
+				each = each && c.r.Owns(c.server, c.off+k*c.stride, c.n)
+			}
+			if each != c.want {
+				t.Fatalf("piece by piece: %v, want %v", each, c.want)
+			}
+		})
+	}
+}

@@ -34,6 +34,8 @@ func (f *file) flush(c cause, fullOnly bool) error {
 	bf := f.backend()
 	for _, x := range work {
 		err := x.Runs(e.set.FlushRunBytes, func(r extent.Run) error {
+			// Straight from the slots (vectored): the last copy of a
+			// buffered byte, into the page cache.
 			calls, err := backend.WriteRun(bf, r.Bufs, r.Off)
 			e.stats.backendWrite(r.Off, r.Len, e.set.ChunkBytes, calls)
 			f.sum.backendWrite(calls, r.Len)

@@ -85,11 +85,12 @@ func (st *stream) checkOwned(hd *handle, x *wire.Extents, flags uint32) error {
 		}
 		return nil
 	}
-	it := x.Iter()
-	for off, n, ok := it.Next(); ok; off, n, ok = it.Next() {
-		if !hd.rule.Accepts(st.ss.index, false, off, n) {
-			return wire.Errorf(wire.ENOTOWNER, "%s: bytes %d+%d belong to another server (server %d of %d here)",
-				hd.f.path, off, n, st.ss.index, st.ss.servers)
+	// A run at a time: a strided run is checked whole (at once with one
+	// server), not extent by extent.
+	for _, r := range x.Runs() {
+		if !hd.rule.OwnsRun(st.ss.index, r.Off, r.Len, r.Stride, r.Count) {
+			return wire.Errorf(wire.ENOTOWNER, "%s: bytes of %d x %d at %d (stride %d) belong to another server (server %d of %d here)",
+				hd.f.path, r.Count, r.Len, r.Off, r.Stride, st.ss.index, st.ss.servers)
 		}
 	}
 	return nil
@@ -139,8 +140,7 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 	if w.Flags&wire.IOColl != 0 {
 		s.stats.collWrites.Add(1)
 	}
-	it := r.ext.Iter()
-	n, err := hd.f.write(&it, data)
+	n, err := hd.f.write(&r.ext, data)
 	s.stats.bytesIn.Add(n)
 	s.stats.extentsIn.Add(r.ext.Count())
 	if err != nil {

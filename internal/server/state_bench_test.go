@@ -54,3 +54,87 @@ func benchIndex(b *testing.B, slots bool, size int) {
 	}
 	x.Release()
 }
+
+// Random 4 KiB writes, as bench.c's random-w: 8,192 per "rank" at distinct
+// 4 KiB slots of the rank's 128 MiB block (a quarter of each chunk), then
+// the flusher's pass over the runs and the release of the buffers.
+func BenchmarkIndexRandom4KHeap(b *testing.B)  { benchRandom(b, false) }
+func BenchmarkIndexRandom4KSlots(b *testing.B) { benchRandom(b, true) }
+
+func benchRandom(b *testing.B, slots bool) {
+	const chunk, piece, nslots, n = 1 << 20, 4096, 32768, 8192
+	pool := extent.NewPool(chunk, 64)
+	var j *journal.Journal
+	if slots {
+		dir, err := os.MkdirTemp("/dev/shm", "dlg-bench-")
+		if err != nil {
+			b.Skip("no /dev/shm")
+		}
+		defer os.RemoveAll(dir)
+		j, _, err = journal.Open(dir+"/state", chunk, 256)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer j.Close(true)
+	}
+	rec := make([]byte, piece)
+	b.SetBytes(2 * n * piece)
+	for i := 0; i < b.N; i++ {
+		x := extent.NewPooled(chunk, 512, pool)
+		if slots {
+			x.UseSlots(fileSlots{j: j, path: "/bench"})
+		}
+		for k := int64(0); k < n; k++ {
+			for rank := int64(0); rank < 2; rank++ {
+				off := rank*nslots*piece + (40503*k+12345)%nslots*piece
+				x.Write(off, rec)
+			}
+		}
+		var runs int
+		x.Runs(8<<20, func(r extent.Run) error { runs += len(r.Bufs); return nil })
+		x.Release()
+	}
+}
+
+// Strided 4 KiB and 1 KiB pieces from two "ranks" (bench.c's strided-4k,
+// strided-1k, ior), each rank's batch of 256 pieces one run: written
+// extent by extent (Write) and a chunk at a time (WriteRun).
+func BenchmarkIndexStrided4KExtents(b *testing.B) { benchStrided(b, 4096, false) }
+func BenchmarkIndexStrided4KRuns(b *testing.B)    { benchStrided(b, 4096, true) }
+func BenchmarkIndexStrided1KExtents(b *testing.B) { benchStrided(b, 1024, false) }
+func BenchmarkIndexStrided1KRuns(b *testing.B)    { benchStrided(b, 1024, true) }
+
+func benchStrided(b *testing.B, piece int64, runs bool) {
+	const chunk, total, batch = 1 << 20, 64 << 20, 256
+	dir, err := os.MkdirTemp("/dev/shm", "dlg-bench-")
+	if err != nil {
+		b.Skip("no /dev/shm")
+	}
+	defer os.RemoveAll(dir)
+	j, _, err := journal.Open(dir+"/state", chunk, 128)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close(true)
+	pool := extent.NewPool(chunk, 64)
+	data := make([]byte, batch*piece)
+	b.SetBytes(total)
+	for i := 0; i < b.N; i++ {
+		x := extent.NewPooled(chunk, 512, pool)
+		x.UseSlots(fileSlots{j: j, path: "/bench"})
+		for base := int64(0); base < total; base += 2 * batch * piece {
+			for rank := int64(0); rank < 2; rank++ {
+				off := base + rank*piece
+				if runs {
+					x.WriteRun(off, piece, 2*piece, batch, data)
+					continue
+				}
+				for k := int64(0); k < batch; k++ {
+					x.Write(off+k*2*piece, data[k*piece:(k+1)*piece])
+				}
+			}
+		}
+		x.Runs(8<<20, func(extent.Run) error { return nil })
+		x.Release()
+	}
+}

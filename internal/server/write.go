@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/delegate-io/delegate/internal/extent"
+	"github.com/delegate-io/delegate/internal/stats"
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
@@ -11,13 +12,17 @@ import (
 // Config.DirectBytes go straight to the backend: buffering them would cost
 // a copy and save nothing.
 //
+// A regular strided run (a file view, strided independent writes) is
+// applied a chunk at a time (extent.Index.WriteRun): one search and one
+// item per chunk, not one index insert per extent (issue 13).
+//
 // Memory is reserved in steps (an eighth of the buffer, at least a chunk,
 // at most the request), not per extent: per extent, the budget's lock was
 // a quarter of the server's time for 64-byte records. A step is settled
 // with what the buffers really allocated (holes and chunk growth may take
 // more) when the next is reserved, and at the end: the buffers exceed
 // Config.BufferBytes by at most two chunks and one extent per writer.
-func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
+func (f *file) write(x *wire.Extents, data []byte) (int64, error) {
 	e := f.eng
 	if err := f.flushErr(); err != nil {
 		return 0, err
@@ -26,43 +31,70 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 	var pos, added, alloc, reserved, direct int64
 	var sizes sizeCounts // for the file's summary
 	var err error
-	f.buf.Lock()
-	wasClean := f.buf.live.Len() == 0
-	for off, n, ok := it.Next(); ok; off, n, ok = it.Next() {
-		if pos+n > int64(len(data)) {
-			err = wire.Errorf(wire.EPROTO, "write: extents cover more than the %d bytes sent", len(data))
-			break
-		}
-		p := data[pos : pos+n]
-		pos += n
-		sizes.count(n)
-		if n >= e.set.DirectBytes {
-			f.buf.Unlock()
-			err = f.writeDirect(off, p)
-			f.buf.Lock()
-			if err != nil {
-				break
-			}
-			direct += n
-			continue
-		}
-		if need := e.allocBound(off, n); alloc+need > reserved {
+	// put buffers count pieces of n bytes at off, off+stride, ... (p, back
+	// to back), which lie in one chunk or are one piece.
+	put := func(off, n, stride, count int64, p []byte) error {
+		if need := e.allocBound(off, (count-1)*stride+n); alloc+need > reserved {
 			want := max(step, alloc+need-reserved)
 			if !e.budget.tryAcquire(want) {
 				f.buf.Unlock() // never wait for memory holding the buffer
-				err = e.budget.acquire(want, f.flushErr)
+				err := e.budget.acquire(want, f.flushErr)
 				f.buf.Lock()
 				if err != nil {
-					break
+					return err
 				}
 			}
 			reserved += want
 		}
 		live := f.buf.live
 		b0, a0 := live.Bytes(), live.Alloc()
-		live.Write(off, p)
+		live.WriteRun(off, n, stride, count, p)
 		added += live.Bytes() - b0
 		alloc += live.Alloc() - a0
+		return nil
+	}
+	chunk := e.set.ChunkBytes
+	f.buf.Lock()
+	wasClean := f.buf.live.Len() == 0
+	for _, r := range x.Runs() {
+		if err != nil {
+			break
+		}
+		off, n, stride, count := r.Off, r.Len, r.Stride, r.Count
+		if pos+count*n > int64(len(data)) {
+			err = wire.Errorf(wire.EPROTO, "write: extents cover more than the %d bytes sent", len(data))
+			break
+		}
+		p := data[pos : pos+count*n]
+		pos += count * n
+		sizes[stats.SizeClass(n)] += count
+		if n >= e.set.DirectBytes {
+			for k := int64(0); k < count && err == nil; k++ {
+				f.buf.Unlock()
+				err = f.writeDirect(off+k*stride, p[k*n:(k+1)*n])
+				f.buf.Lock()
+				if err == nil {
+					direct += n
+				}
+			}
+			continue
+		}
+		if count > 1 && stride < n {
+			// overlapping or backwards: piece by piece, in order
+			for k := int64(0); k < count && err == nil; k++ {
+				err = put(off+k*stride, n, 0, 1, p[k*n:(k+1)*n])
+			}
+			continue
+		}
+		for count > 0 && err == nil {
+			// the pieces in off's chunk (one if it crosses the chunk's end)
+			k := int64(1)
+			if ce := (off/chunk + 1) * chunk; off+n <= ce && count > 1 {
+				k = min(count, (ce-off-n)/stride+1)
+			}
+			err = put(off, n, stride, k, p[:k*n])
+			off, p, count = off+k*stride, p[k*n:], count-k
+		}
 	}
 	f.buf.lastWrite = time.Now()
 	f.publishLocked()
@@ -73,9 +105,6 @@ func (f *file) write(it *wire.ExtentIter, data []byte) (int64, error) {
 	f.sum.wrote(&sizes, pos, direct)
 	if (wasClean && added > 0) || (e.set.FlushFull && full >= e.set.FlushRunBytes) {
 		e.kickFlusher()
-	}
-	if err == nil {
-		err = it.Err()
 	}
 	if err == nil && pos != int64(len(data)) {
 		err = wire.Errorf(wire.EPROTO, "write: %d bytes sent for extents of %d", len(data), pos)
@@ -90,6 +119,9 @@ func (f *file) writeDirect(off int64, p []byte) error {
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
 	f.punch(off, int64(len(p)))
+	// p is the ring slice (or the inline payload): the kernel's copy into
+	// the page cache is the server's only one (2 copies per byte in all,
+	// with the client's into the ring: client memCursor.gather).
 	if _, err := f.backend().WriteAt(p, off); err != nil {
 		return err
 	}
