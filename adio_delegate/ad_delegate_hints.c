@@ -18,13 +18,24 @@
  * - On an open file, a changed value is passed to delegate_set_hint. A hint
  *   the library fixes at open (DELEGATE_ENOSYS) is left alone, as ROMIO
  *   ignores cb_nodes after open; fd->info keeps reporting the value in
- *   force. */
+ *   force.
+ * - ROMIO's striping_unit and striping_factor go to delegate_open too (the
+ *   library fits the file's regions to the stripes, internal/route); they
+ *   are fixed at open, so SetInfo on an open file does not pass them.
+ *   ADIOI_GEN_SetInfo records striping_unit in fd->info; striping_factor
+ *   is recorded here. */
 
 #define ADIOI_DELEGATE_PREFIX "delegate_"
 
 static int is_delegate_key(const char *key)
 {
     return strncmp(key, ADIOI_DELEGATE_PREFIX, sizeof(ADIOI_DELEGATE_PREFIX) - 1) == 0;
+}
+
+/* ROMIO hints the library reads at open */
+static int is_striping_key(const char *key)
+{
+    return strcmp(key, "striping_unit") == 0 || strcmp(key, "striping_factor") == 0;
 }
 
 /* Collects the delegate_* keys of fd->info for delegate_open. Returns 0, or
@@ -47,7 +58,7 @@ int ADIOI_DELEGATE_Open_hints(ADIO_File fd, delegate_hint ** hints, int *nhints)
         return -1;
     for (i = 0, n = 0; i < nkeys; i++) {
         MPI_Info_get_nthkey(fd->info, i, key);
-        if (!is_delegate_key(key))
+        if (!is_delegate_key(key) && !is_striping_key(key))
             continue;
         ADIOI_Info_get(fd->info, key, MPI_MAX_INFO_VAL, value, &flag);
         if (!flag)
@@ -147,6 +158,14 @@ void ADIOI_DELEGATE_SetInfo(ADIO_File fd, MPI_Info users_info, int *error_code)
     MPI_Info_get_nkeys(users_info, &nkeys);
     for (i = 0; i < nkeys; i++) {
         MPI_Info_get_nthkey(users_info, i, key);
+        if (f == NULL && strcmp(key, "striping_factor") == 0) {
+            /* not open yet: recorded for delegate_open (ADIOI_GEN_SetInfo
+             * records striping_unit itself) */
+            ADIOI_Info_get(users_info, key, MPI_MAX_INFO_VAL, value, &flag);
+            if (flag)
+                ADIOI_Info_set(fd->info, key, value);
+            continue;
+        }
         if (!is_delegate_key(key))
             continue;
         ADIOI_Info_get(users_info, key, MPI_MAX_INFO_VAL, value, &flag);

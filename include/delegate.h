@@ -34,8 +34,13 @@
  * Environment (read once, by delegate_init):
  *   DELEGATE_SERVERS      comma-separated server addresses: unix:/path or tcp:host:port
  *                         (a bare path means unix:, host:port means tcp:)
- *   DELEGATE_TOKEN        shared secret sent to servers that require one (tcp)
- *   DELEGATE_REGION_SIZE  default region size in bytes (suffixes K, M, G; default 1M)
+ *   DELEGATE_TOKEN        the job secret: proven to servers that require it by a
+ *                         challenge-response, never sent (DELEGATE_TOKEN_FILE: a
+ *                         file holding it)
+ *   DELEGATE_TLS_CA       TLS on tcp: the CA to trust (a PEM file, or base64: and
+ *                         the file's base64)
+ *   DELEGATE_REGION_SIZE  default region size in bytes (suffixes K, M, G; default 1M),
+ *                         when neither hints nor the backend's stripes give one
  *   DELEGATE_TIMEOUT      connect and liveness timeout (Go duration, default 5s)
  *   DELEGATE_SHM_SIZE     shared-memory ring per server (default 16M; 0 disables)
  *   DELEGATE_LOG_FD       file descriptor for the library's log (default: none)

@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -64,6 +65,8 @@ func serve(args []string) int {
 	index := fs.String("index", "0", "this server's position in --peers, or \"rank\": the launcher's rank variable (PMI_RANK, SLURM_PROCID, PMIX_RANK, OMPI_COMM_WORLD_RANK)")
 	unixSock := fs.String("unix", "auto", "with a tcp --listen, also serve this Unix socket for clients on this host (shared memory); auto: a private temporary directory; off: none")
 	tokenFile := fs.String("token-file", env("DELEGATE_TOKEN_FILE", ""), "file holding the token clients must present ($DELEGATE_TOKEN also works)")
+	tlsCert := fs.String("tls-cert", env("DELEGATE_TLS_CERT", ""), "TLS certificate (PEM file, or base64: and the file's base64) for TCP connections; needs --tls-key ($DELEGATE_TLS_CERT)")
+	tlsKey := fs.String("tls-key", env("DELEGATE_TLS_KEY", ""), "the certificate's private key, in the same forms ($DELEGATE_TLS_KEY)")
 	insecure := fs.Bool("insecure", false, "allow a TCP listener without a token (anyone who reaches the port gets in)")
 	handshakeTimeout := fs.Duration("handshake-timeout", def.HandshakeTimeout, "a new connection must finish its hello (and authenticate) within this")
 	maxHellos := fs.Int("max-hellos", def.MaxHellos, "connections allowed in the hello at once; new ones beyond it are closed")
@@ -129,6 +132,14 @@ func serve(args []string) int {
 	cfg.MaxHellos = *maxHellos
 	if cfg.Token, err = readToken(*tokenFile); err != nil {
 		return startFailed(2, "delegate-server:", err)
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return startFailed(2, "delegate-server: --tls-cert and --tls-key go together")
+	}
+	if *tlsCert != "" {
+		if cfg.TLS, err = transport.ServerTLS(*tlsCert, *tlsKey); err != nil {
+			return startFailed(2, "delegate-server:", err)
+		}
 	}
 	if *peers != "" {
 		if cfg.Peers, err = parsePeers(*peers); err != nil {
@@ -444,7 +455,15 @@ func statsCmd(args []string, out io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	m, err := monitor.Connect(ctx, addr, os.Getenv("DELEGATE_TOKEN"), *timeout)
+	var tc *tls.Config
+	if ca := os.Getenv("DELEGATE_TLS_CA"); ca != "" {
+		var err error
+		if tc, err = transport.ClientTLS(ca); err != nil {
+			fmt.Fprintln(os.Stderr, "delegate-server stats:", err)
+			return 2
+		}
+	}
+	m, err := monitor.Connect(ctx, addr, os.Getenv("DELEGATE_TOKEN"), tc, *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "delegate-server stats:", err)
 		return 1

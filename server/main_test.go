@@ -288,7 +288,7 @@ func TestDescriptorExhaustion(t *testing.T) {
 			t.Fatal(err)
 		}
 		held = append(held, c)
-		_, err = transport.ClientHello(c, &wire.Hello{Client: "hog", Monitor: true}, -1, 500*time.Millisecond)
+		_, err = transport.ClientHello(c, &wire.Hello{Client: "hog", Monitor: true}, -1, 500*time.Millisecond, "")
 		exhausted = err != nil
 	}
 	if !exhausted {

@@ -6,6 +6,8 @@
 #      client/server over real Unix sockets and TCP loopback), fuzz seeds;
 #   2b. every decoder's fuzz target for 20 s each (tests/fuzz.sh);
 #   3. integration with real mpiexec, servers and files (tests/integration.sh);
+#   3b. regions that fit the stripes: ROMIO's striping hints through the
+#      driver to the region size and the servers' counters (tests/stripes.sh);
 #   4. visibility with default hints: write, then barrier, send/recv,
 #      collective or RMA fence, then another rank's read (tests/visibility.sh);
 #   5. the server engine through MPI: coalescing, the memory bound, drain on
@@ -59,8 +61,9 @@ gofmt_clean() {
 step "gofmt" gofmt_clean
 step "go vet" go vet ./...
 step "go test -race" timeout 900 go test -race -timeout 600s ./...
-step "fuzz" timeout 240 "$top/tests/fuzz.sh"
+step "fuzz" timeout 330 "$top/tests/fuzz.sh"
 step "integration" timeout 1800 "$top/tests/integration.sh"
+step "stripes" timeout 600 "$top/tests/stripes.sh"
 step "visibility" timeout 900 "$top/tests/visibility.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
 step "crash" timeout 600 "$top/tests/crash.sh"

@@ -9,9 +9,12 @@
 #  - every server was reached by the 2 ranks of its own host over the
 #    shared-memory ring and by the 4 others over TCP (servers' counters);
 #  - a client with a wrong or no secret is refused with MPI_ERR_ACCESS;
+#  - with delegate-run --tls the same run goes over TLS, and a rank without
+#    the CA, or with another, is refused saying why;
 #  - a server that cannot listen fails delegate-run at once, naming it;
 #  - a host whose link goes down mid-write gives MPI_ERR_IO ("connection
-#    ... lost") in bounded time, and the job ends.
+#    ... lost") in bounded time, and the job ends (the ranks say when they
+#    write and when they fail on a FIFO: no polling, no sleeps).
 # Namespaces share /tmp and Unix sockets, hence the counters: they show
 # which transport each session used. Everything this script makes
 # (namespaces, bridge, veths, processes in them, files) is removed on exit.
@@ -132,17 +135,54 @@ for variant in wrong none; do
     fi
 done
 
+echo "== TLS across hosts (delegate-run --tls: a per-job certificate in the environment)"
+if out=$(on1 delegate-run --tls --hosts "$H" -- $(mpi6) "$top/build/tests/iotest" "delegate:$work/tls" 2>&1) &&
+    cmp -s "$work/u" "$work/tls"; then
+    rings=$(grep -c '^  transports     2 shared memory, 0 unix, 4 tcp' <<<"$out")
+    if [ "$rings" = 3 ]; then
+        ok "iotest over TLS: $(stat -c %s "$work/tls") bytes identical to ufs:, every server: 2 shared memory, 4 TLS sessions"
+    else
+        bad "iotest over TLS: $rings of 3 servers saw 2 shared-memory and 4 tcp sessions"
+    fi
+else
+    bad "iotest over TLS: $(tail -5 <<<"$out")"
+fi
+# A rank without the CA, or with another one, is refused, saying why.
+variants=(none)
+if command -v openssl >/dev/null; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=other -days 1 \
+        -keyout "$work/other.key" -out "$work/other.pem" >/dev/null 2>&1 && variants+=(wrong)
+fi
+for variant in "${variants[@]}"; do
+    if [ $variant = wrong ]; then
+        set -- env DELEGATE_TLS_CA="$work/other.pem" DELEGATE_PREFER_LOCAL=0
+        want="MPI_ERR_ACCESS.*not signed by DELEGATE_TLS_CA"
+    else
+        set -- env -u DELEGATE_TLS_CA DELEGATE_PREFER_LOCAL=0
+        want="requires TLS. set DELEGATE_TLS_CA"
+    fi
+    out=$(on1 delegate-run --quiet --tls --hosts "$H" -- "$@" mpiexec -hosts "$H" -ppn 1 -n 3 "$top/build/tests/errtest" create "delegate:$work/tlsbad" 2>&1)
+    line=$(grep -m1 '^class=' <<<"$out")
+    if grep -q "$want" <<<"$line"; then
+        ok "$variant CA refused: ${line:0:200}"
+    else
+        bad "$variant CA: ${line:-$(tail -3 <<<"$out")}"
+    fi
+done
+
 echo "== a server that cannot listen"
 port=$((20000 + RANDOM % 10000))
 # (the squatter keeps its buffer in memory: with the default state directory
 # it would hold the lock of the same listen address, and the server would
 # fail on that before it tries the port)
-ip netns exec "$tag-2" delegate-server --insecure --state-dir none --listen "tcp:${hosts[1]}:$port" --log-level error </dev/null >/dev/null 2>&1 &
+# It says it listens on a FIFO (--ready-fd): a bounded read, no polling.
+mkfifo "$work/squat.fifo"
+exec 4<>"$work/squat.fifo"
+ip netns exec "$tag-2" delegate-server --insecure --state-dir none --listen "tcp:${hosts[1]}:$port" --log-level error \
+    --ready-fd 5 </dev/null >/dev/null 2>&1 5>"$work/squat.fifo" 4<&- &
 squatter=$!
-for _ in $(seq 50); do
-    ip netns exec "$tag-2" bash -c "exec 3<>/dev/tcp/${hosts[1]}/$port" 2>/dev/null && break
-    sleep 0.1
-done
+read -r -t 10 -u 4 _ || bad "the port squatter did not say it listens within 10 s"
+exec 4<&-
 t0=$SECONDS
 out=$(on1 delegate-run --quiet --hosts "$H" --port $port -- true 2>&1)
 rc=$?
@@ -168,30 +208,51 @@ else
     bad "server 2 killed: status $rc: $(grep -v '^  ' <<<"$out" | tail -6 | tr '\n' ';')"
 fi
 
+# link_start NAME NP DRAIN: linktest on hosts 1 and 2 (NP ranks) with
+# servers on all three, in the background (job=$!), its output in
+# $work/NAME.out. Returns once every rank has written for a while: each
+# says so on a FIFO the script holds open on fd 3 (and says "failed" there
+# before it aborts), so nothing polls or sleeps; each wait is bounded by
+# read -t. DELEGATE_TIMEOUT=2s: keepalives every 2 s.
+link_start() {
+    local name=$1 np=$2 drain=$3 n=0 word
+    exec 3<&- 2>/dev/null
+    rm -f "$work/$name.fifo"
+    mkfifo "$work/$name.fifo"
+    exec 3<>"$work/$name.fifo"
+    on1 env DELEGATE_TIMEOUT=2s delegate-run --quiet --hosts "$H" --drain-timeout "$drain" -- \
+        mpiexec -hosts "${hosts[0]},${hosts[1]}" -ppn $((np / 2)) -n "$np" "$top/build/tests/linktest" \
+        "delegate:$work/$name" 60 "$work/$name.fifo" >"$work/$name.out" 2>&1 3<&- &
+    job=$!
+    while [ $n -lt "$np" ] && read -r -t 60 -u 3 word _; do
+        [ "$word" = writing ] && n=$((n + 1))
+    done
+    [ $n -eq "$np" ] || bad "$name: $n of $np ranks started writing within 60 s: $(tail -3 "$work/$name.out")"
+}
+
+# link_failed: waits (at most 30 s) until a rank says on the FIFO that a
+# call failed.
+link_failed() {
+    local word
+    while read -r -t 30 -u 3 word _; do
+        [ "$word" = failed ] && return 0
+    done
+    return 1
+}
+
 echo "== a host's link goes down mid-write"
 # Ranks on hosts 1 and 2, servers on all three; host 3 leaves the network
-# while the ranks write. DELEGATE_TIMEOUT=2s: keepalives every 2 s.
-t0=$SECONDS
-on1 env DELEGATE_TIMEOUT=2s delegate-run --quiet --hosts "$H" --drain-timeout 60s -- \
-    mpiexec -hosts "${hosts[0]},${hosts[1]}" -ppn 3 -n 6 "$top/build/tests/linktest" "delegate:$work/link" 60 \
-    >"$work/link.out" 2>&1 &
-job=$!
-for _ in $(seq 300); do
-    [ "$(grep -c ': started' "$work/link.out")" -ge 6 ] && break
-    sleep 0.1
-done
-sleep 1
+# while the ranks write.
+link_start link 6 60s
 ip -n "$tag-3" link set dlg0 down
 tdown=$SECONDS
-for _ in $(seq 600); do
-    grep -q "failed after" "$work/link.out" || ! kill -0 $job 2>/dev/null || { sleep 0.1; continue; }
-    break
-done
+link_failed
 tfail=$SECONDS
 # Back on the network so that host 3's server drains and the job ends.
 ip -n "$tag-3" link set dlg0 up
 wait $job
 rc=$?
+exec 3<&-
 line=$(grep -m1 "failed after" "$work/link.out")
 if [ $rc -ne 0 ] && grep -q "class=MPI_ERR_IO" <<<"$line" && grep -q "${hosts[2]}.*lost" "$work/link.out" &&
     [ $((tfail - tdown)) -le 30 ]; then
@@ -203,21 +264,13 @@ fi
 echo "== a host that stays off the network"
 # The same, but host 3 does not come back: the ranks fail as before, and
 # delegate-run gives up on host 3's server after --drain-timeout, saying so.
-t0=$SECONDS
-on1 env DELEGATE_TIMEOUT=2s delegate-run --quiet --hosts "$H" --drain-timeout 10s -- \
-    mpiexec -hosts "${hosts[0]},${hosts[1]}" -ppn 2 -n 4 "$top/build/tests/linktest" "delegate:$work/gone" 60 \
-    >"$work/gone.out" 2>&1 &
-job=$!
-for _ in $(seq 300); do
-    [ "$(grep -c ': started' "$work/gone.out")" -ge 4 ] && break
-    sleep 0.1
-done
-sleep 1
+link_start gone 4 10s
 ip -n "$tag-3" link set dlg0 down
 tdown=$SECONDS
 wait $job
 rc=$?
 tend=$SECONDS
+exec 3<&-
 ip -n "$tag-3" link set dlg0 up
 if [ $rc -ne 0 ] && grep -q "class=MPI_ERR_IO" "$work/gone.out" &&
     grep -q "did not drain within 10s" "$work/gone.out" && grep -q "server tcp:${hosts[2]}:[0-9]* sent no final statistics" "$work/gone.out" &&

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tests/fuzz.sh: run every decoder fuzz target of internal/wire (and the
-# size parser of internal/units) for a bounded time each (FUZZTIME, default
-# 20s; the whole run stays under 3 minutes with the default). The
+# size parser of internal/units, the handshake's frames in
+# internal/transport, the Lustre layout in internal/route) for a bounded
+# time each (FUZZTIME, default 20s; the whole run stays under 4 minutes
+# with the default). The
 # checked-in corpora under <package>/testdata/fuzz/<Target>/ run first, as
 # seeds. A crasher found
 # here is written to that directory by go test: check it in with the fix.
@@ -13,10 +15,10 @@ export PATH="$PATH:/usr/local/go/bin"
 fuzztime=${FUZZTIME:-20s}
 targets=(internal/wire:FuzzReader internal/wire:FuzzDecompress internal/wire:FuzzUnmarshal
     internal/wire:FuzzParseHeader internal/wire:FuzzExtents internal/units:FuzzParseSize
-    internal/wire:FuzzBulkHeader)
+    internal/wire:FuzzBulkHeader internal/transport:FuzzHandshakeFrame internal/route:FuzzLustreLOV)
 # Every Fuzz function of these packages must be listed above, so that a new
 # decoder's target is not silently left out.
-declared=$(for d in internal/wire internal/units; do
+declared=$(for d in internal/wire internal/units internal/transport internal/route; do
     grep -ho '^func Fuzz[A-Za-z0-9_]*' $d/*_test.go | sed "s|^func |$d:|"
 done | sort)
 listed=$(printf '%s\n' "${targets[@]}" | sort)

@@ -10,7 +10,10 @@
 # delegate-run finds the allocation (SLURM_JOB_NODELIST), starts one server
 # per node with srun --overlap, hydra starts the ranks through srun; the
 # file must equal the ufs: one and each server must have seen its node's 2
-# ranks over shared memory and the 4 others over TCP.
+# ranks over shared memory and the 4 others over TCP. The same with ranks
+# started by srun --mpi=pmi2, and with delegate-run --tls (a certificate
+# naming the nodes by the names Slurm gives, handed through the
+# environment).
 # Everything it starts is stopped by pid, everything it makes removed.
 # Skips (exit 0) if namespaces cannot be made or Slurm cannot be installed.
 set -uo pipefail
@@ -168,6 +171,15 @@ if out=$(alloc delegate-run --quiet -- srun --mpi=pmi2 --ntasks-per-node=2 -n 6 
     ok "delegate_example, 6 ranks started by srun --mpi=pmi2 beside the servers' srun --overlap step"
 else
     bad "srun --mpi=pmi2: $(tail -5 <<<"$out")"
+fi
+
+echo "== salloc -N 3 delegate-run --tls -- srun --mpi=pmi2 (a per-job certificate naming n1-n3)"
+if out=$(alloc delegate-run --tls -- srun --mpi=pmi2 --ntasks-per-node=2 -n 6 \
+    "$top/build/examples/delegate_example" "delegate:$work/extls" 2 2>&1) && grep -q "all bytes correct" <<<"$out" &&
+    [ "$(grep -c '^  transports     2 shared memory, 0 unix, 4 tcp' <<<"$out")" = 3 ]; then
+    ok "delegate_example over TLS through Slurm: every server 2 shared memory, 4 TLS sessions, servers named by host name"
+else
+    bad "delegate-run --tls under Slurm: $(tail -5 <<<"$out")"
 fi
 
 echo

@@ -37,14 +37,16 @@ func fakeServer(t *testing.T, reply func(h wire.Header) []byte, hold bool) trans
 			return
 		}
 		defer conn.Close()
-		if _, fd, err := transport.ServerHello(conn, 5*time.Second); err != nil {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, fd, _, err := transport.ServerHello(conn); err != nil {
 			return
 		} else if fd >= 0 {
 			os.NewFile(uintptr(fd), "ring").Close()
 		}
-		if transport.ServerReply(conn, &wire.Reply{Name: "fake"}, 5*time.Second) != nil {
+		if transport.ServerReply(conn, &wire.Reply{Name: "fake"}) != nil {
 			return
 		}
+		conn.SetDeadline(time.Time{})
 		ymx, err := yamux.Server(conn, transport.YamuxConfig(nil, 0))
 		if err != nil {
 			return

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -49,7 +50,7 @@ func (s *session) dialBulk(ctx context.Context, a transport.Addr, rep *wire.Repl
 	key := transport.BulkKey(cfg.Token)
 	set := &bulkSet{free: make(chan *bulkConn, n), min: cfg.BulkMin}
 	for i := range n {
-		c, err := bindBulk(ctx, a, cfg.Timeout, key, rep, uint32(i))
+		c, err := bindBulk(ctx, a, cfg.Timeout, cfg.TLS, key, rep, uint32(i))
 		if err != nil {
 			s.log.Warn("bulk connection failed, data stays on the control session", "err", err)
 			for _, b := range set.conns {
@@ -66,8 +67,8 @@ func (s *session) dialBulk(ctx context.Context, a transport.Addr, rep *wire.Repl
 
 // bindBulk dials one bulk connection and binds it (BulkBind, the tag, the
 // server's acknowledgement), all within timeout.
-func bindBulk(ctx context.Context, a transport.Addr, timeout time.Duration, key []byte, rep *wire.Reply, idx uint32) (net.Conn, error) {
-	c, err := transport.Dial(ctx, a, timeout)
+func bindBulk(ctx context.Context, a transport.Addr, timeout time.Duration, tc *tls.Config, key []byte, rep *wire.Reply, idx uint32) (net.Conn, error) {
+	c, err := transport.Dial(ctx, a, timeout, tc)
 	if err != nil {
 		return nil, err
 	}
@@ -92,8 +93,8 @@ func bindBulk(ctx context.Context, a transport.Addr, timeout time.Duration, key 
 		return nil, fmt.Errorf("bind bulk connection %d to %s: %w", idx, a, err)
 	}
 	_ = c.SetDeadline(time.Time{})
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
+	if t, ok := transport.NetConn(c).(*net.TCPConn); ok {
+		_ = t.SetNoDelay(true)
 	}
 	return c, nil
 }

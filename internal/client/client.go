@@ -64,7 +64,11 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		}()
 	}
 	wg.Wait()
-	if err := firstError(errs); err != nil {
+	err := firstError(errs)
+	if err == nil {
+		err = checkIdentities(cfg.Servers, sessions)
+	}
+	if err != nil {
 		for _, s := range sessions {
 			if s != nil {
 				s.close()
@@ -133,6 +137,23 @@ func (cl *Client) sessions(ctx context.Context) ([]*session, error) {
 	}()
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	if dialErr == nil && !cl.mu.closed {
+		// The new sessions must agree with the others on who is who
+		// (identity.go): a restarted server that now answers at another
+		// entry's address is not taken.
+		cand := append([]*session(nil), cl.mu.sessions...)
+		for i, ns := range fresh {
+			if cand[i] == old[i] {
+				cand[i] = ns
+			}
+		}
+		if dialErr = checkIdentities(cl.cfg.Servers, cand); dialErr != nil {
+			for _, ns := range fresh {
+				drop = append(drop, ns)
+			}
+			fresh = nil
+		}
+	}
 	for i, ns := range fresh {
 		if cl.mu.closed || cl.mu.sessions[i] != old[i] {
 			drop = append(drop, ns) // closed meanwhile, or replaced by another caller
@@ -220,6 +241,8 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 			return nil, fmt.Errorf("open %s: %w", abs, err)
 		}
 	}
+	h.RegionSize = route.FitRegion(route.Fit{Explicit: h.explicitRegion(), Default: h.RegionSize, Servers: len(cl.cfg.Servers),
+		Hint: route.Stripes{Unit: h.StripeUnit, Count: int(h.StripeFactor)}, Backend: backendStripes(filepath.Dir(abs))})
 	ss, err := cl.sessions(ctx)
 	if err != nil {
 		return nil, err

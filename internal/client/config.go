@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,8 +22,13 @@ type Config struct {
 	// Servers is the ordered server list; every client of a job must use
 	// the same list in the same order (the servers check).
 	Servers []transport.Addr
-	// Token is sent to servers that require one.
+	// Token is the job secret: the client proves to servers that require
+	// it that it holds it, and accepts only servers that prove the same
+	// (transport.ClientHello); it is never sent.
 	Token string
+	// TLS, if set, runs TCP connections over TLS, trusting the servers'
+	// certificates it names (DELEGATE_TLS_CA).
+	TLS *tls.Config
 	// RegionSize is the default region size of files opened without a
 	// delegate_region_size hint.
 	RegionSize int64
@@ -107,6 +113,13 @@ func FromEnv() (Config, error) {
 			errs = append(errs, fmt.Errorf("DELEGATE_TOKEN_FILE: %w", err))
 		}
 		c.Token = strings.TrimSpace(string(b))
+	}
+	if ca := os.Getenv("DELEGATE_TLS_CA"); ca != "" {
+		t, err := transport.ClientTLS(ca)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.TLS = t
 	}
 	switch os.Getenv("DELEGATE_PREFER_LOCAL") {
 	case "", "1", "true":

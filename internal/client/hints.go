@@ -3,6 +3,7 @@ package client
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/delegate-io/delegate/internal/route"
 	"github.com/delegate-io/delegate/internal/units"
@@ -17,6 +18,35 @@ type Hints struct {
 	CorkBytes  int64 // delegate_cork_size: a corked batch is sent when it holds this much
 	WriteAck   bool  // delegate_write_ack=sync: writes wait for the servers' acknowledgement
 	AsyncClose bool  // delegate_async_close: close returns once the servers hold the data
+
+	// ROMIO's striping hints (open only, not enumerated: ROMIO reports
+	// them itself): the region size follows them (route.FitRegion) unless
+	// delegate_region_size is given.
+	StripeUnit   int64 // striping_unit
+	StripeFactor int64 // striping_factor
+	regionSet    bool  // delegate_region_size was given
+}
+
+// romioHints are ROMIO's own hints the driver passes at open
+// (adio_delegate/ad_delegate_hints.c): read here, reported by ROMIO.
+var romioHints = []hintDef{
+	{"striping_unit", true,
+		func(h *Hints) string { return strconv.FormatInt(h.StripeUnit, 10) },
+		func(h *Hints, v string) error { return setCount(&h.StripeUnit, v) }},
+	{"striping_factor", true,
+		func(h *Hints) string { return strconv.FormatInt(h.StripeFactor, 10) },
+		func(h *Hints, v string) error { return setCount(&h.StripeFactor, v) }},
+}
+
+// setCount parses a ROMIO integer hint: a number (with ROMIO's own check
+// already passed); 0 or less means not set.
+func setCount(dst *int64, v string) error {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return fmt.Errorf("want an integer")
+	}
+	*dst = max(n, 0)
+	return nil
 }
 
 type hintDef struct {
@@ -36,7 +66,7 @@ var hintTable = []hintDef{
 			if err == nil {
 				err = route.CheckRegionSize(n)
 			}
-			h.RegionSize = n
+			h.RegionSize, h.regionSet = n, true
 			return err
 		}},
 	{"delegate_cork", false,
@@ -97,6 +127,11 @@ func lookupHint(name string) (*hintDef, bool) {
 	for i := range hintTable {
 		if hintTable[i].name == name {
 			return &hintTable[i], true
+		}
+	}
+	for i := range romioHints {
+		if romioHints[i].name == name {
+			return &romioHints[i], true
 		}
 	}
 	return nil, false

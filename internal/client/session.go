@@ -96,7 +96,8 @@ type session struct {
 	addr  transport.Addr // the server as the list names it
 	via   transport.Addr // where the session is connected: addr, or its Unix socket
 	log   *slog.Logger
-	name  string // the server's name, from the hello
+	name  string   // the server's name, from the hello
+	ident identity // who the server says it is, from the hello
 	conn  net.Conn
 	ymx   *yamux.Session
 	st    net.Conn
@@ -157,6 +158,7 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 		}
 	}
 	s.name = rep.Name
+	s.ident = identity{id: rep.ID, peers: rep.Peers, index: rep.Index}
 	s.conn = conn
 	if s.via.Net == "tcp" {
 		s.dialBulk(ctx, s.via, rep)
@@ -181,12 +183,12 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 // Unix socket) and returns the connection and the server's reply.
 func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wire.Reply, error) {
 	cfg := &s.cl.cfg
-	conn, err := transport.Dial(ctx, a, cfg.Timeout)
+	conn, err := transport.Dial(ctx, a, cfg.Timeout, cfg.TLS)
 	if err != nil {
 		return nil, nil, err
 	}
 	ringFD := -1
-	hello := &wire.Hello{Client: cfg.Name, Token: cfg.Token, Servers: uint32(len(cfg.Servers)), Index: uint32(s.idx), ListHash: s.cl.listHash}
+	hello := &wire.Hello{Client: cfg.Name, Servers: uint32(len(cfg.Servers)), Index: uint32(s.idx), ListHash: s.cl.listHash}
 	if a.Net == "unix" && cfg.RingBytes > 0 {
 		r, err := shm.Create("delegate-ring", cfg.RingBytes)
 		if err != nil {
@@ -198,10 +200,10 @@ func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wir
 		ringFD = r.FD()
 		hello.RingSize = uint64(cfg.RingBytes)
 	}
-	if a.Net == "tcp" {
+	if a.Net == "tcp" && cfg.TLS == nil { // bulk connections are raw TCP: none under TLS
 		hello.Bulk = uint32(cfg.BulkConns)
 	}
-	rep, err := transport.ClientHello(conn, hello, ringFD, cfg.Timeout)
+	rep, err := transport.ClientHello(conn, hello, ringFD, cfg.Timeout, cfg.Token)
 	if s.shmem != nil {
 		s.shmem.r.CloseFD()
 	}
@@ -214,6 +216,9 @@ func (s *session) connect(ctx context.Context, a transport.Addr) (net.Conn, *wir
 		// socket failed must have no ring at all.
 		s.shmem.release()
 		s.shmem, s.ring = nil, nil
+		if a.Net == "tcp" && cfg.TLS == nil && errors.Is(err, transport.ErrClosedInHandshake) {
+			return nil, nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s closed the connection in the handshake (a server that requires TLS? set DELEGATE_TLS_CA): %w", a, err)
+		}
 		if wire.CodeOf(err) == wire.EIO || wire.CodeOf(err) == wire.ETIMEDOUT {
 			return nil, nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s did not complete the handshake: %w", a, err)
 		}

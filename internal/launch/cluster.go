@@ -25,6 +25,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,7 @@ import (
 
 	"github.com/delegate-io/delegate/internal/monitor"
 	"github.com/delegate-io/delegate/internal/stats"
+	"github.com/delegate-io/delegate/internal/transport"
 )
 
 // Port range a per-run port is drawn from: below Linux's ephemeral range
@@ -65,7 +67,8 @@ const stdoutGrace = 5 * time.Second
 // cluster is a set of servers started through a launcher.
 type cluster struct {
 	o      Options
-	token  string // the job secret
+	token  string      // the job secret
+	tls    *tls.Config // trusts the servers' certificate, if they run TLS
 	addrs  []string
 	index  map[string]int // address -> position
 	cmd    *exec.Cmd
@@ -100,6 +103,21 @@ func NewToken() (string, error) {
 		return "", fmt.Errorf("job secret: %w", err)
 	}
 	return hex.EncodeToString(b[:]), nil
+}
+
+// jobCertValidity is how long a per-job certificate (--tls) is valid.
+const jobCertValidity = 30 * 24 * time.Hour
+
+// jobTLS makes the per-job certificate of --tls for hosts: the servers'
+// environment (certificate and key, inline) and the CA for the clients
+// (inline: a file here would not be visible on the other hosts).
+func jobTLS(hosts []string) (env []string, ca string, err error) {
+	cert, key, err := transport.SelfSigned(hosts, jobCertValidity)
+	if err != nil {
+		return nil, "", fmt.Errorf("--tls: %w", err)
+	}
+	ca = transport.InlinePEM(cert)
+	return []string{"DELEGATE_TLS_CERT=" + ca, "DELEGATE_TLS_KEY=" + transport.InlinePEM(key)}, ca, nil
 }
 
 // launcherArgv is the command that starts the servers.
@@ -166,14 +184,31 @@ func runCluster(ctx context.Context, o Options, command []string) (int, error) {
 	// The servers' environment carries the secret to every host. Settings
 	// meant for a server started by hand must not override the flags.
 	env := append(os.Environ(), "DELEGATE_TOKEN="+token, "DELEGATE_TOKEN_FILE=", "DELEGATE_LISTEN=", "DELEGATE_PEERS=")
+	cmdEnv := []string{"DELEGATE_SERVERS=" + peers, "DELEGATE_TOKEN=" + token, "DELEGATE_TOKEN_FILE=" + tokenFile}
+	if o.TLS {
+		tlsEnv, ca, err := jobTLS(o.Hosts)
+		if err != nil {
+			return 1, err
+		}
+		env = append(env, tlsEnv...)
+		cmdEnv = append(cmdEnv, "DELEGATE_TLS_CA="+ca)
+		if c.tls, err = transport.ClientTLS(ca); err != nil {
+			return 1, err
+		}
+	} else if ca := os.Getenv("DELEGATE_TLS_CA"); ca != "" {
+		// Servers given a certificate by the user (DELEGATE_TLS_CERT and
+		// _KEY in the environment): stop them through TLS too.
+		if c.tls, err = transport.ClientTLS(ca); err != nil {
+			return 1, err
+		}
+	}
 	if err := c.start(launcherArgv(o, peers), env); err != nil {
 		// Nothing is buffered yet: the drain is quick, or never comes.
 		c.o.DrainTimeout = min(c.o.DrainTimeout, startDrainTimeout)
 		c.stop(ctx)
 		return 1, err
 	}
-	status, cmdErr := runCommand(command, []string{"DELEGATE_SERVERS=" + peers,
-		"DELEGATE_TOKEN=" + token, "DELEGATE_TOKEN_FILE=" + tokenFile})
+	status, cmdErr := runCommand(command, cmdEnv)
 	snaps, stopErr := c.stop(ctx)
 	return finish(o, status, cmdErr, snaps, stopErr)
 }
@@ -407,7 +442,7 @@ func (c *cluster) askStop(ctx context.Context) int {
 		go func() {
 			ctx, cancel := context.WithTimeout(ctx, stopAskTimeout)
 			defer cancel()
-			m, err := monitor.Connect(ctx, a, c.token, stopAskTimeout)
+			m, err := monitor.Connect(ctx, a, c.token, c.tls, stopAskTimeout)
 			if err == nil {
 				_, err = m.Stop()
 				m.Close()

@@ -45,6 +45,12 @@ type Options struct {
 	Slurm          bool
 	Mpiexec        string // hydra's mpiexec (default "mpiexec")
 	Srun           string // Slurm's srun (default "srun")
+	// TLS makes a per-job self-signed certificate naming Hosts, hands it
+	// (and its key) to the servers and the CA to COMMAND in the
+	// environment, inline (never a path: other hosts do not see ours),
+	// and runs every TCP connection over TLS. Ignored on one host (Unix
+	// sockets).
+	TLS bool
 }
 
 type proc struct {

@@ -53,7 +53,7 @@ func TestDependencyDirection(t *testing.T) {
 		"internal/client":    {"internal/wire", "internal/route", "internal/shm", "internal/transport", "internal/units"},
 		"internal/server": {"internal/wire", "internal/route", "internal/shm", "internal/transport",
 			"internal/extent", "internal/backend", "internal/stats", "internal/journal"},
-		"internal/launch":     {"internal/stats", "internal/monitor"},
+		"internal/launch":     {"internal/stats", "internal/monitor", "internal/transport"},
 		"internal/monitor":    {"internal/stats", "internal/transport", "internal/wire"},
 		"libdelegate":         {"internal/client", "internal/wire"},
 		"server":              {"internal/server", "internal/monitor", "internal/stats", "internal/transport", "internal/units"},

@@ -4,6 +4,7 @@ package monitor
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
@@ -27,18 +28,18 @@ type Monitor struct {
 }
 
 // Connect opens a monitor session to the server at addr.
-func Connect(ctx context.Context, addr, token string, timeout time.Duration) (*Monitor, error) {
+func Connect(ctx context.Context, addr, token string, tc *tls.Config, timeout time.Duration) (*Monitor, error) {
 	a, err := transport.ParseAddr(addr)
 	if err != nil {
 		return nil, err
 	}
-	c, err := transport.Dial(ctx, a, timeout)
+	c, err := transport.Dial(ctx, a, timeout, tc)
 	if err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	h := &wire.Hello{Client: fmt.Sprintf("monitor@%s:%d", host, os.Getpid()), Token: token, Monitor: true}
-	rep, err := transport.ClientHello(c, h, -1, timeout)
+	h := &wire.Hello{Client: fmt.Sprintf("monitor@%s:%d", host, os.Getpid()), Monitor: true}
+	rep, err := transport.ClientHello(c, h, -1, timeout, token)
 	if err == nil {
 		err = rep.Err()
 	}

@@ -7,6 +7,11 @@
 // regions go round-robin over the servers, starting at a server that depends
 // on the file, like Lustre striping with a per-file start. One server is the
 // case n == 1, not a separate path.
+//
+// The region size of a file is chosen once, at open, by FitRegion
+// (stripe.go): an explicit size, else one that lines up with the backend's
+// stripes (ROMIO's striping hints, or the layout read from the backend),
+// else the configured default.
 package route
 
 import (

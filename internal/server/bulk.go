@@ -107,8 +107,8 @@ func (ss *session) closeBulk() {
 func (ss *session) takeBulk() bool {
 	s := ss.srv
 	c := ss.conn
-	if !isTCPConn(c) {
-		return false
+	if _, raw := c.(*net.TCPConn); !raw {
+		return false // Unix sockets; and TLS, whose bytes cannot be peeked: no bulk connections
 	}
 	_ = c.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	first, err := peekByte(c)

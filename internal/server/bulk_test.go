@@ -19,13 +19,13 @@ import (
 // the control connection's yamux session and the hello reply.
 func bulkSession(t *testing.T, c *testutil.Cluster, n uint32) (*yamux.Session, *wire.Reply) {
 	t.Helper()
-	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second)
+	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &wire.Hello{Client: "raw", Token: c.Token, Servers: uint32(len(c.Addrs)),
+	h := &wire.Hello{Client: "raw", Servers: uint32(len(c.Addrs)),
 		ListHash: route.ListHash(transport.Strings(c.Addrs)), Bulk: n}
-	rep, err := transport.ClientHello(conn, h, -1, 5*time.Second)
+	rep, err := transport.ClientHello(conn, h, -1, 5*time.Second, c.Token)
 	if err != nil || rep.Err() != nil {
 		conn.Close()
 		t.Fatalf("hello: %v %v", err, rep)
@@ -45,7 +45,7 @@ func bulkSession(t *testing.T, c *testutil.Cluster, n uint32) (*yamux.Session, *
 // the connection.
 func bulkBind(t *testing.T, c *testutil.Cluster, id uint64, idx uint32, tag []byte) net.Conn {
 	t.Helper()
-	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second)
+	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestBulkBindRefused(t *testing.T) {
 		{"bound twice", func() net.Conn { return bulkBind(t, c, rep.BulkID, 0, good(0)) }},
 		{"short tag", func() net.Conn { return bulkBind(t, c, rep.BulkID, 1, good(1)[:16]) }},
 		{"garbage", func() net.Conn {
-			conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second)
+			conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,7 +117,7 @@ func TestBulkBindRefused(t *testing.T) {
 			return conn
 		}},
 		{"silent after the first byte", func() net.Conn {
-			conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second)
+			conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

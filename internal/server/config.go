@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,6 +35,10 @@ type Config struct {
 	// reads while the job's server list names every server once, by its
 	// TCP address (wire/spec.md, "Connection setup").
 	LocalSocket string
+	// TLS, if set, runs every TCP listener's connections over TLS (Serve
+	// wraps it); Unix sockets stay plain. The hello, its challenge-response
+	// and yamux then run inside TLS.
+	TLS *tls.Config
 	// Insecure lets Serve accept TCP connections without a Token. Without
 	// it Serve refuses a TCP listener when Token is empty: anyone who can
 	// reach the port could read and write every file under Root.

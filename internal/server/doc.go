@@ -10,7 +10,9 @@
 //
 //	server.go    Server: New, Serve (accept, backoff, hello limit), Shutdown, Close
 //	config.go    Config, its defaults, validation and String
-//	session.go   one client connection: hello and token, yamux, handles, the ring
+//	session.go   one client connection: yamux, handles, the ring
+//	hello.go     its handshake: the challenge-response over the job secret,
+//	             the routing check, the reply with the server's identity
 //	stream.go    one yamux stream: read loop, queue, worker, replies in order
 //	handlers.go  one function per request type; they check ownership (route)
 //	             and call into the engine

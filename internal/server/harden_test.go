@@ -31,12 +31,12 @@ import (
 // hand.
 func rawSession(t testing.TB, c *testutil.Cluster) *yamux.Session {
 	t.Helper()
-	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second)
+	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &wire.Hello{Client: "raw", Token: c.Token, Servers: uint32(len(c.Addrs)), ListHash: route.ListHash(transport.Strings(c.Addrs))}
-	rep, err := transport.ClientHello(conn, h, -1, 5*time.Second)
+	h := &wire.Hello{Client: "raw", Servers: uint32(len(c.Addrs)), ListHash: route.ListHash(transport.Strings(c.Addrs))}
+	rep, err := transport.ClientHello(conn, h, -1, 5*time.Second, c.Token)
 	if err != nil || rep.Err() != nil {
 		conn.Close()
 		t.Fatalf("hello: %v %v", err, rep)

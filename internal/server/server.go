@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"github.com/delegate-io/delegate/internal/stats"
@@ -29,6 +30,7 @@ type Server struct {
 	files    *fileTable
 	listHash uint64
 	hostID   string       // transport.HostID, when LocalSocket is set
+	id       string       // random per process: the identity a hello reply carries
 	*engine               // the per-file engine's shared state (engine.go)
 	bulk     bulkRegistry // sessions that may bind bulk connections (bulk.go)
 
@@ -104,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.LocalSocket != "" {
 		s.hostID = transport.HostID()
 	}
+	s.id = newServerID()
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[*session]struct{}{}
 	return s, nil
@@ -130,6 +133,9 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		s.log.Warn("listening on TCP without a token: anyone who can reach the port can read and write every file under the root",
 			"addr", l.Addr().String(), "root", s.cfg.Root)
+	}
+	if isTCP(l) && s.cfg.TLS != nil {
+		l = tls.NewListener(l, s.cfg.TLS)
 	}
 	s.mu.Lock()
 	if s.mu.closed {

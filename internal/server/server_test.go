@@ -140,7 +140,7 @@ func TestStopRequest(t *testing.T) {
 		t.Fatal("stop requested by a client session")
 	default:
 	}
-	m, err := monitor.Connect(context.Background(), c.Addrs[0].String(), "", 5*time.Second)
+	m, err := monitor.Connect(context.Background(), c.Addrs[0].String(), "", nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

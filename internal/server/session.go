@@ -1,8 +1,6 @@
 package server
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
@@ -129,7 +127,7 @@ func (ss *session) countTransport() {
 }
 
 func isTCPConn(c net.Conn) bool {
-	_, ok := c.(*net.TCPConn)
+	_, ok := transport.NetConn(c).(*net.TCPConn)
 	return ok
 }
 
@@ -149,86 +147,6 @@ func (ss *session) recoverPanic() {
 func (ss *session) hello() error {
 	defer ss.srv.stats.helloInProgress.Add(-1)
 	return ss.handshake()
-}
-
-// tokenOK reports whether a client's token matches the server's (any token
-// does when the server has none). It compares digests in constant time, so
-// neither the token's bytes nor its length show in the time it takes.
-func tokenOK(got, want string) bool {
-	if want == "" {
-		return true
-	}
-	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
-}
-
-// handshake reads and checks the hello and answers it.
-func (ss *session) handshake() error {
-	cfg := &ss.srv.cfg
-	h, fd, err := transport.ServerHello(ss.conn, cfg.HandshakeTimeout)
-	if err != nil {
-		return err
-	}
-	ss.client = h.Client
-	ss.log = ss.log.With("client", h.Client)
-	refuse := func(err *wire.Error) error {
-		rep := wire.ReplyTo(err)
-		_ = transport.ServerReply(ss.conn, &rep, cfg.HandshakeTimeout)
-		return err
-	}
-	switch {
-	case !tokenOK(h.Token, cfg.Token):
-		if fd >= 0 {
-			closeFD(fd)
-		}
-		return refuse(wire.Errorf(wire.EACCES, "server %s: wrong or missing token", cfg.Name))
-	case h.Monitor:
-		if fd >= 0 {
-			closeFD(fd)
-		}
-		ss.monitor = true
-		rep := wire.Reply{Name: cfg.Name}
-		return transport.ServerReply(ss.conn, &rep, cfg.HandshakeTimeout)
-	case h.Servers == 0 || h.Index >= h.Servers:
-		if fd >= 0 {
-			closeFD(fd)
-		}
-		return refuse(wire.Errorf(wire.EPROTO, "server %s: client index %d of %d servers", cfg.Name, h.Index, h.Servers))
-	case len(cfg.Peers) > 0 && (int(h.Servers) != len(cfg.Peers) || int(h.Index) != cfg.Index || h.ListHash != ss.srv.listHash):
-		if fd >= 0 {
-			closeFD(fd)
-		}
-		return refuse(wire.Errorf(wire.ENOTOWNER,
-			"server %s is number %d of %d in its list, the client says %d of %d (or the lists differ): check DELEGATE_SERVERS",
-			cfg.Name, cfg.Index, len(cfg.Peers), h.Index, h.Servers))
-	}
-	ss.servers, ss.index = int(h.Servers), int(h.Index)
-	if h.RingSize > 0 {
-		if fd < 0 {
-			return refuse(wire.Errorf(wire.EPROTO, "server %s: hello announces a ring but no descriptor came with it", cfg.Name))
-		}
-		r, err := shm.Attach(fd, h.RingSize)
-		if err != nil {
-			return refuse(wire.Errorf(wire.EPROTO, "server %s: %w", cfg.Name, err))
-		}
-		ss.ring = r
-		ss.srv.stats.ringBytes.Add(int64(h.RingSize))
-		for i := uint32(wire.CtrlSlots - 1); i >= 1; i-- {
-			ss.mu.freeSlots = append(ss.mu.freeSlots, i)
-		}
-	} else if fd >= 0 {
-		closeFD(fd)
-	}
-	rep := wire.Reply{Name: cfg.Name}
-	if isTCPConn(ss.conn) && cfg.LocalSocket != "" && ss.srv.hostID != "" {
-		rep.Local, rep.Host = cfg.LocalSocket, ss.srv.hostID
-	}
-	if h.Bulk > 0 && isTCPConn(ss.conn) {
-		if err := ss.offerBulk(&rep, h.Bulk); err != nil {
-			ss.log.Warn("no bulk connections for this session", "err", err)
-		}
-	}
-	return transport.ServerReply(ss.conn, &rep, cfg.HandshakeTimeout)
 }
 
 // close ends the session: streams stop after their current request.

@@ -175,7 +175,7 @@ func storm(r *rand.Rand, a transport.Addr, hash uint64, seeds [][]byte, stop <-c
 			conn.Close()
 			continue
 		}
-		if _, err := transport.ClientHello(conn, &wire.Hello{Client: "storm", Servers: 1, ListHash: hash}, -1, time.Second); err != nil {
+		if _, err := transport.ClientHello(conn, &wire.Hello{Client: "storm", Servers: 1, ListHash: hash}, -1, time.Second, ""); err != nil {
 			conn.Close()
 			continue
 		}

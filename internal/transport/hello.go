@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,15 +16,20 @@ import (
 )
 
 // Dial connects to a, failing within timeout with a wire.EUNREACHABLE error
-// that names the address.
-func Dial(ctx context.Context, a Addr, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout}
+// that names the address. With tc, a TCP connection runs TLS (tls.go): a
+// server whose certificate the client does not trust fails with EACCES.
+func Dial(ctx context.Context, a Addr, timeout time.Duration, tc *tls.Config) (net.Conn, error) {
+	deadline := time.Now().Add(timeout)
+	d := net.Dialer{Deadline: deadline}
 	c, err := d.DialContext(ctx, a.Net, a.Addr)
 	if err != nil {
 		return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s: %w", a, err)
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
+	if t, ok := c.(*net.TCPConn); ok {
+		_ = t.SetNoDelay(true)
+		if tc != nil {
+			return dialTLS(c, a, tc, deadline)
+		}
 	}
 	return c, nil
 }
@@ -47,15 +53,27 @@ func Listen(a Addr) (net.Listener, error) {
 }
 
 // ClientHello sends h on the raw connection, with ringFD (if >= 0) as
-// SCM_RIGHTS on a Unix socket, and waits up to timeout for the reply.
-func ClientHello(c net.Conn, h *wire.Hello, ringFD int, timeout time.Duration) (*wire.Reply, error) {
+// SCM_RIGHTS on a Unix socket, and waits up to timeout for the reply. With
+// a secret it answers the server's challenge and accepts the reply only if
+// the server proves it holds the same secret (wire/spec.md,
+// "Authentication"); the secret itself is never sent. A refusal comes back
+// as a reply with its code set, not as an error.
+func ClientHello(c net.Conn, h *wire.Hello, ringFD int, timeout time.Duration, secret string) (*wire.Reply, error) {
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	defer c.SetDeadline(time.Time{})
+	h.Nonce = nil
+	if secret != "" {
+		cn, err := newNonce()
+		if err != nil {
+			return nil, err
+		}
+		h.Nonce = cn
+	}
 	enc := wire.NewEncoder(wire.Compression{})
 	if err := enc.Append(wire.THello, 0, h); err != nil {
 		return nil, err
 	}
-	frame := enc.Bytes()
+	frame := append([]byte(nil), enc.Bytes()...)
 	if uc, ok := c.(*net.UnixConn); ok && ringFD >= 0 {
 		n, _, err := uc.WriteMsgUnix(frame, unix.UnixRights(ringFD), nil)
 		if err == nil && n < len(frame) {
@@ -69,26 +87,64 @@ func ClientHello(c net.Conn, h *wire.Hello, ringFD int, timeout time.Duration) (
 	} else if _, err := c.Write(frame); err != nil {
 		return nil, err
 	}
+	var sn []byte
 	var rep wire.Reply
-	hd, err := readOne(c, nil, &rep)
+	var ch wire.Auth
+	hd, got, err := readOne(c, nil, nil)
 	if err != nil {
 		return nil, err
+	}
+	if hd.Type == wire.TAuth|wire.ReplyBit {
+		// The server wants a secret: answer its challenge. Without one
+		// the answer is empty, and the server refuses with its reason.
+		if err := wire.Unmarshal(got[wire.HeaderSize:], &ch); err != nil {
+			return nil, err
+		}
+		if len(ch.Nonce) != wire.AuthNonceSize {
+			return nil, wire.Errorf(wire.EPROTO, "challenge nonce of %d bytes, want %d", len(ch.Nonce), wire.AuthNonceSize)
+		}
+		sn = ch.Nonce
+		ans := &wire.Auth{}
+		if secret != "" {
+			ans.Proof = ClientProof([]byte(secret), sn, h.Nonce, frame)
+		}
+		enc.Reset()
+		if err := enc.Append(wire.TAuth, 0, ans); err != nil {
+			return nil, err
+		}
+		if _, err := c.Write(enc.Bytes()); err != nil {
+			return nil, err
+		}
+		if hd, got, err = readOne(c, nil, nil); err != nil {
+			return nil, err
+		}
 	}
 	if hd.Type != wire.THello|wire.ReplyBit {
 		return nil, wire.Errorf(wire.EPROTO, "expected hello reply, got %v", hd.Type)
 	}
+	if err := wire.Unmarshal(got[wire.HeaderSize:], &rep); err != nil {
+		return nil, err
+	}
+	if secret != "" && rep.Code == wire.OK {
+		switch {
+		case sn == nil:
+			return nil, wire.Errorf(wire.EACCES, "the server asked for no secret, so it cannot prove it holds the job's: refusing it (a server of this job has the secret; is the address right?)")
+		case !proofOK(rep.Proof, ServerProof([]byte(secret), h.Nonce, sn, frame, &rep)):
+			return nil, wire.Errorf(wire.EACCES, "the server's proof does not match the job secret: refusing it (wrong server, or another job's?)")
+		}
+	}
 	return &rep, nil
 }
 
-// ServerHello reads the client's hello within timeout. On a Unix socket it
-// also returns a descriptor passed with it (-1 if none); the caller owns it.
-func ServerHello(c net.Conn, timeout time.Duration) (*wire.Hello, int, error) {
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	defer c.SetDeadline(time.Time{})
-	var h wire.Hello
+// ServerHello reads the client's hello; the caller has set the
+// connection's deadline. On a Unix socket it also returns a descriptor
+// passed with it (-1 if none); the caller owns it. frame is the hello as
+// received (header and description), which the proofs cover.
+func ServerHello(c net.Conn) (h *wire.Hello, fd int, frame []byte, err error) {
+	h = &wire.Hello{}
 	fds := []int{}
-	hd, err := readOne(c, &fds, &h)
-	fd := -1
+	hd, frame, err := readOne(c, &fds, h)
+	fd = -1
 	for i, f := range fds {
 		if i == 0 {
 			fd = f
@@ -103,15 +159,14 @@ func ServerHello(c net.Conn, timeout time.Duration) (*wire.Hello, int, error) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
-		return nil, -1, err
+		return nil, -1, nil, err
 	}
-	return &h, fd, nil
+	return h, fd, frame, nil
 }
 
-// ServerReply answers a hello.
-func ServerReply(c net.Conn, rep *wire.Reply, timeout time.Duration) error {
-	_ = c.SetWriteDeadline(time.Now().Add(timeout))
-	defer c.SetWriteDeadline(time.Time{})
+// ServerReply answers a hello; the caller has set the connection's
+// deadline.
+func ServerReply(c net.Conn, rep *wire.Reply) error {
 	enc := wire.NewEncoder(wire.Compression{})
 	if err := enc.Append(wire.THello|wire.ReplyBit, 0, rep); err != nil {
 		return err
@@ -122,27 +177,44 @@ func ServerReply(c net.Conn, rep *wire.Reply, timeout time.Duration) error {
 
 // readOne reads exactly one frame without buffering beyond it (yamux takes
 // over the connection right after), collecting passed descriptors into fds
-// when fds is not nil and c is a Unix socket.
-func readOne(c net.Conn, fds *[]int, v any) (wire.Header, error) {
+// when fds is not nil and c is a Unix socket. It decodes the description
+// into v unless v is nil, and returns the frame's bytes (header and
+// description). A handshake frame has no payload and at most
+// maxHandshakeDesc bytes of description.
+func readOne(c io.Reader, fds *[]int, v any) (wire.Header, []byte, error) {
 	var hb [wire.HeaderSize]byte
 	if err := readFull(c, hb[:], fds); err != nil {
-		return wire.Header{}, err
+		return wire.Header{}, nil, err
 	}
 	h, err := wire.ParseHeader(hb[:])
 	if err != nil {
-		return h, err
+		return h, nil, err
 	}
-	if h.DescLen > 64<<10 || h.PayloadLen != 0 {
-		return h, wire.Errorf(wire.EPROTO, "handshake frame too large")
+	if h.DescLen > maxHandshakeDesc || h.PayloadLen != 0 {
+		return h, nil, wire.Errorf(wire.EPROTO, "handshake frame too large")
 	}
-	desc := make([]byte, h.DescLen)
+	frame := make([]byte, wire.HeaderSize+int(h.DescLen))
+	copy(frame, hb[:])
+	desc := frame[wire.HeaderSize:]
 	if err := readFull(c, desc, fds); err != nil {
-		return h, err
+		return h, nil, err
 	}
-	return h, wire.Unmarshal(desc, v)
+	if v != nil {
+		if err := wire.Unmarshal(desc, v); err != nil {
+			return h, nil, err
+		}
+	}
+	return h, frame, nil
 }
 
-func readFull(c net.Conn, b []byte, fds *[]int) error {
+// ErrClosedInHandshake: the peer closed the connection before the
+// handshake was over (a server that refused us, or one that requires TLS).
+var ErrClosedInHandshake = wire.Errorf(wire.EPROTO, "connection closed during handshake")
+
+// maxHandshakeDesc bounds a handshake frame's description.
+const maxHandshakeDesc = 64 << 10
+
+func readFull(c io.Reader, b []byte, fds *[]int) error {
 	uc, isUnix := c.(*net.UnixConn)
 	for len(b) > 0 {
 		var n int
@@ -160,7 +232,7 @@ func readFull(c net.Conn, b []byte, fds *[]int) error {
 		b = b[max(n, 0):] // ReadMsgUnix reports -1 with some errors
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(b) > 0 {
-				return wire.Errorf(wire.EPROTO, "connection closed during handshake")
+				return ErrClosedInHandshake
 			}
 			if len(b) > 0 {
 				return err

@@ -39,13 +39,14 @@ const (
 	TStats   Type = 12 // Stats -> Reply + payload (msgpack stats snapshot)
 	TAlloc   Type = 13 // Alloc -> Reply{Size}
 	TCollEnd Type = 14 // CollEnd -> Reply, once every rank's marker arrived
-	numTypes Type = 15
+	TAuth    Type = 15 // handshake only, before yamux: Auth challenge (reply) and answer (request)
+	numTypes Type = 16
 )
 
 var typeNames = [numTypes]string{
 	THello: "hello", TOpen: "open", TClose: "close", TWrite: "write", TRead: "read",
 	TStat: "stat", TResize: "resize", TSync: "sync", TFlush: "flush", TDelete: "delete",
-	TCounter: "counter", TStats: "stats", TAlloc: "alloc", TCollEnd: "collend",
+	TCounter: "counter", TStats: "stats", TAlloc: "alloc", TCollEnd: "collend", TAuth: "auth",
 }
 
 // Request returns the request type of t (t itself for a request).

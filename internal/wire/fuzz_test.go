@@ -27,6 +27,9 @@ func seedFrames() [][]byte {
 		{TCounter, &Counter{File: 1, Key: "k", Op: CounterFetchAdd, Value: 1}, nil},
 		{TOpen | ReplyBit, &Reply{Code: EIO, Msg: "x", Size: 3}, nil},
 		{TStats, &Stats{Stop: true}, nil},
+		{THello, &Hello{Client: "c", Servers: 2, Nonce: make([]byte, AuthNonceSize)}, nil},
+		{TAuth, &Auth{Proof: make([]byte, AuthProofSize)}, nil},
+		{TAuth | ReplyBit, &Auth{Nonce: make([]byte, AuthNonceSize)}, nil},
 		{TCollEnd, &CollEnd{File: 1, CollTag: CollTag{Seq: 3, Rank: 1, Size: 4, Group: 9}}, nil},
 		{TWrite, &Write{File: 2, Ext: xb.Bytes(), Flags: IOColl, CollTag: CollTag{Seq: 1, Size: 2}}, make([]byte, 20)},
 		{THello | ReplyBit, &Reply{Name: "s", Local: "/tmp/s.sock", Host: "boot/net:1"}, nil},
@@ -128,6 +131,9 @@ func FuzzUnmarshal(f *testing.F) {
 
 // newDesc returns a fresh description value for a frame type.
 func newDesc(t Type) any {
+	if t == TAuth|ReplyBit {
+		return &Auth{}
+	}
 	if t.IsReply() {
 		return &Reply{}
 	}
@@ -150,6 +156,8 @@ func newDesc(t Type) any {
 		return &Counter{}
 	case TStats:
 		return &Stats{}
+	case TAuth:
+		return &Auth{}
 	case TCollEnd:
 		return &CollEnd{}
 	}

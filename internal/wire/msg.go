@@ -57,7 +57,7 @@ const (
 // shared-memory ring rides with it (SCM_RIGHTS) when RingSize > 0.
 type Hello struct {
 	Client   string `codec:"c"`             // host:pid, for logs
-	Token    string `codec:"t,omitempty"`   // shared secret, if the server wants one
+	Nonce    []byte `codec:"cn,omitempty"`  // the client's nonce (AuthNonceSize bytes) when it holds a secret
 	Servers  uint32 `codec:"n"`             // servers in the client's list
 	Index    uint32 `codec:"i"`             // this server's index in that list
 	ListHash uint64 `codec:"h"`             // route.ListHash of the list
@@ -186,6 +186,18 @@ type Reply struct {
 	// a Unix socket (and from older servers).
 	Local string `codec:"lu,omitempty"`
 	Host  string `codec:"hi,omitempty"`
+	// Hello: the server's identity. ID is random per server process, so a
+	// client whose list reaches one server by two entries (a host name and
+	// its address) sees the same ID twice. Peers is route.ListHash of the
+	// server list the server was started with (0: none) and Index its
+	// place in it: the client checks that every server of its list reports
+	// the same Peers, whatever text each side used for the addresses.
+	ID    string `codec:"id,omitempty"`
+	Peers uint64 `codec:"ph,omitempty"`
+	Index uint32 `codec:"ix,omitempty"`
+	// Proof: hello, from a server with a secret: HMAC-SHA256 proving the
+	// server knows it (spec.md, "Authentication").
+	Proof []byte `codec:"sp,omitempty"`
 	// BulkID, BulkNonce, BulkConns: hello over TCP that asked for bulk
 	// connections: the session's bulk id, a random nonce, and how many
 	// connections the client may bind to the session (transport.BulkTag).
@@ -193,6 +205,22 @@ type Reply struct {
 	BulkNonce []byte `codec:"bn,omitempty"`
 	BulkConns uint32 `codec:"bq,omitempty"`
 }
+
+// Auth is the authentication step of the handshake (type TAuth, before
+// yamux; spec.md, "Authentication"). A server that holds a secret answers
+// a hello with an Auth reply carrying its Nonce; the client answers with
+// an Auth request carrying its Proof.
+type Auth struct {
+	Nonce []byte `codec:"sn,omitempty"` // challenge: the server's nonce (AuthNonceSize bytes)
+	Proof []byte `codec:"p,omitempty"`  // answer: HMAC-SHA256 (AuthProofSize bytes)
+}
+
+// Sizes of the authentication fields: a nonce or proof of another length is
+// a protocol error.
+const (
+	AuthNonceSize = 32
+	AuthProofSize = 32
+)
 
 // Err returns the reply's error, or nil.
 func (r *Reply) Err() error {

@@ -49,6 +49,7 @@ func main() {
 	fs.IntVar(&o.ServersPerHost, "servers-per-host", 1, "servers on each host (with --hosts, --hostfile or Slurm)")
 	fs.IntVar(&o.Port, "port", 0, "first TCP port of the servers on each host (default: drawn per run)")
 	fs.StringVar(&o.Mpiexec, "mpiexec", "mpiexec", "hydra's mpiexec, used to start the servers on --hosts")
+	fs.BoolVar(&o.TLS, "tls", false, "across hosts: make a per-job self-signed certificate for the servers' hosts and run TCP over TLS (the certificate travels in the environment)")
 	local := fs.Bool("local", false, "servers on this host only, even inside a Slurm allocation")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 10*time.Minute, "how long servers may take to drain at the end")
 	fs.BoolVar(&o.Quiet, "quiet", false, "do not print the servers' statistics")
@@ -99,7 +100,7 @@ func main() {
 // launcherFlags are the options delegate-run keeps; the rest go to servers.
 var launcherFlags = map[string]bool{"servers": true, "server-bin": true, "dir": true,
 	"start-timeout": true, "drain-timeout": true, "quiet": true, "hosts": true, "hostfile": true,
-	"servers-per-host": true, "port": true, "mpiexec": true, "local": true}
+	"servers-per-host": true, "port": true, "mpiexec": true, "local": true, "tls": true}
 
 // splitArgs separates launcher options from server options. Options take
 // their value as --name=value or as the next argument (except --quiet).
@@ -111,7 +112,7 @@ func splitArgs(args []string) (own, rest []string) {
 			name = name[1:]
 		}
 		key, _, hasValue := cut(name)
-		takesNext := !hasValue && key != "quiet" && key != "local" && i+1 < len(args)
+		takesNext := !hasValue && key != "quiet" && key != "local" && key != "tls" && i+1 < len(args)
 		dst := &rest
 		if launcherFlags[key] {
 			dst = &own

@@ -5,24 +5,49 @@
  * server's host off the network meanwhile: the write (or close) that meets
  * the lost server must fail with a clear MPI error in bounded time.
  *
- *   mpiexec -n N linktest PATH SECS
+ *   mpiexec -n N linktest PATH SECS [FIFO]
  *
  * Prints "linktest: rank R: started" once writing, then either
  * "linktest: rank R: ok, N pieces" or
  * "linktest: rank R: <call> failed after S s (piece N): class=<c> <message>"
- * and aborts the job.
+ * and aborts the job. With FIFO (a named pipe the caller holds open for
+ * reading), each rank also writes "writing R" there once it has written
+ * READY_PIECES pieces (its writes reach every server by then), and
+ * "failed R" before it aborts: the caller waits on the pipe instead of
+ * polling the output and sleeping.
  */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #define PIECE (256 << 10)
+#define READY_PIECES 10
 
 static int rank, nprocs;
 static double t0;
 static long pieces;
+
+static const char *fifo;
+
+/* One line to the caller's pipe; never blocks (no reader: dropped). A line
+ * is shorter than PIPE_BUF, so lines of several ranks do not mix. */
+static void tell(const char *word)
+{
+    char line[64];
+    int fd, n;
+    if (fifo == NULL)
+        return;
+    fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    n = snprintf(line, sizeof(line), "%s %d\n", word, rank);
+    if (write(fd, line, n) != n)
+        perror("linktest: fifo");
+    close(fd);
+}
 
 static void check(int rc, const char *what)
 {
@@ -35,6 +60,7 @@ static void check(int rc, const char *what)
     printf("linktest: rank %d: %s failed after %.1f s (piece %ld): class=%s %s\n", rank, what,
            MPI_Wtime() - t0, pieces, cls == MPI_ERR_IO ? "MPI_ERR_IO" : "other", msg);
     fflush(stdout);
+    tell("failed");
     MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
@@ -51,6 +77,8 @@ int main(int argc, char **argv)
         return 2;
     }
     double secs = atof(argv[2]);
+    if (argc > 3)
+        fifo = argv[3];
     char *buf = malloc(PIECE);
     memset(buf, 'a' + rank % 26, PIECE);
     MPI_File_set_errhandler(MPI_FILE_NULL, MPI_ERRORS_RETURN);
@@ -63,6 +91,8 @@ int main(int argc, char **argv)
         MPI_Offset off = ((MPI_Offset) (pieces % 16) * nprocs + rank) * PIECE;
         check(MPI_File_write_at(fh, off, buf, PIECE, MPI_BYTE, MPI_STATUS_IGNORE), "write");
         pieces++;
+        if (pieces == READY_PIECES)
+            tell("writing");
         usleep(20000);
     }
     check(MPI_File_close(&fh), "close");

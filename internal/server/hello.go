@@ -1,0 +1,116 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/shm"
+	"github.com/delegate-io/delegate/internal/transport"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// handshake reads and checks the hello and answers it, all within
+// Config.HandshakeTimeout: a server with a secret first has the client
+// prove it holds it (authenticate), and only then looks at the rest.
+func (ss *session) handshake() error {
+	cfg := &ss.srv.cfg
+	_ = ss.conn.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	defer ss.conn.SetDeadline(time.Time{})
+	h, fd, frame, err := transport.ServerHello(ss.conn)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if fd >= 0 {
+			closeFD(fd)
+		}
+	}()
+	ss.client = h.Client
+	ss.log = ss.log.With("client", h.Client)
+	refuse := func(err *wire.Error) error {
+		rep := wire.ReplyTo(err)
+		_ = transport.ServerReply(ss.conn, &rep)
+		return err
+	}
+	auth, err := ss.authenticate(h, frame)
+	if err != nil {
+		var we *wire.Error
+		if errors.Is(err, wire.EACCES) && errors.As(err, &we) {
+			return refuse(we)
+		}
+		return err
+	}
+	switch {
+	case h.Monitor:
+		ss.monitor = true
+		rep := ss.srv.helloReply(false)
+		auth.Sign(&rep)
+		return transport.ServerReply(ss.conn, &rep)
+	case h.Servers == 0 || h.Index >= h.Servers:
+		return refuse(wire.Errorf(wire.EPROTO, "server %s: client index %d of %d servers", cfg.Name, h.Index, h.Servers))
+	case len(cfg.Peers) > 0 && (int(h.Servers) != len(cfg.Peers) || int(h.Index) != cfg.Index):
+		return refuse(wire.Errorf(wire.ENOTOWNER,
+			"server %s is number %d of %d in its list, the client says %d of %d: check DELEGATE_SERVERS (same servers, same order)",
+			cfg.Name, cfg.Index, len(cfg.Peers), h.Index, h.Servers))
+	}
+	ss.servers, ss.index = int(h.Servers), int(h.Index)
+	if h.RingSize > 0 {
+		if fd < 0 {
+			return refuse(wire.Errorf(wire.EPROTO, "server %s: hello announces a ring but no descriptor came with it", cfg.Name))
+		}
+		r, err := shm.Attach(fd, h.RingSize)
+		fd = -1 // shm.Attach owns it now
+		if err != nil {
+			return refuse(wire.Errorf(wire.EPROTO, "server %s: %w", cfg.Name, err))
+		}
+		ss.ring = r
+		ss.srv.stats.ringBytes.Add(int64(h.RingSize))
+		for i := uint32(wire.CtrlSlots - 1); i >= 1; i-- {
+			ss.mu.freeSlots = append(ss.mu.freeSlots, i)
+		}
+	}
+	rep := ss.srv.helloReply(isTCPConn(ss.conn))
+	if _, raw := ss.conn.(*net.TCPConn); h.Bulk > 0 && raw { // not under TLS (bulk.go)
+		if err := ss.offerBulk(&rep, h.Bulk); err != nil {
+			ss.log.Warn("no bulk connections for this session", "err", err)
+		}
+	}
+	auth.Sign(&rep)
+	return transport.ServerReply(ss.conn, &rep)
+}
+
+// authenticate runs the challenge-response when the server has a secret
+// (wire/spec.md, "Authentication"); nil without one. A client that does
+// not prove it holds the secret gets EACCES.
+func (ss *session) authenticate(h *wire.Hello, frame []byte) (*transport.ServerAuth, error) {
+	cfg := &ss.srv.cfg
+	if cfg.Token == "" {
+		return nil, nil
+	}
+	a, err := transport.Challenge(ss.conn, []byte(cfg.Token), h, frame)
+	if errors.Is(err, wire.EACCES) {
+		return nil, wire.Errorf(wire.EACCES, "server %s: wrong or missing token", cfg.Name)
+	}
+	return a, err
+}
+
+// helloReply is the server's answer to an accepted hello: its name and
+// identity, and over TCP (tcp) its Unix socket and host identity.
+func (s *Server) helloReply(tcp bool) wire.Reply {
+	rep := wire.Reply{Name: s.cfg.Name, ID: s.id, Peers: s.listHash, Index: uint32(s.cfg.Index)}
+	if tcp && s.cfg.LocalSocket != "" && s.hostID != "" {
+		rep.Local, rep.Host = s.cfg.LocalSocket, s.hostID
+	}
+	return rep
+}
+
+// newServerID returns 16 random bytes in hex: the server's identity in
+// hello replies, different for every server process.
+func newServerID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
