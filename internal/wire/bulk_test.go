@@ -37,7 +37,7 @@ func TestBulkHeader(t *testing.T) {
 		}(), false},
 		{"bad version", func() []byte {
 			b := bulkBytes(BulkHeader{Kind: BulkWrite})
-			b[2] = 2
+			b[2] = Version + 1
 			return b
 		}(), false},
 	}

@@ -71,7 +71,7 @@ func TestMalformedFrames(t *testing.T) {
 		frame []byte
 	}{
 		{"short header", rawFrame(TOpen, 0, 0, 0)[:10]},
-		{"bad version", func() []byte { b := rawFrame(TOpen, 0, 0, 0); b[0] = 2; return b }()},
+		{"bad version", func() []byte { b := rawFrame(TOpen, 0, 0, 0); b[0] = Version + 1; return b }()},
 		{"type 0", func() []byte { b := rawFrame(TOpen, 0, 0, 0); b[1] = 0; return b }()},
 		{"type 99", func() []byte { b := rawFrame(TOpen, 0, 0, 0); b[1] = 99; return b }()},
 		{"unknown flag", rawFrame(TOpen, 0x8000, 0, 0)},
