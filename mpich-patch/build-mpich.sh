@@ -142,8 +142,9 @@ grep -q 'delegate' "$bt/src/mpi/romio/localdefs" 2>/dev/null || true
 echo "$bt" >"$prefix/.delegate-build-tree"
 echo "$key" >"$prefix/.delegate-complete"
 
-# Keep the two newest builds; older keys are dead weight.
-for old in $(ls -dt "$cache"/mpich-$mpich_version-* 2>/dev/null | tail -n +3); do
+# Keep the four newest builds (about 570 MB each): older keys are dead
+# weight, but engineers working in several clones at once each need theirs.
+for old in $(ls -dt "$cache"/mpich-$mpich_version-* 2>/dev/null | tail -n +5); do
     k=${old##*-}
     rm -rf "$old" "$cache"/build-*-"$k"
 done
