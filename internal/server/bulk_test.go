@@ -198,7 +198,7 @@ func TestBulkTransferBroken(t *testing.T) {
 			if bl == 0 {
 				bl = 1 << 20
 			}
-			st.Write(frame(wire.TWrite, &wire.Write{File: 1, Ext: xb.Bytes(), BulkLen: bl, BulkSeq: 1}))
+			st.Write(frame(wire.TWrite, &wire.Write{File: 1, Ext: xb.Bytes(), BulkRef: wire.BulkRef{BulkLen: bl, BulkSeq: 1}}))
 			tc.send(b)
 			start := time.Now()
 			if !closedWithin(st, 5*time.Second) {

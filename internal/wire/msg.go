@@ -85,6 +85,14 @@ type Close struct {
 	Async bool   `codec:"a,omitempty"`
 }
 
+// BulkRef names a transfer on a bulk connection (spec.md, "Bulk
+// connections"): the same three keys in a write and in a read, inline.
+type BulkRef struct {
+	BulkConn uint32 `codec:"bc,omitempty"` // which of the session's bulk connections
+	BulkSeq  uint64 `codec:"bs,omitempty"` // the transfer's number on it
+	BulkLen  uint64 `codec:"bl,omitempty"` // > 0: the data goes there; its length
+}
+
 // Write stores data at the extents Ext (an Extents encoding). The data is
 // the frame's payload when RingLen is 0, else RingLen bytes at RingOff of
 // the client's ring. Its length equals the extents' total.
@@ -96,11 +104,9 @@ type Write struct {
 	// BulkLen > 0: the data comes on bulk connection BulkConn instead, as
 	// the transfer numbered BulkSeq on it (a BulkWrite header, then
 	// BulkLen bytes).
-	BulkConn uint32 `codec:"bc,omitempty"`
-	BulkSeq  uint64 `codec:"bs,omitempty"`
-	BulkLen  uint64 `codec:"bl,omitempty"`
-	Flags    uint32 `codec:"fl,omitempty"` // IO*
-	CollTag         // with IOColl; inline: cs, cr, cn, cg
+	BulkRef
+	Flags   uint32 `codec:"fl,omitempty"` // IO*
+	CollTag        // with IOColl; inline: cs, cr, cn, cg
 }
 
 // Read fetches the extents Ext. The data goes into RingLen bytes at RingOff
@@ -115,11 +121,9 @@ type Read struct {
 	// BulkLen > 0: the server sends the data on bulk connection BulkConn
 	// before the reply: a BulkRead header numbered BulkSeq, then the
 	// reply's N bytes (those below its end of file; none if it fails).
-	BulkConn uint32 `codec:"bc,omitempty"`
-	BulkSeq  uint64 `codec:"bs,omitempty"`
-	BulkLen  uint64 `codec:"bl,omitempty"`
-	Flags    uint32 `codec:"fl,omitempty"`
-	CollTag         // with IOColl; inline: cs, cr, cn, cg
+	BulkRef
+	Flags   uint32 `codec:"fl,omitempty"`
+	CollTag        // with IOColl; inline: cs, cr, cn, cg
 }
 
 // CollEnd is a collective's end marker: each rank sends one to every server

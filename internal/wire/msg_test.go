@@ -164,3 +164,28 @@ func TestParseOneRunAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per parse of one run", allocs)
 	}
 }
+
+// TestBulkRefInline: a write's and a read's bulk keys stay at the top
+// level of the description (bc, bs, bl), as spec.md has them.
+func TestBulkRefInline(t *testing.T) {
+	ref := BulkRef{BulkConn: 3, BulkSeq: 9, BulkLen: 4 << 20}
+	for _, d := range []any{&Write{File: 1, BulkRef: ref}, &Read{File: 1, BulkRef: ref}} {
+		b, err := Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"bc", "bs", "bl"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("%T: key %q missing from %v", d, k, m)
+			}
+		}
+		var w Write
+		if err := Unmarshal(b, &w); err != nil || w.BulkRef != ref {
+			t.Errorf("%T decoded as Write: %+v, %v", d, w.BulkRef, err)
+		}
+	}
+}
