@@ -30,8 +30,10 @@ type collWait struct {
 
 // arrive records one rank's marker of the collective tag names and waits,
 // up to timeout, until all tag.Size ranks' markers have arrived; it calls
-// beforeWait first when it has to wait.
-func (c *colls) arrive(tag wire.CollTag, timeout time.Duration, beforeWait func()) error {
+// beforeWait first when it has to wait. It gives up with ESHUTDOWN when
+// stop closes (the session ends, or the server shuts down: a drain must
+// not wait a collective timeout for ranks that will not come).
+func (c *colls) arrive(tag wire.CollTag, timeout time.Duration, beforeWait func(), stop <-chan struct{}) error {
 	group, seq, size := tag.Group, tag.Seq, tag.Size
 	c.mu.Lock()
 	if c.groups == nil {
@@ -67,6 +69,8 @@ func (c *colls) arrive(tag wire.CollTag, timeout time.Duration, beforeWait func(
 		return nil
 	case <-t.C:
 		return wire.Errorf(wire.ETIMEDOUT, "collective %d: only %d of %d ranks reached it within %s", seq, arrived, size, timeout)
+	case <-stop:
+		return wire.Errorf(wire.ESHUTDOWN, "collective %d: %d of %d ranks had reached it when the session or server ended", seq, arrived, size)
 	}
 }
 
@@ -86,7 +90,7 @@ func (st *stream) collEnd(r *request) (wire.Reply, []byte) {
 	// rank's fence inside the collective waits for its writes before the
 	// pieces, not for the other ranks (client.FenceScoped).
 	flush := func() { st.sendReplies() }
-	if err := hd.f.colls.arrive(ce.CollTag, s.cfg.CollTimeout, flush); err != nil {
+	if err := hd.f.colls.arrive(ce.CollTag, s.cfg.CollTimeout, flush, st.ss.closing); err != nil {
 		return fail(fmt.Errorf("%s: %w", hd.f.path, err))
 	}
 	s.stats.collEnds.Add(1)

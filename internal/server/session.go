@@ -38,6 +38,10 @@ type session struct {
 		freeSlots []uint32 // control page slots not given to a handle
 	}
 	streams sync.WaitGroup
+	// closing is closed by close: a request that waits on other clients
+	// (a collective's end marker) stops waiting.
+	closing     chan struct{}
+	closingOnce sync.Once
 }
 
 // handle is a file as one session opened it.
@@ -57,7 +61,7 @@ func (h *handle) publish(v uint64) {
 }
 
 func newSession(s *Server, c net.Conn) *session {
-	ss := &session{srv: s, conn: c, log: s.log.With("remote", c.RemoteAddr().String())}
+	ss := &session{srv: s, conn: c, log: s.log.With("remote", c.RemoteAddr().String()), closing: make(chan struct{})}
 	ss.mu.handles = map[uint64]*handle{}
 	ss.mu.next = 1
 	return ss
@@ -155,6 +159,7 @@ func (ss *session) close() {
 	ss.mu.closed = true
 	ymx := ss.mu.ymx
 	ss.mu.Unlock()
+	ss.closingOnce.Do(func() { close(ss.closing) })
 	// Closed outside the lock: it is I/O. A session the hello has not
 	// made yet sees closed and closes its own.
 	if ymx != nil {

@@ -1,0 +1,52 @@
+package server
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// TestCollWaitEnds: an end marker waiting for ranks that will not come
+// ends when its session or the server closes (stop), with ESHUTDOWN, and
+// at its timeout with ETIMEDOUT; a complete collective ends at once. A
+// drain used to wait the whole collective timeout (a minute) for such a
+// marker (seen as TestMutatedFrameStorm's shutdown running out of time).
+func TestCollWaitEnds(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		ranks   int32 // markers that arrive (the last one waited for)
+		timeout time.Duration
+		stop    bool
+		want    error
+	}{
+		{"complete", 2, time.Hour, false, nil},
+		{"stopped", 1, time.Hour, true, wire.ESHUTDOWN},
+		{"timed out", 1, 10 * time.Millisecond, false, wire.ETIMEDOUT},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var cs colls
+			tag := wire.CollTag{Seq: 1, Size: 2}
+			stop := make(chan struct{})
+			if c.ranks == 2 {
+				go cs.arrive(wire.CollTag{Seq: 1, Rank: 1, Size: 2}, time.Hour, func() {}, nil)
+			}
+			waiting := make(chan struct{})
+			done := make(chan error, 1)
+			go func() { done <- cs.arrive(tag, c.timeout, func() { close(waiting) }, stop) }()
+			if c.stop {
+				<-waiting // it is about to wait: now end the session
+				close(stop)
+			}
+			select {
+			case err := <-done:
+				if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
+					t.Fatalf("arrive: %v, want %v", err, c.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("arrive still waiting after 10 s")
+			}
+		})
+	}
+}
