@@ -70,6 +70,21 @@ ip2=$(iperf 2)
 [ -n "$ip1" ] && [ "$ip1" -gt 0 ] 2>/dev/null || { echo "netbench: iperf3 failed" >&2; exit 1; }
 echo "iperf3 10.77.0.1 -> 10.77.0.2: $ip1 MB/s (1 stream), $ip2 MB/s (2 streams)"
 
+# The backend's own speed, the other bound of a write: one local writer of
+# $total in 4 MiB pieces into a new file of the backend directory (dd, the
+# median of 3). A write through delegate cannot beat it.
+mkdir -p "$work/data"
+backend_mbps() {
+    local i out
+    for i in 1 2 3; do
+        out=$(LC_ALL=C dd if=/dev/zero of="$work/data/dd" bs=4M count="$total" iflag=count_bytes 2>&1 | tail -1)
+        rm -f "$work/data/dd"
+        awk '{print int($1 / $(NF-3) / 1e6)}' <<<"$out"
+    done | median
+}
+bk=$(backend_mbps)
+echo "backend (tmpfs, one writer, dd bs=4M, new file): $bk MB/s"
+
 # One server on host 2 for every run; each run's CPU time is the change of
 # the server's utime + stime.
 head -c 32 /dev/urandom | base64 >"$work/token"
@@ -126,11 +141,14 @@ ip1b=$(iperf 1)
 ref=$(python3 -c "print(max($ip1, ${ip1b:-0}))")
 echo
 echo "iperf3 after delegate's runs: ${ip1b:-?} MB/s (1 stream); reference: the faster one-stream run, $ref MB/s"
-printf '%-5s %-6s %-5s %9s %7s %10s %s\n' ranks piece op MB/s x-iperf cpu-s/GiB runs
+printf '%-5s %-6s %-5s %9s %7s %9s %10s %s\n' ranks piece op MB/s x-iperf x-backend cpu-s/GiB runs
 for row in "${rows[@]}"; do
     read -r n p op m c runs <<<"$row"
-    printf '%-5s %-6s %-5s %9.0f %7.2f %10.2f %s\n' "$n" "$p" "$op" "$m" "$(python3 -c "print($m / $ref)")" "$c" "$runs"
+    xb=-
+    [ "$op" = write ] && [ "${bk:-0}" -gt 0 ] 2>/dev/null && xb=$(python3 -c "print(f'{$m / $bk:.2f}')")
+    printf '%-5s %-6s %-5s %9.0f %7.2f %9s %10.2f %s\n' "$n" "$p" "$op" "$m" "$(python3 -c "print($m / $ref)")" "$xb" "$c" "$runs"
 done
 echo "$total per run, $reps runs per case, median; x-iperf: MB/s over iperf3's one-stream MB/s;"
+echo "x-backend (writes): MB/s over the backend's own one-writer MB/s ($bk, dd above);"
 echo "cpu-s/GiB: the server's CPU seconds (user + system) per GiB moved; runs: MB/s of each run."
 exit $failed
