@@ -22,19 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "mpiclass.h"
 
 static int rank, nprocs;
-
-static void check(int rc, const char *what)
-{
-    if (rc != MPI_SUCCESS) {
-        char msg[MPI_MAX_ERROR_STRING];
-        int len;
-        MPI_Error_string(rc, msg, &len);
-        fprintf(stderr, "rank %d: %s: %s\n", rank, what, msg);
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
-}
 
 static unsigned char val(int phase, long i)
 {

@@ -1,8 +1,11 @@
 /* mpiclass.h: the name of an MPI error class, for the test programs that
- * print how a call failed (errtest, faulttest, restarttest). */
+ * print how a call failed (errtest, faulttest, restarttest), and check(),
+ * for those that stop at the first failure (bench, iotest, netbench,
+ * stripetest). */
 #ifndef MPICLASS_H
 #define MPICLASS_H
 #include <mpi.h>
+#include <stdio.h>
 
 static inline const char *mpi_class_name(int c)
 {
@@ -23,5 +26,19 @@ static inline const char *mpi_class_name(int c)
     case MPI_ERR_OTHER: return "MPI_ERR_OTHER";
     }
     return "other";
+}
+
+/* check aborts the job, naming the rank, the call and MPI's message, when
+ * rc is not MPI_SUCCESS. */
+static inline void check(int rc, const char *what)
+{
+    if (rc != MPI_SUCCESS) {
+        char msg[MPI_MAX_ERROR_STRING];
+        int len, r = -1;
+        MPI_Comm_rank(MPI_COMM_WORLD, &r);
+        MPI_Error_string(rc, msg, &len);
+        fprintf(stderr, "rank %d: %s: %s\n", r, what, msg);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
 }
 #endif

@@ -13,17 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void check(int rc, const char *what)
-{
-    if (rc != MPI_SUCCESS) {
-        char msg[MPI_MAX_ERROR_STRING];
-        int len;
-        MPI_Error_string(rc, msg, &len);
-        fprintf(stderr, "stripetest: %s: %s\n", what, msg);
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
-}
+#include "mpiclass.h"
 
 int main(int argc, char **argv)
 {
