@@ -125,10 +125,14 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			f.sess[i].submit(c)
 		}
 	}
-	// The data on the bulk connections comes before the replies.
+	// The data on the bulk connections comes before the replies. A failed
+	// receive fails the read even when its reply already came: the caller's
+	// memory does not hold the data.
 	for i, c := range calls {
 		if c != nil && c.bulk != nil {
-			f.sess[i].recvBulk(c)
+			if e := f.sess[i].recvBulk(c); e != nil && err == nil {
+				err = fmt.Errorf("read %s: %w", f.path, e)
+			}
 		}
 	}
 	// The end of file: every server that answered knows its own part; if
@@ -140,6 +144,10 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 		}
 		if e := c.wait(); e != nil && err == nil {
 			err = fmt.Errorf("read %s: %w", f.path, e)
+		}
+		if c.viaBulk && err == nil && c.bulkGot < c.rep.N {
+			err = wire.Errorf(wire.EPROTO, "read %s: the server sent %d bytes on its bulk connection for %d below its end of file",
+				f.path, c.bulkGot, c.rep.N)
 		}
 		eof = max(eof, c.rep.Size)
 		short = short || c.rep.N < c.filled

@@ -236,9 +236,7 @@ func (st *stream) bulkConn(i uint32) (net.Conn, error) {
 func (st *stream) bulkRecv(w *wire.Write) ([]byte, error) {
 	data, err := st.bulkRecvData(w)
 	if err != nil {
-		st.ss.srv.stats.bulkErrors.Add(1)
-		st.ss.log.Warn("bulk transfer failed, closing the session", "err", err)
-		st.ss.close()
+		st.bulkFailed(err)
 		return nil, err
 	}
 	st.ss.srv.stats.bulkIn.Add(int64(len(data)))
@@ -253,23 +251,32 @@ func (st *stream) bulkRecvData(w *wire.Write) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hb [wire.BulkHeaderSize]byte
-	if err := readFullBy(c, hb[:]); err != nil {
+	if err := readBulkWriteHeader(c, w); err != nil {
 		return nil, err
 	}
-	h, err := wire.ParseBulkHeader(hb[:])
-	if err != nil {
-		return nil, err
-	}
-	if h.Kind != wire.BulkWrite || h.Index != w.BulkConn || h.Seq != w.BulkSeq || h.Len != w.BulkLen {
-		return nil, wire.Errorf(wire.EPROTO, "bulk connection %d: got %+v for a write of transfer %d, %d bytes",
-			w.BulkConn, h, w.BulkSeq, w.BulkLen)
-	}
-	data := st.buffer(int(h.Len))
+	data := st.buffer(int(w.BulkLen))
 	if err := readFullBy(c, data); err != nil {
 		return nil, err
 	}
 	return data, nil
+}
+
+// readBulkWriteHeader reads the BulkWrite header that opens write w's data
+// on c and checks that it announces exactly that transfer.
+func readBulkWriteHeader(c net.Conn, w *wire.Write) error {
+	var hb [wire.BulkHeaderSize]byte
+	if err := readFullBy(c, hb[:]); err != nil {
+		return err
+	}
+	h, err := wire.ParseBulkHeader(hb[:])
+	if err != nil {
+		return err
+	}
+	if h.Kind != wire.BulkWrite || h.Index != w.BulkConn || h.Seq != w.BulkSeq || h.Len != w.BulkLen {
+		return wire.Errorf(wire.EPROTO, "bulk connection %d: got %+v for a write of transfer %d, %d bytes",
+			w.BulkConn, h, w.BulkSeq, w.BulkLen)
+	}
+	return nil
 }
 
 // readFullBy fills b from c, each read bounded by bulkTimeout: a client that
@@ -317,10 +324,7 @@ func (st *stream) readAny(r *request) (wire.Reply, []byte) {
 		data = nil
 	}
 	if err := st.bulkSend(rd, data); err != nil {
-		st.ss.srv.stats.bulkErrors.Add(1)
-		st.ss.log.Warn("bulk transfer failed, closing the session", "err", err)
-		st.ss.close()
-		return wire.ReplyTo(err), nil
+		return st.bulkFailed(err), nil
 	}
 	st.ss.srv.stats.bulkOut.Add(int64(len(data)))
 	return rep, nil
@@ -347,16 +351,20 @@ func (st *stream) bulkSend(rd *wire.Read, data []byte) error {
 // will run (its extents did not validate), desc its description, if the
 // request's data travels on a bulk connection: the data is not taken, so
 // the connection would be out of step, and a client writing it would wait
-// for ever.
-func (st *stream) bulkRefused(desc any, err error) {
+// for ever. A write or read whose description did not decode may have
+// named a bulk transfer the server cannot see: on a session with bulk
+// connections it ends the session too (a client reading would wait for a
+// header that never comes).
+func (st *stream) bulkRefused(desc any, decoded bool, err error) {
 	var n uint64
+	isIO := false
 	switch d := desc.(type) {
 	case *wire.Write:
-		n = d.BulkLen
+		n, isIO = d.BulkLen, true
 	case *wire.Read:
-		n = d.BulkLen
+		n, isIO = d.BulkLen, true
 	}
-	if n > 0 {
+	if n > 0 || (isIO && !decoded && st.ss.bulk != nil) {
 		st.bulkFailed(err)
 	}
 }

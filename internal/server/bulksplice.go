@@ -58,17 +58,7 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 	if err != nil {
 		return rep, false
 	}
-	var hb [wire.BulkHeaderSize]byte
-	err = readFullBy(c, hb[:])
-	var h wire.BulkHeader
-	if err == nil {
-		h, err = wire.ParseBulkHeader(hb[:])
-	}
-	if err == nil && (h.Kind != wire.BulkWrite || h.Index != w.BulkConn || h.Seq != w.BulkSeq || h.Len != w.BulkLen) {
-		err = wire.Errorf(wire.EPROTO, "bulk connection %d: got %+v for a write of transfer %d, %d bytes",
-			w.BulkConn, h, w.BulkSeq, w.BulkLen)
-	}
-	if err != nil {
+	if err := readBulkWriteHeader(c, w); err != nil {
 		return st.bulkFailed(err), true
 	}
 	if w.Flags&wire.IOColl != 0 {
@@ -85,6 +75,9 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 	s.stats.bulkSpliced.Add(moved)
 	s.stats.bytesIn.Add(moved)
 	s.stats.extentsIn.Add(1)
+	var sizes sizeCounts
+	sizes.count(moved)
+	hd.f.sum.wrote(&sizes, moved, moved)
 	return wire.Reply{N: moved}, true
 }
 
@@ -99,11 +92,10 @@ func (st *stream) bulkFailed(err error) wire.Reply {
 
 // writeDirectSplice is writeDirect with the data spliced from c, a pipe's
 // worth at a time: the pipe is filled from the socket without a lock, then
-// under flushMu the buffered bytes of that piece are dropped and the piece
-// goes into the backend file. So a slow sender holds up nobody else's
+// under flushMu the piece goes into the backend file and then the older
+// buffered bytes of that range are dropped. So a slow sender holds up nobody else's
 // writes of the file, and no lock is held across network I/O.
 func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFile, p *splicePipe) (int64, error) {
-	e := f.eng
 	src, err := c.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -119,14 +111,17 @@ func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFil
 			return done, err
 		}
 		f.flushMu.Lock()
-		f.punch(off+done, got)
+		// The piece first, then the older buffered bytes it replaces
+		// (writeDirect says why).
 		err = drainPipe(out, p, off+done, got)
+		if err == nil {
+			f.punch(off+done, got)
+		}
 		f.flushMu.Unlock()
 		if err != nil {
 			return done, err
 		}
-		e.stats.backendWrite(off+done, got, e.set.ChunkBytes, 1)
-		e.stats.bytesDirect.Add(got)
+		f.directWritten(off+done, got)
 		done += got
 	}
 	return done, nil
@@ -251,6 +246,9 @@ func (st *stream) bulkSendfile(r *request) (rep wire.Reply, ok bool) {
 	e := hd.f.eng
 	e.stats.backendReads.Add(1)
 	e.stats.readFromBackend.Add(n)
+	var sizes sizeCounts
+	sizes.count(n)
+	hd.f.sum.readDone(&sizes, n, 0)
 	ss.srv.stats.bulkOut.Add(n)
 	ss.srv.stats.bulkSentFile.Add(n)
 	ss.srv.stats.bytesOut.Add(n)

@@ -166,11 +166,13 @@ func (st *stream) readLoop() {
 			r.err = wire.Errorf(wire.EACCES, "a monitor session may only ask for stats")
 		default:
 			r.desc = descs[t]()
+			decoded := false
 			if r.err = st.rd.Decode(r.desc); r.err == nil {
+				decoded = true
 				r.err = st.extents(h, r.desc, &r.ext)
 			}
 			if r.err != nil {
-				st.bulkRefused(r.desc, r.err) // its data on a bulk connection will not be taken
+				st.bulkRefused(r.desc, decoded, r.err) // its data on a bulk connection will not be taken
 				r.desc = nil
 			}
 		}
