@@ -112,23 +112,33 @@ func (f *file) write(x *wire.Extents, data []byte) (int64, error) {
 	return pos, err
 }
 
-// writeDirect writes p at off on the backend, dropping what the buffers
-// hold there (it is older).
+// writeDirect writes p at off on the backend, then drops what the buffers
+// hold there (it is older). In that order, under flushMu (no flush can
+// land older bytes in between): acknowledged buffered bytes leave the
+// layers only once newer ones are on the backend, so a read never finds
+// them in neither place (lockWithSize relies on it), and a failed write
+// loses nothing that was acknowledged.
 func (f *file) writeDirect(off int64, p []byte) error {
-	e := f.eng
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
-	f.punch(off, int64(len(p)))
 	// p is the ring slice (or the inline payload): the kernel's copy into
 	// the page cache is the server's only one (2 copies per byte in all,
 	// with the client's into the ring: client memCursor.gather).
 	if _, err := f.backend().WriteAt(p, off); err != nil {
 		return err
 	}
-	e.stats.backendWrite(off, int64(len(p)), e.set.ChunkBytes, 1)
-	e.stats.bytesDirect.Add(int64(len(p)))
-	f.sum.backendWrite(1, int64(len(p)))
+	f.punch(off, int64(len(p)))
+	f.directWritten(off, int64(len(p)))
 	return nil
+}
+
+// directWritten counts n bytes written at off straight to the backend, in
+// the server's and the file's statistics (writeDirect, writeDirectSplice).
+func (f *file) directWritten(off, n int64) {
+	e := f.eng
+	e.stats.backendWrite(off, n, e.set.ChunkBytes, 1)
+	e.stats.bytesDirect.Add(n)
+	f.sum.backendWrite(1, n)
 }
 
 // punch drops buffered bytes of [off, off+n) from every layer; the caller
@@ -149,7 +159,9 @@ func (f *file) change(op func(*extent.Index)) {
 		db += x.Bytes() - b0
 		da += x.Alloc() - a0
 	}
-	f.buf.gen++
+	if db != 0 {
+		f.buf.gen++ // bytes left a layer: a read that stat'd before must stat again
+	}
 	f.publishLocked()
 	f.buf.Unlock()
 	e.stats.dirty.Add(db)
