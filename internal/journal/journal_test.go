@@ -231,3 +231,53 @@ func TestManySegmentsAndLongPaths(t *testing.T) {
 		t.Fatalf("close: %v %v", removed, err)
 	}
 }
+
+// A slot taken again clears only the marks of the pages it marked (or all
+// of them when it came from a previous server): no stale mark survives, in
+// any page, whichever way the slot was last used.
+func TestReusedSlotClearsTouchedPages(t *testing.T) {
+	const big = 16 * pageBytes
+	for _, tc := range []struct {
+		name    string
+		recover bool // the slot was pending at Open, then released
+		marks   [][2]int64
+	}{
+		{"pages", false, [][2]int64{{0, pageBytes}, {5 * pageBytes, pageBytes}, {big - 1, 1}}},
+		{"across pages", false, [][2]int64{{pageBytes - 3, 7}, {3*pageBytes + 100, 2*pageBytes + 5}}},
+		{"whole chunk", false, [][2]int64{{0, big}}},
+		{"recovered", true, [][2]int64{{7 * pageBytes, 3}, {12 * pageBytes, pageBytes}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			j, _, err := Open(dir, big, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := j.Acquire("/old", 0)
+			for _, m := range tc.marks {
+				write(s, m[0], bytes.Repeat([]byte("x"), int(m[1])))
+			}
+			if tc.recover {
+				crash(t, j)
+				var pend []*Pending
+				if j, pend, err = Open(dir, big, 4); err != nil || len(pend) != 1 {
+					t.Fatalf("open: %d pending, %v", len(pend), err)
+				}
+				pend[0].Release() // resident, its marks as they were
+			} else {
+				s.Release()
+			}
+			s = j.Acquire("/new", big)
+			write(s, 2*pageBytes+8, []byte("y"))
+			crash(t, j)
+			j, pend, err := Open(dir, big, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close(false)
+			if len(pend) != 1 || pend[0].Path != "/new" || pend[0].Bytes() != 1 {
+				t.Fatalf("recovered %d slots, first with %d bytes", len(pend), pend[0].Bytes())
+			}
+		})
+	}
+}
