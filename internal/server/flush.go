@@ -11,6 +11,14 @@ import (
 // order: with fullOnly just the chunks that are entirely buffered (under
 // memory pressure), else everything. No buffer lock is held across the
 // writes; reads go on meanwhile through the detached layer.
+//
+// Invariant: a flush writes only bytes the buffer holds. A run is a span
+// of buffered bytes (extent.Index.Runs cuts runs at every hole); a hole is
+// never filled by reading the backend first, nor written as zeros. So a
+// flush cannot overwrite a concurrent write that did not go through this
+// server and does not overlap a buffered byte (a client's direct write to
+// the backend under a lease relies on it). Runs of one chunk that holes
+// separate are separate writes for that reason.
 func (f *file) flush(c cause, fullOnly bool) error {
 	e := f.eng
 	f.flushMu.Lock()
