@@ -66,8 +66,11 @@ func (f *file) flush(c cause, fullOnly bool) error {
 		f.buf.Unlock()
 		e.stats.dirty.Add(-x.Bytes())
 		e.stats.flushBytes.Add(x.Bytes())
-		e.budget.release(x.Alloc())
+		// The slots go back before the memory: a writer the release wakes
+		// reuses them resident instead of reserving new ones beside them.
+		alloc := x.Alloc()
 		x.Release() // no reader holds x: it left the layers under buf
+		e.budget.release(alloc)
 	}
 	f.buf.Lock()
 	f.buf.err = nil
@@ -75,6 +78,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 	e.stats.flushes[c].Add(1)
 	f.sum.flushed()
 	e.stats.sampleMemory()
+	e.kickForTrim()
 	return nil
 }
 
@@ -116,8 +120,9 @@ func (f *file) drop() {
 	f.publishLocked()
 	f.buf.Unlock()
 	e.stats.dirty.Add(-db)
-	e.budget.release(da)
 	for _, x := range old {
 		x.Release() // readers take layers under buf: none sees these now
 	}
+	e.budget.release(da) // after the slots went back (flush)
+	e.kickForTrim()
 }
