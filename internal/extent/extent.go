@@ -343,7 +343,13 @@ func (x *Index) fill(h *item, off, n, stride, count int64, p []byte) {
 	x.account(h, -1)
 	oldEnd, newEnd := h.end(), max(h.end(), off+(count-1)*stride+n)
 	x.grow(h, newEnd, (h.off/x.chunk+1)*x.chunk)
-	x.markGaps(h, oldEnd, newEnd, off, n, stride, count, nil)
+	if count == 1 { // one piece (64-byte records): a hole only before it
+		if off > oldEnd {
+			x.setHoles(h, oldEnd-h.off, off-oldEnd)
+		}
+	} else {
+		x.markGaps(h, oldEnd, newEnd, off, n, stride, count, nil)
+	}
 	x.placeRun(h, off, n, stride, count, p)
 	x.account(h, 1)
 }

@@ -405,7 +405,9 @@ func (s *Slot) Mark(i, n int64) {
 		return
 	}
 	if s.touched != nil {
-		for p := i / pageBytes; p <= (i+n-1)/pageBytes; p++ {
+		p, last := i/pageBytes, (i+n-1)/pageBytes
+		s.touched[p/64] |= 1 << (p % 64)
+		for p++; p <= last; p++ {
 			s.touched[p/64] |= 1 << (p % 64)
 		}
 	}
