@@ -83,7 +83,8 @@ type Pending struct {
 }
 
 // Open opens or creates the state directory dir for chunks of chunk
-// bytes, keeping up to keep free slots resident. It returns the committed
+// bytes, keeping up to keep free slots resident once Trim ran (more stay
+// resident between releases and Trim). It returns the committed
 // slots a previous server left, sorted by path and then seq (the order to
 // write them in); the caller writes each and then calls its Release. Free
 // slots of existing segments are reused; segments of another chunk size
