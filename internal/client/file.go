@@ -20,6 +20,8 @@ type Extent struct {
 type IOOpts struct {
 	Ack  bool          // write: wait for the servers' acknowledgement
 	Coll *wire.CollTag // part of a collective: its tag; nil otherwise
+
+	async bool // a nonblocking request's (IWrite): never a lease write
 }
 
 // File is a file open on every server. Safe for concurrent use.
@@ -52,6 +54,10 @@ type File struct {
 		direct   *os.File      // the backend file, read directly when no server holds dirty data
 		noDirect bool          // direct reads are impossible (TCP, no slot, cannot open)
 		mirror   *atomic.Int64 // ExportDirect's word, kept by mirrorLocked; nil when not exported
+
+		lease   *os.File // the backend file, written directly by lease writes (lease.go)
+		noLease bool     // lease writes are impossible (cannot open it for writing, closed)
+		leased  bool     // a lease write since the last Sync: Sync fsyncs lease
 	}
 	idle sync.Cond // on mu: signalled when reqs drops to 0
 
@@ -380,6 +386,9 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	total, err := checkLists(f.path, mem, ext)
 	if err != nil || total == 0 {
 		return 0, err
+	}
+	if f.leaseOK(ext, &st, &o) {
+		return f.writeLease(mem, ext)
 	}
 	calls, err := f.place(mem, ext, total, &st)
 	if err != nil {

@@ -49,6 +49,9 @@ func (f *File) Sync() error {
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", f.path, err)
 	}
+	if err := f.syncLease(); err != nil {
+		return err
+	}
 	return ferr
 }
 
@@ -115,6 +118,7 @@ func (f *File) Close() error {
 	async := f.mu.hints.AsyncClose
 	f.mu.Unlock()
 	f.closeDirect()
+	f.closeLease()
 	err := f.closeOn(nil, !async)
 	if lerr := f.lostErr("close"); lerr != nil {
 		err, ferr = lerr, nil // says why better than the dead session's error
