@@ -41,7 +41,7 @@ import (
 // for their acknowledgements first (a round trip per server), so that one
 // write through a server does not keep every later one there.
 func (f *File) leaseOK(ext []Extent, st *opState, o *IOOpts) bool {
-	lim := f.cl.cfg.LeaseMin
+	lim := f.leaseMin()
 	if lim <= 0 || o.Coll != nil || o.async || st.flags&(wire.IOAtomic|wire.IOColl) != 0 {
 		return false
 	}
@@ -180,4 +180,19 @@ func (f *File) closeLease() {
 	if d != nil {
 		d.Close()
 	}
+}
+
+// leaseMin is the smallest extent of a lease write on f: the client's
+// LeaseMin, raised to the largest direct threshold its servers said in
+// their hello (a write a server would buffer keeps its coalescing).
+// 0: no lease writes.
+func (f *File) leaseMin() int64 {
+	lim := f.cl.cfg.LeaseMin
+	if lim <= 0 {
+		return 0
+	}
+	for _, s := range f.sess {
+		lim = max(lim, s.direct)
+	}
+	return lim
 }

@@ -190,6 +190,11 @@ type Reply struct {
 	// a Unix socket (and from older servers).
 	Local string `codec:"lu,omitempty"`
 	Host  string `codec:"hi,omitempty"`
+	// Direct: hello: the server's direct threshold (--direct), the
+	// smallest written extent it sends straight to the backend instead of
+	// buffering. A client makes lease writes only of extents at least
+	// this long (client lease.go). 0: not said (an older server).
+	Direct int64 `codec:"dt,omitempty"`
 	// Hello: the server's identity. ID is random per server process, so a
 	// client whose list reaches one server by two entries (a host name and
 	// its address) sees the same ID twice. Peers is route.ListHash of the
