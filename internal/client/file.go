@@ -233,7 +233,8 @@ type memCursor struct {
 // stage.c, this one, the server's slot (extent place), the page cache (the
 // flush); a buffered write 3: this one, the slot, the page cache; a direct
 // write (at least --direct) 2: this one and the server's pwrite straight
-// from the ring (server writeDirect). ufs: makes 1.
+// from the ring (server writeDirect); a lease write 1, the rank's own pwrite
+// (File.writeLease), as ufs: makes.
 func (m *memCursor) gather(dst []byte) {
 	for len(dst) > 0 {
 		src := m.mem[m.i][m.off:]
