@@ -61,6 +61,10 @@ type File struct {
 	}
 	idle sync.Cond // on mu: signalled when reqs drops to 0
 
+	// leaseWrites and leaseBytes count f's lease writes, for the file's
+	// summary (sent with the close, closeOn).
+	leaseWrites, leaseBytes atomic.Int64
+
 	// lost is the first of sess that died (lose): f is unusable (lostErr).
 	// Set under mu, read without it on every operation's way in.
 	lost atomic.Pointer[session]

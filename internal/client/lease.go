@@ -145,6 +145,8 @@ func (f *File) writeLease(mem [][]byte, ext []Extent) (int64, error) {
 		}
 	}
 	f.cl.leaseWrites.Add(1)
+	f.leaseWrites.Add(1)
+	f.leaseBytes.Add(done)
 	return done, nil
 }
 

@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/delegate-io/delegate/internal/client"
 	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/stats"
 	"github.com/delegate-io/delegate/internal/testutil"
 	"github.com/delegate-io/delegate/internal/wire"
 )
@@ -179,6 +181,16 @@ func TestLeaseThenNewerWrites(t *testing.T) {
 	got, err := os.ReadFile(path)
 	if err != nil || !bytes.Equal(got, append(data, more...)) {
 		t.Fatalf("backend file after close: %d bytes, %v", len(got), err)
+	}
+	// The server's summary of the file has the lease write, said at close.
+	var sum *stats.File
+	for _, fs := range c.Servers[0].Stats().Files {
+		if fs.Path == path {
+			sum = &fs
+		}
+	}
+	if sum == nil || sum.LeaseWrites != 1 || sum.LeaseBytes != leaseSize || !strings.Contains(sum.String(), "lease    4.0 MiB") {
+		t.Fatalf("the file's summary does not count the lease write: %+v", sum)
 	}
 }
 

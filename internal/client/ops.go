@@ -143,7 +143,11 @@ func (f *File) detach() {
 // closeOn sends close to the servers which selects.
 func (f *File) closeOn(which func(i int) bool, flush bool) error {
 	_, err := f.each(which, func(i int) *call {
-		return newCall(wire.TClose, &wire.Close{File: f.ids[i], Async: !flush})
+		c := &wire.Close{File: f.ids[i], Async: !flush}
+		if i == f.rule.Home() {
+			c.LeaseWrites, c.LeaseBytes = f.leaseWrites.Load(), f.leaseBytes.Load()
+		}
+		return newCall(wire.TClose, c)
 	})
 	if err != nil {
 		return fmt.Errorf("close %s: %w", f.path, err)

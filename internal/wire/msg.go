@@ -83,6 +83,12 @@ type Open struct {
 type Close struct {
 	File  uint64 `codec:"f"`
 	Async bool   `codec:"a,omitempty"`
+	// LeaseWrites and LeaseBytes: the lease writes the client made to the
+	// backend file itself since it opened it (client lease.go), sent to
+	// the file's home server only, for the file's summary: the server
+	// never sees them otherwise. Negative values are ignored.
+	LeaseWrites int64 `codec:"lw,omitempty"`
+	LeaseBytes  int64 `codec:"lb,omitempty"`
 }
 
 // BulkRef names a transfer on a bulk connection (spec.md, "Bulk
