@@ -78,6 +78,27 @@ func TestModel(t *testing.T) {
 					total += l
 					base += l + rnd.Int64N(3000)
 				}
+				if rnd.IntN(3) == 0 {
+					// regular runs, as a file view flattens (the writer
+					// copies a run's pieces at once), some longer than
+					// a request, some contiguous, between odd pieces
+					ext, total = ext[:0], 0
+					for r := 1 + rnd.IntN(3); r > 0; r-- {
+						l := []int64{1, 7, 64, 4096, 20000}[rnd.IntN(5)]
+						stride := l + []int64{0, 1, l, rnd.Int64N(3000)}[rnd.IntN(4)]
+						count := 2 + rnd.Int64N(min(1000, (5<<20)/l))
+						for k := int64(0); k < count; k++ {
+							ext = append(ext, client.Extent{Off: base + k*stride, Len: l})
+						}
+						total += count * l
+						base += count*stride + rnd.Int64N(3000)
+						if rnd.IntN(2) == 0 {
+							ext = append(ext, client.Extent{Off: base, Len: 1 + rnd.Int64N(100)})
+							total += ext[len(ext)-1].Len
+							base += ext[len(ext)-1].Len + 1
+						}
+					}
+				}
 				switch rnd.IntN(3) {
 				case 0, 1:
 					data := make([]byte, total)
