@@ -59,3 +59,12 @@ func SetBulkTimeoutForTest(d time.Duration) (restore func()) {
 	bulkTimeout = d
 	return func() { bulkTimeout = old }
 }
+
+// SetOpenRaceHookForTest runs fn in a first open between its backend open
+// and its entry in the file table, until the returned function restores
+// the hook. Not concurrent with other servers.
+func SetOpenRaceHookForTest(fn func(path string)) (restore func()) {
+	old := openRaceHook
+	openRaceHook = fn
+	return func() { openRaceHook = old }
+}
