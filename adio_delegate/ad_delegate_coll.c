@@ -19,18 +19,14 @@
  * server answers it only once it holds every rank's marker, and serves a
  * rank's later requests after that. So every rank's data is visible to
  * every rank once the call has returned, as programs that write_all and then
- * read_all without a sync expect.
+ * read_all without a sync expect, and no rank waits a round trip.
  *
  * The markers also stand in for the visibility fence in the MPI_Allreduce
  * that ends a collective write (delegate_fence_scope): the fence MPICH runs
  * before the Allreduce's messages does not wait for this collective's
  * pieces, which no rank can read before its own marker is answered, and
  * which the rank's next fence outside the collective covers by waiting for
- * its markers. Writes issued before the collective are still waited for.
- * Entering that scope waits (sleeping, in libdelegate) for the markers the
- * servers on this host answer: a rank that finished its part first would
- * otherwise spin in the Allreduce on the cores those servers need to apply
- * the other ranks' pieces. */
+ * its markers. Writes issued before the collective are still waited for. */
 
 static void coll_worker(ADIO_File fd, const void *buf, int count, MPI_Datatype datatype,
                         int file_ptr_type, ADIO_Offset offset, int rw, ADIO_Status * status,

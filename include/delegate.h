@@ -45,8 +45,6 @@
  *   DELEGATE_SHM_SIZE     shared-memory ring per server (default 16M; 0 disables)
  *   DELEGATE_LOG_FD       file descriptor for the library's log (default: none)
  *   DELEGATE_COMBINE      0 turns off the combining of small writes (default 1)
- *   DELEGATE_COLL_WAIT    0: delegate_fence_scope does not wait for a collective
- *                         write's end markers (default 1; read at its first call)
  */
 #ifndef DELEGATE_H_INCLUDED
 #define DELEGATE_H_INCLUDED
@@ -405,15 +403,7 @@ int delegate_fence(void);
  * scope) waits for this process's markers. For the messages of the
  * collective's own completion (the ROMIO driver's MPI_Allreduce), which
  * then need no round trip to the servers.
- * Entering the scope (fh not DELEGATE_NOHANDLE) first waits, blocking the
- * thread without spinning, until the servers on this host (Unix sockets)
- * have answered the end markers of fh's last collective write, that is
- * until every rank's pieces are applied there: so a rank that finished its
- * part first sleeps instead of spinning in the MPI_Allreduce on the cores
- * those servers need. Servers on other hosts are not waited for.
- * DELEGATE_COLL_WAIT=0 skips the wait.
- * @return DELEGATE_OK, or the error of a session that died while waiting
- *         (the file's later calls report it too).
+ * @return DELEGATE_OK.
  */
 int delegate_fence_scope(int fh);
 

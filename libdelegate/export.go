@@ -153,20 +153,6 @@ func dlgFenceScoped(h C.int) (rc C.int) {
 	return fail(noHandle, cl.FenceScoped(f))
 }
 
-// dlgCollWait blocks until the end markers of handle h's last collective
-// write are answered by the servers on this host (client.File.WaitCollective);
-// delegate_fence_scope calls it before the collective's closing MPI_Allreduce.
-//
-//export dlgCollWait
-func dlgCollWait(h C.int) (rc C.int) {
-	defer guard(int(h), &rc)
-	f, err := fileOf(h)
-	if err != nil {
-		return fail(noHandle, err)
-	}
-	return fail(int(h), f.WaitCollective())
-}
-
 //export dlgFinalize
 func dlgFinalize() (rc C.int) {
 	defer guard(noHandle, &rc)

@@ -5,7 +5,6 @@
  * a forked child never enters the Go runtime (after fork() it would hang).
  */
 #include <pthread.h>
-#include <stdlib.h>
 #include "delegate.h"
 #include "stage.h"
 #include "_cgo_export.h"
@@ -270,29 +269,10 @@ int delegate_set_log_fd(int fd)
  * scope covers the messages of the thread that runs the collective. */
 static __thread int fence_scope = DELEGATE_NOHANDLE;
 
-/* DELEGATE_COLL_WAIT (default 1): on entering the scope, wait (blocking, in
- * Go) for the collective's end markers answered by servers on this host, so
- * that a rank does not spin in MPICH's progress loop, in the closing
- * MPI_Allreduce, on the cores its server needs. 0: enter the Allreduce at
- * once (for measuring). */
-static int coll_wait = -1;
-
 int delegate_fence_scope(int fh)
 {
-    int rc = DELEGATE_OK;
-
-    if (fh != DELEGATE_NOHANDLE && !delegate_forked) {
-        int w = __atomic_load_n(&coll_wait, __ATOMIC_RELAXED);
-        if (w < 0) {
-            const char *s = getenv("DELEGATE_COLL_WAIT");
-            w = !(s != NULL && s[0] == '0' && s[1] == '\0');
-            __atomic_store_n(&coll_wait, w, __ATOMIC_RELAXED);
-        }
-        if (w)
-            rc = dlgCollWait(fh);
-    }
     fence_scope = fh;
-    return rc;
+    return DELEGATE_OK;
 }
 
 int delegate_fence(void)

@@ -48,37 +48,6 @@ func (cl *Client) FenceScoped(f *File) error {
 	return cl.fence(f)
 }
 
-// WaitCollective blocks until the end markers of f's last collective write
-// are answered on every session of f that reaches a server on this host
-// (a Unix socket): each server answers once every rank's pieces are
-// applied. libdelegate calls it before the collective's closing
-// MPI_Allreduce (delegate_fence_scope), so that a rank that arrives first
-// sleeps on a condition variable instead of spinning in MPICH's progress
-// loop on the cores its server needs; the Allreduce then finds every rank
-// done and returns at once. Servers on other hosts are not waited for
-// here (their work takes no CPU of this host): the scoped fence and the
-// rank's next fence cover them as before. It returns the error of a
-// session that died; nothing to wait for (no collective write, markers
-// not all sent) returns nil at once.
-func (f *File) WaitCollective() error {
-	f.mu.Lock()
-	end := f.mu.collEnd
-	f.mu.Unlock()
-	if end == nil {
-		return nil
-	}
-	var first error
-	for i, s := range f.sess {
-		if s.via.Net != "unix" {
-			continue
-		}
-		if err := s.waitFenced(end[i]); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
-
 func (cl *Client) fence(scope *File) error {
 	if cl.pending.Load() == 0 {
 		return nil
@@ -151,24 +120,6 @@ func (s *session) fence(base, end int64) error {
 		s.acked.Wait()
 	}
 	if s.wdone.Load() >= target {
-		return nil
-	}
-	return s.mu.err
-}
-
-// waitFenced waits until s has answered its first n fenced calls (or died).
-func (s *session) waitFenced(n int64) error {
-	if s.wdone.Load() >= n {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fencers.Add(1)
-	defer s.fencers.Add(-1)
-	for s.mu.err == nil && s.wdone.Load() < n {
-		s.acked.Wait()
-	}
-	if s.wdone.Load() >= n {
 		return nil
 	}
 	return s.mu.err

@@ -2,11 +2,8 @@ package client_test
 
 import (
 	"bytes"
-	"errors"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/delegate-io/delegate/internal/client"
 	"github.com/delegate-io/delegate/internal/testutil"
@@ -156,97 +153,6 @@ func TestFenceScoped(t *testing.T) {
 				}
 				if n := a.Stats().Pending; n != 0 {
 					t.Fatalf("collective %d: fence word %d after a full fence", seq, n)
-				}
-			}
-			for _, f := range []*client.File{fa, fb, fr} {
-				if err := f.Close(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-// TestWaitCollective: rank A's WaitCollective (what libdelegate does before
-// a collective write's closing MPI_Allreduce) returns, on servers reached
-// through a Unix socket, only once every rank's markers are answered, so
-// every rank's pieces are applied: it is still waiting when B starts its
-// part, a reader then sees both pieces, and A's fence word is 0. On TCP
-// it waits for nothing (the servers' CPU is not this host's): it returns
-// before B has written at all. Without a collective it returns at once.
-func TestWaitCollective(t *testing.T) {
-	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			c := testutil.Start(t, testutil.Options{Servers: v.servers, TCP: v.tcp})
-			cfg := func(cfg *client.Config) { cfg.RingBytes = v.ring }
-			a, b, r := c.Client(t, cfg), c.Client(t, cfg), c.Client(t, cfg)
-			path := filepath.Join(c.Dir, "collwait")
-			fa := open(t, a, path, wire.ORdwr|wire.OCreat, nil)
-			fb := open(t, b, path, wire.ORdwr, nil)
-			fr := open(t, r, path, wire.ORdonly, nil)
-			if err := fa.WaitCollective(); err != nil {
-				t.Fatalf("no collective yet: %v", err)
-			}
-			const size = 64 << 10
-			rec := func(v byte) []byte { return bytes.Repeat([]byte{v}, size) }
-			for seq := int64(0); seq < 10; seq++ {
-				pa, pb := seq*8<<20, seq*8<<20+1<<20
-				tag := byte(seq + 1)
-				o := client.IOOpts{Coll: &wire.CollTag{Seq: seq, Rank: 0, Size: 2, Group: 11}}
-				if _, err := fa.Write([][]byte{rec(tag)}, []client.Extent{{Off: pa, Len: size}}, o); err != nil {
-					t.Fatal(err)
-				}
-				var bStarted atomic.Bool
-				started, done := make(chan struct{}), make(chan error, 1)
-				go func() {
-					close(started)
-					err := fa.WaitCollective()
-					if err == nil && !v.tcp && !bStarted.Load() {
-						err = errors.New("returned before rank B sent its part")
-					}
-					done <- err
-				}()
-				<-started
-				if v.tcp {
-					// nothing to wait for: it returns with B's part unsent
-					select {
-					case err := <-done:
-						if err != nil {
-							t.Fatal(err)
-						}
-					case <-time.After(10 * time.Second):
-						t.Fatalf("collective %d: WaitCollective waited for TCP servers", seq)
-					}
-				}
-				bStarted.Store(true)
-				o = client.IOOpts{Coll: &wire.CollTag{Seq: seq, Rank: 1, Size: 2, Group: 11}}
-				if _, err := fb.Write([][]byte{rec(tag + 100)}, []client.Extent{{Off: pb, Len: size}}, o); err != nil {
-					t.Fatal(err)
-				}
-				if !v.tcp {
-					select {
-					case err := <-done:
-						if err != nil {
-							t.Fatalf("collective %d: %v", seq, err)
-						}
-					case <-time.After(10 * time.Second):
-						t.Fatalf("collective %d: WaitCollective still waiting 10 s after every rank's part", seq)
-					}
-					if n := a.Stats().Pending; n != 0 {
-						t.Fatalf("collective %d: fence word %d after WaitCollective", seq, n)
-					}
-					for off, want := range map[int64][]byte{pa: rec(tag), pb: rec(tag + 100)} {
-						got := make([]byte, size)
-						if _, err := fr.Read([][]byte{got}, []client.Extent{{Off: off, Len: size}}, client.IOOpts{}); err != nil {
-							t.Fatal(err)
-						}
-						if !bytes.Equal(got, want) {
-							t.Fatalf("collective %d: piece at %d stale after A's WaitCollective", seq, off)
-						}
-					}
-				}
-				if err := b.Fence(); err != nil {
-					t.Fatal(err)
 				}
 			}
 			for _, f := range []*client.File{fa, fb, fr} {
