@@ -610,3 +610,26 @@ func TestWriteRunsAcrossRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteZeroLengthPieces: empty pieces at a regular stride, between
+// others, are no run (a run of empty pieces would divide by zero) and
+// write nothing.
+func TestWriteZeroLengthPieces(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	cl := c.Client(t, nil)
+	path := filepath.Join(c.Dir, "zero")
+	f := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+	ext := []client.Extent{{Off: 0, Len: 0}, {Off: 10, Len: 0}, {Off: 20, Len: 0}, {Off: 30, Len: 3}, {Off: 40, Len: 0}, {Off: 50, Len: 0}, {Off: 60, Len: 2}}
+	if _, err := f.Write([][]byte{[]byte("abcde")}, ext, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 62)
+	copy(want[30:], "abc")
+	copy(want[60:], "de")
+	if disk, err := os.ReadFile(path); err != nil || !bytes.Equal(disk, want) {
+		t.Fatalf("file %q %v, want %q", disk, err, want)
+	}
+}

@@ -98,10 +98,10 @@ func (w *writer) putRun(off, n, stride, count int64, cur *memCursor) error {
 }
 
 // runAt returns the length of the run of extents that starts at ext[0]:
-// pieces of one length at one positive stride (1 when ext[1] does not
-// continue it), and that stride.
+// pieces of one nonzero length at one positive stride (1 when ext[1] does
+// not continue it), and that stride.
 func runAt(ext []Extent) (count int, stride int64) {
-	if len(ext) < 2 || ext[1].Len != ext[0].Len || ext[1].Off <= ext[0].Off {
+	if len(ext) < 2 || ext[0].Len <= 0 || ext[1].Len != ext[0].Len || ext[1].Off <= ext[0].Off {
 		return 1, 0
 	}
 	stride = ext[1].Off - ext[0].Off
