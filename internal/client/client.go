@@ -31,6 +31,8 @@ type Client struct {
 	shared            *atomic.Int64 // paths open more than once
 	descRaw, descWire atomic.Int64
 	directReads       atomic.Int64 // reads served from the backend file directly
+	leaseWrites       atomic.Int64 // writes made to the backend file directly (lease.go)
+	leaseSyncs        atomic.Int64 // fsyncs of the backend file after lease writes
 }
 
 // New connects to every server in cfg.Servers. It fails, naming the
@@ -338,13 +340,15 @@ func (cl *Client) Delete(ctx context.Context, path string) error {
 type Stats struct {
 	DescRaw, DescWire int64
 	DirectReads       int64
+	LeaseWrites       int64 // writes the client made to the backend itself
+	LeaseSyncs        int64 // fsyncs of its own after them (Sync)
 	Pending           int64 // the fence word: what Fence would wait for
 }
 
 // Stats returns the client's counters.
 func (cl *Client) Stats() Stats {
 	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load(), DirectReads: cl.directReads.Load(),
-		Pending: cl.pending.Load()}
+		LeaseWrites: cl.leaseWrites.Load(), LeaseSyncs: cl.leaseSyncs.Load(), Pending: cl.pending.Load()}
 }
 
 // ServerStats asks server i for its statistics snapshot (msgpack).
