@@ -78,6 +78,27 @@ func TestModel(t *testing.T) {
 					total += l
 					base += l + rnd.Int64N(3000)
 				}
+				if rnd.IntN(4) == 0 {
+					// regular runs, as a file view flattens (the writer
+					// copies a run's pieces at once), some longer than
+					// a request, some contiguous, between odd pieces
+					ext, total = ext[:0], 0
+					for r := 1 + rnd.IntN(3); r > 0; r-- {
+						l := []int64{1, 7, 64, 4096, 20000}[rnd.IntN(5)]
+						stride := l + []int64{0, 1, l, rnd.Int64N(3000)}[rnd.IntN(4)]
+						count := 2 + rnd.Int64N(200)
+						for k := int64(0); k < count; k++ {
+							ext = append(ext, client.Extent{Off: base + k*stride, Len: l})
+						}
+						total += count * l
+						base += count*stride + rnd.Int64N(3000)
+						if rnd.IntN(2) == 0 {
+							ext = append(ext, client.Extent{Off: base, Len: 1 + rnd.Int64N(100)})
+							total += ext[len(ext)-1].Len
+							base += ext[len(ext)-1].Len + 1
+						}
+					}
+				}
 				switch rnd.IntN(3) {
 				case 0, 1:
 					data := make([]byte, total)
@@ -537,5 +558,78 @@ func TestDescriptionCompression(t *testing.T) {
 		if compressed != tcp {
 			t.Fatalf("tcp=%v: descriptions %d bytes raw, %d on the wire", tcp, st.DescRaw, st.DescWire)
 		}
+	}
+}
+
+// TestWriteRunsAcrossRequests writes regular runs (the pieces of a file
+// view) whose pieces do not fit one request (MaxRequestBytes 64 KiB, its least), so
+// the writer's run copy (putRun) fills requests with whole pieces and
+// splits the piece at each request's end, and reads them back; the
+// backend file must equal the model.
+func TestWriteRunsAcrossRequests(t *testing.T) {
+	cases := []struct {
+		name               string
+		len, stride, count int64
+	}{
+		{"64-every-128", 64, 128, 5000},
+		{"4k-every-8k", 4096, 8192, 100},
+		{"7-every-9", 7, 9, 30000},
+		{"3000-contiguous", 3000, 3000, 100},
+		{"70000-beyond-a-request", 70000, 70001, 5},
+	}
+	for _, v := range variants[:2] {
+		for _, tc := range cases {
+			t.Run(v.name+"/"+tc.name, func(t *testing.T) {
+				c := testutil.Start(t, testutil.Options{Servers: v.servers, TCP: v.tcp})
+				cl := c.Client(t, func(cfg *client.Config) { cfg.RingBytes, cfg.MaxRequestBytes = v.ring, 64<<10 })
+				path := filepath.Join(c.Dir, "runs")
+				f := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+				var m model
+				rnd := rand.New(rand.NewPCG(uint64(tc.len), uint64(tc.count)))
+				data := make([]byte, tc.len*tc.count)
+				for i := range data {
+					data[i] = byte(rnd.Uint32())
+				}
+				base := int64(5)
+				ext := make([]client.Extent, tc.count)
+				for k := range ext {
+					ext[k] = client.Extent{Off: base + int64(k)*tc.stride, Len: tc.len}
+					m.write(ext[k].Off, data[int64(k)*tc.len:int64(k+1)*tc.len])
+				}
+				if _, err := f.Write(split(data, rnd), ext, client.IOOpts{}); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.Close(); err != nil {
+					t.Fatal(err)
+				}
+				disk, err := os.ReadFile(path)
+				if err != nil || !bytes.Equal(disk, m.b) {
+					t.Fatalf("backend file differs from the model (%d vs %d bytes, %v)", len(disk), len(m.b), err)
+				}
+			})
+		}
+	}
+}
+
+// TestWriteZeroLengthPieces: empty pieces at a regular stride, between
+// others, are no run (a run of empty pieces would divide by zero) and
+// write nothing.
+func TestWriteZeroLengthPieces(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	cl := c.Client(t, nil)
+	path := filepath.Join(c.Dir, "zero")
+	f := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+	ext := []client.Extent{{Off: 0, Len: 0}, {Off: 10, Len: 0}, {Off: 20, Len: 0}, {Off: 30, Len: 3}, {Off: 40, Len: 0}, {Off: 50, Len: 0}, {Off: 60, Len: 2}}
+	if _, err := f.Write([][]byte{[]byte("abcde")}, ext, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 62)
+	copy(want[30:], "abc")
+	copy(want[60:], "de")
+	if disk, err := os.ReadFile(path); err != nil || !bytes.Equal(disk, want) {
+		t.Fatalf("file %q %v, want %q", disk, err, want)
 	}
 }

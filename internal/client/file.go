@@ -421,9 +421,13 @@ func (f *File) place(mem [][]byte, ext []Extent, total int64, st *opState) ([]*c
 	if len(f.sess) == 1 {
 		w := writer{f: f, s: f.sess[0], left: total, st: *st, merge: true}
 		var err error
-		for _, e := range ext {
-			if err = w.put(e.Off, e.Len, &cur); err != nil {
-				break
+		for i := 0; i < len(ext) && err == nil; {
+			if k, stride := runAt(ext[i:]); k > 1 {
+				err = w.putRun(ext[i].Off, ext[i].Len, stride, int64(k), &cur)
+				i += k
+			} else {
+				err = w.put(ext[i].Off, ext[i].Len, &cur)
+				i++
 			}
 		}
 		if e := w.finish(); err == nil {

@@ -56,6 +56,62 @@ func (w *writer) put(off, n int64, cur *memCursor) error {
 	return nil
 }
 
+// putRun puts count pieces of n bytes at off, off+stride, ... (a run of
+// a strided description: a file view's blocks, as the driver flattened
+// them): as many whole pieces as the request has room for take one copy
+// of their bytes, which lie back to back in the caller's memory order,
+// instead of a copy per piece; a piece the request cannot hold whole is
+// split by put.
+func (w *writer) putRun(off, n, stride, count int64, cur *memCursor) error {
+	for count > 0 {
+		if w.room == 0 {
+			if err := w.next(); err != nil {
+				return err
+			}
+		}
+		k := min(count, w.room/n)
+		if k <= 1 {
+			if err := w.put(off, n, cur); err != nil {
+				return err
+			}
+			off, count = off+stride, count-1
+			continue
+		}
+		c, data := w.c, k*n
+		if c.viaBulk {
+			for left := data; left > 0; {
+				b := cur.next(left)
+				c.iov = append(c.iov, b)
+				left -= int64(len(b))
+			}
+		} else {
+			cur.gather(c.data[c.filled : c.filled+data])
+		}
+		for i := int64(0); i < k; i++ {
+			c.ext.Add(off+i*stride, n)
+		}
+		c.filled += data
+		w.room -= data
+		off, count = off+k*stride, count-k
+	}
+	return nil
+}
+
+// runAt returns the length of the run of extents that starts at ext[0]:
+// pieces of one nonzero length at one positive stride (1 when ext[1] does
+// not continue it), and that stride.
+func runAt(ext []Extent) (count int, stride int64) {
+	if len(ext) < 2 || ext[0].Len <= 0 || ext[1].Len != ext[0].Len || ext[1].Off <= ext[0].Off {
+		return 1, 0
+	}
+	stride = ext[1].Off - ext[0].Off
+	count = 2
+	for count < len(ext) && ext[count].Len == ext[0].Len && ext[count].Off == ext[count-1].Off+stride {
+		count++
+	}
+	return count, stride
+}
+
 // next hands over the current request and starts the next one.
 func (w *writer) next() error {
 	if err := w.release(); err != nil {
