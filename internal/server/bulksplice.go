@@ -127,25 +127,52 @@ func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFil
 	return done, nil
 }
 
-// fillPipe splices up to max bytes from the socket into the empty pipe p,
-// waiting for the socket at most bulkTimeout.
+// fillPipe splices max bytes from the socket into the empty pipe p (max is
+// at most the pipe's size, and at most what is left of the transfer, so
+// the sender is sending them): a full pipe per drain, not whatever one
+// splice found in the socket, so that flushMu, the file splice and the
+// accounting come once per pipe. Each wait for the socket is bounded by
+// bulkTimeout.
 func fillPipe(c *net.TCPConn, src syscall.RawConn, p *splicePipe, max int64) (int64, error) {
 	_ = c.SetReadDeadline(time.Now().Add(bulkTimeout))
 	var got int64
 	var serr error
 	err := src.Read(func(fd uintptr) bool {
-		got, serr = unix.Splice(int(fd), nil, p.w, nil, int(max), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		return serr != unix.EAGAIN && serr != unix.EINTR
+		for got < max {
+			k, err := unix.Splice(int(fd), nil, p.w, nil, int(max-got), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			switch {
+			case err == unix.EINTR:
+			case err == unix.EAGAIN && got > 0 && pipeFull(fd):
+				return true // the pipe's slots ran out before its bytes: drain what it holds
+			case err == unix.EAGAIN:
+				return false // wait for the socket, then splice on
+			case err != nil:
+				serr = err
+				return true
+			case k == 0:
+				serr = wire.Errorf(wire.EPROTO, "bulk connection closed within a transfer")
+				return true
+			default:
+				got += k
+			}
+		}
+		return true
 	})
 	switch {
 	case err != nil:
-		return 0, err
+		return got, err
 	case serr != nil:
-		return 0, serr
-	case got == 0:
-		return 0, wire.Errorf(wire.EPROTO, "bulk connection closed within a transfer")
+		return got, serr
 	}
 	return got, nil
+}
+
+// pipeFull reports, after a splice from socket fd found nothing to move,
+// whether that was the pipe's doing (full: its slots hold smaller pieces
+// than pages) rather than the socket's (nothing waiting in it).
+func pipeFull(fd uintptr) bool {
+	n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	return err != nil || n > 0
 }
 
 // drainPipe splices n bytes from pipe p into the file at off.
@@ -235,10 +262,7 @@ func (st *stream) bulkSendfile(r *request) (rep wire.Reply, ok bool) {
 	h.Put(st.bulkHdr[:])
 	deadline := time.Now().Add(bulkTimeout + time.Duration(n>>20)*time.Second)
 	_ = c.SetWriteDeadline(deadline)
-	_, err = c.Write(st.bulkHdr[:])
-	if err == nil {
-		err = sendfile(tc, src, off, n)
-	}
+	err = sendfile(tc, st.bulkHdr[:], src, off, n)
 	if err != nil {
 		// Part of the transfer may be gone: the connection is out of step.
 		return st.bulkFailed(err), true
@@ -270,9 +294,11 @@ func (f *file) cleanBelow(end int64) (size int64, clean bool, err error) {
 	return max(bsize, f.endLocked()), clean, nil
 }
 
-// sendfile sends n bytes of src at off on c, waiting for the socket within
-// c's write deadline.
-func sendfile(c *net.TCPConn, src backend.FDFile, off, n int64) error {
+// sendfile sends hdr, then n bytes of src at off on c, waiting for the
+// socket within c's write deadline. The header goes with MSG_MORE, so that
+// it leaves in the data's first segment, not a packet (and a wake-up of
+// the receiver) of its own.
+func sendfile(c *net.TCPConn, hdr []byte, src backend.FDFile, off, n int64) error {
 	out, err := c.SyscallConn()
 	if err != nil {
 		return err
@@ -284,6 +310,19 @@ func sendfile(c *net.TCPConn, src backend.FDFile, off, n int64) error {
 	var serr error
 	cerr := in.Control(func(ffd uintptr) {
 		err := out.Write(func(sfd uintptr) bool {
+			for len(hdr) > 0 {
+				k, err := unix.SendmsgN(int(sfd), hdr, nil, nil, unix.MSG_MORE|unix.MSG_NOSIGNAL)
+				switch {
+				case err == unix.EAGAIN:
+					return false
+				case err == unix.EINTR:
+				case err != nil:
+					serr = err
+					return true
+				default:
+					hdr = hdr[k:]
+				}
+			}
 			for n > 0 {
 				k, err := unix.Sendfile(int(sfd), int(ffd), &off, int(min(n, 1<<30)))
 				if k > 0 {
