@@ -24,17 +24,22 @@ func TestBulkData(t *testing.T) {
 		name    string
 		servers int
 		conns   int
+		parts   int // Config.BulkReadParts
 	}{
-		{"1 server, 4 connections", 1, 4},
-		{"1 server, 1 connection", 1, 1},
-		{"3 servers, 4 connections", 3, 4},
-		{"1 server, inline", 1, 0},
+		{"1 server, 4 connections", 1, 4, 2},
+		{"1 server, 4 connections, reads in 4 parts", 1, 4, 4},
+		{"1 server, 4 connections, reads whole", 1, 4, 1},
+		{"1 server, 1 connection", 1, 1, 2},
+		{"3 servers, 4 connections", 3, 4, 2},
+		{"1 server, inline", 1, 0, 2},
 	}
-	sizes := []int64{1, 4 << 10, 64<<10 - 1, 64 << 10, 300 << 10, 1 << 20, 1<<20 + 7, 4 << 20, 9<<20 + 3}
+	// Around the thresholds: bulk (64 KiB), direct writes (1 MiB), and a
+	// read's parts (at least 1 MiB each: 2 MiB is the least cut in two).
+	sizes := []int64{1, 4 << 10, 64<<10 - 1, 64 << 10, 300 << 10, 1 << 20, 1<<20 + 7, 2<<20 - 1, 2<<20 + 1, 3<<20 - 1, 4 << 20, 9<<20 + 3}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := testutil.Start(t, testutil.Options{Servers: tc.servers, TCP: true})
-			cl := c.Client(t, func(cfg *client.Config) { cfg.BulkConns = tc.conns })
+			cl := c.Client(t, func(cfg *client.Config) { cfg.BulkConns, cfg.BulkReadParts = tc.conns, tc.parts })
 			path := filepath.Join(c.Dir, "bulk")
 			f := open(t, cl, path, wire.ORdwr|wire.OCreat, map[string]string{"delegate_region_size": "1M"})
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -107,6 +112,11 @@ func TestBulkData(t *testing.T) {
 			t.Logf("bulk: %d connections, %d bytes in (%d spliced), %d out (%d sent from the file)", conns, in, spliced, out, sent)
 			if errs != 0 {
 				t.Fatalf("%d bulk transfers failed", errs)
+			}
+			// Reads of 2 MiB or more to one server are cut when there are
+			// connections and parts to cut them over; never otherwise.
+			if split := cl.Stats().BulkReadParts; (split > 0) != (tc.conns > 1 && tc.parts > 1) {
+				t.Fatalf("%d read parts beyond the first with %d connections and %d parts", split, tc.conns, tc.parts)
 			}
 			if tc.conns == 0 {
 				if conns != 0 || in != 0 || out != 0 {

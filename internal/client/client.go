@@ -31,6 +31,7 @@ type Client struct {
 	shared            *atomic.Int64 // paths open more than once
 	descRaw, descWire atomic.Int64
 	directReads       atomic.Int64 // reads served from the backend file directly
+	bulkReadParts     atomic.Int64 // Stats.BulkReadParts
 }
 
 // New connects to every server in cfg.Servers. It fails, naming the
@@ -338,13 +339,16 @@ func (cl *Client) Delete(ctx context.Context, path string) error {
 type Stats struct {
 	DescRaw, DescWire int64
 	DirectReads       int64
-	Pending           int64 // the fence word: what Fence would wait for
+	// BulkReadParts: parts of reads beyond the first, each on a bulk
+	// connection of its own (a read cut over k connections counts k-1).
+	BulkReadParts int64
+	Pending       int64 // the fence word: what Fence would wait for
 }
 
 // Stats returns the client's counters.
 func (cl *Client) Stats() Stats {
 	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load(), DirectReads: cl.directReads.Load(),
-		Pending: cl.pending.Load()}
+		BulkReadParts: cl.bulkReadParts.Load(), Pending: cl.pending.Load()}
 }
 
 // ServerStats asks server i for its statistics snapshot (msgpack).
