@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -133,5 +134,48 @@ func TestBulkData(t *testing.T) {
 				t.Fatalf("sent from the file %d of %d bytes out: want some, not all", sent, out)
 			}
 		})
+	}
+}
+
+// TestBulkSpliceBackendError: a direct write spliced from its bulk
+// connection into a backend file that refuses it (/dev/full) fails with the
+// backend's error, not a lost connection: the server takes the rest of the
+// transfer, the session goes on, and the next bulk write and read on it,
+// of another file, work.
+func TestBulkSpliceBackendError(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	c := testutil.Start(t, testutil.Options{TCP: true})
+	cl := c.Client(t, nil)
+	bad := open(t, cl, "/dev/full", wire.OWronly, nil)
+	data := bytes.Repeat([]byte{7}, 3<<20+5)
+	_, err := bad.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{})
+	if err == nil {
+		err = bad.Sync()
+	}
+	if err == nil || errors.Is(err, wire.ECONNLOST) || errors.Is(err, wire.EPROTO) {
+		t.Fatalf("write into /dev/full: %v, want the backend's error", err)
+	}
+	t.Logf("write into /dev/full: %v", err)
+	bad.Close()
+	path := filepath.Join(c.Dir, "after")
+	f := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+	if _, err := f.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{}); err != nil {
+		t.Fatalf("write after the failed one: %v", err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if n, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: int64(len(got))}}, client.IOOpts{}); err != nil || n != int64(len(data)) || !bytes.Equal(got, data) {
+		t.Fatalf("read after the failed write: %d, %v", n, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Servers[0].Stats()
+	if st.BulkErrors != 0 || st.BulkSpliced == 0 {
+		t.Fatalf("bulk errors %d (want 0), spliced %d (want some)", st.BulkErrors, st.BulkSpliced)
 	}
 }

@@ -64,12 +64,24 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 	if w.Flags&wire.IOColl != 0 {
 		s.stats.collWrites.Add(1)
 	}
-	moved, err := hd.f.writeDirectSplice(off, n, tc, fdf, p)
+	moved, taken, err := hd.f.writeDirectSplice(off, n, tc, fdf, p)
 	if err != nil {
-		// The socket side failed, or the file's: either way the rest of
-		// the transfer is not taken, so the session ends (bulkFailed).
-		ss.bulk.dropPipe()
-		return st.bulkFailed(err), true
+		ss.bulk.dropPipe() // it may hold bytes of the transfer
+		var fe fileSideError
+		if !errors.As(err, &fe) {
+			// The socket failed: the rest of the transfer is not taken,
+			// so the connection is out of step and the session ends.
+			return st.bulkFailed(err), true
+		}
+		// The backend refused the bytes: the rest of the transfer is
+		// taken and dropped, so that the connection stays in step, and
+		// the writer gets the backend's error, as from writeDirect.
+		if err := discardBulk(c, st.buffer(int(min(n-taken, 1<<20))), n-taken); err != nil {
+			return st.bulkFailed(err), true
+		}
+		s.stats.bulkIn.Add(n)
+		s.stats.bulkSpliced.Add(moved)
+		return wire.ReplyTo(fe.err), true
 	}
 	s.stats.bulkIn.Add(moved)
 	s.stats.bulkSpliced.Add(moved)
@@ -90,41 +102,62 @@ func (st *stream) bulkFailed(err error) wire.Reply {
 	return wire.ReplyTo(err)
 }
 
+// fileSideError is an error of the backend file in writeDirectSplice (the
+// socket side's are returned as they are).
+type fileSideError struct{ err error }
+
+func (e fileSideError) Error() string { return e.err.Error() }
+func (e fileSideError) Unwrap() error { return e.err }
+
 // writeDirectSplice is writeDirect with the data spliced from c, a pipe's
 // worth at a time: the pipe is filled from the socket without a lock, then
 // under flushMu the piece goes into the backend file and then the older
 // buffered bytes of that range are dropped. So a slow sender holds up nobody else's
-// writes of the file, and no lock is held across network I/O.
-func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFile, p *splicePipe) (int64, error) {
+// writes of the file, and no lock is held across network I/O. It reports
+// the bytes that reached the file and those taken from the socket; a
+// failure of the file's side is a fileSideError.
+func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFile, p *splicePipe) (moved, taken int64, err error) {
 	src, err := c.SyscallConn()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	out, err := dst.SyscallConn()
 	if err != nil {
-		return 0, err
+		return 0, 0, fileSideError{err}
 	}
-	var done int64
-	for done < n {
-		got, err := fillPipe(c, src, p, min(n-done, int64(p.size)))
+	for moved < n {
+		got, err := fillPipe(c, src, p, min(n-moved, int64(p.size)))
 		if err != nil {
-			return done, err
+			return moved, moved + got, err
 		}
 		f.flushMu.Lock()
 		// The piece first, then the older buffered bytes it replaces
 		// (writeDirect says why).
-		err = drainPipe(out, p, off+done, got)
+		err = drainPipe(out, p, off+moved, got)
 		if err == nil {
-			f.punch(off+done, got)
+			f.punch(off+moved, got)
 		}
 		f.flushMu.Unlock()
 		if err != nil {
-			return done, err
+			return moved, moved + got, fileSideError{err}
 		}
-		f.directWritten(off+done, got)
-		done += got
+		f.directWritten(off+moved, got)
+		moved += got
 	}
-	return done, nil
+	return moved, moved, nil
+}
+
+// discardBulk reads and drops the n bytes left of a transfer on c, through
+// buf.
+func discardBulk(c net.Conn, buf []byte, n int64) error {
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if err := readFullBy(c, buf[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
 }
 
 // fillPipe splices max bytes from the socket into the empty pipe p (max is
