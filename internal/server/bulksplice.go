@@ -18,8 +18,8 @@ import (
 // Anything else takes the ordinary way (bulkRecv, then the handler).
 
 // pipeBytes is the capacity asked for the splice pipe (the kernel's default
-// limit for unprivileged pipes is 1 MiB).
-const pipeBytes = 1 << 20
+// limit for unprivileged pipes is 1 MiB). A variable for tests only.
+var pipeBytes = 1 << 20
 
 // splicePipe is a session's pipe for splicing. Only the stream that owns
 // the session's bulk connections uses it (bulkConn), one request at a

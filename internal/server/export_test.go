@@ -59,3 +59,11 @@ func SetBulkTimeoutForTest(d time.Duration) (restore func()) {
 	bulkTimeout = d
 	return func() { bulkTimeout = old }
 }
+
+// SetPipeBytesForTest sets the capacity asked for the splice pipes of
+// sessions that splice for the first time from now on, until restore.
+func SetPipeBytesForTest(n int) (restore func()) {
+	old := pipeBytes
+	pipeBytes = n
+	return func() { pipeBytes = old }
+}
