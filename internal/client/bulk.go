@@ -277,10 +277,15 @@ func (s *session) recvBulk(c *call) error {
 	if err == nil && (h.Kind != wire.BulkRead || h.Index != b.idx || h.Seq != b.seq || h.Len > uint64(c.filled)) {
 		err = wire.Errorf(wire.EPROTO, "bulk read: got %+v, want transfer %d of at most %d bytes on connection %d", h, b.seq, c.filled, b.idx)
 	}
+	// A small transfer arrives in a wake-up or two: no low-water mark (two
+	// more system calls) for it.
+	low := int64(h.Len) > 2*bulkLowat
 	for left, iov := int64(h.Len), c.iov; err == nil && left > 0; iov = iov[1:] {
 		p := iov[0][:min(left, int64(len(iov[0])))]
 		for err == nil && len(p) > 0 {
-			b.lowat(min(bulkLowat, left))
+			if low {
+				b.lowat(min(bulkLowat, left))
+			}
 			var n int
 			n, err = b.c.Read(p)
 			p, left = p[n:], left-int64(n)
