@@ -68,10 +68,52 @@ func (c *colls) arrive(tag wire.CollTag, timeout time.Duration, beforeWait func(
 	case <-w.done:
 		return nil
 	case <-t.C:
+		if c.leave(group, seq, w) {
+			return nil
+		}
 		return wire.Errorf(wire.ETIMEDOUT, "collective %d: only %d of %d ranks reached it within %s", seq, arrived, size, timeout)
 	case <-stop:
+		if c.leave(group, seq, w) {
+			return nil
+		}
 		return wire.Errorf(wire.ESHUTDOWN, "collective %d: %d of %d ranks had reached it when the session or server ended", seq, arrived, size)
 	}
+}
+
+// leave takes back a marker whose wait gave up, so that a rank arriving
+// later waits for it again (and fails too, as every rank of a failed
+// collective must) instead of counting it, and the record goes once no
+// marker is left in it. It reports true if the collective completed in
+// the meantime: then the wait succeeded after all.
+func (c *colls) leave(group, seq int64, w *collWait) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-w.done:
+		return true
+	default:
+	}
+	w.arrived--
+	if w.arrived == 0 {
+		if g := c.groups[group]; g[seq] == w {
+			delete(g, seq)
+			if len(g) == 0 {
+				delete(c.groups, group)
+			}
+		}
+	}
+	return false
+}
+
+// pending reports the collectives with markers waiting (tests).
+func (c *colls) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, g := range c.groups {
+		n += len(g)
+	}
+	return n
 }
 
 // collEnd serves an end marker.

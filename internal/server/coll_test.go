@@ -47,6 +47,22 @@ func TestCollWaitEnds(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("arrive still waiting after 10 s")
 			}
+			if c.want == nil {
+				return
+			}
+			// The marker that gave up is taken back: no record is left, and
+			// a rank that comes late waits for it again (and fails too)
+			// instead of completing the collective alone.
+			if n := cs.pending(); n != 0 {
+				t.Fatalf("%d collective records left after the wait gave up", n)
+			}
+			late := cs.arrive(wire.CollTag{Seq: 1, Rank: 1, Size: 2}, 10*time.Millisecond, func() {}, nil)
+			if !errors.Is(late, wire.ETIMEDOUT) {
+				t.Fatalf("a late rank's marker: %v, want ETIMEDOUT", late)
+			}
+			if n := cs.pending(); n != 0 {
+				t.Fatalf("%d collective records left after the late rank gave up", n)
+			}
 		})
 	}
 }

@@ -67,3 +67,12 @@ func SetPipeBytesForTest(n int) (restore func()) {
 	pipeBytes = n
 	return func() { pipeBytes = old }
 }
+
+// SetOpenRaceHookForTest runs fn in a first open between its backend open
+// and its entry in the file table, until the returned function restores
+// the hook. Not concurrent with other servers.
+func SetOpenRaceHookForTest(fn func(path string)) (restore func()) {
+	old := openRaceHook
+	openRaceHook = fn
+	return func() { openRaceHook = old }
+}

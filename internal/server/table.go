@@ -43,50 +43,95 @@ func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writ
 // creating the backend file as flags say. The backend is opened read-write
 // when the file system allows it, since one descriptor serves every client
 // of the file and the flusher.
+//
+// Every way in goes through join, also when two first opens race (the
+// loser's check of the region size and its upgrade to writable are the
+// same as for a later open), and a path keeps one entry while its old
+// data drains: two files of one path would flush over each other.
 func (t *fileTable) open(o *wire.Open) (*file, error) {
-	t.mu.Lock()
-	f := t.mu.byPath[o.Path]
-	if f != nil && f.regionSize != o.RegionSize && f.refs() <= 0 {
-		// Nobody holds the file, but its data still drains under the old
-		// region rule. A new rule is safe once that data is on the backend:
-		// retire the entry, write it out, and open afresh.
-		delete(t.mu.byPath, o.Path)
-		t.mu.Unlock()
-		if err := f.flush(causeClose, false); err != nil {
-			return nil, fmt.Errorf("open %s with a new region size: %w", o.Path, err)
-		}
-		t.finalize(f)
+	excl := o.Flags&wire.OExcl != 0 && o.Flags&wire.OCreat != 0
+	for {
 		t.mu.Lock()
-		f = t.mu.byPath[o.Path]
-	}
-	if f != nil {
-		if o.Flags&wire.OExcl != 0 && o.Flags&wire.OCreat != 0 {
+		f := t.mu.byPath[o.Path]
+		if f != nil && f.regionSize != o.RegionSize && f.refs() <= 0 {
+			// Nobody holds the file, but its data still drains under the
+			// old region rule. A new rule is safe once that data is on the
+			// backend: write it out, retire the entry, and look again (a
+			// client may have taken it meanwhile under the old rule). The
+			// entry stays in the table until then, so that no second file
+			// of the path is opened beside it.
 			t.mu.Unlock()
-			return nil, &os.PathError{Op: "open", Path: o.Path, Err: os.ErrExist}
-		}
-		if f.regionSize != o.RegionSize {
-			t.mu.Unlock()
-			return nil, wire.Errorf(wire.EBUSY, "open %s: region size %d differs from %d used by the file's other clients",
-				o.Path, o.RegionSize, f.regionSize)
-		}
-		f.mu.Lock()
-		f.mu.refs++
-		writable := f.mu.writable
-		f.mu.Unlock()
-		t.mu.Unlock()
-		if needsWrite(o.Flags) && !writable {
-			if err := f.reopenWritable(t.fs); err != nil {
-				t.release(f)
-				return nil, err
+			if err := f.flush(causeClose, false); err != nil {
+				return nil, fmt.Errorf("open %s with a new region size: %w", o.Path, err)
 			}
+			if err := t.finalize(f); err != nil {
+				t.eng.log.Warn("closing a retired backend file", "path", o.Path, "err", err)
+			}
+			continue
 		}
-		return f, nil
-	}
-	t.mu.Unlock()
+		if f != nil {
+			return t.join(f, o, excl)
+		}
+		t.mu.Unlock()
 
-	// Open outside the table lock: it is I/O. A reader gets a read-only
-	// descriptor (a running executable cannot be opened for writing); a
-	// writer that comes later upgrades it (reopenWritable).
+		// Open outside the table lock: it is I/O. A reader gets a read-only
+		// descriptor (a running executable cannot be opened for writing); a
+		// writer that comes later upgrades it (reopenWritable).
+		bf, err := t.fs.OpenFile(o.Path, openFlags(o), openPerm(o))
+		if err != nil {
+			return nil, err
+		}
+		if openRaceHook != nil {
+			openRaceHook(o.Path)
+		}
+		t.mu.Lock()
+		if t.mu.byPath[o.Path] == nil {
+			nf := t.newFile(o.Path, o.RegionSize, bf, needsWrite(o.Flags))
+			t.mu.byPath[o.Path] = nf
+			t.mu.all[nf] = struct{}{}
+			t.mu.Unlock()
+			return nf, nil
+		}
+		// Another client opened it meanwhile: join theirs. Our own open
+		// succeeded, so O_EXCL was honoured by the backend (we created the
+		// file; theirs opened it after us).
+		t.mu.Unlock()
+		bf.Close()
+		excl = false
+	}
+}
+
+// openRaceHook, when set (tests), runs between a first open's backend open
+// and its entry in the table: the window where another open may win.
+var openRaceHook func(path string)
+
+// join takes a reference to f, the table's entry for o.Path, for o; the
+// caller holds t.mu, which join releases.
+func (t *fileTable) join(f *file, o *wire.Open, excl bool) (*file, error) {
+	if excl {
+		t.mu.Unlock()
+		return nil, &os.PathError{Op: "open", Path: o.Path, Err: os.ErrExist}
+	}
+	if f.regionSize != o.RegionSize {
+		t.mu.Unlock()
+		return nil, wire.Errorf(wire.EBUSY, "open %s: region size %d differs from %d used by the file's other clients",
+			o.Path, o.RegionSize, f.regionSize)
+	}
+	f.mu.Lock()
+	f.mu.refs++
+	writable := f.mu.writable
+	f.mu.Unlock()
+	t.mu.Unlock()
+	if needsWrite(o.Flags) && !writable {
+		if err := f.reopenWritable(t.fs); err != nil {
+			t.release(f)
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+func openFlags(o *wire.Open) int {
 	flag := os.O_RDONLY
 	if needsWrite(o.Flags) {
 		flag = os.O_RDWR
@@ -97,28 +142,14 @@ func (t *fileTable) open(o *wire.Open) (*file, error) {
 			flag |= os.O_EXCL
 		}
 	}
-	perm := os.FileMode(o.Perm & 0o7777)
-	if perm == 0 {
-		perm = 0o644
+	return flag
+}
+
+func openPerm(o *wire.Open) os.FileMode {
+	if perm := os.FileMode(o.Perm & 0o7777); perm != 0 {
+		return perm
 	}
-	bf, err := t.fs.OpenFile(o.Path, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	nf := t.newFile(o.Path, o.RegionSize, bf, needsWrite(o.Flags))
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if f := t.mu.byPath[o.Path]; f != nil {
-		// Another client opened it meanwhile: use theirs.
-		bf.Close()
-		f.mu.Lock()
-		f.mu.refs++
-		f.mu.Unlock()
-		return f, nil
-	}
-	t.mu.byPath[o.Path] = nf
-	t.mu.all[nf] = struct{}{}
-	return nf, nil
+	return 0o644
 }
 
 func (f *file) reopenWritable(fsys backend.FS) error {
