@@ -196,19 +196,19 @@ func (s *session) sendBulk(c *call) error {
 const bulkPartMin = 1 << 20
 
 // takeBulkParts takes the bulk connections a read of n bytes goes on: one,
-// waiting for it, and as many more as are free right now, up to the
-// configured parts and one per bulkPartMin bytes. Its parts then arrive
+// waiting for it, and, if cut, as many more as are free right now, up to
+// the configured parts and one per bulkPartMin bytes. Its parts then arrive
 // at once, each received by its own goroutine (recvParts): one thread's
 // receive, a copy per byte, bounds a single connection below the link.
 // Never waiting for a second connection while holding one keeps two
 // readers from holding each other's.
-func (s *session) takeBulkParts(n int64) ([]*bulkConn, error) {
+func (s *session) takeBulkParts(n int64, cut bool) ([]*bulkConn, error) {
 	b, err := s.takeBulk()
 	if err != nil {
 		return nil, err
 	}
 	conns := []*bulkConn{b}
-	for int64(len(conns)) < min(int64(s.bulk.parts), n/bulkPartMin) {
+	for cut && int64(len(conns)) < min(int64(s.bulk.parts), n/bulkPartMin) {
 		select {
 		case b := <-s.bulk.free:
 			conns = append(conns, b)

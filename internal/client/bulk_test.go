@@ -179,3 +179,35 @@ func TestBulkSpliceBackendError(t *testing.T) {
 		t.Fatalf("bulk errors %d (want 0), spliced %d (want some)", st.BulkErrors, st.BulkSpliced)
 	}
 }
+
+// TestBulkAtomicReadWhole: in atomic mode a large read stays one request
+// on one bulk connection (the server applies it as one unit); out of it,
+// the same read is cut into parts. Both return the file's bytes.
+func TestBulkAtomicReadWhole(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{TCP: true})
+	cl := c.Client(t, nil)
+	f := open(t, cl, filepath.Join(c.Dir, "atomic"), wire.ORdwr|wire.OCreat, nil)
+	data := make([]byte, 4<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if _, err := f.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, atomic := range []bool{true, false} {
+		if err := f.SetAtomic(atomic); err != nil {
+			t.Fatal(err)
+		}
+		before := cl.Stats().BulkReadParts
+		got := make([]byte, len(data))
+		if n, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: int64(len(got))}}, client.IOOpts{}); err != nil || n != int64(len(data)) || !bytes.Equal(got, data) {
+			t.Fatalf("atomic %v: read %d, %v, equal %v", atomic, n, err, bytes.Equal(got, data))
+		}
+		if cut := cl.Stats().BulkReadParts - before; (cut > 0) == atomic {
+			t.Fatalf("atomic %v: %d parts beyond the first", atomic, cut)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -105,7 +105,9 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			c.slot = slot
 			c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
 		} else if s.useBulk(t) {
-			conns, err := s.takeBulkParts(t)
+			// An atomic read is one request: the server applies it as one
+			// unit, and no write may land between two parts.
+			conns, err := s.takeBulkParts(t, r.flags&wire.IOAtomic == 0)
 			if err != nil {
 				return 0, false, err
 			}
