@@ -150,12 +150,21 @@ if grep -q "all bytes correct" <<<"$out" && [ "$errs" = 3 ] && grep -q "^  no su
 else
     bad "summary after a 2-server delete and write: $(tail -40 <<<"$out")"
 fi
-# Large writes that go straight to the backend: the flushes line says so.
-out=$(run delegate-run -- mpiexec -n 2 "$top/build/tests/bench" contig-w "delegate:$work/big" 1 2>&1)
+# Large writes that go straight to the backend from the server: the flushes
+# line says so (without lease writes, where the ranks write them themselves).
+out=$(DELEGATE_LEASE_MIN=0 run delegate-run -- mpiexec -n 2 "$top/build/tests/bench" contig-w "delegate:$work/big" 1 2>&1)
 if grep -q "secs=" <<<"$out" && grep "^  flushes " <<<"$out" | grep -q "written direct" && ! grep -q "^  flushes        none" <<<"$out"; then
     ok "direct writes: $(grep -m1 '^  flushes ' <<<"$out" | sed 's/^ *//')"
 else
     bad "direct writes: the flushes line: $(grep '^  flushes ' <<<"$out")"
+fi
+# With lease writes (the default) the ranks write them themselves, and say
+# so at close: the file's summary has them in its lease line.
+out=$(run delegate-run -- mpiexec -n 2 "$top/build/tests/bench" contig-w "delegate:$work/big" 1 2>&1)
+if grep -q "secs=" <<<"$out" && grep -A3 "^  $work/big\$" <<<"$out" | grep -q "^    lease    128.0 MiB (134217728 bytes) in 32 writes"; then
+    ok "lease writes: $(grep -A3 "^  $work/big\$" <<<"$out" | grep '^    lease' | sed 's/^ *//')"
+else
+    bad "lease writes: the file's summary: $(grep -A3 "^  $work/big\$" <<<"$out" | tr '\n' ' ')"
 fi
 rm -f "$work"/sum.* "$work/big" "$work/big.warmup"
 

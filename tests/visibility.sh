@@ -69,5 +69,56 @@ echo "== extra: delegate_write_ack=sync"
 out=$(run delegate-run --quiet --servers 2 -- mpiexec -n 4 "$vis" "delegate:$work/ack" 50 --ack --modes barrier,sendrecv 2>&1)
 check "write_ack=sync, 4 ranks, 2 servers" 6 "$out"
 
+echo "== lease writes: 4 MiB blocking writes straight to the backend (tests/prog/leasetest.c)"
+# One server started here, so that its counters can be read around each
+# case: a lease write never reaches it (bytes_in stays put).
+lt=$top/build/tests/leasetest
+mkfifo "$work/lease.ready"
+delegate-server --listen "unix:$work/lease.sock" --ready-fd 3 --log-level warn 3>"$work/lease.ready" 2>"$work/lease.log" &
+lspid=$!
+trap 'kill -TERM $lspid 2>/dev/null; wait $lspid 2>/dev/null; rm -rf "$work"' EXIT
+if timeout 10 head -1 "$work/lease.ready" >/dev/null; then
+    bytes_in() {
+        DELEGATE_SERVERS=unix:$work/lease.sock delegate-server stats --connect "unix:$work/lease.sock" --json |
+            python3 -c 'import json, sys; print(json.load(sys.stdin)["bytes_in"])'
+    }
+    # lease CASE MIN MAX [ENV...]: the case passes and the server received
+    # between MIN and MAX bytes of write data during it
+    lease() {
+        local c=$1 lo=$2 hi=$3 b0 b1 out fsyncs=-
+        shift 3
+        b0=$(bytes_in)
+        if [ "$c" = sync ]; then
+            out=$(DELEGATE_SERVERS=unix:$work/lease.sock run env "$@" strace -f -qq -e trace=fsync -o "$work/strace" \
+                mpiexec -n 2 "$lt" "delegate:$work/l.$c" "$c" 2>&1)
+            fsyncs=$(grep -c 'fsync(' "$work/strace")
+        else
+            out=$(DELEGATE_SERVERS=unix:$work/lease.sock run env "$@" mpiexec -n 2 "$lt" "delegate:$work/l.$c" "$c" 2>&1)
+        fi
+        b1=$(bytes_in)
+        local got=$((b1 - b0))
+        local note=
+        [ "$fsyncs" != - ] && note=", $fsyncs fsync calls by the ranks"
+        if grep -q "leasetest $c ok" <<<"$out" && [ "$got" -ge "$lo" ] && [ "$got" -le "$hi" ] && [ "$fsyncs" != 0 ]; then
+            ok "$c${*:+ ($*)}: bytes right; the server received $got bytes ($lo..$hi)$note"
+        else
+            bad "$c${*:+ ($*)}: the server received $got bytes, want $lo..$hi; fsyncs $fsyncs; $(grep -E 'BAD|rank|rror' <<<"$out" | head -3 | tr '\n' ' ')"
+        fi
+        rm -f "$work"/l.* "$work/strace"
+    }
+    big=$((4 << 20))
+    lease clean 0 0
+    lease beneath $((big + 64)) $((big + 64))   # the 4 MiB go through the server
+    lease newer 64 64                           # only the 64-byte write does
+    lease iwrite $((2 * big)) $((2 * big))      # never leased
+    lease atomic $((2 * big)) $((2 * big))      # never leased
+    lease sync 0 0
+    # the test must be able to fail: without leases, the same case counts
+    # every byte at the server
+    lease clean $((2 * big)) $((2 * big)) DELEGATE_LEASE_MIN=0
+else
+    bad "lease writes: the server did not start ($(tail -2 "$work/lease.log"))"
+fi
+
 echo "== visibility: $failures failure(s)"
 exit $((failures > 0))

@@ -32,6 +32,8 @@ type Client struct {
 	descRaw, descWire atomic.Int64
 	directReads       atomic.Int64 // reads served from the backend file directly
 	bulkReadParts     atomic.Int64 // Stats.BulkReadParts
+	leaseWrites       atomic.Int64 // writes made to the backend file directly (lease.go)
+	leaseSyncs        atomic.Int64 // fsyncs of the backend file after lease writes
 }
 
 // New connects to every server in cfg.Servers. It fails, naming the
@@ -339,6 +341,8 @@ func (cl *Client) Delete(ctx context.Context, path string) error {
 type Stats struct {
 	DescRaw, DescWire int64
 	DirectReads       int64
+	LeaseWrites       int64 // writes the client made to the backend itself
+	LeaseSyncs        int64 // fsyncs of its own after them (Sync)
 	// BulkReadParts: parts of reads beyond the first, each on a bulk
 	// connection of its own (a read cut over k connections counts k-1).
 	BulkReadParts int64
@@ -348,7 +352,8 @@ type Stats struct {
 // Stats returns the client's counters.
 func (cl *Client) Stats() Stats {
 	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load(), DirectReads: cl.directReads.Load(),
-		BulkReadParts: cl.bulkReadParts.Load(), Pending: cl.pending.Load()}
+		LeaseWrites: cl.leaseWrites.Load(), LeaseSyncs: cl.leaseSyncs.Load(), BulkReadParts: cl.bulkReadParts.Load(),
+		Pending: cl.pending.Load()}
 }
 
 // ServerStats asks server i for its statistics snapshot (msgpack).

@@ -66,6 +66,12 @@ type Config struct {
 	// (shared-memory ring, direct reads). DELEGATE_PREFER_LOCAL=0 keeps
 	// every TCP server on TCP.
 	PreferLocal bool
+	// LeaseMin is the smallest extent of a lease write: a blocking write
+	// whose every extent is at least this long goes straight to the
+	// backend file when no server holds dirty data of it (lease.go). 0: never.
+	// Not below the servers' --direct (DirectBytes): smaller writes would
+	// lose the servers' coalescing. DELEGATE_LEASE_MIN.
+	LeaseMin int64
 	// Name identifies the client in server logs (default host:pid).
 	Name string
 	// Logger receives the library's log; nil discards it.
@@ -78,6 +84,10 @@ type Config struct {
 	// once in this client (libdelegate then fences reads). nil: its own.
 	Shared *atomic.Int64
 }
+
+// DefaultLeaseMin is LeaseMin's default: the servers' default --direct
+// (server.DefaultConfig().DirectBytes; TestLeaseMinDefault keeps them equal).
+const DefaultLeaseMin = 1 << 20
 
 // DefaultConfig returns the defaults, with no servers.
 func DefaultConfig() Config {
@@ -94,6 +104,7 @@ func DefaultConfig() Config {
 		BulkReadParts:    2,
 		Compression:      wire.Compression{MinBytes: 16 << 10, MinSavingsPct: 50},
 		PreferLocal:      true,
+		LeaseMin:         DefaultLeaseMin,
 		Name:             fmt.Sprintf("%s:%d", host, os.Getpid()),
 	}
 }
@@ -174,6 +185,13 @@ func FromEnv() (Config, error) {
 		}
 		c.BulkMin = n
 	}
+	if s := os.Getenv("DELEGATE_LEASE_MIN"); s != "" {
+		n, err := units.ParseSize(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DELEGATE_LEASE_MIN: %w", err))
+		}
+		c.LeaseMin = n
+	}
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
@@ -206,6 +224,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BulkConns > 0 && c.BulkMin < 4<<10 {
 		errs = append(errs, fmt.Errorf("bulk minimum %d: want at least 4 KiB", c.BulkMin))
+	}
+	if c.LeaseMin < 0 {
+		errs = append(errs, fmt.Errorf("lease minimum %d: want 0 (off) or more", c.LeaseMin))
 	}
 	if c.MaxInflightBytes < c.MaxRequestBytes {
 		errs = append(errs, errors.New("max inflight bytes must be at least max request bytes"))

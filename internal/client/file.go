@@ -20,6 +20,8 @@ type Extent struct {
 type IOOpts struct {
 	Ack  bool          // write: wait for the servers' acknowledgement
 	Coll *wire.CollTag // part of a collective: its tag; nil otherwise
+
+	async bool // a nonblocking request's (IWrite): never a lease write
 }
 
 // File is a file open on every server. Safe for concurrent use.
@@ -52,8 +54,16 @@ type File struct {
 		direct   *os.File      // the backend file, read directly when no server holds dirty data
 		noDirect bool          // direct reads are impossible (TCP, no slot, cannot open)
 		mirror   *atomic.Int64 // ExportDirect's word, kept by mirrorLocked; nil when not exported
+
+		lease   *os.File // the backend file, written directly by lease writes (lease.go)
+		noLease bool     // lease writes are impossible (cannot open it for writing, closed)
+		leased  bool     // a lease write since the last Sync: Sync fsyncs lease
 	}
 	idle sync.Cond // on mu: signalled when reqs drops to 0
+
+	// leaseWrites and leaseBytes count f's lease writes, for the file's
+	// summary (sent with the close, closeOn).
+	leaseWrites, leaseBytes atomic.Int64
 
 	// lost is the first of sess that died (lose): f is unusable (lostErr).
 	// Set under mu, read without it on every operation's way in.
@@ -227,7 +237,8 @@ type memCursor struct {
 // stage.c, this one, the server's slot (extent place), the page cache (the
 // flush); a buffered write 3: this one, the slot, the page cache; a direct
 // write (at least --direct) 2: this one and the server's pwrite straight
-// from the ring (server writeDirect). ufs: makes 1.
+// from the ring (server writeDirect); a lease write 1, the rank's own pwrite
+// (File.writeLease), as ufs: makes.
 func (m *memCursor) gather(dst []byte) {
 	for len(dst) > 0 {
 		src := m.mem[m.i][m.off:]
@@ -380,6 +391,9 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	total, err := checkLists(f.path, mem, ext)
 	if err != nil || total == 0 {
 		return 0, err
+	}
+	if f.leaseOK(ext, &st, &o) {
+		return f.writeLease(mem, ext)
 	}
 	calls, err := f.place(mem, ext, total, &st)
 	if err != nil {

@@ -49,6 +49,9 @@ func (f *File) Sync() error {
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", f.path, err)
 	}
+	if err := f.syncLease(); err != nil {
+		return err
+	}
 	return ferr
 }
 
@@ -115,6 +118,7 @@ func (f *File) Close() error {
 	async := f.mu.hints.AsyncClose
 	f.mu.Unlock()
 	f.closeDirect()
+	f.closeLease()
 	err := f.closeOn(nil, !async)
 	if lerr := f.lostErr("close"); lerr != nil {
 		err, ferr = lerr, nil // says why better than the dead session's error
@@ -139,7 +143,11 @@ func (f *File) detach() {
 // closeOn sends close to the servers which selects.
 func (f *File) closeOn(which func(i int) bool, flush bool) error {
 	_, err := f.each(which, func(i int) *call {
-		return newCall(wire.TClose, &wire.Close{File: f.ids[i], Async: !flush})
+		c := &wire.Close{File: f.ids[i], Async: !flush}
+		if i == f.rule.Home() {
+			c.LeaseWrites, c.LeaseBytes = f.leaseWrites.Load(), f.leaseBytes.Load()
+		}
+		return newCall(wire.TClose, c)
 	})
 	if err != nil {
 		return fmt.Errorf("close %s: %w", f.path, err)

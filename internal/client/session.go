@@ -91,19 +91,20 @@ func (c *call) wait() error {
 // dials a new session for later opens (Client.sessions). Its shared memory
 // lives on until those files are closed (mapping).
 type session struct {
-	cl    *Client
-	idx   int
-	addr  transport.Addr // the server as the list names it
-	via   transport.Addr // where the session is connected: addr, or its Unix socket
-	log   *slog.Logger
-	name  string   // the server's name, from the hello
-	ident identity // who the server says it is, from the hello
-	conn  net.Conn
-	ymx   *yamux.Session
-	st    net.Conn
-	ring  *shm.Ring
-	shmem *mapping // nil without a ring; set by dial, never changed
-	bulk  *bulkSet // nil without bulk connections; set by dial, never changed
+	cl     *Client
+	idx    int
+	addr   transport.Addr // the server as the list names it
+	via    transport.Addr // where the session is connected: addr, or its Unix socket
+	log    *slog.Logger
+	name   string   // the server's name, from the hello
+	ident  identity // who the server says it is, from the hello
+	direct int64    // the server's direct threshold, from the hello (0: not said)
+	conn   net.Conn
+	ymx    *yamux.Session
+	st     net.Conn
+	ring   *shm.Ring
+	shmem  *mapping // nil without a ring; set by dial, never changed
+	bulk   *bulkSet // nil without bulk connections; set by dial, never changed
 
 	mu struct {
 		sync.Mutex
@@ -159,6 +160,7 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 	}
 	s.name = rep.Name
 	s.ident = identity{id: rep.ID, peers: rep.Peers, index: rep.Index}
+	s.direct = rep.Direct
 	s.conn = conn
 	if s.via.Net == "tcp" {
 		s.dialBulk(ctx, s.via, rep)

@@ -667,6 +667,12 @@ type Run struct {
 // Runs calls fn for each run of contiguous buffered bytes, in offset order,
 // with runs cut at chunk boundaries once they hold max bytes or more. fn must
 // not keep Bufs after the Index changes. It stops at fn's first error.
+//
+// A run holds only buffered bytes: holes end a run, and nothing is padded
+// or read back to fill them (never a read-modify-write). The server's
+// flush writes exactly what clients wrote, so it cannot overwrite bytes
+// another writer put on the backend beside them (a client's lease write,
+// README Semantics); TestRunsSkipHoles holds this.
 func (x *Index) Runs(max int64, fn func(Run) error) error {
 	var r Run
 	var err error

@@ -2,6 +2,7 @@ package extent
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -345,5 +346,51 @@ func TestBitsMatchNaive(t *testing.T) {
 		if got != want {
 			t.Fatalf("op %d (%v %d+%d): changed %d, want %d", op, set, i, n, got, want)
 		}
+	}
+}
+
+// TestRunsSkipHoles: a flush writes only buffered bytes, never the holes
+// between them (the server's flush relies on it beside clients' lease
+// writes: README, Semantics). Writes land within the merge gap, so they
+// share one item with holes inside it.
+func TestRunsSkipHoles(t *testing.T) {
+	tests := []struct {
+		name   string
+		writes [][2]int64 // off, len
+		want   [][2]int64 // the runs: off, len
+	}{
+		{"one", [][2]int64{{100, 10}}, [][2]int64{{100, 10}}},
+		{"gap inside an item", [][2]int64{{0, 64}, {128, 64}}, [][2]int64{{0, 64}, {128, 64}}},
+		{"filled gap", [][2]int64{{0, 64}, {128, 64}, {64, 64}}, [][2]int64{{0, 192}}},
+		{"many records", [][2]int64{{0, 1}, {2, 1}, {4, 1}}, [][2]int64{{0, 1}, {2, 1}, {4, 1}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x := New(1<<20, 4096)
+			for _, w := range tc.writes {
+				x.Write(w[0], bytes.Repeat([]byte{0xab}, int(w[1])))
+			}
+			var got [][2]int64
+			err := x.Runs(1<<20, func(r Run) error {
+				var n int64
+				for _, b := range r.Bufs {
+					n += int64(len(b))
+					if len(bytes.Trim(b, "\xab")) > 0 {
+						t.Errorf("run at %d holds bytes nobody wrote", r.Off)
+					}
+				}
+				if n != r.Len {
+					t.Errorf("run at %d: %d bytes in Bufs, Len %d", r.Off, n, r.Len)
+				}
+				got = append(got, [2]int64{r.Off, r.Len})
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("runs %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

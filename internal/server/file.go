@@ -52,6 +52,9 @@ type file struct {
 		err       error  // why the last flush failed; cleared by a successful one
 		published bool   // the handles' slots say dirty
 		gen       uint64 // bumped when bytes leave the layers (read.go, lockWithSize)
+		// releasing counts flushed layers whose journal slots are not
+		// released yet: the slots still say dirty (publishLocked).
+		releasing int
 	}
 }
 
@@ -80,9 +83,12 @@ func (f *file) unsubscribe(h *handle) {
 
 // publishLocked makes every watching slot say whether the file holds dirty
 // data. The caller holds buf: a write publishes dirty before its reply, a
-// flush publishes clean only after its bytes are on the backend.
+// flush publishes clean only after its bytes are on the backend and its
+// journal slots are released (flush): a client that finds the slot clean
+// may write the backend itself (client lease writes), and a slot still
+// committed would be replayed over those bytes after a crash.
 func (f *file) publishLocked() {
-	dirty := f.buf.live.Len() > 0 || len(f.buf.flushing) > 0
+	dirty := f.buf.live.Len() > 0 || len(f.buf.flushing) > 0 || f.buf.releasing > 0
 	if dirty == f.buf.published {
 		return
 	}

@@ -31,6 +31,8 @@ type fileStats struct {
 
 	bufferedBytes     atomic.Int64
 	directBytes       atomic.Int64
+	leaseWrites       atomic.Int64 // the clients' own writes, said at close
+	leaseBytes        atomic.Int64
 	readFromBuffer    atomic.Int64
 	backendWrites     atomic.Int64
 	backendWriteBytes atomic.Int64
@@ -96,6 +98,15 @@ func (fs *fileStats) wrote(c *sizeCounts, bytes, direct int64) {
 	fs.bufferedBytes.Add(bytes - direct)
 }
 
+// leased counts the lease writes a client made itself (wire.Close).
+func (fs *fileStats) leased(writes, bytes int64) {
+	if fs == nil || writes <= 0 || bytes < 0 {
+		return
+	}
+	fs.leaseWrites.Add(writes)
+	fs.leaseBytes.Add(bytes)
+}
+
 // readDone counts a read request's extents and bytes, and the bytes the
 // buffer served.
 func (fs *fileStats) readDone(c *sizeCounts, bytes, fromBuffer int64) {
@@ -139,6 +150,8 @@ func (fs *fileStats) snapshot() stats.File {
 		Read:              fs.read.snapshot(),
 		BufferedBytes:     fs.bufferedBytes.Load(),
 		DirectBytes:       fs.directBytes.Load(),
+		LeaseWrites:       fs.leaseWrites.Load(),
+		LeaseBytes:        fs.leaseBytes.Load(),
 		ReadFromBuffer:    fs.readFromBuffer.Load(),
 		BackendWrites:     fs.backendWrites.Load(),
 		BackendWriteBytes: fs.backendWriteBytes.Load(),

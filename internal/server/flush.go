@@ -54,12 +54,18 @@ func (f *file) flush(c cause, fullOnly bool) error {
 		f.buf.Lock()
 		f.buf.flushing = f.buf.flushing[1:] // x is the oldest
 		f.buf.gen++
-		f.publishLocked() // clean only now that x is on the backend
+		f.buf.releasing++ // the slots stay dirty until x's journal slots are free
 		f.buf.Unlock()
 		e.stats.dirty.Add(-x.Bytes())
 		e.stats.flushBytes.Add(x.Bytes())
 		e.budget.release(x.Alloc())
 		x.Release() // no reader holds x: it left the layers under buf
+		f.buf.Lock()
+		f.buf.releasing--
+		// Clean only now that x is on the backend and no journal slot
+		// would replay it over a client's lease write after a crash.
+		f.publishLocked()
+		f.buf.Unlock()
 	}
 	f.buf.Lock()
 	f.buf.err = nil

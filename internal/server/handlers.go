@@ -49,6 +49,7 @@ func (st *stream) closeFile(r *request) (wire.Reply, []byte) {
 		return fail(err)
 	}
 	r.sum = hd.f.sum
+	hd.f.sum.leased(c.LeaseWrites, c.LeaseBytes)
 	st.ss.forget(hd)
 	var ferr error
 	if !c.Async {

@@ -100,7 +100,7 @@ func (ss *session) authenticate(h *wire.Hello, frame []byte) (*transport.ServerA
 // helloReply is the server's answer to an accepted hello: its name and
 // identity, and over TCP (tcp) its Unix socket and host identity.
 func (s *Server) helloReply(tcp bool) wire.Reply {
-	rep := wire.Reply{Name: s.cfg.Name, ID: s.id, Peers: s.listHash, Index: uint32(s.cfg.Index)}
+	rep := wire.Reply{Name: s.cfg.Name, ID: s.id, Peers: s.listHash, Index: uint32(s.cfg.Index), Direct: s.cfg.DirectBytes}
 	if tcp && s.cfg.LocalSocket != "" && s.hostID != "" {
 		rep.Local, rep.Host = s.cfg.LocalSocket, s.hostID
 	}

@@ -70,6 +70,10 @@ type File struct {
 	// to the backend (extents of at least --direct).
 	BufferedBytes int64 `codec:"buffered_bytes" json:"buffered_bytes"`
 	DirectBytes   int64 `codec:"direct_bytes" json:"direct_bytes"`
+	// Lease writes: bytes the clients wrote to the backend themselves
+	// (README, Semantics), as they said when they closed the file.
+	LeaseWrites int64 `codec:"lease_writes,omitempty" json:"lease_writes,omitempty"`
+	LeaseBytes  int64 `codec:"lease_bytes,omitempty" json:"lease_bytes,omitempty"`
 	// Read bytes served from the buffer rather than the backend.
 	ReadFromBuffer int64 `codec:"read_from_buffer" json:"read_from_buffer"`
 
@@ -122,6 +126,7 @@ func (f *File) Add(o *File) {
 	f.Read.add(&o.Read)
 	for _, p := range [][2]*int64{
 		{&f.BufferedBytes, &o.BufferedBytes}, {&f.DirectBytes, &o.DirectBytes},
+		{&f.LeaseWrites, &o.LeaseWrites}, {&f.LeaseBytes, &o.LeaseBytes},
 		{&f.ReadFromBuffer, &o.ReadFromBuffer}, {&f.BackendWrites, &o.BackendWrites},
 		{&f.BackendWriteBytes, &o.BackendWriteBytes}, {&f.Flushes, &o.Flushes}, {&f.WaitNanos, &o.WaitNanos},
 	} {
@@ -159,7 +164,7 @@ func MergeFiles(lists ...[]File) []File {
 // path.
 func SortFiles(fs []File) {
 	sort.SliceStable(fs, func(i, j int) bool {
-		a, b := fs[i].Write.Bytes+fs[i].Read.Bytes, fs[j].Write.Bytes+fs[j].Read.Bytes
+		a, b := fs[i].Write.Bytes+fs[i].LeaseBytes+fs[i].Read.Bytes, fs[j].Write.Bytes+fs[j].LeaseBytes+fs[j].Read.Bytes
 		if a != b {
 			return a > b
 		}
@@ -195,6 +200,10 @@ func (f *File) String() string {
 			exact(f.Write.Bytes), req("write"), f.Write.Extents, sizes(&f.Write))
 		fmt.Fprintf(&b, "    backend  %s in %d writes (%.1f extents per write); %s buffered, %s direct; %d flushes\n",
 			Bytes(f.BackendWriteBytes), f.BackendWrites, f.Coalescing(), Bytes(f.BufferedBytes), Bytes(f.DirectBytes), f.Flushes)
+	}
+	if f.LeaseWrites > 0 {
+		fmt.Fprintf(&b, "    lease    %s in %d writes by the ranks themselves, straight to the backend\n",
+			exact(f.LeaseBytes), f.LeaseWrites)
 	}
 	if f.Read.Bytes > 0 || req("read") > 0 {
 		fmt.Fprintf(&b, "    read     %s in %d requests, %d extents (%s from the buffer)%s\n",

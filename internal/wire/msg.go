@@ -83,6 +83,12 @@ type Open struct {
 type Close struct {
 	File  uint64 `codec:"f"`
 	Async bool   `codec:"a,omitempty"`
+	// LeaseWrites and LeaseBytes: the lease writes the client made to the
+	// backend file itself since it opened it (client lease.go), sent to
+	// the file's home server only, for the file's summary: the server
+	// never sees them otherwise. Negative values are ignored.
+	LeaseWrites int64 `codec:"lw,omitempty"`
+	LeaseBytes  int64 `codec:"lb,omitempty"`
 }
 
 // BulkRef names a transfer on a bulk connection (spec.md, "Bulk
@@ -190,6 +196,11 @@ type Reply struct {
 	// a Unix socket (and from older servers).
 	Local string `codec:"lu,omitempty"`
 	Host  string `codec:"hi,omitempty"`
+	// Direct: hello: the server's direct threshold (--direct), the
+	// smallest written extent it sends straight to the backend instead of
+	// buffering. A client makes lease writes only of extents at least
+	// this long (client lease.go). 0: not said (an older server).
+	Direct int64 `codec:"dt,omitempty"`
 	// Hello: the server's identity. ID is random per server process, so a
 	// client whose list reaches one server by two entries (a host name and
 	// its address) sees the same ID twice. Peers is route.ListHash of the

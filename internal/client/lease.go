@@ -1,0 +1,200 @@
+package client
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// Lease writes: a large blocking write goes straight to the backend file,
+// written by the client itself, when the servers' control page words say
+// that no server holds dirty data of the file and this client has nothing
+// of the file in flight: the condition of a direct read (direct.go), which
+// is the lease. One copy per byte (the kernel's, into the page cache), as
+// ufs: makes, instead of two or three through the ring and a server thread.
+//
+// Why the clean words are enough (README, Semantics; ARCHITECTURE.md):
+//   - Every write that happens-before this one was acknowledged before the
+//     message that orders it left (the fence), and its server's word said
+//     dirty from before that acknowledgement until its bytes were on the
+//     backend and its journal slots released (server file.publishLocked).
+//     Clean now: they are all on the backend, and nothing older can be
+//     flushed or replayed over these bytes later.
+//   - A write ordered after this one goes through a server and is flushed
+//     later: it wins. A read ordered after it (through a server, which
+//     reads the backend beneath its buffer, or direct) sees these bytes:
+//     every server of the file has shared memory with this client, so it
+//     is on this host and reads the same page cache.
+//   - A concurrent write may land before or after, which MPI allows for
+//     overlapping bytes; a server's flush writes only the bytes its buffer
+//     holds (extent.Index.Runs: never a read-modify-write of a hole), so it
+//     cannot put stale bytes over a concurrent write beside its own.
+//
+// Only blocking, independent, non-atomic writes whose every extent is at
+// least Config.LeaseMin bytes (the server's --direct threshold by default:
+// writes it would not buffer, so no coalescing is lost). Nonblocking
+// writes keep overlapping with computation through the servers.
+
+// leaseOK reports whether this write may go straight to the backend now.
+// When only this client's own writes in flight stand in the way, it waits
+// for their acknowledgements first (a round trip per server), so that one
+// write through a server does not keep every later one there.
+func (f *File) leaseOK(ext []Extent, st *opState, o *IOOpts) bool {
+	lim := f.leaseMin()
+	if lim <= 0 || o.Coll != nil || o.async || st.flags&(wire.IOAtomic|wire.IOColl) != 0 {
+		return false
+	}
+	for _, e := range ext {
+		if e.Len < lim {
+			return false
+		}
+	}
+	f.mu.Lock()
+	for _, c := range f.mu.corked {
+		if c != nil {
+			f.mu.Unlock()
+			return false // a corked batch is older: it goes first, through its server
+		}
+	}
+	f.mu.Unlock()
+	if !f.leaseFileOK() {
+		return false
+	}
+	// Another handle of a path open twice in this client is not in this
+	// file's gate: then nothing of this client may be in flight at all.
+	if f.cl.shared.Load() != 0 && f.cl.pending.Load() != 0 {
+		return false
+	}
+	if f.directOK(st.flags) {
+		return true
+	}
+	if !f.wordsClean() {
+		return false // buffered data somewhere: it stays the servers' to order
+	}
+	f.mu.Lock()
+	wait := f.mu.writes > 0 && f.mu.markers == 0 && f.mu.reqs == 0 && f.directGateLocked()&mirrorBlocked == 0
+	f.mu.Unlock()
+	if !wait {
+		return false
+	}
+	// The servers answer in order: once they answered this, every earlier
+	// write of f is acknowledged (WaitAcked, without settling requests).
+	if _, err := f.each(nil, f.fileOp(wire.TStat)); err != nil {
+		return false // reported by the write that follows, or the next call
+	}
+	return f.directOK(st.flags)
+}
+
+// wordsClean reports whether every server's word says clean.
+func (f *File) wordsClean() bool {
+	for i, s := range f.sess {
+		if !s.slotClean(f.slots[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// leaseFileOK opens the backend file for lease writes, once (outside f.mu:
+// an open is I/O), and reports whether it is open.
+func (f *File) leaseFileOK() bool {
+	f.mu.Lock()
+	ok, tried := f.mu.lease != nil, f.mu.noLease || f.mu.closed
+	f.mu.Unlock()
+	if ok || tried {
+		return ok
+	}
+	d, err := os.OpenFile(f.path, os.O_WRONLY, 0)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case err != nil || f.mu.closed:
+		f.mu.noLease = true
+	case f.mu.lease == nil:
+		f.mu.lease, d = d, nil
+	}
+	if d != nil {
+		d.Close()
+	}
+	return f.mu.lease != nil
+}
+
+// writeLease writes mem to ext in the backend file. Its errors (ENOSPC,
+// EIO) are this write's: nothing is deferred.
+func (f *File) writeLease(mem [][]byte, ext []Extent) (int64, error) {
+	f.mu.Lock()
+	d := f.mu.lease
+	f.mu.leased = true // Sync fsyncs d
+	f.mu.Unlock()
+	if d == nil {
+		return 0, ErrClosed
+	}
+	cur := memCursor{mem: mem}
+	var done int64
+	for _, e := range ext {
+		off, n := e.Off, e.Len
+		for n > 0 {
+			seg := cur.next(n)
+			m, err := d.WriteAt(seg, off) // the byte's one copy, into the page cache
+			done += int64(m)
+			if err != nil {
+				return done, fmt.Errorf("write %s: %w", f.path, err)
+			}
+			off, n = off+int64(m), n-int64(m)
+		}
+	}
+	f.cl.leaseWrites.Add(1)
+	f.leaseWrites.Add(1)
+	f.leaseBytes.Add(done)
+	return done, nil
+}
+
+// syncLease fsyncs the backend file if a lease write happened since the
+// last sync: the servers' fsync covers their own writes, and this one the
+// client's (on a local file system either covers both; on others an fsync
+// may cover only what went through its descriptor).
+func (f *File) syncLease() error {
+	f.mu.Lock()
+	d := f.mu.lease
+	if !f.mu.leased || d == nil {
+		f.mu.Unlock()
+		return nil
+	}
+	f.mu.leased = false
+	f.mu.Unlock()
+	f.cl.leaseSyncs.Add(1)
+	if err := d.Sync(); err != nil {
+		f.mu.Lock()
+		f.mu.leased = true
+		f.mu.Unlock()
+		return fmt.Errorf("sync %s: %w", f.path, err)
+	}
+	return nil
+}
+
+// closeLease closes the backend file of lease writes.
+func (f *File) closeLease() {
+	f.mu.Lock()
+	d := f.mu.lease
+	f.mu.lease, f.mu.noLease = nil, true
+	f.mu.Unlock()
+	if d != nil {
+		d.Close()
+	}
+}
+
+// leaseMin is the smallest extent of a lease write on f: the client's
+// LeaseMin, raised to the largest direct threshold its servers said in
+// their hello (a write a server would buffer keeps its coalescing).
+// 0: no lease writes.
+func (f *File) leaseMin() int64 {
+	lim := f.cl.cfg.LeaseMin
+	if lim <= 0 {
+		return 0
+	}
+	for _, s := range f.sess {
+		lim = max(lim, s.direct)
+	}
+	return lim
+}

@@ -1,0 +1,246 @@
+package client_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/stats"
+	"github.com/delegate-io/delegate/internal/testutil"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+const leaseSize = 4 << 20
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7/3) + seed
+	}
+	return b
+}
+
+func writeAt(t *testing.T, f *client.File, off int64, p []byte, o client.IOOpts) {
+	t.Helper()
+	if n, err := f.Write([][]byte{p}, []client.Extent{{Off: off, Len: int64(len(p))}}, o); err != nil || n != int64(len(p)) {
+		t.Fatalf("write %d bytes at %d: %d, %v", len(p), off, n, err)
+	}
+}
+
+func readAt(t *testing.T, f *client.File, off int64, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	got, err := f.Read([][]byte{b}, []client.Extent{{Off: off, Len: int64(n)}}, client.IOOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:got]
+}
+
+func TestLeaseMinDefault(t *testing.T) {
+	if d := server.DefaultConfig().DirectBytes; client.DefaultLeaseMin != d {
+		t.Fatalf("DefaultLeaseMin %d, the server's default --direct %d", client.DefaultLeaseMin, d)
+	}
+}
+
+// TestLeaseWrites: a large blocking write goes to the backend from the
+// client exactly when the lease conditions hold (counted in LeaseWrites),
+// and what every reader sees afterwards is right either way.
+func TestLeaseWrites(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    testutil.Options
+		mutate  func(*client.Config)
+		prepare func(t *testing.T, mine, other *client.File) // before the 4 MiB write at 0
+		io      client.IOOpts
+		iwrite  bool
+		lease   bool // the 4 MiB write is a lease write
+		want    func() []byte
+	}{
+		{name: "clean, 1 server", lease: true},
+		{name: "clean, 3 servers", opts: testutil.Options{Servers: 3}, lease: true},
+		{name: "clean, write_ack", io: client.IOOpts{Ack: true}, lease: true},
+		{name: "own small write buffered", lease: false,
+			prepare: func(t *testing.T, mine, _ *client.File) {
+				writeAt(t, mine, leaseSize+100, []byte("tail"), client.IOOpts{})
+			}},
+		{name: "after a write through the server, clean again", lease: true,
+			prepare: func(t *testing.T, mine, other *client.File) {
+				writeAt(t, other, 1000, []byte("older bytes"), client.IOOpts{Ack: true})
+				writeAt(t, mine, 2*leaseSize, pattern(leaseSize, 7), client.IOOpts{}) // through it
+				if err := other.Sync(); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "another rank's buffered bytes beneath", lease: false,
+			prepare: func(t *testing.T, _, other *client.File) {
+				writeAt(t, other, 1000, []byte("older bytes"), client.IOOpts{Ack: true}) // then the "barrier"
+			}},
+		{name: "atomic mode", lease: false,
+			prepare: func(t *testing.T, mine, _ *client.File) {
+				if err := mine.SetAtomic(true); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "iwrite", iwrite: true, lease: false},
+		{name: "DELEGATE_LEASE_MIN=0", mutate: func(c *client.Config) { c.LeaseMin = 0 }, lease: false},
+		{name: "below the server's --direct", lease: false,
+			opts: testutil.Options{Mutate: func(_ int, c *server.Config) { c.DirectBytes = 8 << 20 }}},
+		{name: "tcp", opts: testutil.Options{TCP: true}, lease: false},
+		{name: "no ring", mutate: func(c *client.Config) { c.RingBytes = 0 }, lease: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, tc.opts)
+			path := filepath.Join(c.Dir, "lease")
+			cl, ocl := c.Client(t, tc.mutate), c.Client(t, nil)
+			mine := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+			other := open(t, ocl, path, wire.ORdwr|wire.OCreat, nil)
+			if tc.prepare != nil {
+				tc.prepare(t, mine, other)
+			}
+			data := pattern(leaseSize, 1)
+			l0 := cl.Stats().LeaseWrites
+			if tc.iwrite {
+				r, err := mine.IWrite([][]byte{data}, []client.Extent{{Off: 0, Len: leaseSize}}, tc.io)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, err := r.Wait(); err != nil || n != leaseSize {
+					t.Fatalf("iwrite: %d, %v", n, err)
+				}
+			} else {
+				writeAt(t, mine, 0, data, tc.io)
+			}
+			if got := cl.Stats().LeaseWrites - l0; got != map[bool]int64{false: 0, true: 1}[tc.lease] {
+				t.Fatalf("%d lease writes, want lease %v", got, tc.lease)
+			}
+			// The barrier's fence (a lease write has nothing to wait
+			// for), then another rank sees the bytes, wherever its read
+			// goes.
+			if err := mine.WaitAcked(); err != nil {
+				t.Fatal(err)
+			}
+			if got := readAt(t, other, 0, leaseSize); !bytes.Equal(got, data) {
+				t.Fatalf("the other rank read %d bytes, not the written ones", len(got))
+			}
+			if size, err := other.Size(); err != nil || size < leaseSize {
+				t.Fatalf("size %d, %v: want at least %d", size, err, leaseSize)
+			}
+			if err := mine.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := other.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil || len(got) < leaseSize || !bytes.Equal(got[:leaseSize], data) {
+				t.Fatalf("backend file: %d bytes, %v; the 4 MiB write's bytes expected", len(got), err)
+			}
+		})
+	}
+}
+
+// TestLeaseThenNewerWrites: bytes written through a server after a lease
+// write win, and reads see them, through a server and directly.
+func TestLeaseThenNewerWrites(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	path := filepath.Join(c.Dir, "newer")
+	cl, ocl := c.Client(t, nil), c.Client(t, nil)
+	mine := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+	other := open(t, ocl, path, wire.ORdwr, nil)
+	data := pattern(leaseSize, 3)
+	writeAt(t, mine, 0, data, client.IOOpts{})
+	if cl.Stats().LeaseWrites != 1 {
+		t.Fatal("the first write was not a lease write")
+	}
+	d0 := ocl.Stats().DirectReads
+	if got := readAt(t, other, 4096, 100); !bytes.Equal(got, data[4096:4196]) || ocl.Stats().DirectReads != d0+1 {
+		t.Fatalf("direct read after the lease write: %q (direct reads %d)", got, ocl.Stats().DirectReads-d0)
+	}
+	writeAt(t, other, 5000, []byte("newer"), client.IOOpts{Ack: true}) // buffered on the server
+	copy(data[5000:], "newer")
+	if got := readAt(t, mine, 4096, 2000); !bytes.Equal(got, data[4096:6096]) || cl.Stats().DirectReads != 0 {
+		t.Fatalf("read through the server after a newer write: wrong bytes (direct reads %d)", cl.Stats().DirectReads)
+	}
+	// The server holds dirty data now: no lease, the write goes through it
+	// and stays ordered after "newer" where it overlaps.
+	more := pattern(leaseSize, 9)
+	writeAt(t, mine, leaseSize, more, client.IOOpts{})
+	if cl.Stats().LeaseWrites != 1 {
+		t.Fatal("a lease write while the server held dirty data")
+	}
+	mine.Close()
+	other.Close()
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, append(data, more...)) {
+		t.Fatalf("backend file after close: %d bytes, %v", len(got), err)
+	}
+	// The server's summary of the file has the lease write, said at close.
+	var sum *stats.File
+	for _, fs := range c.Servers[0].Stats().Files {
+		if fs.Path == path {
+			sum = &fs
+		}
+	}
+	if sum == nil || sum.LeaseWrites != 1 || sum.LeaseBytes != leaseSize || !strings.Contains(sum.String(), "lease    4.0 MiB") {
+		t.Fatalf("the file's summary does not count the lease write: %+v", sum)
+	}
+}
+
+// TestLeaseSync: Sync fsyncs the backend file after lease writes (the
+// servers may hold nothing), and only then.
+func TestLeaseSync(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	cl := c.Client(t, nil)
+	f := open(t, cl, filepath.Join(c.Dir, "sync"), wire.ORdwr|wire.OCreat, nil)
+	defer f.Close()
+	steps := []struct {
+		lease bool
+		syncs int64
+	}{{true, 1}, {false, 1}, {true, 2}, {true, 3}}
+	for i, s := range steps {
+		if s.lease {
+			writeAt(t, f, int64(i)*leaseSize, pattern(leaseSize, byte(i)), client.IOOpts{})
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if got := cl.Stats().LeaseSyncs; got != s.syncs {
+			t.Fatalf("step %d: %d fsyncs of lease writes, want %d", i, got, s.syncs)
+		}
+	}
+}
+
+// TestLeaseFullDisk: a lease write into a full backend fails with ENOSPC
+// from the write call itself. Needs a small tmpfs (root).
+func TestLeaseFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "dlg-lease-test", dir).Run(); err != nil {
+		t.Skipf("cannot mount a tmpfs (%v): not root?", err)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	c := testutil.Start(t, testutil.Options{Root: dir})
+	cl := c.Client(t, nil)
+	f := open(t, cl, filepath.Join(dir, "full"), wire.ORdwr|wire.OCreat, nil)
+	_, err := f.Write([][]byte{pattern(leaseSize, 5)}, []client.Extent{{Off: 0, Len: leaseSize}}, client.IOOpts{})
+	if wire.CodeOf(err) != wire.ENOSPC {
+		t.Fatalf("write into a 2 MiB file system: %v (code %v), want ENOSPC from the call", err, wire.CodeOf(err))
+	}
+	if cl.Stats().LeaseWrites != 0 {
+		t.Fatal("a failed lease write was counted")
+	}
+	// Nothing deferred: the next call does not report it again.
+	if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("sync after the failed write: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+}
