@@ -299,9 +299,19 @@ func (x *Index) writeChunk(off, n, stride, count int64, p []byte, ce int64) {
 	if !fresh {
 		x.account(base, -1)
 	}
+	// Grow the base once to where the write and the absorbed items end,
+	// then mark as holes only the new bytes that neither covers: a write
+	// that extends an item with its own bytes needs no bitmap (setting
+	// and clearing one per piece was a quarter of the index's time for
+	// random 4 KiB writes).
+	oldEnd, newEnd := base.off+int64(len(base.data)), end
+	if k := len(absorb); k > 0 {
+		newEnd = max(newEnd, absorb[k-1].end())
+	}
+	x.grow(base, newEnd, ce)
+	x.markGaps(base, oldEnd, newEnd, off, n, stride, count, absorb)
 	for _, it := range absorb {
 		x.remove(it)
-		x.extend(base, it.end(), ce)
 		x.place(base, it.off, it.data)
 		// Holes of the absorbed item are holes of the base too.
 		if it.nhole > 0 {
@@ -320,7 +330,6 @@ func (x *Index) writeChunk(off, n, stride, count int64, p []byte, ce int64) {
 	}
 	clear(absorb)
 	x.merge = absorb[:0]
-	x.extend(base, end, ce)
 	x.placeRun(base, off, n, stride, count, p)
 	if fresh {
 		x.tree.ReplaceOrInsert(base)
@@ -332,9 +341,43 @@ func (x *Index) writeChunk(off, n, stride, count int64, p []byte, ce int64) {
 // fill writes the pieces into h (the fast path), extending h if needed.
 func (x *Index) fill(h *item, off, n, stride, count int64, p []byte) {
 	x.account(h, -1)
-	x.extend(h, off+(count-1)*stride+n, (h.off/x.chunk+1)*x.chunk)
+	oldEnd, newEnd := h.end(), max(h.end(), off+(count-1)*stride+n)
+	x.grow(h, newEnd, (h.off/x.chunk+1)*x.chunk)
+	if count == 1 { // one piece (64-byte records): a hole only before it
+		if off > oldEnd {
+			x.setHoles(h, oldEnd-h.off, off-oldEnd)
+		}
+	} else {
+		x.markGaps(h, oldEnd, newEnd, off, n, stride, count, nil)
+	}
 	x.placeRun(h, off, n, stride, count, p)
 	x.account(h, 1)
+}
+
+// markGaps marks as holes of it the bytes of [lo, hi) (absolute offsets,
+// inside it) that none of the count pieces of n bytes at off, off+stride,
+// ... and none of the items in absorb (in offset order) covers.
+func (x *Index) markGaps(it *item, lo, hi, off, n, stride, count int64, absorb []*item) {
+	pos := lo // every byte of [lo, pos) is covered or marked
+	var k int64
+	a := 0
+	for pos < hi && (k < count || a < len(absorb)) {
+		var s, e int64
+		if ps := off + k*stride; k < count && (a == len(absorb) || ps <= absorb[a].off) {
+			s, e = ps, ps+n
+			k++
+		} else {
+			s, e = absorb[a].off, absorb[a].end()
+			a++
+		}
+		if s > pos {
+			x.setHoles(it, pos-it.off, min(s, hi)-pos)
+		}
+		pos = max(pos, e)
+	}
+	if pos < hi {
+		x.setHoles(it, pos-it.off, hi-pos)
+	}
 }
 
 // placeRun places count pieces of n bytes, back to back in p, at off,
@@ -345,19 +388,19 @@ func (x *Index) placeRun(it *item, off, n, stride, count int64, p []byte) {
 	}
 }
 
-// extend grows it to end, the new bytes being holes. Its buffer doubles
-// when it must reallocate, never past the chunk end ce.
-func (x *Index) extend(it *item, end, ce int64) {
+// grow makes it reach end; the caller marks which of the new bytes are
+// holes (markGaps). Its buffer doubles when it must reallocate, never
+// past the chunk end ce; a new base goes into its chunk's slot if there
+// are slots.
+func (x *Index) grow(it *item, end, ce int64) {
 	old := int64(len(it.data))
 	n := end - it.off
 	if n <= old {
 		return
 	}
 	if old == 0 && it.slot == nil {
-		// A new base: in its chunk's slot if there are slots.
 		if r := x.slotFor(ce - x.chunk); r != nil {
 			x.attach(it, r, n)
-			x.setHoles(it, 0, n)
 			return
 		}
 	}
@@ -373,7 +416,6 @@ func (x *Index) extend(it *item, end, ce int64) {
 	} else {
 		it.data = it.data[:n]
 	}
-	x.setHoles(it, old, n-old)
 }
 
 // place copies p into it at off (inside it) and marks those bytes buffered,

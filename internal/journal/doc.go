@@ -39,7 +39,9 @@
 //	    bytes are on the backend, or when they were dropped on purpose (a
 //	    newer direct write or truncation unmarked them, or the file was
 //	    deleted). Its bitmap is zeroed before it is committed again, so
-//	    stale marks are never replayed.
+//	    stale marks are never replayed (the words of the pages it marked
+//	    since it was last zeroed, which the Slot remembers in memory; the
+//	    whole bitmap for a slot a previous server left).
 //	J4. Two committed slots may hold the same bytes of a file: an older
 //	    slot being flushed and the newer one writes landed in meanwhile.
 //	    The higher seq is newer. Recovery writes a file's slots in seq

@@ -156,6 +156,9 @@ func TestReusedSlotForgetsStaleMarks(t *testing.T) {
 		s := j.Acquire("/old", 0)
 		write(s, 0, bytes.Repeat([]byte("x"), chunk))
 		s.Release()
+		if n := j.Trim(); n != 1-min(keep, 1) {
+			t.Fatalf("keep %d: trim punched %d slots", keep, n)
+		}
 		s = j.Acquire("/new", chunk)
 		write(s, 8, []byte("y"))
 		crash(t, j)
@@ -224,10 +227,102 @@ func TestManySegmentsAndLongPaths(t *testing.T) {
 	for _, s := range slots {
 		s.Release()
 	}
-	if st := j.Stats(); st.InUse != 0 || st.Resident != 2 {
+	if st := j.Stats(); st.InUse != 0 || st.Resident != n {
 		t.Fatalf("stats %+v after releasing all", st)
+	}
+	if k := j.Trim(); k != n-2 || j.Stats().Resident != 2 {
+		t.Fatalf("trim punched %d, stats %+v", k, j.Stats())
 	}
 	if removed, err := j.Close(true); !removed || err != nil {
 		t.Fatalf("close: %v %v", removed, err)
+	}
+}
+
+// A slot taken again clears only the marks of the pages it marked (or all
+// of them when it came from a previous server): no stale mark survives, in
+// any page, whichever way the slot was last used.
+func TestReusedSlotClearsTouchedPages(t *testing.T) {
+	const big = 16 * pageBytes
+	for _, tc := range []struct {
+		name    string
+		recover bool // the slot was pending at Open, then released
+		marks   [][2]int64
+	}{
+		{"pages", false, [][2]int64{{0, pageBytes}, {5 * pageBytes, pageBytes}, {big - 1, 1}}},
+		{"across pages", false, [][2]int64{{pageBytes - 3, 7}, {3*pageBytes + 100, 2*pageBytes + 5}}},
+		{"whole chunk", false, [][2]int64{{0, big}}},
+		{"recovered", true, [][2]int64{{7 * pageBytes, 3}, {12 * pageBytes, pageBytes}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			j, _, err := Open(dir, big, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := j.Acquire("/old", 0)
+			for _, m := range tc.marks {
+				write(s, m[0], bytes.Repeat([]byte("x"), int(m[1])))
+			}
+			if tc.recover {
+				crash(t, j)
+				var pend []*Pending
+				if j, pend, err = Open(dir, big, 4); err != nil || len(pend) != 1 {
+					t.Fatalf("open: %d pending, %v", len(pend), err)
+				}
+				pend[0].Release() // resident, its marks as they were
+			} else {
+				s.Release()
+			}
+			s = j.Acquire("/new", big)
+			write(s, 2*pageBytes+8, []byte("y"))
+			crash(t, j)
+			j, pend, err := Open(dir, big, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close(false)
+			if len(pend) != 1 || pend[0].Path != "/new" || pend[0].Bytes() != 1 {
+				t.Fatalf("recovered %d slots, first with %d bytes", len(pend), pend[0].Bytes())
+			}
+		})
+	}
+}
+
+// Released slots stay resident; Trim punches those beyond keep, oldest
+// released first, and a punched slot is reserved again when taken.
+func TestTrimKeepsKeep(t *testing.T) {
+	for _, tc := range []struct{ keep, slots, trimmed int }{{0, 3, 3}, {1, 3, 2}, {4, 3, 0}} {
+		dir := t.TempDir()
+		j, _ := open(t, dir, tc.keep)
+		var ss []*Slot
+		for i := 0; i < tc.slots; i++ {
+			s := j.Acquire("/f", int64(i)*chunk)
+			write(s, 0, []byte("a"))
+			ss = append(ss, s)
+		}
+		for _, s := range ss {
+			s.Release()
+		}
+		if st := j.Stats(); st.Resident != tc.slots || j.Surplus() != tc.trimmed {
+			t.Fatalf("keep %d: %d resident, surplus %d after release", tc.keep, st.Resident, j.Surplus())
+		}
+		if n := j.Trim(); n != tc.trimmed || j.Stats().Resident != tc.slots-tc.trimmed || j.Surplus() != 0 {
+			t.Fatalf("keep %d: trimmed %d, %d resident", tc.keep, n, j.Stats().Resident)
+		}
+		for i := 0; i < tc.slots; i++ {
+			s := j.Acquire("/g", int64(i)*chunk)
+			write(s, 1, []byte("b"))
+		}
+		crash(t, j)
+		j, pend := open(t, dir, tc.keep)
+		if got := replay(t, pend); len(pend) != tc.slots || len(got) != 1 || len(got["/g"]) != (tc.slots-1)*chunk+2 {
+			t.Fatalf("keep %d: recovered %d slots, files %v", tc.keep, len(pend), got)
+		}
+		for _, p := range pend {
+			if p.Bytes() != 1 {
+				t.Fatalf("keep %d: slot at %d has %d marked bytes", tc.keep, p.Off, p.Bytes())
+			}
+		}
+		j.Close(false)
 	}
 }

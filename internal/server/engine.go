@@ -50,6 +50,15 @@ func newEngine(cfg *Config, log *slog.Logger) *engine {
 	}
 }
 
+// kickForTrim wakes the flusher when released slots left free resident
+// slots beyond the journal's keep, for it to give their pages back later
+// (Server.trimSlots).
+func (e *engine) kickForTrim() {
+	if j := e.journal; j != nil && j.Surplus() > 0 {
+		e.kickFlusher()
+	}
+}
+
 // kickFlusher wakes the flusher; it never blocks.
 func (e *engine) kickFlusher() {
 	select {

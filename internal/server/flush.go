@@ -11,6 +11,14 @@ import (
 // order: with fullOnly just the chunks that are entirely buffered (under
 // memory pressure), else everything. No buffer lock is held across the
 // writes; reads go on meanwhile through the detached layer.
+//
+// Invariant: a flush writes only bytes the buffer holds. A run is a span
+// of buffered bytes (extent.Index.Runs cuts runs at every hole); a hole is
+// never filled by reading the backend first, nor written as zeros. So a
+// flush cannot overwrite a concurrent write that did not go through this
+// server and does not overlap a buffered byte (a client's direct write to
+// the backend under a lease relies on it). Runs of one chunk that holes
+// separate are separate writes for that reason.
 func (f *file) flush(c cause, fullOnly bool) error {
 	e := f.eng
 	f.flushMu.Lock()
@@ -58,8 +66,11 @@ func (f *file) flush(c cause, fullOnly bool) error {
 		f.buf.Unlock()
 		e.stats.dirty.Add(-x.Bytes())
 		e.stats.flushBytes.Add(x.Bytes())
-		e.budget.release(x.Alloc())
+		// The slots go back before the memory: a writer the release wakes
+		// reuses them resident instead of reserving new ones beside them.
+		alloc := x.Alloc()
 		x.Release() // no reader holds x: it left the layers under buf
+		e.budget.release(alloc)
 		f.buf.Lock()
 		f.buf.releasing--
 		// Clean only now that x is on the backend and no journal slot
@@ -73,6 +84,7 @@ func (f *file) flush(c cause, fullOnly bool) error {
 	e.stats.flushes[c].Add(1)
 	f.sum.flushed()
 	e.stats.sampleMemory()
+	e.kickForTrim()
 	return nil
 }
 
@@ -114,8 +126,9 @@ func (f *file) drop() {
 	f.publishLocked()
 	f.buf.Unlock()
 	e.stats.dirty.Add(-db)
-	e.budget.release(da)
 	for _, x := range old {
 		x.Release() // readers take layers under buf: none sees these now
 	}
+	e.budget.release(da) // after the slots went back (flush)
+	e.kickForTrim()
 }

@@ -27,10 +27,36 @@ func (s *Server) flushLoop() {
 		if s.cfg.FlushFull {
 			s.flushFullRuns()
 		}
-		if next := s.flushIdle(); next > 0 {
+		next := s.flushIdle()
+		if d := s.trimSlots(time.Now()); d > 0 && (next == 0 || d < next) {
+			next = d
+		}
+		if next > 0 {
 			timer.Reset(next)
 		}
 	}
+}
+
+// trimSlots gives back the pages of the journal's free slots beyond its
+// keep (journal.Trim) once there have been such slots for Config.FlushIdle:
+// a file written again soon reuses them resident instead. It returns the
+// time to wait before it should run again, or 0. Only the flusher calls
+// it (trimAt is its own).
+func (s *Server) trimSlots(now time.Time) time.Duration {
+	j := s.journal
+	if j == nil || j.Surplus() == 0 {
+		s.trimAt = time.Time{}
+		return 0
+	}
+	if s.trimAt.IsZero() {
+		s.trimAt = now.Add(s.cfg.FlushIdle)
+	}
+	if d := s.trimAt.Sub(now); d > 0 {
+		return d
+	}
+	j.Trim()
+	s.trimAt = time.Time{}
+	return 0
 }
 
 // flushForMemory flushes the dirtiest file, full chunks first, and reports

@@ -47,6 +47,7 @@ type Server struct {
 	recovery    Recovery // what New recovered from the state directory
 	flusherStop chan struct{}
 	flusherDone chan struct{}
+	trimAt      time.Time // the flusher's: when to trim the journal's free slots (trimSlots)
 	stopOnce    sync.Once
 	stopReq     chan struct{} // closed when a monitor asks the server to stop
 	drainOnce   sync.Once

@@ -15,6 +15,7 @@ import (
 
 	"github.com/delegate-io/delegate/internal/backend"
 	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/journal"
 	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/testutil"
 	"github.com/delegate-io/delegate/internal/wire"
@@ -254,5 +255,54 @@ func TestCrashDuringFlush(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, m) {
 		t.Fatalf("after recovery: %d bytes, want %d; first difference at %d", len(got), len(m), firstDiff(got, m))
+	}
+}
+
+// TestFreeSlotsTrimmedWhenIdle: slots released by a flush stay resident
+// (a file written again soon reuses them); those beyond the journal's keep
+// (a quarter of --buffer) are given back once they have been free for
+// FlushIdle, and never before.
+func TestFreeSlotsTrimmedWhenIdle(t *testing.T) {
+	const chunks = 40 // the keep of stateConfig's 8 MiB buffer is 26 slots of 64 KiB
+	for _, tc := range []struct {
+		name string
+		idle time.Duration
+		want int // resident free slots at the end
+	}{{"kept while busy", time.Hour, chunks}, {"trimmed when idle", 20 * time.Millisecond, -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			stateDir := filepath.Join(t.TempDir(), "state")
+			c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+				stateConfig(stateDir)(i, cfg)
+				cfg.FlushIdle = tc.idle
+			}})
+			bg := context.Background()
+			f, err := c.Client(t, nil).Open(bg, filepath.Join(c.Dir, "f"), wire.ORdwr|wire.OCreat, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := bytes.Repeat([]byte("z"), 1000)
+			for i := int64(0); i < chunks; i++ {
+				if _, err := f.Write([][]byte{p}, []client.Extent{{Off: i << 16, Len: 1000}}, client.IOOpts{Ack: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			s := c.Servers[0]
+			fp := journal.Geometry(64 << 10)
+			keep := int64(8<<20) / 4 / fp
+			want := int64(tc.want)
+			if want < 0 {
+				want = keep
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for s.Stats().BufferPooled != want*fp && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond) // waits for the flusher's timer, bounded
+			}
+			if got := s.Stats().BufferPooled; got != want*fp || keep >= chunks {
+				t.Fatalf("%d bytes of free slots resident, want %d slots of %d (keep %d)", got, want, fp, keep)
+			}
+		})
 	}
 }

@@ -102,8 +102,10 @@ type Snapshot struct {
 	BufferBytes int64 `codec:"buffer_bytes" json:"buffer_bytes"` // memory held now
 	BufferPeak  int64 `codec:"buffer_peak" json:"buffer_peak"`
 	BufferLimit int64 `codec:"buffer_limit" json:"buffer_limit"`
-	// BufferPooled is chunk memory kept for reuse, at most --buffer minus
-	// BufferLimit.
+	// BufferPooled is chunk memory kept for reuse: at most --buffer minus
+	// BufferLimit once the buffers have been idle for --flush-idle; after a
+	// flush freed more, the rest stays resident until then (a file written
+	// again soon reuses it).
 	BufferPooled int64 `codec:"buffer_pooled" json:"buffer_pooled"`
 	Dirty        int64 `codec:"dirty" json:"dirty"` // bytes not yet on the backend
 	Stalls       int64 `codec:"stalls" json:"stalls"`
