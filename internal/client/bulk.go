@@ -3,13 +3,17 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/transport"
 	"github.com/delegate-io/delegate/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Bulk connections (wire/spec.md, "Bulk connections"): over TCP the data of
@@ -29,6 +33,24 @@ type bulkConn struct {
 	seq uint64 // transfers numbered so far
 	hdr [wire.BulkHeaderSize]byte
 	iov net.Buffers
+	raw syscall.RawConn // the TCP socket, for its receive low-water mark (nil: none)
+	low int             // the low-water mark set last (the kernel starts at 1)
+}
+
+// bulkLowat is the receive low-water mark while a read's data arrives
+// (SO_RCVLOWAT): the receiving thread is woken once this much, or all that
+// is left of the transfer, waits in the socket, not for every segment.
+const bulkLowat = 256 << 10
+
+// lowat sets the connection's receive low-water mark to n bytes.
+func (b *bulkConn) lowat(n int64) {
+	if b.raw == nil || int(n) == b.low {
+		return
+	}
+	b.low = int(n)
+	_ = b.raw.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, int(n))
+	})
 }
 
 // bulkSet is a session's bulk connections: free holds those not in use.
@@ -36,7 +58,12 @@ type bulkSet struct {
 	conns []*bulkConn
 	free  chan *bulkConn
 	min   int64 // requests of at least this many bytes use them
+	parts int   // connections a large read is cut over, at most
 }
+
+// bulkRecvTimeout bounds the wait for a read's bulk data (the server's own
+// bound on a transfer is 30 s; its worker may first finish older requests).
+var bulkRecvTimeout = 60 * time.Second
 
 // dialBulk opens n bulk connections to a and binds them to the session the
 // hello reply rep describes. Any failure leaves the session without bulk
@@ -48,7 +75,7 @@ func (s *session) dialBulk(ctx context.Context, a transport.Addr, rep *wire.Repl
 		return
 	}
 	key := transport.BulkKey(cfg.Token)
-	set := &bulkSet{free: make(chan *bulkConn, n), min: cfg.BulkMin}
+	set := &bulkSet{free: make(chan *bulkConn, n), min: cfg.BulkMin, parts: max(1, min(n, cfg.BulkReadParts))}
 	for i := range n {
 		c, err := bindBulk(ctx, a, cfg.Timeout, cfg.TLS, key, rep, uint32(i))
 		if err != nil {
@@ -58,7 +85,10 @@ func (s *session) dialBulk(ctx context.Context, a transport.Addr, rep *wire.Repl
 			}
 			return
 		}
-		b := &bulkConn{idx: uint32(i), c: c}
+		b := &bulkConn{idx: uint32(i), c: c, low: 1}
+		if t, ok := transport.NetConn(c).(*net.TCPConn); ok {
+			b.raw, _ = t.SyscallConn()
+		}
 		set.conns = append(set.conns, b)
 		set.free <- b
 	}
@@ -161,16 +191,43 @@ func (s *session) sendBulk(c *call) error {
 	return nil
 }
 
-// startBulkRead takes a bulk connection for read c and queues it; the data
-// is then received by recvBulk, which gives the connection back.
-func (s *session) startBulkRead(c *call) error {
+// bulkPartMin is the least a part of a read cut over several bulk
+// connections carries (takeBulkParts).
+const bulkPartMin = 1 << 20
+
+// takeBulkParts takes the bulk connections a read of n bytes goes on: one,
+// waiting for it, and, if cut, as many more as are free right now, up to
+// the configured parts and one per bulkPartMin bytes. Its parts then arrive
+// at once, each received by its own goroutine (recvParts): one thread's
+// receive, a copy per byte, bounds a single connection below the link.
+// Never waiting for a second connection while holding one keeps two
+// readers from holding each other's.
+func (s *session) takeBulkParts(n int64, cut bool) ([]*bulkConn, error) {
 	b, err := s.takeBulk()
 	if err != nil {
-		s.complete(c, err)
-		return err
+		return nil, err
 	}
+	conns := []*bulkConn{b}
+	for cut && int64(len(conns)) < min(int64(s.bulk.parts), n/bulkPartMin) {
+		select {
+		case b := <-s.bulk.free:
+			conns = append(conns, b)
+			continue
+		default:
+		}
+		break
+	}
+	s.cl.bulkReadParts.Add(int64(len(conns) - 1))
+	return conns, nil
+}
+
+// startBulkRead queues read c, which holds its bulk connection (c.bulk,
+// from takeBulkParts); the data is then received by recvBulk, which gives
+// the connection back.
+func (s *session) startBulkRead(c *call) error {
+	b := c.bulk
 	b.seq++
-	c.bulkConn, c.bulkSeq, c.bulk = b.idx, b.seq, b
+	c.bulkConn, c.bulkSeq = b.idx, b.seq
 	if err := s.submit(c); err != nil {
 		c.bulk = nil
 		s.putBulk(b)
@@ -179,12 +236,39 @@ func (s *session) startBulkRead(c *call) error {
 	return nil
 }
 
+// recvParts receives the bulk data of the parts of one read on session s
+// at once, the first here and each other in a goroutine that it waits for;
+// a failed receive fails the session, which ends the others' receives.
+func (s *session) recvParts(parts []*call) error {
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, c := range parts {
+		if i == 0 || c.bulk == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.recvBulk(c)
+		}()
+	}
+	if len(parts) > 0 && parts[0].bulk != nil {
+		errs[0] = s.recvBulk(parts[0])
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // recvBulk receives read c's data straight into the caller's memory (c.iov,
 // in the order of its extents): a BulkRead header, then the bytes below the
 // server's end of file (none if the read failed: its reply says why).
 func (s *session) recvBulk(c *call) error {
 	b := c.bulk
 	c.bulk = nil
+	// Bounded like the server's side of a transfer: a server that stops
+	// sending within a transfer loses the session instead of holding the
+	// reader for ever.
+	_ = b.c.SetReadDeadline(time.Now().Add(bulkRecvTimeout + time.Duration(c.filled>>20)*time.Second))
 	_, err := io.ReadFull(b.c, b.hdr[:])
 	var h wire.BulkHeader
 	if err == nil {
@@ -193,11 +277,24 @@ func (s *session) recvBulk(c *call) error {
 	if err == nil && (h.Kind != wire.BulkRead || h.Index != b.idx || h.Seq != b.seq || h.Len > uint64(c.filled)) {
 		err = wire.Errorf(wire.EPROTO, "bulk read: got %+v, want transfer %d of at most %d bytes on connection %d", h, b.seq, c.filled, b.idx)
 	}
+	// A small transfer arrives in a wake-up or two: no low-water mark (two
+	// more system calls) for it.
+	low := int64(h.Len) > 2*bulkLowat
 	for left, iov := int64(h.Len), c.iov; err == nil && left > 0; iov = iov[1:] {
-		k := min(left, int64(len(iov[0])))
-		_, err = io.ReadFull(b.c, iov[0][:k])
-		left -= k
+		p := iov[0][:min(left, int64(len(iov[0])))]
+		for err == nil && len(p) > 0 {
+			if low {
+				b.lowat(min(bulkLowat, left))
+			}
+			var n int
+			n, err = b.c.Read(p)
+			p, left = p[n:], left-int64(n)
+			if err == io.EOF && left > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+		}
 	}
+	b.lowat(1)
 	if err == nil {
 		c.bulkGot = int64(h.Len)
 	}

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -24,17 +25,22 @@ func TestBulkData(t *testing.T) {
 		name    string
 		servers int
 		conns   int
+		parts   int // Config.BulkReadParts
 	}{
-		{"1 server, 4 connections", 1, 4},
-		{"1 server, 1 connection", 1, 1},
-		{"3 servers, 4 connections", 3, 4},
-		{"1 server, inline", 1, 0},
+		{"1 server, 4 connections", 1, 4, 2},
+		{"1 server, 4 connections, reads in 4 parts", 1, 4, 4},
+		{"1 server, 4 connections, reads whole", 1, 4, 1},
+		{"1 server, 1 connection", 1, 1, 2},
+		{"3 servers, 4 connections", 3, 4, 2},
+		{"1 server, inline", 1, 0, 2},
 	}
-	sizes := []int64{1, 4 << 10, 64<<10 - 1, 64 << 10, 300 << 10, 1 << 20, 1<<20 + 7, 4 << 20, 9<<20 + 3}
+	// Around the thresholds: bulk (64 KiB), direct writes (1 MiB), and a
+	// read's parts (at least 1 MiB each: 2 MiB is the least cut in two).
+	sizes := []int64{1, 4 << 10, 64<<10 - 1, 64 << 10, 300 << 10, 1 << 20, 1<<20 + 7, 2<<20 - 1, 2<<20 + 1, 3<<20 - 1, 4 << 20, 9<<20 + 3}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := testutil.Start(t, testutil.Options{Servers: tc.servers, TCP: true})
-			cl := c.Client(t, func(cfg *client.Config) { cfg.BulkConns = tc.conns })
+			cl := c.Client(t, func(cfg *client.Config) { cfg.BulkConns, cfg.BulkReadParts = tc.conns, tc.parts })
 			path := filepath.Join(c.Dir, "bulk")
 			f := open(t, cl, path, wire.ORdwr|wire.OCreat, map[string]string{"delegate_region_size": "1M"})
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -108,6 +114,11 @@ func TestBulkData(t *testing.T) {
 			if errs != 0 {
 				t.Fatalf("%d bulk transfers failed", errs)
 			}
+			// Reads of 2 MiB or more to one server are cut when there are
+			// connections and parts to cut them over; never otherwise.
+			if split := cl.Stats().BulkReadParts; (split > 0) != (tc.conns > 1 && tc.parts > 1) {
+				t.Fatalf("%d read parts beyond the first with %d connections and %d parts", split, tc.conns, tc.parts)
+			}
 			if tc.conns == 0 {
 				if conns != 0 || in != 0 || out != 0 {
 					t.Fatalf("inline: %d bulk connections, %d in, %d out", conns, in, out)
@@ -123,5 +134,80 @@ func TestBulkData(t *testing.T) {
 				t.Fatalf("sent from the file %d of %d bytes out: want some, not all", sent, out)
 			}
 		})
+	}
+}
+
+// TestBulkSpliceBackendError: a direct write spliced from its bulk
+// connection into a backend file that refuses it (/dev/full) fails with the
+// backend's error, not a lost connection: the server takes the rest of the
+// transfer, the session goes on, and the next bulk write and read on it,
+// of another file, work.
+func TestBulkSpliceBackendError(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	c := testutil.Start(t, testutil.Options{TCP: true})
+	cl := c.Client(t, nil)
+	bad := open(t, cl, "/dev/full", wire.OWronly, nil)
+	data := bytes.Repeat([]byte{7}, 3<<20+5)
+	_, err := bad.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{})
+	if err == nil {
+		err = bad.Sync()
+	}
+	if err == nil || errors.Is(err, wire.ECONNLOST) || errors.Is(err, wire.EPROTO) {
+		t.Fatalf("write into /dev/full: %v, want the backend's error", err)
+	}
+	t.Logf("write into /dev/full: %v", err)
+	bad.Close()
+	path := filepath.Join(c.Dir, "after")
+	f := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+	if _, err := f.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{}); err != nil {
+		t.Fatalf("write after the failed one: %v", err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if n, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: int64(len(got))}}, client.IOOpts{}); err != nil || n != int64(len(data)) || !bytes.Equal(got, data) {
+		t.Fatalf("read after the failed write: %d, %v", n, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Servers[0].Stats()
+	if st.BulkErrors != 0 || st.BulkSpliced == 0 {
+		t.Fatalf("bulk errors %d (want 0), spliced %d (want some)", st.BulkErrors, st.BulkSpliced)
+	}
+}
+
+// TestBulkAtomicReadWhole: in atomic mode a large read stays one request
+// on one bulk connection (the server applies it as one unit); out of it,
+// the same read is cut into parts. Both return the file's bytes.
+func TestBulkAtomicReadWhole(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{TCP: true})
+	cl := c.Client(t, nil)
+	f := open(t, cl, filepath.Join(c.Dir, "atomic"), wire.ORdwr|wire.OCreat, nil)
+	data := make([]byte, 4<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if _, err := f.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, atomic := range []bool{true, false} {
+		if err := f.SetAtomic(atomic); err != nil {
+			t.Fatal(err)
+		}
+		before := cl.Stats().BulkReadParts
+		got := make([]byte, len(data))
+		if n, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: int64(len(got))}}, client.IOOpts{}); err != nil || n != int64(len(data)) || !bytes.Equal(got, data) {
+			t.Fatalf("atomic %v: read %d, %v, equal %v", atomic, n, err, bytes.Equal(got, data))
+		}
+		if cut := cl.Stats().BulkReadParts - before; (cut > 0) == atomic {
+			t.Fatalf("atomic %v: %d parts beyond the first", atomic, cut)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -31,6 +31,7 @@ type Client struct {
 	shared            *atomic.Int64 // paths open more than once
 	descRaw, descWire atomic.Int64
 	directReads       atomic.Int64 // reads served from the backend file directly
+	bulkReadParts     atomic.Int64 // Stats.BulkReadParts
 	leaseWrites       atomic.Int64 // writes made to the backend file directly (lease.go)
 	leaseSyncs        atomic.Int64 // fsyncs of the backend file after lease writes
 }
@@ -342,13 +343,17 @@ type Stats struct {
 	DirectReads       int64
 	LeaseWrites       int64 // writes the client made to the backend itself
 	LeaseSyncs        int64 // fsyncs of its own after them (Sync)
-	Pending           int64 // the fence word: what Fence would wait for
+	// BulkReadParts: parts of reads beyond the first, each on a bulk
+	// connection of its own (a read cut over k connections counts k-1).
+	BulkReadParts int64
+	Pending       int64 // the fence word: what Fence would wait for
 }
 
 // Stats returns the client's counters.
 func (cl *Client) Stats() Stats {
 	return Stats{DescRaw: cl.descRaw.Load(), DescWire: cl.descWire.Load(), DirectReads: cl.directReads.Load(),
-		LeaseWrites: cl.leaseWrites.Load(), LeaseSyncs: cl.leaseSyncs.Load(), Pending: cl.pending.Load()}
+		LeaseWrites: cl.leaseWrites.Load(), LeaseSyncs: cl.leaseSyncs.Load(), BulkReadParts: cl.bulkReadParts.Load(),
+		Pending: cl.pending.Load()}
 }
 
 // ServerStats asks server i for its statistics snapshot (msgpack).

@@ -58,6 +58,9 @@ type Config struct {
 	// 0: every request's data travels inline on the session.
 	BulkConns int
 	BulkMin   int64
+	// BulkReadParts is the most bulk connections one read of a server's
+	// data is cut over (parts of at least 1 MiB, received at once).
+	BulkReadParts int
 	// PreferLocal moves the session to a server on this host, named in the
 	// list by its TCP address, onto the Unix socket its hello reply names
 	// (shared-memory ring, direct reads). DELEGATE_PREFER_LOCAL=0 keeps
@@ -98,6 +101,7 @@ func DefaultConfig() Config {
 		MergeBytes:       64 << 10,
 		BulkConns:        4,
 		BulkMin:          64 << 10,
+		BulkReadParts:    2,
 		Compression:      wire.Compression{MinBytes: 16 << 10, MinSavingsPct: 50},
 		PreferLocal:      true,
 		LeaseMin:         DefaultLeaseMin,
@@ -167,6 +171,13 @@ func FromEnv() (Config, error) {
 		}
 		c.BulkConns = n
 	}
+	if s := os.Getenv("DELEGATE_BULK_READ_PARTS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DELEGATE_BULK_READ_PARTS: %w", err))
+		}
+		c.BulkReadParts = n
+	}
 	if s := os.Getenv("DELEGATE_BULK_MIN"); s != "" {
 		n, err := units.ParseSize(s)
 		if err != nil {
@@ -207,6 +218,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BulkConns < 0 || c.BulkConns > wire.MaxBulkConns {
 		errs = append(errs, fmt.Errorf("bulk connections %d: want 0 to %d", c.BulkConns, wire.MaxBulkConns))
+	}
+	if c.BulkReadParts < 0 || c.BulkReadParts > wire.MaxBulkConns {
+		errs = append(errs, fmt.Errorf("bulk read parts %d: want 0 to %d", c.BulkReadParts, wire.MaxBulkConns))
 	}
 	if c.BulkConns > 0 && c.BulkMin < 4<<10 {
 		errs = append(errs, fmt.Errorf("bulk minimum %d: want at least 4 KiB", c.BulkMin))

@@ -67,17 +67,28 @@ func cutWindow(ext []Extent, limit int64) (win, rest []Extent) {
 func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, err error) {
 	f := r.f
 	totals, _ := f.perServer(win, r.flags)
+	// calls[i] is server i's request; a bulk read large enough is cut into
+	// parts (parts[i], calls[i] the first), each on its own bulk
+	// connection, received at once by as many goroutines (recvParts).
 	calls := make([]*call, len(totals))
+	parts := make([][]*call, len(totals))
 	defer func() {
 		for i, c := range calls {
 			if c != nil && c.slot != nil {
 				f.sess[i].ring.Free(c.slot)
 			}
-			if c != nil && c.viaBulk {
-				clear(c.iov) // no reference to the caller's memory stays behind
+			for _, c := range parts[i] {
+				if c.viaBulk {
+					clear(c.iov) // no reference to the caller's memory stays behind
+				}
+				if c.bulk != nil { // not submitted (an earlier part failed)
+					f.sess[i].putBulk(c.bulk)
+					c.bulk = nil
+				}
 			}
 		}
 	}()
+	partLen := make([]int64, len(totals))
 	for i, t := range totals {
 		if t == 0 {
 			continue
@@ -85,6 +96,7 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 		s := f.sess[i]
 		c := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
 		c.file, c.flags, c.coll = f, r.flags, r.tag
+		calls[i], parts[i] = c, []*call{c}
 		if s.ring != nil {
 			slot, err := s.ring.Alloc(uint64(t))
 			if err != nil {
@@ -93,64 +105,87 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			c.slot = slot
 			c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
 		} else if s.useBulk(t) {
-			c.viaBulk = true // received straight into the caller's memory (recvBulk)
+			// An atomic read is one request: the server applies it as one
+			// unit, and no write may land between two parts.
+			conns, err := s.takeBulkParts(t, r.flags&wire.IOAtomic == 0)
+			if err != nil {
+				return 0, false, err
+			}
+			c.viaBulk, c.bulk = true, conns[0] // received straight into the caller's memory (recvBulk)
+			for _, b := range conns[1:] {
+				p := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
+				p.file, p.flags, p.coll = f, r.flags, r.tag
+				p.viaBulk, p.bulk = true, b
+				parts[i] = append(parts[i], p)
+			}
+			partLen[i] = (t + int64(len(conns)) - 1) / int64(len(conns))
 		} else {
 			c.inline, c.data = true, make([]byte, t)
 		}
-		calls[i] = c
 	}
 	r.pieces = r.pieces[:0]
-	mc := *cur // where each piece lands in the caller's memory, for bulk reads
+	// mc: where each piece lands in the caller's memory, for bulk reads;
+	// next: the part being filled, per server.
+	mc := *cur
+	next := make([]int, len(totals))
 	for _, e := range win {
 		f.split(r.flags, e.Off, e.Len, func(s int, off, n int64) {
-			c := calls[s]
-			c.ext.Add(off, n)
-			r.pieces = append(r.pieces, rpiece{c: c, pos: c.filled, off: off, n: n})
-			c.filled += n
-			for left := n; left > 0; {
-				b := mc.next(left)
-				if c.viaBulk {
-					c.iov = append(c.iov, b)
+			for n > 0 {
+				c, k := parts[s][next[s]], n
+				if next[s] < len(parts[s])-1 {
+					k = min(n, partLen[s]-c.filled)
+					if k == 0 {
+						next[s]++
+						continue
+					}
 				}
-				left -= int64(len(b))
+				c.ext.Add(off, k)
+				r.pieces = append(r.pieces, rpiece{c: c, pos: c.filled, off: off, n: k})
+				c.filled += k
+				for left := k; left > 0; {
+					b := mc.next(left)
+					if c.viaBulk {
+						c.iov = append(c.iov, b)
+					}
+					left -= int64(len(b))
+				}
+				off, n = off+k, n-k
 			}
 		})
 	}
-	for i, c := range calls {
-		switch {
-		case c == nil:
-		case c.viaBulk:
-			f.sess[i].startBulkRead(c)
-		default:
-			f.sess[i].submit(c)
+	for i := range calls {
+		for _, c := range parts[i] {
+			switch {
+			case c.viaBulk:
+				f.sess[i].startBulkRead(c)
+			default:
+				f.sess[i].submit(c)
+			}
 		}
 	}
 	// The data on the bulk connections comes before the replies. A failed
 	// receive fails the read even when its reply already came: the caller's
 	// memory does not hold the data.
-	for i, c := range calls {
-		if c != nil && c.bulk != nil {
-			if e := f.sess[i].recvBulk(c); e != nil && err == nil {
-				err = fmt.Errorf("read %s: %w", f.path, e)
-			}
+	for i := range calls {
+		if e := f.sess[i].recvParts(parts[i]); e != nil && err == nil {
+			err = fmt.Errorf("read %s: %w", f.path, e)
 		}
 	}
 	// The end of file: every server that answered knows its own part; if
 	// one of them stopped short, others may hold data beyond what it knows.
 	var eof int64
-	for _, c := range calls {
-		if c == nil {
-			continue
+	for i := range calls {
+		for _, c := range parts[i] {
+			if e := c.wait(); e != nil && err == nil {
+				err = fmt.Errorf("read %s: %w", f.path, e)
+			}
+			if c.viaBulk && err == nil && c.bulkGot < c.rep.N {
+				err = wire.Errorf(wire.EPROTO, "read %s: the server sent %d bytes on its bulk connection for %d below its end of file",
+					f.path, c.bulkGot, c.rep.N)
+			}
+			eof = max(eof, c.rep.Size)
+			short = short || c.rep.N < c.filled
 		}
-		if e := c.wait(); e != nil && err == nil {
-			err = fmt.Errorf("read %s: %w", f.path, e)
-		}
-		if c.viaBulk && err == nil && c.bulkGot < c.rep.N {
-			err = wire.Errorf(wire.EPROTO, "read %s: the server sent %d bytes on its bulk connection for %d below its end of file",
-				f.path, c.bulkGot, c.rep.N)
-		}
-		eof = max(eof, c.rep.Size)
-		short = short || c.rep.N < c.filled
 	}
 	if err != nil {
 		return 0, false, err

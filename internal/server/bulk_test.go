@@ -1,12 +1,17 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/delegate-io/delegate/internal/client"
 	"github.com/delegate-io/delegate/internal/route"
 	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/testutil"
@@ -214,6 +219,50 @@ func TestBulkTransferBroken(t *testing.T) {
 				t.Fatalf("%d failed bulk transfers counted, want 1", s.BulkErrors)
 			}
 			rawSession(t, c)
+		})
+	}
+}
+
+// TestBulkSpliceSmallPipe: spliced writes through pipes of one page and of
+// 16 pages (a pipe's slots run out before its bytes when the socket's
+// pieces are smaller than pages: fillPipe drains what it holds) put every
+// byte in its place, for sizes around the pipe's and the direct-write
+// threshold, and all of them are spliced.
+func TestBulkSpliceSmallPipe(t *testing.T) {
+	for _, pipe := range []int{4 << 10, 64 << 10} {
+		t.Run(fmt.Sprint(pipe), func(t *testing.T) {
+			defer server.SetPipeBytesForTest(pipe)()
+			c := testutil.Start(t, testutil.Options{TCP: true})
+			cl := c.Client(t, nil)
+			path := filepath.Join(c.Dir, "f")
+			f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(3, 4))
+			var want []byte
+			var spliced int64
+			for _, n := range []int64{1 << 20, 1<<20 + 1, 2<<20 - 3, 4<<20 + 4095} {
+				b := make([]byte, n)
+				for i := range b {
+					b[i] = byte(rng.Uint32())
+				}
+				if _, err := f.Write([][]byte{b}, []client.Extent{{Off: int64(len(want)), Len: n}}, client.IOOpts{}); err != nil {
+					t.Fatalf("write %d: %v", n, err)
+				}
+				want = append(want, b...)
+				spliced += n
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			disk, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(disk, want) {
+				t.Fatalf("backend file: %d bytes, want %d, equal %v (%v)", len(disk), len(want), bytes.Equal(disk, want), err)
+			}
+			if st := c.Servers[0].Stats(); st.BulkSpliced != spliced || st.BulkErrors != 0 {
+				t.Fatalf("spliced %d bytes, want %d; %d bulk errors", st.BulkSpliced, spliced, st.BulkErrors)
+			}
 		})
 	}
 }

@@ -18,8 +18,8 @@ import (
 // Anything else takes the ordinary way (bulkRecv, then the handler).
 
 // pipeBytes is the capacity asked for the splice pipe (the kernel's default
-// limit for unprivileged pipes is 1 MiB).
-const pipeBytes = 1 << 20
+// limit for unprivileged pipes is 1 MiB). A variable for tests only.
+var pipeBytes = 1 << 20
 
 // splicePipe is a session's pipe for splicing. Only the stream that owns
 // the session's bulk connections uses it (bulkConn), one request at a
@@ -64,12 +64,24 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 	if w.Flags&wire.IOColl != 0 {
 		s.stats.collWrites.Add(1)
 	}
-	moved, err := hd.f.writeDirectSplice(off, n, tc, fdf, p)
+	moved, taken, err := hd.f.writeDirectSplice(off, n, tc, fdf, p)
 	if err != nil {
-		// The socket side failed, or the file's: either way the rest of
-		// the transfer is not taken, so the session ends (bulkFailed).
-		ss.bulk.dropPipe()
-		return st.bulkFailed(err), true
+		ss.bulk.dropPipe() // it may hold bytes of the transfer
+		var fe fileSideError
+		if !errors.As(err, &fe) {
+			// The socket failed: the rest of the transfer is not taken,
+			// so the connection is out of step and the session ends.
+			return st.bulkFailed(err), true
+		}
+		// The backend refused the bytes: the rest of the transfer is
+		// taken and dropped, so that the connection stays in step, and
+		// the writer gets the backend's error, as from writeDirect.
+		if err := discardBulk(c, st.buffer(int(min(n-taken, 1<<20))), n-taken); err != nil {
+			return st.bulkFailed(err), true
+		}
+		s.stats.bulkIn.Add(n)
+		s.stats.bulkSpliced.Add(moved)
+		return wire.ReplyTo(fe.err), true
 	}
 	s.stats.bulkIn.Add(moved)
 	s.stats.bulkSpliced.Add(moved)
@@ -90,62 +102,110 @@ func (st *stream) bulkFailed(err error) wire.Reply {
 	return wire.ReplyTo(err)
 }
 
+// fileSideError is an error of the backend file in writeDirectSplice (the
+// socket side's are returned as they are).
+type fileSideError struct{ err error }
+
+func (e fileSideError) Error() string { return e.err.Error() }
+func (e fileSideError) Unwrap() error { return e.err }
+
 // writeDirectSplice is writeDirect with the data spliced from c, a pipe's
 // worth at a time: the pipe is filled from the socket without a lock, then
 // under flushMu the piece goes into the backend file and then the older
 // buffered bytes of that range are dropped. So a slow sender holds up nobody else's
-// writes of the file, and no lock is held across network I/O.
-func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFile, p *splicePipe) (int64, error) {
+// writes of the file, and no lock is held across network I/O. It reports
+// the bytes that reached the file and those taken from the socket; a
+// failure of the file's side is a fileSideError.
+func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFile, p *splicePipe) (moved, taken int64, err error) {
 	src, err := c.SyscallConn()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	out, err := dst.SyscallConn()
 	if err != nil {
-		return 0, err
+		return 0, 0, fileSideError{err}
 	}
-	var done int64
-	for done < n {
-		got, err := fillPipe(c, src, p, min(n-done, int64(p.size)))
+	for moved < n {
+		got, err := fillPipe(c, src, p, min(n-moved, int64(p.size)))
 		if err != nil {
-			return done, err
+			return moved, moved + got, err
 		}
 		f.flushMu.Lock()
 		// The piece first, then the older buffered bytes it replaces
 		// (writeDirect says why).
-		err = drainPipe(out, p, off+done, got)
+		err = drainPipe(out, p, off+moved, got)
 		if err == nil {
-			f.punch(off+done, got)
+			f.punch(off+moved, got)
 		}
 		f.flushMu.Unlock()
 		if err != nil {
-			return done, err
+			return moved, moved + got, fileSideError{err}
 		}
-		f.directWritten(off+done, got)
-		done += got
+		f.directWritten(off+moved, got)
+		moved += got
 	}
-	return done, nil
+	return moved, moved, nil
 }
 
-// fillPipe splices up to max bytes from the socket into the empty pipe p,
-// waiting for the socket at most bulkTimeout.
+// discardBulk reads and drops the n bytes left of a transfer on c, through
+// buf.
+func discardBulk(c net.Conn, buf []byte, n int64) error {
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if err := readFullBy(c, buf[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+// fillPipe splices max bytes from the socket into the empty pipe p (max is
+// at most the pipe's size, and at most what is left of the transfer, so
+// the sender is sending them): a full pipe per drain, not whatever one
+// splice found in the socket, so that flushMu, the file splice and the
+// accounting come once per pipe. Each wait for the socket is bounded by
+// bulkTimeout.
 func fillPipe(c *net.TCPConn, src syscall.RawConn, p *splicePipe, max int64) (int64, error) {
 	_ = c.SetReadDeadline(time.Now().Add(bulkTimeout))
 	var got int64
 	var serr error
 	err := src.Read(func(fd uintptr) bool {
-		got, serr = unix.Splice(int(fd), nil, p.w, nil, int(max), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		return serr != unix.EAGAIN && serr != unix.EINTR
+		for got < max {
+			k, err := unix.Splice(int(fd), nil, p.w, nil, int(max-got), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			switch {
+			case err == unix.EINTR:
+			case err == unix.EAGAIN && got > 0 && pipeFull(fd):
+				return true // the pipe's slots ran out before its bytes: drain what it holds
+			case err == unix.EAGAIN:
+				return false // wait for the socket, then splice on
+			case err != nil:
+				serr = err
+				return true
+			case k == 0:
+				serr = wire.Errorf(wire.EPROTO, "bulk connection closed within a transfer")
+				return true
+			default:
+				got += k
+			}
+		}
+		return true
 	})
 	switch {
 	case err != nil:
-		return 0, err
+		return got, err
 	case serr != nil:
-		return 0, serr
-	case got == 0:
-		return 0, wire.Errorf(wire.EPROTO, "bulk connection closed within a transfer")
+		return got, serr
 	}
 	return got, nil
+}
+
+// pipeFull reports, after a splice from socket fd found nothing to move,
+// whether that was the pipe's doing (full: its slots hold smaller pieces
+// than pages) rather than the socket's (nothing waiting in it).
+func pipeFull(fd uintptr) bool {
+	n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	return err != nil || n > 0
 }
 
 // drainPipe splices n bytes from pipe p into the file at off.
@@ -235,10 +295,7 @@ func (st *stream) bulkSendfile(r *request) (rep wire.Reply, ok bool) {
 	h.Put(st.bulkHdr[:])
 	deadline := time.Now().Add(bulkTimeout + time.Duration(n>>20)*time.Second)
 	_ = c.SetWriteDeadline(deadline)
-	_, err = c.Write(st.bulkHdr[:])
-	if err == nil {
-		err = sendfile(tc, src, off, n)
-	}
+	err = sendfile(tc, st.bulkHdr[:], src, off, n)
 	if err != nil {
 		// Part of the transfer may be gone: the connection is out of step.
 		return st.bulkFailed(err), true
@@ -270,9 +327,11 @@ func (f *file) cleanBelow(end int64) (size int64, clean bool, err error) {
 	return max(bsize, f.endLocked()), clean, nil
 }
 
-// sendfile sends n bytes of src at off on c, waiting for the socket within
-// c's write deadline.
-func sendfile(c *net.TCPConn, src backend.FDFile, off, n int64) error {
+// sendfile sends hdr, then n bytes of src at off on c, waiting for the
+// socket within c's write deadline. The header goes with MSG_MORE, so that
+// it leaves in the data's first segment, not a packet (and a wake-up of
+// the receiver) of its own.
+func sendfile(c *net.TCPConn, hdr []byte, src backend.FDFile, off, n int64) error {
 	out, err := c.SyscallConn()
 	if err != nil {
 		return err
@@ -284,6 +343,19 @@ func sendfile(c *net.TCPConn, src backend.FDFile, off, n int64) error {
 	var serr error
 	cerr := in.Control(func(ffd uintptr) {
 		err := out.Write(func(sfd uintptr) bool {
+			for len(hdr) > 0 {
+				k, err := unix.SendmsgN(int(sfd), hdr, nil, nil, unix.MSG_MORE|unix.MSG_NOSIGNAL)
+				switch {
+				case err == unix.EAGAIN:
+					return false
+				case err == unix.EINTR:
+				case err != nil:
+					serr = err
+					return true
+				default:
+					hdr = hdr[k:]
+				}
+			}
 			for n > 0 {
 				k, err := unix.Sendfile(int(sfd), int(ffd), &off, int(min(n, 1<<30)))
 				if k > 0 {

@@ -60,6 +60,14 @@ func SetBulkTimeoutForTest(d time.Duration) (restore func()) {
 	return func() { bulkTimeout = old }
 }
 
+// SetPipeBytesForTest sets the capacity asked for the splice pipes of
+// sessions that splice for the first time from now on, until restore.
+func SetPipeBytesForTest(n int) (restore func()) {
+	old := pipeBytes
+	pipeBytes = n
+	return func() { pipeBytes = old }
+}
+
 // SetOpenRaceHookForTest runs fn in a first open between its backend open
 // and its entry in the file table, until the returned function restores
 // the hook. Not concurrent with other servers.
