@@ -38,20 +38,30 @@ func (f *File) directOK(flags uint32) bool {
 	return true
 }
 
-// backendFile opens the backend file for direct reads, once.
+// backendFile opens the backend file for direct reads, once. The open is
+// I/O: it happens outside f.mu, and a racing caller's descriptor is closed.
 func (f *File) backendFile() *os.File {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.mu.direct == nil && !f.mu.noDirect {
-		d, err := os.Open(f.path)
-		if err != nil {
-			f.mu.noDirect = true
-			f.mirrorLocked()
-			return nil
-		}
-		f.mu.direct = d
+	d, tried := f.mu.direct, f.mu.noDirect
+	f.mu.Unlock()
+	if d != nil || tried {
+		return d
 	}
-	return f.mu.direct
+	nd, err := os.Open(f.path)
+	f.mu.Lock()
+	switch {
+	case err != nil || f.mu.noDirect: // cannot open, or closed meanwhile
+		f.mu.noDirect = true
+		f.mirrorLocked()
+	case f.mu.direct == nil:
+		f.mu.direct, nd = nd, nil
+	}
+	d = f.mu.direct
+	f.mu.Unlock()
+	if nd != nil {
+		nd.Close()
+	}
+	return d
 }
 
 // readDirect reads ext into mem from the backend file and returns the bytes
