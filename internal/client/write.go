@@ -31,6 +31,21 @@ const (
 	joinedQueue = 2 // c is the session's last queued request; s.mu is held
 )
 
+// take moves the caller's next k bytes into request c at c.filled: as
+// references for a bulk transfer (sent from the caller's memory), else as
+// the one copy into its ring slice or inline buffer.
+func (c *call) take(k int64, cur *memCursor) {
+	if c.viaBulk {
+		for left := k; left > 0; {
+			b := cur.next(left)
+			c.iov = append(c.iov, b)
+			left -= int64(len(b))
+		}
+		return
+	}
+	cur.gather(c.data[c.filled : c.filled+k])
+}
+
 func (w *writer) put(off, n int64, cur *memCursor) error {
 	for n > 0 {
 		if w.room == 0 {
@@ -40,15 +55,7 @@ func (w *writer) put(off, n int64, cur *memCursor) error {
 		}
 		k := min(n, w.room)
 		c := w.c
-		if c.viaBulk {
-			for left := k; left > 0; {
-				b := cur.next(left)
-				c.iov = append(c.iov, b)
-				left -= int64(len(b))
-			}
-		} else {
-			cur.gather(c.data[c.filled : c.filled+k])
-		}
+		c.take(k, cur)
 		c.ext.Add(off, k)
 		c.filled += k
 		off, n, w.room = off+k, n-k, w.room-k
@@ -78,15 +85,7 @@ func (w *writer) putRun(off, n, stride, count int64, cur *memCursor) error {
 			continue
 		}
 		c, data := w.c, k*n
-		if c.viaBulk {
-			for left := data; left > 0; {
-				b := cur.next(left)
-				c.iov = append(c.iov, b)
-				left -= int64(len(b))
-			}
-		} else {
-			cur.gather(c.data[c.filled : c.filled+data])
-		}
+		c.take(data, cur)
 		for i := int64(0); i < k; i++ {
 			c.ext.Add(off+i*stride, n)
 		}
