@@ -168,7 +168,7 @@ func discardBulk(c net.Conn, buf []byte, n int64) error {
 // bulkTimeout.
 func fillPipe(c *net.TCPConn, src syscall.RawConn, p *splicePipe, max int64) (int64, error) {
 	_ = c.SetReadDeadline(time.Now().Add(bulkTimeout))
-	var got int64
+	var got, armed int64 // armed: got when the deadline was last set
 	var serr error
 	err := src.Read(func(fd uintptr) bool {
 		for got < max {
@@ -178,6 +178,10 @@ func fillPipe(c *net.TCPConn, src syscall.RawConn, p *splicePipe, max int64) (in
 			case err == unix.EAGAIN && got > 0 && pipeFull(fd):
 				return true // the pipe's slots ran out before its bytes: drain what it holds
 			case err == unix.EAGAIN:
+				if got > armed { // bytes came: the next wait gets its own bulkTimeout
+					armed = got
+					_ = c.SetReadDeadline(time.Now().Add(bulkTimeout))
+				}
 				return false // wait for the socket, then splice on
 			case err != nil:
 				serr = err

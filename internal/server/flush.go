@@ -123,12 +123,18 @@ func (f *file) drop() {
 	f.buf.flushing = nil
 	f.buf.gen++
 	f.buf.err = nil
-	f.publishLocked()
+	f.buf.releasing++ // dirty until the slots are free, as in flush
 	f.buf.Unlock()
 	e.stats.dirty.Add(-db)
 	for _, x := range old {
 		x.Release() // readers take layers under buf: none sees these now
 	}
 	e.budget.release(da) // after the slots went back (flush)
+	f.buf.Lock()
+	f.buf.releasing--
+	// Clean only now: a crash before the release would replay the dropped
+	// slots over a client's lease write to a file re-created at the path.
+	f.publishLocked()
+	f.buf.Unlock()
 	e.kickForTrim()
 }

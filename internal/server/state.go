@@ -88,6 +88,10 @@ func (s *Server) openJournal(fsys backend.FS, keep int) error {
 			"state_dir", s.cfg.StateDir, "files", rec.Files, "chunks", rec.Chunks, "bytes", rec.Bytes,
 			"dropped_chunks", rec.Dropped, "took", time.Since(start).Round(time.Millisecond))
 	}
+	// The recovered slots are free now, but released slots stay resident
+	// (the flusher trims them when idle, and no write has woken it yet):
+	// give back those beyond the keep at once.
+	j.Trim()
 	s.journal = j
 	return nil
 }

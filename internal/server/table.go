@@ -50,6 +50,7 @@ func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writ
 // data drains: two files of one path would flush over each other.
 func (t *fileTable) open(o *wire.Open) (*file, error) {
 	excl := o.Flags&wire.OExcl != 0 && o.Flags&wire.OCreat != 0
+	flags := openFlags(o)
 	for {
 		t.mu.Lock()
 		f := t.mu.byPath[o.Path]
@@ -77,7 +78,7 @@ func (t *fileTable) open(o *wire.Open) (*file, error) {
 		// Open outside the table lock: it is I/O. A reader gets a read-only
 		// descriptor (a running executable cannot be opened for writing); a
 		// writer that comes later upgrades it (reopenWritable).
-		bf, err := t.fs.OpenFile(o.Path, openFlags(o), openPerm(o))
+		bf, err := t.fs.OpenFile(o.Path, flags, openPerm(o))
 		if err != nil {
 			return nil, err
 		}
@@ -98,6 +99,7 @@ func (t *fileTable) open(o *wire.Open) (*file, error) {
 		t.mu.Unlock()
 		bf.Close()
 		excl = false
+		flags &^= os.O_EXCL // the file exists now, created by us: not EEXIST if theirs is gone when we look again
 	}
 }
 
