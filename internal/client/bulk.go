@@ -86,7 +86,9 @@ func (s *session) dialBulk(ctx context.Context, a transport.Addr, rep *wire.Repl
 			return
 		}
 		b := &bulkConn{idx: uint32(i), c: c, low: 1}
-		if t, ok := transport.NetConn(c).(*net.TCPConn); ok {
+		// Only a bare TCP connection gets a receive low-water mark: behind
+		// a TLS layer that reads ahead, the socket may never hold the mark.
+		if t, ok := c.(*net.TCPConn); ok {
 			b.raw, _ = t.SyscallConn()
 		}
 		set.conns = append(set.conns, b)
@@ -265,14 +267,18 @@ func (s *session) recvParts(parts []*call) error {
 func (s *session) recvBulk(c *call) error {
 	b := c.bulk
 	c.bulk = nil
-	// Bounded like the server's side of a transfer: a server that stops
-	// sending within a transfer loses the session instead of holding the
-	// reader for ever.
-	_ = b.c.SetReadDeadline(time.Now().Add(bulkRecvTimeout + time.Duration(c.filled>>20)*time.Second))
+	// The header may wait as long as the request waits in the server's
+	// queue (behind a collective's markers, another thread's sync): no
+	// deadline for it; a dead server or link ends the session, which
+	// closes this connection (closeBulk). Once the transfer began, it is
+	// bounded like the server's side: a server that stops sending within
+	// it loses the session instead of holding the reader for ever.
+	_ = b.c.SetReadDeadline(time.Time{})
 	_, err := io.ReadFull(b.c, b.hdr[:])
 	var h wire.BulkHeader
 	if err == nil {
 		h, err = wire.ParseBulkHeader(b.hdr[:])
+		_ = b.c.SetReadDeadline(time.Now().Add(bulkRecvTimeout + time.Duration(c.filled>>20)*time.Second))
 	}
 	if err == nil && (h.Kind != wire.BulkRead || h.Index != b.idx || h.Seq != b.seq || h.Len > uint64(c.filled)) {
 		err = wire.Errorf(wire.EPROTO, "bulk read: got %+v, want transfer %d of at most %d bytes on connection %d", h, b.seq, c.filled, b.idx)

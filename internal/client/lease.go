@@ -58,7 +58,9 @@ func (f *File) leaseOK(ext []Extent, st *opState, o *IOOpts) bool {
 		}
 	}
 	f.mu.Unlock()
-	if !f.leaseFileOK() {
+	// The words first: a client without shared memory with every server
+	// (another host) never opens the backend file for writing.
+	if !f.wordsClean() || !f.leaseFileOK() {
 		return false
 	}
 	// Another handle of a path open twice in this client is not in this
@@ -125,11 +127,17 @@ func (f *File) leaseFileOK() bool {
 func (f *File) writeLease(mem [][]byte, ext []Extent) (int64, error) {
 	f.mu.Lock()
 	d := f.mu.lease
-	f.mu.leased = true // Sync fsyncs d
 	f.mu.Unlock()
 	if d == nil {
 		return 0, ErrClosed
 	}
+	// After the bytes (also partial ones): a Sync racing this write must
+	// not clear the mark before they are there.
+	defer func() {
+		f.mu.Lock()
+		f.mu.leased = true // Sync fsyncs d
+		f.mu.Unlock()
+	}()
 	cur := memCursor{mem: mem}
 	var done int64
 	for _, e := range ext {

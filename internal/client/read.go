@@ -89,38 +89,43 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 		}
 	}()
 	partLen := make([]int64, len(totals))
-	for i, t := range totals {
-		if t == 0 {
-			continue
-		}
-		s := f.sess[i]
-		c := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
-		c.file, c.flags, c.coll = f, r.flags, r.tag
-		calls[i], parts[i] = c, []*call{c}
-		if s.ring != nil {
-			slot, err := s.ring.Alloc(uint64(t))
-			if err != nil {
-				return 0, false, err
+	// Ring slots first, bulk connections after: a reader never holds bulk
+	// connections while it waits for ring space, since a writer may hold a
+	// ring slot while it waits for a bulk connection.
+	for pass := 0; pass < 2; pass++ {
+		for i, t := range totals {
+			if t == 0 || (f.sess[i].ring != nil) != (pass == 0) {
+				continue
 			}
-			c.slot = slot
-			c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
-		} else if s.useBulk(t) {
-			// An atomic read is one request: the server applies it as one
-			// unit, and no write may land between two parts.
-			conns, err := s.takeBulkParts(t, r.flags&wire.IOAtomic == 0)
-			if err != nil {
-				return 0, false, err
+			s := f.sess[i]
+			c := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
+			c.file, c.flags, c.coll = f, r.flags, r.tag
+			calls[i], parts[i] = c, []*call{c}
+			if s.ring != nil {
+				slot, err := s.ring.Alloc(uint64(t))
+				if err != nil {
+					return 0, false, err
+				}
+				c.slot = slot
+				c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
+			} else if s.useBulk(t) {
+				// An atomic read is one request: the server applies it as one
+				// unit, and no write may land between two parts.
+				conns, err := s.takeBulkParts(t, r.flags&wire.IOAtomic == 0)
+				if err != nil {
+					return 0, false, err
+				}
+				c.viaBulk, c.bulk = true, conns[0] // received straight into the caller's memory (recvBulk)
+				for _, b := range conns[1:] {
+					p := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
+					p.file, p.flags, p.coll = f, r.flags, r.tag
+					p.viaBulk, p.bulk = true, b
+					parts[i] = append(parts[i], p)
+				}
+				partLen[i] = (t + int64(len(conns)) - 1) / int64(len(conns))
+			} else {
+				c.inline, c.data = true, make([]byte, t)
 			}
-			c.viaBulk, c.bulk = true, conns[0] // received straight into the caller's memory (recvBulk)
-			for _, b := range conns[1:] {
-				p := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
-				p.file, p.flags, p.coll = f, r.flags, r.tag
-				p.viaBulk, p.bulk = true, b
-				parts[i] = append(parts[i], p)
-			}
-			partLen[i] = (t + int64(len(conns)) - 1) / int64(len(conns))
-		} else {
-			c.inline, c.data = true, make([]byte, t)
 		}
 	}
 	r.pieces = r.pieces[:0]
