@@ -186,6 +186,16 @@ func (ss *session) bindBulk() error {
 	if int(h.Index) >= b.max {
 		return wire.Errorf(wire.EPROTO, "bulk connection %d of a session granted %d", h.Index, b.max)
 	}
+	// The connection is made ready before it is published: once the owner
+	// holds it, its stream sets its own deadlines (each transfer's read,
+	// each reply's write), and a deadline changed here after that could
+	// clear one the stream had set (seen: a silent sender never timed out).
+	// The write deadline of the handshake stays for the acknowledgement;
+	// every write of the owner sets its own.
+	_ = c.SetReadDeadline(time.Time{})
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
 	b.mu.Lock()
 	taken := b.mu.closed || b.mu.conns[h.Index] != nil
 	if !taken {
@@ -199,15 +209,19 @@ func (ss *session) bindBulk() error {
 	ack := wire.BulkHeader{Kind: wire.BulkBind, Index: h.Index, Seq: h.Seq}
 	ack.Put(buf[:])
 	_, err = c.Write(buf[:wire.BulkHeaderSize])
-	_ = c.SetDeadline(time.Time{})
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
+	if bindAckedHook != nil {
+		bindAckedHook()
 	}
 	if err != nil {
 		owner.log.Warn("bulk bind acknowledgement failed", "err", err)
 	}
 	return nil
 }
+
+// bindAckedHook, when set (tests), runs in bindBulk after the
+// acknowledgement, when the owner may already be using the connection;
+// bulkWaitHook in readFullBy once its deadline is set.
+var bindAckedHook, bulkWaitHook func()
 
 // bulkConn returns connection i for stream st, which becomes the only
 // stream allowed to use the session's bulk connections.
@@ -285,6 +299,9 @@ func readBulkWriteHeader(c net.Conn, w *wire.Write) error {
 func readFullBy(c net.Conn, b []byte) error {
 	for len(b) > 0 {
 		_ = c.SetReadDeadline(time.Now().Add(bulkTimeout))
+		if bulkWaitHook != nil {
+			bulkWaitHook()
+		}
 		n, err := c.Read(b)
 		b = b[n:]
 		if err != nil && len(b) > 0 {

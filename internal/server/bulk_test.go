@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,6 +187,15 @@ func TestBulkTransferBroken(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			// The bind's goroutine is held after its acknowledgement until
+			// the stream set the deadline of the transfer's first read:
+			// nothing the bind does then may undo it (it once cleared it,
+			// and a silent sender held the session forever).
+			release := make(chan struct{})
+			var once sync.Once
+			unblock := func() { once.Do(func() { close(release) }) }
+			t.Cleanup(server.SetBulkHooksForTest(func() { <-release }, unblock)) // after the server stopped
+			defer unblock()
 			c := testutil.Start(t, testutil.Options{TCP: true})
 			ymx, rep := bulkSession(t, c, 1)
 			key := transport.BulkKey(c.Token)

@@ -76,3 +76,12 @@ func SetOpenRaceHookForTest(fn func(path string)) (restore func()) {
 	openRaceHook = fn
 	return func() { openRaceHook = old }
 }
+
+// SetBulkHooksForTest runs acked in each bulk bind after its
+// acknowledgement, and wait in each read of a bulk transfer once its
+// deadline is set, until restore. Not concurrent with other servers.
+func SetBulkHooksForTest(acked, wait func()) (restore func()) {
+	oldA, oldW := bindAckedHook, bulkWaitHook
+	bindAckedHook, bulkWaitHook = acked, wait
+	return func() { bindAckedHook, bulkWaitHook = oldA, oldW }
+}
