@@ -126,6 +126,7 @@ func (w *writer) next() error {
 	if bulk {
 		// The data stays in the caller's memory until sendBulk.
 		c.viaBulk = true
+		c.flags &^= wire.IOHold // only ring slots are held
 	} else if err := w.f.reserveData(w.s, c, n); err != nil {
 		return err
 	}
@@ -251,17 +252,19 @@ func (s *session) grow(t *call, n, limit int64) bool {
 // inline buffer counted against the session's inflight limit.
 func (f *File) reserveData(s *session, c *call, n int64) error {
 	if s.ring == nil {
-		size := n
-		if n <= f.cl.cfg.MergeBytes {
-			size = max(n, inlineMin)
-		}
-		if err := s.reserve(c, size); err != nil {
-			return err
-		}
-		c.data = getInline(size)
-		return nil
+		c.flags &^= wire.IOHold // only ring slots are held
+		return f.reserveInline(s, c, n)
 	}
 	slot := s.ring.TryAlloc(uint64(n))
+	if slot == nil && c.flags&wire.IOHold != 0 {
+		// The server may hold this rank's earlier pieces of the collective,
+		// and their ring space, until the end marker, which comes after
+		// this piece: waiting for ring space could wait for ever. This
+		// piece goes inline and without the hold, which makes the server
+		// apply and answer what it holds (wire/spec.md, "Collectives").
+		c.flags &^= wire.IOHold
+		return f.reserveInline(s, c, n)
+	}
 	if slot == nil {
 		// Corked batches hold ring space until they are sent: send them
 		// before waiting for space, or the wait would never end.
@@ -273,6 +276,20 @@ func (f *File) reserveData(s *session, c *call, n int64) error {
 	}
 	c.slot = slot
 	c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
+	return nil
+}
+
+// reserveInline gives c an inline buffer for n bytes, counted against the
+// session's inflight limit.
+func (f *File) reserveInline(s *session, c *call, n int64) error {
+	size := n
+	if n <= f.cl.cfg.MergeBytes {
+		size = max(n, inlineMin)
+	}
+	if err := s.reserve(c, size); err != nil {
+		return err
+	}
+	c.data = getInline(size)
 	return nil
 }
 
