@@ -263,7 +263,7 @@ func TestCollectiveDirectCrash(t *testing.T) {
 		ct.independent(i*5000, 1000) // buffered, in the journal
 	}
 	ct.collective(interleaved(2, 64, 2048, 10000)) // 256 KiB from the rings, over buffered bytes
-	ct.independent(20000, 300)                    // buffered over the collective
+	ct.independent(20000, 300)                     // buffered over the collective
 	if _, direct := collStats(cl); direct != 256<<10 {
 		t.Fatalf("%d bytes written from the rings, want %d", direct, 256<<10)
 	}
