@@ -168,6 +168,18 @@ func TestCollectiveDirect(t *testing.T) {
 			run: func(ct *collTest) {
 				ct.collective(interleaved(2, 16384, 64, 0))
 			}, wantMin: 2 * mib, wantMax: 2 * mib},
+		{name: "pieces of mixed lengths, gathered and not", servers: 1, ranks: 2, direct: 256 << 10,
+			run: func(ct *collTest) {
+				ct.independent(0, 50000)
+				parts := make([]rankPart, 2)
+				off := int64(1000)
+				for i := 0; i < 3000; i++ {
+					n := []int64{1, 64, 511, 512, 3000, 100}[i%6] // below and above gatherMax
+					parts[(i/3)%2] = append(parts[(i/3)%2], client.Extent{Off: off, Len: n})
+					off += n
+				}
+				ct.collective(parts) // about 2.1 MiB, one run
+			}, wantMin: 2094000, wantMax: 2094000},
 		{name: "over buffered independent writes", servers: 1, ranks: 2, direct: mib,
 			run: func(ct *collTest) {
 				ct.independent(0, 3*mib) // direct itself: the file's old bytes
