@@ -136,12 +136,20 @@ func (ct *collTest) check() {
 }
 
 func collStats(c *testutil.Cluster) (held, direct int64) {
+	held, direct, _ = collCounts(c)
+	return held, direct
+}
+
+// collCounts adds up the servers' collective counters; writes counts the
+// collective write requests, held or not.
+func collCounts(c *testutil.Cluster) (held, direct, writes int64) {
 	for _, s := range c.Servers {
 		st := s.Stats()
 		held += st.CollHeld
 		direct += st.CollDirect
+		writes += st.CollWrites
 	}
-	return held, direct
+	return held, direct, writes
 }
 
 // TestCollectiveDirect: a collective write's contiguous runs go from the
@@ -163,6 +171,7 @@ func TestCollectiveDirect(t *testing.T) {
 		run     func(ct *collTest)
 		// want: bytes written from the rings, at least and at most
 		wantMin, wantMax int64
+		unheld           bool // some pieces found the ring full and went unheld
 	}{
 		{name: "64-byte pieces interleave into one run", servers: 1, ranks: 2, direct: mib,
 			run: func(ct *collTest) {
@@ -223,7 +232,7 @@ func TestCollectiveDirect(t *testing.T) {
 				ct.independent(5, 1000)
 				ct.collective(interleaved(2, 1024, 4096, 0)) // 4 MiB a rank through 1 MiB rings
 				ct.collective(interleaved(2, 1024, 4096, 6<<20))
-			}, wantMin: 0, wantMax: 16 * mib},
+			}, wantMin: 0, wantMax: 16 * mib, unheld: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cl := testutil.Start(t, testutil.Options{Servers: c.servers, Mutate: func(_ int, cfg *server.Config) {
@@ -238,9 +247,12 @@ func TestCollectiveDirect(t *testing.T) {
 			})
 			c.run(ct)
 			ct.check()
-			held, direct := collStats(cl)
+			held, direct, writes := collCounts(cl)
 			if held == 0 {
 				t.Errorf("no collective write was held")
+			}
+			if c.unheld != (writes > held) {
+				t.Errorf("%d of %d collective writes held; want some unheld: %v", held, writes, c.unheld)
 			}
 			if direct < c.wantMin || direct > c.wantMax {
 				t.Errorf("%d bytes written from the rings, want %d to %d", direct, c.wantMin, c.wantMax)
