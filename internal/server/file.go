@@ -23,6 +23,11 @@ type file struct {
 	regionSize int64
 	unlinked   atomic.Bool // deleted: buffers stay out of the journal
 	sum        *fileStats  // the path's summary (filestats.go); nil if none is kept
+	// dev and ino name the backend file (fstat at the first open; 0: not
+	// known), for the open reply: a client opening the path itself checks
+	// it reached this file. The descriptor may be replaced by a writable
+	// one (reopenWritable), never by one of another file.
+	dev, ino uint64
 
 	mu struct {
 		sync.Mutex
