@@ -276,3 +276,75 @@ func TestBulkSpliceSmallPipe(t *testing.T) {
 		})
 	}
 }
+
+// TestBulkUpgradeUnderTransfer: a file's descriptor is replaced by a
+// writable one (another open with write access: reopenWritable) between
+// the moment a spliced write or a sendfile checked it and the transfer.
+// The transfer must still reach the file: the old descriptor is not closed
+// under it, and a splice takes the descriptor under flushMu.
+func TestBulkUpgradeUnderTransfer(t *testing.T) {
+	const size = 4 << 20
+	tests := []struct {
+		name  string
+		write bool // a spliced write; else a sendfile read
+	}{
+		{name: "spliced write", write: true},
+		{name: "sendfile read"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{TCP: true})
+			cl := c.Client(t, nil)
+			path := filepath.Join(c.Dir, "upgrade")
+			data := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+			flags := wire.ORdwr | wire.OCreat
+			if !tc.write {
+				if err := os.WriteFile(path, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				flags = wire.ORdonly
+			}
+			f, err := cl.Open(context.Background(), path, flags, 0o644, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var once sync.Once
+			upgraded := false
+			restore := c.Servers[0].SetSpliceTakenHookForTest(func(p string, upgrade func() error) {
+				if p != path {
+					return
+				}
+				once.Do(func() {
+					if err := upgrade(); err != nil {
+						t.Errorf("upgrade: %v", err)
+					}
+					upgraded = true
+				})
+			})
+			defer restore()
+			ext := []client.Extent{{Off: 0, Len: size}}
+			if tc.write {
+				if n, err := f.Write([][]byte{data}, ext, client.IOOpts{Ack: true}); err != nil || n != size {
+					t.Fatalf("write: %d, %v", n, err)
+				}
+			}
+			got := make([]byte, size)
+			if n, err := f.Read([][]byte{got}, ext, client.IOOpts{}); err != nil || n != size || !bytes.Equal(got, data) {
+				t.Fatalf("read: %d, %v (same bytes: %v)", n, err, bytes.Equal(got, data))
+			}
+			if !upgraded {
+				t.Fatal("the hook never ran: no splice or sendfile")
+			}
+			st := c.Servers[0].Stats()
+			if tc.write && st.BulkSpliced == 0 || !tc.write && st.BulkSentFile == 0 || st.BulkErrors != 0 {
+				t.Fatalf("spliced %d, sent by sendfile %d, bulk errors %d", st.BulkSpliced, st.BulkSentFile, st.BulkErrors)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("backend file: %d bytes, %v", len(b), err)
+			}
+		})
+	}
+}

@@ -50,9 +50,12 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 		return rep, false
 	}
 	tc, isTCP := c.(*net.TCPConn)
-	fdf, isFD := hd.f.backend().(backend.FDFile)
+	_, isFD := hd.f.backend().(backend.FDFile) // can splice; the descriptor is taken under flushMu
 	if !isTCP || !isFD {
 		return rep, false
+	}
+	if spliceTakenHook != nil {
+		spliceTakenHook(hd.f)
 	}
 	p, err := ss.bulk.pipe()
 	if err != nil {
@@ -64,7 +67,7 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 	if w.Flags&wire.IOColl != 0 {
 		s.stats.collWrites.Add(1)
 	}
-	moved, taken, err := hd.f.writeDirectSplice(off, n, tc, fdf, p)
+	moved, taken, err := hd.f.writeDirectSplice(off, n, tc, p)
 	if err != nil {
 		ss.bulk.dropPipe() // it may hold bytes of the transfer
 		var fe fileSideError
@@ -116,14 +119,15 @@ func (e fileSideError) Unwrap() error { return e.err }
 // writes of the file, and no lock is held across network I/O. It reports
 // the bytes that reached the file and those taken from the socket; a
 // failure of the file's side is a fileSideError.
-func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFile, p *splicePipe) (moved, taken int64, err error) {
+//
+// The backend descriptor is taken under flushMu, for each piece: the lock
+// an upgrade to a writable descriptor takes (reopenWritable), so the
+// splice goes into the file's current descriptor, which nobody closes
+// under it.
+func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, p *splicePipe) (moved, taken int64, err error) {
 	src, err := c.SyscallConn()
 	if err != nil {
 		return 0, 0, err
-	}
-	out, err := dst.SyscallConn()
-	if err != nil {
-		return 0, 0, fileSideError{err}
 	}
 	for moved < n {
 		got, err := fillPipe(c, src, p, min(n-moved, int64(p.size)))
@@ -133,7 +137,7 @@ func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFil
 		f.flushMu.Lock()
 		// The piece first, then the older buffered bytes it replaces
 		// (writeDirect says why).
-		err = drainPipe(out, p, off+moved, got)
+		err = f.drainInto(p, off+moved, got)
 		if err == nil {
 			f.punch(off+moved, got)
 		}
@@ -212,6 +216,25 @@ func pipeFull(fd uintptr) bool {
 	return err != nil || n > 0
 }
 
+// drainInto splices n bytes from pipe p into f's backend file at off. The
+// caller holds flushMu.
+func (f *file) drainInto(p *splicePipe, off, n int64) error {
+	dst, ok := f.backend().(backend.FDFile)
+	if !ok {
+		return wire.Errorf(wire.EIO, "the backend file cannot splice")
+	}
+	out, err := dst.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return drainPipe(out, p, off, n)
+}
+
+// spliceTakenHook, when set (tests), runs in a spliced write or a sendfile
+// after its check of the backend descriptor and before the transfer: where
+// a descriptor taken without flushMu could be closed under it.
+var spliceTakenHook func(f *file)
+
 // drainPipe splices n bytes from pipe p into the file at off.
 func drainPipe(out syscall.RawConn, p *splicePipe, off, n int64) error {
 	for n > 0 {
@@ -287,9 +310,12 @@ func (st *stream) bulkSendfile(r *request) (rep wire.Reply, ok bool) {
 		return rep, false
 	}
 	tc, isTCP := c.(*net.TCPConn)
-	src, isFD := hd.f.backend().(backend.FDFile)
+	src, isFD := hd.f.backend().(backend.FDFile) // not closed under the sendfile: reopenWritable retires it
 	if !isTCP || !isFD {
 		return rep, false
+	}
+	if spliceTakenHook != nil {
+		spliceTakenHook(hd.f)
 	}
 	size, clean, err := hd.f.cleanBelow(off + n)
 	if err != nil || !clean {

@@ -85,3 +85,16 @@ func SetBulkHooksForTest(acked, wait func()) (restore func()) {
 	bindAckedHook, bulkWaitHook = acked, wait
 	return func() { bindAckedHook, bulkWaitHook = oldA, oldW }
 }
+
+// SetSpliceTakenHookForTest runs fn in a spliced write or a sendfile after
+// its check of the backend descriptor, before the transfer, with a
+// function that upgrades the file to a writable descriptor as a racing
+// writer's open does (reopenWritable), until restore. Not concurrent with
+// other servers.
+func (s *Server) SetSpliceTakenHookForTest(fn func(path string, upgrade func() error)) (restore func()) {
+	old := spliceTakenHook
+	spliceTakenHook = func(f *file) {
+		fn(f.path, func() error { return f.reopenWritable(s.files.fs) })
+	}
+	return func() { spliceTakenHook = old }
+}

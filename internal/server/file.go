@@ -32,6 +32,7 @@ type file struct {
 	mu struct {
 		sync.Mutex
 		bf       backend.File
+		retired  []backend.File // replaced by reopenWritable, closed by finalize
 		writable bool
 		refs     int
 		counters map[string]int64

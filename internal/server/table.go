@@ -173,14 +173,20 @@ func (f *file) reopenWritable(fsys backend.FS) error {
 			return wire.Errorf(wire.EBUSY, "open %s for writing: the path names another file than the one open read-only here (replaced since); close every handle of it first", f.path)
 		}
 	}
-	// The flusher may be writing through the old descriptor.
+	// The flusher may be writing through the old descriptor: flushMu
+	// waits for it. Others use it without flushMu (reads, a sendfile, a
+	// splice's descriptor taken before this): the old descriptor stays
+	// open until the file is finalized, so none of them finds it closed.
+	// One upgrade per file at most leaves it (writable never goes back),
+	// except for two writers racing here: then the later one's descriptor
+	// is retired too.
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
 	f.mu.Lock()
-	old := f.mu.bf
+	f.mu.retired = append(f.mu.retired, f.mu.bf)
 	f.mu.bf, f.mu.writable = bf, true
 	f.mu.Unlock()
-	return old.Close()
+	return nil
 }
 
 // release drops a reference. The last one closes the backend file, unless
@@ -220,9 +226,13 @@ func (t *fileTable) finalize(f *file) error {
 		delete(t.mu.byPath, f.path)
 	}
 	delete(t.mu.all, f)
-	bf := f.mu.bf
+	bf, retired := f.mu.bf, f.mu.retired
+	f.mu.retired = nil
 	f.mu.Unlock()
 	t.mu.Unlock()
+	for _, r := range retired {
+		r.Close() // read-only, or unused: nothing to report
+	}
 	return bf.Close()
 }
 
