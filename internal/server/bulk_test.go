@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -338,6 +340,64 @@ func TestBulkUpgradeUnderTransfer(t *testing.T) {
 			st := c.Servers[0].Stats()
 			if tc.write && st.BulkSpliced == 0 || !tc.write && st.BulkSentFile == 0 || st.BulkErrors != 0 {
 				t.Fatalf("spliced %d, sent by sendfile %d, bulk errors %d", st.BulkSpliced, st.BulkSentFile, st.BulkErrors)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("backend file: %d bytes, %v", len(b), err)
+			}
+		})
+	}
+}
+
+// TestBulkSpliceRefused: the backend refuses a splice (EINVAL, as a file
+// system or an O_DIRECT file without splice does, or EOPNOTSUPP) in the
+// middle of a spliced write. The bytes already in the pipe are written
+// with pwrite, the writer sees success, and the file's later bulk writes
+// are not spliced.
+func TestBulkSpliceRefused(t *testing.T) {
+	const size = 4 << 20
+	tests := []struct {
+		refusal error
+		always  bool // every splice after the first pipe's worth, else once
+	}{{syscall.EINVAL, false}, {syscall.EOPNOTSUPP, true}}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%v, always %v", tc.refusal, tc.always), func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{TCP: true})
+			cl := c.Client(t, nil)
+			path := filepath.Join(c.Dir, "refused")
+			f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, 2*size)
+			for i := range data {
+				data[i] = byte(i*13/7) ^ byte(i>>20)
+			}
+			// After the first pipe's worth went in by splice.
+			var calls atomic.Int64
+			restore := server.SetSpliceFailForTest(func() error {
+				if k := calls.Add(1); k == 2 || k > 2 && tc.always {
+					return tc.refusal
+				}
+				return nil
+			})
+			defer restore()
+			for i := range 2 {
+				ext := []client.Extent{{Off: int64(i) * size, Len: size}}
+				if n, err := f.Write([][]byte{data[i*size : (i+1)*size]}, ext, client.IOOpts{Ack: true}); err != nil || n != size {
+					t.Fatalf("write %d: %d, %v; want success", i, n, err)
+				}
+				st := c.Servers[0].Stats()
+				if st.SpliceRefused != 1 || st.BulkErrors != 0 || st.BulkSpliced != size {
+					t.Fatalf("after write %d: splice refused for %d files (want 1), %d bulk errors, %d bytes spliced (want %d: the first write's, none of the second's)",
+						i, st.SpliceRefused, st.BulkErrors, st.BulkSpliced, size)
+				}
+			}
+			got := make([]byte, 2*size)
+			if n, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: 2 * size}}, client.IOOpts{}); err != nil || n != 2*size || !bytes.Equal(got, data) {
+				t.Fatalf("read: %d, %v (same bytes: %v)", n, err, bytes.Equal(got, data))
 			}
 			if err := f.Close(); err != nil {
 				t.Fatal(err)

@@ -42,7 +42,7 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 	it := r.ext.Iter()
 	off, n, _ := it.Next()
 	hd, err := st.fileHandle(r, w.File)
-	if err != nil || !hd.writable || !hd.rule.Accepts(ss.index, false, off, n) || hd.f.flushErr() != nil {
+	if err != nil || !hd.writable || !hd.rule.Accepts(ss.index, false, off, n) || hd.f.flushErr() != nil || hd.f.noSplice.Load() {
 		return rep, false
 	}
 	c, err := st.bulkConn(w.BulkConn)
@@ -219,43 +219,97 @@ func pipeFull(fd uintptr) bool {
 // drainInto splices n bytes from pipe p into f's backend file at off. The
 // caller holds flushMu.
 func (f *file) drainInto(p *splicePipe, off, n int64) error {
-	dst, ok := f.backend().(backend.FDFile)
+	bf := f.backend()
+	dst, ok := bf.(backend.FDFile)
 	if !ok {
 		return wire.Errorf(wire.EIO, "the backend file cannot splice")
+	}
+	if f.noSplice.Load() { // refused before, in this transfer
+		return pipeToFile(p, bf, off, n)
 	}
 	out, err := dst.SyscallConn()
 	if err != nil {
 		return err
 	}
-	return drainPipe(out, p, off, n)
+	done, err := drainPipe(out, p, off, n)
+	if err == nil || !spliceRefused(err) {
+		return err
+	}
+	// The file system (or an O_DIRECT file) does not take splices: the
+	// bytes in the pipe go out of it through a buffer and pwrite, and
+	// this file's later bulk writes take the ordinary way.
+	if !f.noSplice.Swap(true) {
+		f.eng.stats.spliceRefused.Add(1)
+		f.eng.log.Warn("the backend refuses splice into the file; writing it with pwrite", "path", f.path, "err", err)
+	}
+	return pipeToFile(p, bf, off+done, n-done)
 }
+
+// spliceRefused reports whether err is a splice's refusal of the file
+// (its file system or its open mode cannot take one), not a failure of
+// the write itself.
+func spliceRefused(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
+}
+
+// pipeToFile writes the n bytes in pipe p to bf at off, through a buffer.
+func pipeToFile(p *splicePipe, bf backend.File, off, n int64) error {
+	buf := make([]byte, min(n, 64<<10))
+	for n > 0 {
+		k, err := unix.Read(p.r, buf[:min(n, int64(len(buf)))])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case k == 0:
+			return wire.Errorf(wire.EIO, "the splice pipe ended early")
+		}
+		if _, err := bf.WriteAt(buf[:k], off); err != nil {
+			return err
+		}
+		off, n = off+int64(k), n-int64(k)
+	}
+	return nil
+}
+
+// spliceFailHook, when set (tests), is asked before each splice into a
+// backend file; an error it returns is the splice's.
+var spliceFailHook func() error
 
 // spliceTakenHook, when set (tests), runs in a spliced write or a sendfile
 // after its check of the backend descriptor and before the transfer: where
 // a descriptor taken without flushMu could be closed under it.
 var spliceTakenHook func(f *file)
 
-// drainPipe splices n bytes from pipe p into the file at off.
-func drainPipe(out syscall.RawConn, p *splicePipe, off, n int64) error {
+// drainPipe splices n bytes from pipe p into the file at off. It reports
+// the bytes that left the pipe.
+func drainPipe(out syscall.RawConn, p *splicePipe, off, n int64) (done int64, err error) {
 	for n > 0 {
 		var k int64
 		var werr error
 		if err := out.Control(func(fd uintptr) {
+			if spliceFailHook != nil {
+				if werr = spliceFailHook(); werr != nil {
+					return
+				}
+			}
 			k, werr = unix.Splice(p.r, nil, int(fd), &off, int(n), unix.SPLICE_F_MOVE)
 		}); err != nil {
-			return err
+			return done, err
 		}
 		switch {
 		case errors.Is(werr, syscall.EINTR):
 			continue
 		case werr != nil:
-			return werr
+			return done, werr
 		case k == 0:
-			return wire.Errorf(wire.EIO, "splice into the backend file made no progress")
+			return done, wire.Errorf(wire.EIO, "splice into the backend file made no progress")
 		}
 		n -= k
+		done += k
 	}
-	return nil
+	return done, nil
 }
 
 // pipe returns the session's splice pipe, made on first use.

@@ -98,3 +98,12 @@ func (s *Server) SetSpliceTakenHookForTest(fn func(path string, upgrade func() e
 	}
 	return func() { spliceTakenHook = old }
 }
+
+// SetSpliceFailForTest asks fail before each splice into a backend file;
+// an error it returns is the splice's. Until restore; not concurrent with
+// other servers.
+func SetSpliceFailForTest(fail func() error) (restore func()) {
+	old := spliceFailHook
+	spliceFailHook = fail
+	return func() { spliceFailHook = old }
+}

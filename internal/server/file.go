@@ -22,6 +22,7 @@ type file struct {
 	path       string
 	regionSize int64
 	unlinked   atomic.Bool // deleted: buffers stay out of the journal
+	noSplice   atomic.Bool // the backend refused a splice: bulk writes are not spliced (bulksplice.go)
 	sum        *fileStats  // the path's summary (filestats.go); nil if none is kept
 	// dev and ino name the backend file (fstat at the first open; 0: not
 	// known), for the open reply: a client opening the path itself checks

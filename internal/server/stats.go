@@ -40,6 +40,7 @@ type counters struct {
 	bulkSpliced   atomic.Int64 // write data spliced from them into backend files
 	bulkSentFile  atomic.Int64 // read data sent on them from backend files (sendfile)
 	bulkErrors    atomic.Int64 // transfers that failed
+	spliceRefused atomic.Int64 // files whose backend refused a splice (bulksplice.go)
 	sessionsUnix  atomic.Int64 // over a Unix socket without a ring
 	sessionsRing  atomic.Int64 // over a Unix socket with the shared-memory ring
 	rejected      atomic.Int64
@@ -139,6 +140,7 @@ func (s *counters) snapshot() stats.Snapshot {
 		BulkSpliced:       s.bulkSpliced.Load(),
 		BulkSentFile:      s.bulkSentFile.Load(),
 		BulkErrors:        s.bulkErrors.Load(),
+		SpliceRefused:     s.spliceRefused.Load(),
 		SessionsUnix:      s.sessionsUnix.Load(),
 		SessionsRing:      s.sessionsRing.Load(),
 		Rejected:          s.rejected.Load(),

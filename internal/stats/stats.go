@@ -55,7 +55,12 @@ type Snapshot struct {
 	// socket without passing through the server's memory (sendfile).
 	BulkSentFile int64 `codec:"bulk_sendfile" json:"bulk_sendfile"`
 	BulkErrors   int64 `codec:"bulk_errors" json:"bulk_errors"`
-	BadFrames    int64 `codec:"bad_frames" json:"bad_frames"`
+	// SpliceRefused: files whose backend refused a splice (EINVAL,
+	// EOPNOTSUPP: a file system or an O_DIRECT file without splice); their
+	// bytes were written with pwrite, and their bulk writes are not
+	// spliced any more.
+	SpliceRefused int64 `codec:"splice_refused" json:"splice_refused"`
+	BadFrames     int64 `codec:"bad_frames" json:"bad_frames"`
 	// Faults survived (issue 9): panics recovered in a session or stream
 	// (each closed it), accept errors retried after a pause, and new
 	// connections closed at once because too many were still in the hello.
@@ -187,6 +192,7 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.BulkSpliced += o.BulkSpliced
 	s.BulkSentFile += o.BulkSentFile
 	s.BulkErrors += o.BulkErrors
+	s.SpliceRefused += o.SpliceRefused
 	s.BadFrames += o.BadFrames
 	s.Panics += o.Panics
 	s.AcceptRetries += o.AcceptRetries
@@ -275,6 +281,9 @@ func (s Snapshot) String() string {
 		fmt.Fprintf(&b, "  bulk           %d connections, %s in (%s spliced to files), %s out (%s sent from files), %d failed transfers\n",
 			s.BulkConns, MiB(s.BulkIn), MiB(s.BulkSpliced), MiB(s.BulkOut), MiB(s.BulkSentFile), s.BulkErrors)
 	}
+	if s.SpliceRefused > 0 {
+		fmt.Fprintf(&b, "  splice         refused by the backend for %d files (written with pwrite)\n", s.SpliceRefused)
+	}
 	fmt.Fprintf(&b, "  requests       %s\n", kv(s.Requests))
 	fmt.Fprintf(&b, "  errors         %s; bad frames %d\n", kv(s.Errors), s.BadFrames)
 	if len(s.Answers) > 0 {
@@ -354,6 +363,7 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	one("bulk_in_bytes_total", "counter", "Write data received on bulk connections.", s.BulkIn)
 	one("bulk_out_bytes_total", "counter", "Read data sent on bulk connections.", s.BulkOut)
 	one("bulk_errors_total", "counter", "Bulk transfers that failed (each closed its session).", s.BulkErrors)
+	one("splice_refused_total", "counter", "Files whose backend refused a splice (written with pwrite since).", s.SpliceRefused)
 	byKey("sessions_total", "transport", "Client sessions since start by transport.",
 		map[string]int64{"shm": s.SessionsRing, "unix": s.SessionsUnix, "tcp": s.SessionsTCP})
 	byKey("requests_total", "type", "Requests by message type.", s.Requests)
