@@ -244,9 +244,10 @@ func (st *stream) bulkConn(i uint32) (net.Conn, error) {
 	return b.mu.conns[i], nil
 }
 
-// bulkRecv reads write w's data from its bulk connection into the stream's
-// scratch buffer. An error closes the session: the transfer was not taken
-// whole, so the connection is out of step.
+// bulkRecv reads write w's data from its bulk connection into a bulk
+// receive buffer (bulkmem.go), which the caller gives back (bulkMem.put)
+// once the request is done with it. An error closes the session: the
+// transfer was not taken whole, so the connection is out of step.
 func (st *stream) bulkRecv(w *wire.Write) ([]byte, error) {
 	data, err := st.bulkRecvData(w)
 	if err != nil {
@@ -265,11 +266,19 @@ func (st *stream) bulkRecvData(w *wire.Write) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := readBulkWriteHeader(c, w); err != nil {
+	// The buffer before the header: while the server waits for room, the
+	// client's transfer waits in the socket (its header has no deadline).
+	m := st.ss.srv.bulkMem
+	data, err := m.get(int(w.BulkLen), st.ss.closing)
+	if err != nil {
 		return nil, err
 	}
-	data := st.buffer(int(w.BulkLen))
+	if err := readBulkWriteHeader(c, w); err != nil {
+		m.put(data)
+		return nil, err
+	}
 	if err := readFullBy(c, data); err != nil {
+		m.put(data)
 		return nil, err
 	}
 	return data, nil

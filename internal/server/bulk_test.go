@@ -408,3 +408,86 @@ func TestBulkSpliceRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestBulkBuffersBounded: many sessions' concurrent bulk writes that are
+// read into memory (below --direct, so not spliced) never hold more
+// receive buffers than their share of --buffer, and that share, the
+// write-behind limit and the chunk pool together stay within --buffer.
+func TestBulkBuffersBounded(t *testing.T) {
+	const (
+		buffer  = 32 << 20
+		piece   = 2 << 20
+		clients = 8
+		rounds  = 4
+	)
+	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
+		cfg.BufferBytes, cfg.DirectBytes = buffer, 8<<20
+	}})
+	// Receivers that hold a buffer wait until a third one holds one too
+	// (the share holds two pieces) or one waits for room: then all go on.
+	var mu sync.Mutex
+	holders := 0
+	release := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	defer open()
+	defer server.SetBulkHooksForTest(nil, func() {
+		mu.Lock()
+		if holders++; holders >= 3 {
+			open()
+		}
+		mu.Unlock()
+		<-release
+	})()
+	defer server.SetBulkMemWaitHookForTest(open)()
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	for i := range clients {
+		cl := c.Client(t, nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = func() error {
+				path := filepath.Join(c.Dir, fmt.Sprintf("bounded-%d", i))
+				f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
+				if err != nil {
+					return err
+				}
+				data := bytes.Repeat([]byte{byte(i + 1)}, piece)
+				for r := range rounds {
+					ext := []client.Extent{{Off: int64(r) * piece, Len: piece}}
+					if _, err := f.Write([][]byte{data}, ext, client.IOOpts{Ack: true}); err != nil {
+						f.Close()
+						return err
+					}
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				got, err := os.ReadFile(path)
+				if err != nil || !bytes.Equal(got, bytes.Repeat(data, rounds)) {
+					return fmt.Errorf("%s: %d bytes, %v; not the written ones", path, len(got), err)
+				}
+				return nil
+			}()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := c.Servers[0].Stats()
+	t.Logf("bulk buffers: peak %d of %d, %d waits; write-behind limit %d; bulk in %d, spliced %d",
+		st.BulkBufferPeak, st.BulkBufferLimit, st.BulkBufferWaits, st.BufferLimit, st.BulkIn, st.BulkSpliced)
+	if st.BulkIn != clients*rounds*piece || st.BulkSpliced != 0 {
+		t.Fatalf("bulk in %d, spliced %d: want %d read into memory", st.BulkIn, st.BulkSpliced, clients*rounds*piece)
+	}
+	if st.BulkBufferLimit <= 0 || st.BulkBufferPeak > st.BulkBufferLimit || st.BulkBufferPeak < piece || st.BulkBufferWaits == 0 {
+		t.Fatalf("bulk receive buffers peaked at %d bytes, share %d, %d waits for room (want some)", st.BulkBufferPeak, st.BulkBufferLimit, st.BulkBufferWaits)
+	}
+	if st.BufferLimit+st.BulkBufferLimit > buffer-buffer/4 {
+		t.Fatalf("write-behind limit %d and bulk share %d exceed --buffer %d less the pool's quarter", st.BufferLimit, st.BulkBufferLimit, buffer)
+	}
+}

@@ -107,3 +107,12 @@ func SetSpliceFailForTest(fail func() error) (restore func()) {
 	spliceFailHook = fail
 	return func() { spliceFailHook = old }
 }
+
+// SetBulkMemWaitHookForTest runs fn whenever a bulk write starts waiting
+// for room for its receive buffer, until restore. Not concurrent with
+// other servers.
+func SetBulkMemWaitHookForTest(fn func()) (restore func()) {
+	old := bulkMemWaitHook
+	bulkMemWaitHook = fn
+	return func() { bulkMemWaitHook = old }
+}

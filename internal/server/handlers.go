@@ -110,6 +110,7 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 		if err != nil {
 			return fail(err)
 		}
+		defer st.ss.srv.bulkMem.put(b) // the handler copies it or writes it out
 		if len(r.payload) != 0 || w.RingLen > 0 {
 			return fail(wire.Errorf(wire.EPROTO, "write has bulk data and a payload or ring slot"))
 		}

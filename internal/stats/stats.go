@@ -112,9 +112,18 @@ type Snapshot struct {
 	// flush freed more, the rest stays resident until then (a file written
 	// again soon reuses it).
 	BufferPooled int64 `codec:"buffer_pooled" json:"buffer_pooled"`
-	Dirty        int64 `codec:"dirty" json:"dirty"` // bytes not yet on the backend
-	Stalls       int64 `codec:"stalls" json:"stalls"`
-	StallNanos   int64 `codec:"stall_ns" json:"stall_ns"`
+	// Bulk receive buffers (a bulk write's data read into memory): their
+	// share of --buffer (an eighth; the write-behind buffer's limit is
+	// what is left of --buffer after the pool and this share), what they
+	// hold now (in use and kept), the most they held, and the requests
+	// that waited for room.
+	BulkBufferBytes int64 `codec:"bulk_buffer_bytes" json:"bulk_buffer_bytes"`
+	BulkBufferPeak  int64 `codec:"bulk_buffer_peak" json:"bulk_buffer_peak"`
+	BulkBufferLimit int64 `codec:"bulk_buffer_limit" json:"bulk_buffer_limit"`
+	BulkBufferWaits int64 `codec:"bulk_buffer_waits" json:"bulk_buffer_waits"`
+	Dirty           int64 `codec:"dirty" json:"dirty"` // bytes not yet on the backend
+	Stalls          int64 `codec:"stalls" json:"stalls"`
+	StallNanos      int64 `codec:"stall_ns" json:"stall_ns"`
 
 	// Flushes by cause ("sync", "close", "flush", "highwater", "idle",
 	// "shutdown", "resize"), bytes flushed, and failures.
@@ -221,6 +230,8 @@ func (s *Snapshot) Add(o *Snapshot) {
 		{&s.BackendSyncs, &o.BackendSyncs}, {&s.BufferBytes, &o.BufferBytes},
 		{&s.BufferPeak, &o.BufferPeak}, {&s.BufferLimit, &o.BufferLimit}, {&s.Dirty, &o.Dirty},
 		{&s.BufferPooled, &o.BufferPooled},
+		{&s.BulkBufferBytes, &o.BulkBufferBytes}, {&s.BulkBufferPeak, &o.BulkBufferPeak},
+		{&s.BulkBufferLimit, &o.BulkBufferLimit}, {&s.BulkBufferWaits, &o.BulkBufferWaits},
 		{&s.Stalls, &o.Stalls}, {&s.StallNanos, &o.StallNanos}, {&s.FlushBytes, &o.FlushBytes},
 		{&s.FlushErrors, &o.FlushErrors},
 		{&s.StateSlots, &o.StateSlots}, {&s.StateFallbacks, &o.StateFallbacks},
@@ -280,6 +291,8 @@ func (s Snapshot) String() string {
 	if s.BulkConns > 0 {
 		fmt.Fprintf(&b, "  bulk           %d connections, %s in (%s spliced to files), %s out (%s sent from files), %d failed transfers\n",
 			s.BulkConns, MiB(s.BulkIn), MiB(s.BulkSpliced), MiB(s.BulkOut), MiB(s.BulkSentFile), s.BulkErrors)
+		fmt.Fprintf(&b, "  bulk buffers   %s held now, %s peak, %s limit; %d waits for room\n",
+			MiB(s.BulkBufferBytes), MiB(s.BulkBufferPeak), MiB(s.BulkBufferLimit), s.BulkBufferWaits)
 	}
 	if s.SpliceRefused > 0 {
 		fmt.Fprintf(&b, "  splice         refused by the backend for %d files (written with pwrite)\n", s.SpliceRefused)
