@@ -491,3 +491,63 @@ func TestBulkBuffersBounded(t *testing.T) {
 		t.Fatalf("write-behind limit %d and bulk share %d exceed --buffer %d less the pool's quarter", st.BufferLimit, st.BulkBufferLimit, buffer)
 	}
 }
+
+// TestBulkBufferBusy: a bulk write that finds no room for its receive
+// buffer for bulkTimeout fails with EAGAIN, its transfer taken and dropped:
+// the session stays in step and its next write succeeds.
+func TestBulkBufferBusy(t *testing.T) {
+	defer server.SetBulkMemWaitForTest(100 * time.Millisecond)()
+	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
+		cfg.BufferBytes, cfg.DirectBytes = 32<<20, 16<<20
+	}})
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	defer letGo() // also when the test fails before it lets the holder go
+	var first atomic.Bool
+	defer server.SetBulkHooksForTest(nil, func() {
+		if !first.Swap(true) { // the first receiver holds the whole share
+			close(arrived)
+			<-release
+		}
+	})()
+	hold, busy := c.Client(t, nil), c.Client(t, nil)
+	openFile := func(cl *client.Client, name string) *client.File {
+		f, err := cl.Open(context.Background(), filepath.Join(c.Dir, name), wire.ORdwr|wire.OCreat, 0o644, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	fh, fb := openFile(hold, "hold"), openFile(busy, "busy")
+	big := bytes.Repeat([]byte{1}, 6<<20) // above the 4 MiB share: admitted alone
+	done := make(chan error, 1)
+	go func() {
+		_, err := fh.Write([][]byte{big}, []client.Extent{{Off: 0, Len: int64(len(big))}}, client.IOOpts{Ack: true})
+		done <- err
+	}()
+	<-arrived
+	small := bytes.Repeat([]byte{2}, 1<<20)
+	_, err := fb.Write([][]byte{small}, []client.Extent{{Off: 0, Len: int64(len(small))}}, client.IOOpts{Ack: true})
+	if wire.CodeOf(err) != wire.EAGAIN {
+		t.Fatalf("write while the share is held: %v, want EAGAIN", err)
+	}
+	letGo()
+	if err := <-done; err != nil {
+		t.Fatalf("the holder's write: %v", err)
+	}
+	if _, err := fb.Write([][]byte{small}, []client.Extent{{Off: 0, Len: int64(len(small))}}, client.IOOpts{Ack: true}); err != nil {
+		t.Fatalf("the next write of the same session: %v", err)
+	}
+	for _, f := range []*client.File{fh, fb} {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Servers[0].Stats(); st.BulkErrors != 0 || st.BulkBufferWaits == 0 {
+		t.Fatalf("bulk errors %d (want 0: no session closed), waits %d", st.BulkErrors, st.BulkBufferWaits)
+	}
+	if b, err := os.ReadFile(filepath.Join(c.Dir, "busy")); err != nil || !bytes.Equal(b, small) {
+		t.Fatalf("busy file: %d bytes, %v", len(b), err)
+	}
+}

@@ -18,8 +18,9 @@ import (
 //
 // A buffer is held for one request and then kept for the next one (free),
 // still counted: a request that needs room drops kept buffers first, then
-// waits for a held one to come back, bounded by bulkTimeout and ended by
-// the session's close. One transfer larger than the share is admitted
+// waits for a held one to come back, bounded by bulkMemWait (then EAGAIN:
+// the transfer is taken and dropped, bulkRecvData) and ended by the
+// session's close. One transfer larger than the share is admitted
 // alone, as the budget admits one request larger than its limit.
 
 // bulkShareOf is the part of a --buffer of total bytes for bulk receive
@@ -40,8 +41,11 @@ func newBulkMem(limit int64) *bulkMem {
 	return &bulkMem{limit: limit, changed: make(chan struct{})}
 }
 
+// bulkMemWait bounds a wait for room (a variable for tests).
+var bulkMemWait = 30 * time.Second
+
 // get returns a buffer of n bytes, counted until put. It waits while the
-// share is full, until closing is closed or bulkTimeout passed (EAGAIN).
+// share is full, until closing is closed or bulkMemWait passed (EAGAIN).
 func (m *bulkMem) get(n int, closing <-chan struct{}) ([]byte, error) {
 	var timer *time.Timer
 	defer func() {
@@ -75,7 +79,7 @@ func (m *bulkMem) get(n int, closing <-chan struct{}) ([]byte, error) {
 		first := timer == nil
 		if first {
 			m.waits++
-			timer = time.NewTimer(bulkTimeout)
+			timer = time.NewTimer(bulkMemWait)
 		}
 		m.mu.Unlock()
 		if first && bulkMemWaitHook != nil {
@@ -86,7 +90,7 @@ func (m *bulkMem) get(n int, closing <-chan struct{}) ([]byte, error) {
 		case <-closing:
 			return nil, wire.Errorf(wire.ECONNLOST, "session closed while waiting for a bulk receive buffer")
 		case <-timer.C:
-			return nil, wire.Errorf(wire.EAGAIN, "the server's bulk receive buffers (%d bytes) stayed full for %v", m.limit, bulkTimeout)
+			return nil, wire.Errorf(wire.EAGAIN, "the server's bulk receive buffers (%d bytes) stayed full for %v", m.limit, bulkMemWait)
 		}
 		m.mu.Lock()
 	}

@@ -10,11 +10,11 @@ import (
 // TestBulkMem: buffers come out of the share, kept ones are reused or give
 // their room, one larger than the share is admitted alone, and a request
 // that finds no room waits until a buffer comes back, the session closes
-// (ECONNLOST) or bulkTimeout passes (EAGAIN).
+// (ECONNLOST) or bulkMemWait passes (EAGAIN).
 func TestBulkMem(t *testing.T) {
-	old := bulkTimeout
-	bulkTimeout = 50 * time.Millisecond
-	defer func() { bulkTimeout = old }()
+	old := bulkMemWait
+	bulkMemWait = 50 * time.Millisecond
+	defer func() { bulkMemWait = old }()
 	never := make(chan struct{})
 	closed := make(chan struct{})
 	close(closed)

@@ -116,3 +116,11 @@ func SetBulkMemWaitHookForTest(fn func()) (restore func()) {
 	bulkMemWaitHook = fn
 	return func() { bulkMemWaitHook = old }
 }
+
+// SetBulkMemWaitForTest bounds a bulk write's wait for room for its
+// receive buffer, until restore. Not concurrent with other servers.
+func SetBulkMemWaitForTest(d time.Duration) (restore func()) {
+	old := bulkMemWait
+	bulkMemWait = d
+	return func() { bulkMemWait = old }
+}
