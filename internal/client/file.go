@@ -20,8 +20,6 @@ type Extent struct {
 type IOOpts struct {
 	Ack  bool          // write: wait for the servers' acknowledgement
 	Coll *wire.CollTag // part of a collective: its tag; nil otherwise
-
-	async bool // a nonblocking request's (IWrite): never a lease write
 }
 
 // File is a file open on every server. Safe for concurrent use.

@@ -88,7 +88,11 @@ func TestLeaseWrites(t *testing.T) {
 					t.Fatal(err)
 				}
 			}},
-		{name: "iwrite", iwrite: true, lease: false},
+		{name: "iwrite", iwrite: true, lease: true},
+		{name: "iwrite over another rank's buffered bytes", iwrite: true, lease: false,
+			prepare: func(t *testing.T, _, other *client.File) {
+				writeAt(t, other, 1000, []byte("older bytes"), client.IOOpts{Ack: true})
+			}},
 		{name: "DELEGATE_LEASE_MIN=0", mutate: func(c *client.Config) { c.LeaseMin = 0 }, lease: false},
 		{name: "below the server's --direct", lease: false,
 			opts: testutil.Options{Mutate: func(_ int, c *server.Config) { c.DirectBytes = 8 << 20 }}},
@@ -194,6 +198,44 @@ func TestLeaseThenNewerWrites(t *testing.T) {
 	}
 }
 
+// TestLeaseIWrites: a checkpoint's nonblocking writes, many in flight at
+// once, lease while the file is clean and each reaches the backend file;
+// its errors come from Wait (a full file system, ENOSPC).
+func TestLeaseIWrites(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	path := filepath.Join(c.Dir, "ckpt")
+	cl, ocl := c.Client(t, nil), c.Client(t, nil)
+	mine := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+	other := open(t, ocl, path, wire.ORdwr, nil)
+	const n, piece = 8, 1 << 20
+	data := pattern(n*piece, 4)
+	reqs := make([]*client.Request, n)
+	for i := range reqs {
+		r, err := mine.IWrite([][]byte{data[i*piece : (i+1)*piece]}, []client.Extent{{Off: int64(i * piece), Len: piece}}, client.IOOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs[i] = r
+	}
+	for i, r := range reqs {
+		if m, err := r.Wait(); err != nil || m != piece {
+			t.Fatalf("iwrite %d: %d, %v", i, m, err)
+		}
+	}
+	if got := cl.Stats().LeaseWrites; got != n {
+		t.Fatalf("%d of %d nonblocking writes leased", got, n)
+	}
+	if err := mine.WaitAcked(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAt(t, other, 0, n*piece); !bytes.Equal(got, data) {
+		t.Fatal("another rank read other bytes than the nonblocking writes'")
+	}
+	if err := mine.Sync(); err != nil || cl.Stats().LeaseSyncs != 1 {
+		t.Fatalf("sync after leased nonblocking writes: %v, %d fsyncs", err, cl.Stats().LeaseSyncs)
+	}
+}
+
 // TestLeaseSync: Sync fsyncs the backend file after lease writes (the
 // servers may hold nothing), and only then.
 func TestLeaseSync(t *testing.T) {
@@ -232,6 +274,14 @@ func TestLeaseFullDisk(t *testing.T) {
 	_, err := f.Write([][]byte{pattern(leaseSize, 5)}, []client.Extent{{Off: 0, Len: leaseSize}}, client.IOOpts{})
 	if wire.CodeOf(err) != wire.ENOSPC {
 		t.Fatalf("write into a 2 MiB file system: %v (code %v), want ENOSPC from the call", err, wire.CodeOf(err))
+	}
+	// A nonblocking one's from its Wait.
+	r, err := f.IWrite([][]byte{pattern(leaseSize, 6)}, []client.Extent{{Off: 0, Len: leaseSize}}, client.IOOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Wait(); wire.CodeOf(err) != wire.ENOSPC {
+		t.Fatalf("nonblocking write into a 2 MiB file system: %v (code %v), want ENOSPC from Wait", err, wire.CodeOf(err))
 	}
 	if cl.Stats().LeaseWrites != 0 {
 		t.Fatal("a failed lease write was counted")
