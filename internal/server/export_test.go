@@ -124,3 +124,12 @@ func SetBulkMemWaitForTest(d time.Duration) (restore func()) {
 	bulkMemWait = d
 	return func() { bulkMemWait = old }
 }
+
+// SetKeptRetryForTest sets the backoff of retries of kept data (flusher.go)
+// and runs hook after each idle flush of a kept file, until restore. Not
+// concurrent with other servers.
+func SetKeptRetryForTest(minWait, maxWait time.Duration, hook func(path string, err error)) (restore func()) {
+	oldMin, oldMax, oldHook := keptRetryMin, keptRetryMax, keptRetryHook
+	keptRetryMin, keptRetryMax, keptRetryHook = minWait, maxWait, hook
+	return func() { keptRetryMin, keptRetryMax, keptRetryHook = oldMin, oldMax, oldHook }
+}

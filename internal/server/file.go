@@ -50,6 +50,15 @@ type file struct {
 		handles map[*handle]struct{}
 	}
 
+	// kept: the flusher's record of a file nobody holds whose flush failed
+	// and whose data stays for a retry (with a journal: flusher.go,
+	// keepFailed). Only the flusher goroutine touches it.
+	kept struct {
+		since time.Time     // the first failure; zero: not kept
+		at    time.Time     // the next retry
+		wait  time.Duration // the backoff after the next failure
+	}
+
 	flushMu sync.Mutex
 	buf     struct {
 		sync.Mutex

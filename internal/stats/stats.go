@@ -60,7 +60,14 @@ type Snapshot struct {
 	// bytes were written with pwrite, and their bulk writes are not
 	// spliced any more.
 	SpliceRefused int64 `codec:"splice_refused" json:"splice_refused"`
-	BadFrames     int64 `codec:"bad_frames" json:"bad_frames"`
+	// Kept data (with a state directory): files nobody held whose flush
+	// failed and whose data was kept for a retry instead of dropped, the
+	// retries of their flushes, and those dropped because writers waited
+	// for buffer space.
+	KeptFiles   int64 `codec:"kept_files" json:"kept_files"`
+	KeptRetries int64 `codec:"kept_retries" json:"kept_retries"`
+	KeptDropped int64 `codec:"kept_dropped" json:"kept_dropped"`
+	BadFrames   int64 `codec:"bad_frames" json:"bad_frames"`
 	// Faults survived (issue 9): panics recovered in a session or stream
 	// (each closed it), accept errors retried after a pause, and new
 	// connections closed at once because too many were still in the hello.
@@ -202,6 +209,9 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.BulkSentFile += o.BulkSentFile
 	s.BulkErrors += o.BulkErrors
 	s.SpliceRefused += o.SpliceRefused
+	s.KeptFiles += o.KeptFiles
+	s.KeptRetries += o.KeptRetries
+	s.KeptDropped += o.KeptDropped
 	s.BadFrames += o.BadFrames
 	s.Panics += o.Panics
 	s.AcceptRetries += o.AcceptRetries
@@ -325,6 +335,10 @@ func (s Snapshot) String() string {
 		MiB(s.BufferBytes), MiB(s.BufferPeak), MiB(s.BufferLimit), MiB(s.Dirty), s.Stalls,
 		time.Duration(s.StallNanos).Round(time.Microsecond), MiB(s.BufferPooled))
 	fmt.Fprintf(&b, "  flushes        %s\n", s.flushLine())
+	if s.KeptFiles > 0 {
+		fmt.Fprintf(&b, "  kept data      %d files' data kept after a failed flush, %d retries, %d dropped for space\n",
+			s.KeptFiles, s.KeptRetries, s.KeptDropped)
+	}
 	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes, %d collective ends\n",
 		s.DescRaw, s.DescWire, s.CollWrites, s.CollEnds)
 	if s.StateDir || s.RecoveredChunks > 0 || s.RecoveryDropped > 0 {
