@@ -276,7 +276,7 @@ func (st *stream) bulkRecvData(w *wire.Write) ([]byte, error) {
 	// client's transfer waits in the socket (its header has no deadline).
 	m := st.ss.srv.bulkMem
 	data, err := m.get(int(w.BulkLen), st.ss.closing)
-	if wire.CodeOf(err) == wire.EAGAIN {
+	if errors.Is(err, wire.EAGAIN) {
 		// No room for long: the transfer is taken through a small
 		// buffer and dropped, so that the connection stays in step, and
 		// the writer gets EAGAIN.
