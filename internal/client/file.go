@@ -31,6 +31,10 @@ type File struct {
 	sess  []*session
 	ids   []uint64 // the file id on each server
 	slots []uint32 // the file's control page slot on each server (0: none)
+	// inodes: the device and inode number of each server's backend file
+	// (open reply; 0: not said). A descriptor the client opens by path is
+	// used only if it names that file on every server (sameFile).
+	inodes []fileID
 
 	mu struct {
 		sync.Mutex

@@ -105,7 +105,9 @@ func (f *File) wordsClean() bool {
 }
 
 // leaseFileOK opens the backend file for lease writes, once (outside f.mu:
-// an open is I/O), and reports whether it is open.
+// an open is I/O), and reports whether it is open. A descriptor of another
+// file than the servers' (the path was replaced: sameFile) is closed, and
+// the file's writes go through the servers from then on.
 func (f *File) leaseFileOK() bool {
 	f.mu.Lock()
 	ok, tried := f.mu.lease != nil, f.mu.noLease || f.mu.closed
@@ -114,6 +116,10 @@ func (f *File) leaseFileOK() bool {
 		return ok
 	}
 	d, err := os.OpenFile(f.path, os.O_WRONLY, 0)
+	if err == nil && !f.sameFile(d) {
+		d.Close()
+		d, err = nil, errReplaced
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {

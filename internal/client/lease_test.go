@@ -294,3 +294,123 @@ func TestLeaseFullDisk(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 }
+
+// TestReplacedPath: the path of an open file is replaced behind delegate's
+// back (unlinked and re-created, or renamed over). The handle stays on the
+// file its servers hold: a lease write or a direct read through a
+// descriptor opened by path would reach the new file instead. A 4 MiB
+// write and the reads after it must be the old file's; the new file must
+// be untouched. readFirst: a direct read before the replacement opened the
+// read descriptor (of the right file), so only the lease write's own open
+// can go wrong.
+func TestReplacedPath(t *testing.T) {
+	recreate := func(p string) error {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		return os.WriteFile(p, []byte("the new file"), 0o644)
+	}
+	tests := []struct {
+		name      string
+		servers   int
+		readFirst bool
+		replace   func(path string) error
+	}{
+		{name: "read first, unlink and re-create", servers: 1, readFirst: true, replace: recreate},
+		{name: "unlink and re-create", servers: 1, replace: func(p string) error {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			return os.WriteFile(p, []byte("the new file"), 0o644)
+		}},
+		{name: "renamed over", servers: 1, replace: func(p string) error {
+			if err := os.WriteFile(p+".tmp", []byte("the new file"), 0o644); err != nil {
+				return err
+			}
+			return os.Rename(p+".tmp", p)
+		}},
+		{name: "unlink and re-create, 3 servers", servers: 3, replace: func(p string) error {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			return os.WriteFile(p, []byte("the new file"), 0o644)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{Servers: tc.servers})
+			path := filepath.Join(c.Dir, "replaced")
+			cl := c.Client(t, nil)
+			f := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+			// The old inode, to check afterwards.
+			old, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer old.Close()
+			// Bytes on the old file's backend, for a read to find.
+			head := pattern(8192, 11)
+			writeAt(t, f, leaseSize, head, client.IOOpts{Ack: true})
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.readFirst {
+				d0 := cl.Stats().DirectReads
+				if got := readAt(t, f, leaseSize, len(head)); !bytes.Equal(got, head) || cl.Stats().DirectReads != d0+1 {
+					t.Fatalf("direct read before the replacement: %d bytes (direct reads %d)", len(got), cl.Stats().DirectReads-d0)
+				}
+			}
+			if err := tc.replace(path); err != nil {
+				t.Fatal(err)
+			}
+			if got := readAt(t, f, leaseSize, len(head)); !bytes.Equal(got, head) {
+				t.Fatalf("read of the old bytes after the path was replaced: %d bytes, not them (%q...)", len(got), got[:min(len(got), 12)])
+			}
+			data := pattern(leaseSize, 2)
+			writeAt(t, f, 0, data, client.IOOpts{})
+			if got := readAt(t, f, 0, leaseSize); !bytes.Equal(got, data) {
+				t.Fatalf("read back %d bytes, not the written ones", len(got))
+			}
+			if got, err := os.ReadFile(path); err != nil || string(got) != "the new file" {
+				t.Fatalf("the new file at the path: %q, %v; want it untouched", got[:min(len(got), 32)], err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, leaseSize+len(head))
+			if n, err := old.ReadAt(got, 0); n != len(got) || !bytes.Equal(got[:leaseSize], data) || !bytes.Equal(got[leaseSize:], head) {
+				t.Fatalf("the old file: %d bytes, %v; want the write and the bytes after it", n, err)
+			}
+		})
+	}
+}
+
+// TestReplacedPathUpgrade: a server whose file is open read-only reopens
+// the path for a writer; when the path names another file by now, the
+// writer's open fails (EBUSY) instead of moving the readers to it.
+func TestReplacedPathUpgrade(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	path := filepath.Join(c.Dir, "upgrade")
+	if err := os.WriteFile(path, []byte("the old file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Client(t, nil)
+	r := open(t, cl, path, wire.ORdonly, nil)
+	defer r.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("the new file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := cl.Open(t.Context(), path, wire.ORdwr, 0, nil)
+	if err == nil {
+		w.Close()
+	}
+	if wire.CodeOf(err) != wire.EBUSY {
+		t.Fatalf("open for writing of a replaced path: %v, want EBUSY", err)
+	}
+	if got := readAt(t, r, 0, 64); string(got) != "the old file" {
+		t.Fatalf("the reader reads %q, want the old file", got)
+	}
+}
