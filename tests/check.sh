@@ -61,7 +61,7 @@ gofmt_clean() {
 step "gofmt" gofmt_clean
 step "go vet" go vet ./...
 step "go test -race" timeout 900 go test -race -timeout 600s ./...
-step "fuzz" timeout 330 "$top/tests/fuzz.sh"
+step "fuzz" timeout 660 "$top/tests/fuzz.sh"
 step "integration" timeout 1800 "$top/tests/integration.sh"
 step "stripes" timeout 600 "$top/tests/stripes.sh"
 step "visibility" timeout 900 "$top/tests/visibility.sh"
