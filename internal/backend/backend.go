@@ -50,6 +50,25 @@ type FDFile interface {
 	SyscallConn() (syscall.RawConn, error)
 }
 
+// Identifier is an optional File capability: the device and inode number
+// of the open file (fstat), which a server names in its open reply so that
+// a client opening the path itself can tell whether it reached the same
+// file (the path may have been replaced since).
+type Identifier interface {
+	Identity() (dev, ino uint64, err error)
+}
+
+// IdentityOf returns f's device and inode number, or ok false when f
+// cannot say (no Identifier, or fstat failed).
+func IdentityOf(f File) (dev, ino uint64, ok bool) {
+	id, is := f.(Identifier)
+	if !is {
+		return 0, 0, false
+	}
+	dev, ino, err := id.Identity()
+	return dev, ino, err == nil && ino != 0
+}
+
 // WriteRun writes bufs at off with one vectored call when f supports it.
 // It reports the number of backend calls it made.
 func WriteRun(f File, bufs [][]byte, off int64) (calls int, err error) {

@@ -43,3 +43,12 @@ func (f *errorFile) WriteAt(p []byte, off int64) (int, error) {
 	f.fs.Writes.Add(1)
 	return f.File.WriteAt(p, off)
 }
+
+// Identity implements Identifier when the wrapped file does.
+func (f *errorFile) Identity() (dev, ino uint64, err error) {
+	id, ok := f.File.(Identifier)
+	if !ok {
+		return 0, 0, errors.ErrUnsupported
+	}
+	return id.Identity()
+}

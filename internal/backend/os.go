@@ -153,6 +153,19 @@ func (f *osFile) Truncate(size int64) error { return f.f.Truncate(size) }
 func (f *osFile) Sync() error               { return f.f.Sync() }
 func (f *osFile) Close() error              { return f.f.Close() }
 
+// Identity implements Identifier.
+func (f *osFile) Identity() (dev, ino uint64, err error) {
+	st, err := f.f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, errors.ErrUnsupported
+	}
+	return uint64(sys.Dev), sys.Ino, nil
+}
+
 // SyscallConn implements FDFile.
 func (f *osFile) SyscallConn() (syscall.RawConn, error) { return f.f.SyscallConn() }
 

@@ -250,7 +250,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 	if err != nil {
 		return nil, err
 	}
-	f := &File{cl: cl, path: abs, flags: flags, sess: ss, ids: make([]uint64, len(ss)), slots: make([]uint32, len(ss)),
+	f := &File{cl: cl, path: abs, flags: flags, sess: ss, ids: make([]uint64, len(ss)), slots: make([]uint32, len(ss)), inodes: make([]fileID, len(ss)),
 		rule: route.Rule{Key: route.FileKey(abs), RegionSize: h.RegionSize, Servers: len(ss)}}
 	f.mu.hints = h
 	f.mu.corked = make([]*call, len(ss))
@@ -267,7 +267,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 	open := func(i int, fl uint32) (*call, error) {
 		c := newCall(wire.TOpen, &wire.Open{Path: abs, Flags: fl, Perm: perm, RegionSize: h.RegionSize})
 		err := ss[i].roundTrip(c)
-		f.ids[i], f.slots[i] = c.rep.File, c.rep.Slot
+		f.ids[i], f.slots[i], f.inodes[i] = c.rep.File, c.rep.Slot, fileID{dev: c.rep.Dev, ino: c.rep.Ino}
 		return c, err
 	}
 	if _, err := open(0, flags); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"github.com/delegate-io/delegate/internal/wire"
@@ -18,6 +19,9 @@ import (
 // ring. The servers set a slot dirty before acknowledging a write and clean
 // only after the data is on the backend, so this never misses a write.
 // Only on the same host (Unix sockets), and never in atomic mode.
+
+// errReplaced: the path names another file than the servers' (sameFile).
+var errReplaced = errors.New("the path names another file than the servers'")
 
 // directOK reports whether a read may go straight to the backend now.
 func (f *File) directOK(flags uint32) bool {
@@ -38,8 +42,35 @@ func (f *File) directOK(flags uint32) bool {
 	return true
 }
 
-// backendFile opens the backend file for direct reads, once. The open is
-// I/O: it happens outside f.mu, and a racing caller's descriptor is closed.
+// fileID names a file: its device and inode number.
+type fileID struct{ dev, ino uint64 }
+
+// sameFile reports whether d, opened by f's path, is the file every server
+// of f holds (their open replies named it): the path may have been
+// replaced since the servers opened it (unlinked and re-created, renamed
+// over), and a direct read or lease write through d would then reach
+// another file than the one this handle reads and writes through its
+// servers. A server that named no file (0) fails the check.
+func (f *File) sameFile(d *os.File) bool {
+	st, err := d.Stat()
+	if err != nil {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	for _, id := range f.inodes {
+		if id.ino == 0 || id != (fileID{dev: uint64(sys.Dev), ino: sys.Ino}) {
+			return false
+		}
+	}
+	return true
+}
+
+// backendFile opens the backend file for direct reads, once, if it is the
+// servers' file (sameFile). The open is I/O: it happens outside f.mu, and
+// a racing caller's descriptor is closed.
 func (f *File) backendFile() *os.File {
 	f.mu.Lock()
 	d, tried := f.mu.direct, f.mu.noDirect
@@ -48,6 +79,10 @@ func (f *File) backendFile() *os.File {
 		return d
 	}
 	nd, err := os.Open(f.path)
+	if err == nil && !f.sameFile(nd) {
+		nd.Close()
+		nd, err = nil, errReplaced
+	}
 	f.mu.Lock()
 	switch {
 	case err != nil || f.mu.noDirect: // cannot open, or closed meanwhile

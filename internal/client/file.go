@@ -20,8 +20,6 @@ type Extent struct {
 type IOOpts struct {
 	Ack  bool          // write: wait for the servers' acknowledgement
 	Coll *wire.CollTag // part of a collective: its tag; nil otherwise
-
-	async bool // a nonblocking request's (IWrite): never a lease write
 }
 
 // File is a file open on every server. Safe for concurrent use.
@@ -33,6 +31,10 @@ type File struct {
 	sess  []*session
 	ids   []uint64 // the file id on each server
 	slots []uint32 // the file's control page slot on each server (0: none)
+	// inodes: the device and inode number of each server's backend file
+	// (open reply; 0: not said). A descriptor the client opens by path is
+	// used only if it names that file on every server (sameFile).
+	inodes []fileID
 
 	mu struct {
 		sync.Mutex

@@ -31,10 +31,16 @@ import (
 //     holds (extent.Index.Runs: never a read-modify-write of a hole), so it
 //     cannot put stale bytes over a concurrent write beside its own.
 //
-// Only blocking, independent, non-atomic writes whose every extent is at
-// least Config.LeaseMin bytes (the server's --direct threshold by default:
-// writes it would not buffer, so no coalescing is lost). Nonblocking
-// writes keep overlapping with computation through the servers.
+// Only independent, non-atomic writes whose every extent is at least
+// Config.LeaseMin bytes (the server's --direct threshold by default:
+// writes it would not buffer, so no coalescing is lost). A nonblocking
+// write (IWrite) may lease too: it runs on its own goroutine, so its
+// pwrite overlaps the caller's computation as ROMIO's ufs: aio does, and
+// it needs one copy instead of the ring's plus the server's. Its ordering
+// is a blocking write's from the moment it is posted: what happened
+// before the post is on the backend (the words), what the program orders
+// after it waits for its completion, and what is concurrent with it must
+// not overlap it (MPI).
 
 // leaseOK reports whether this write may go straight to the backend now.
 // When only this client's own writes in flight stand in the way, it waits
@@ -42,7 +48,7 @@ import (
 // write through a server does not keep every later one there.
 func (f *File) leaseOK(ext []Extent, st *opState, o *IOOpts) bool {
 	lim := f.leaseMin()
-	if lim <= 0 || o.Coll != nil || o.async || st.flags&(wire.IOAtomic|wire.IOColl) != 0 {
+	if lim <= 0 || o.Coll != nil || st.flags&(wire.IOAtomic|wire.IOColl) != 0 {
 		return false
 	}
 	for _, e := range ext {
@@ -99,7 +105,9 @@ func (f *File) wordsClean() bool {
 }
 
 // leaseFileOK opens the backend file for lease writes, once (outside f.mu:
-// an open is I/O), and reports whether it is open.
+// an open is I/O), and reports whether it is open. A descriptor of another
+// file than the servers' (the path was replaced: sameFile) is closed, and
+// the file's writes go through the servers from then on.
 func (f *File) leaseFileOK() bool {
 	f.mu.Lock()
 	ok, tried := f.mu.lease != nil, f.mu.noLease || f.mu.closed
@@ -108,6 +116,10 @@ func (f *File) leaseFileOK() bool {
 		return ok
 	}
 	d, err := os.OpenFile(f.path, os.O_WRONLY, 0)
+	if err == nil && !f.sameFile(d) {
+		d.Close()
+		d, err = nil, errReplaced
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {

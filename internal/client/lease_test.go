@@ -88,7 +88,11 @@ func TestLeaseWrites(t *testing.T) {
 					t.Fatal(err)
 				}
 			}},
-		{name: "iwrite", iwrite: true, lease: false},
+		{name: "iwrite", iwrite: true, lease: true},
+		{name: "iwrite over another rank's buffered bytes", iwrite: true, lease: false,
+			prepare: func(t *testing.T, _, other *client.File) {
+				writeAt(t, other, 1000, []byte("older bytes"), client.IOOpts{Ack: true})
+			}},
 		{name: "DELEGATE_LEASE_MIN=0", mutate: func(c *client.Config) { c.LeaseMin = 0 }, lease: false},
 		{name: "below the server's --direct", lease: false,
 			opts: testutil.Options{Mutate: func(_ int, c *server.Config) { c.DirectBytes = 8 << 20 }}},
@@ -194,6 +198,44 @@ func TestLeaseThenNewerWrites(t *testing.T) {
 	}
 }
 
+// TestLeaseIWrites: a checkpoint's nonblocking writes, many in flight at
+// once, lease while the file is clean and each reaches the backend file;
+// its errors come from Wait (a full file system, ENOSPC).
+func TestLeaseIWrites(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	path := filepath.Join(c.Dir, "ckpt")
+	cl, ocl := c.Client(t, nil), c.Client(t, nil)
+	mine := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+	other := open(t, ocl, path, wire.ORdwr, nil)
+	const n, piece = 8, 1 << 20
+	data := pattern(n*piece, 4)
+	reqs := make([]*client.Request, n)
+	for i := range reqs {
+		r, err := mine.IWrite([][]byte{data[i*piece : (i+1)*piece]}, []client.Extent{{Off: int64(i * piece), Len: piece}}, client.IOOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs[i] = r
+	}
+	for i, r := range reqs {
+		if m, err := r.Wait(); err != nil || m != piece {
+			t.Fatalf("iwrite %d: %d, %v", i, m, err)
+		}
+	}
+	if got := cl.Stats().LeaseWrites; got != n {
+		t.Fatalf("%d of %d nonblocking writes leased", got, n)
+	}
+	if err := mine.WaitAcked(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAt(t, other, 0, n*piece); !bytes.Equal(got, data) {
+		t.Fatal("another rank read other bytes than the nonblocking writes'")
+	}
+	if err := mine.Sync(); err != nil || cl.Stats().LeaseSyncs != 1 {
+		t.Fatalf("sync after leased nonblocking writes: %v, %d fsyncs", err, cl.Stats().LeaseSyncs)
+	}
+}
+
 // TestLeaseSync: Sync fsyncs the backend file after lease writes (the
 // servers may hold nothing), and only then.
 func TestLeaseSync(t *testing.T) {
@@ -233,6 +275,14 @@ func TestLeaseFullDisk(t *testing.T) {
 	if wire.CodeOf(err) != wire.ENOSPC {
 		t.Fatalf("write into a 2 MiB file system: %v (code %v), want ENOSPC from the call", err, wire.CodeOf(err))
 	}
+	// A nonblocking one's from its Wait.
+	r, err := f.IWrite([][]byte{pattern(leaseSize, 6)}, []client.Extent{{Off: 0, Len: leaseSize}}, client.IOOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Wait(); wire.CodeOf(err) != wire.ENOSPC {
+		t.Fatalf("nonblocking write into a 2 MiB file system: %v (code %v), want ENOSPC from Wait", err, wire.CodeOf(err))
+	}
 	if cl.Stats().LeaseWrites != 0 {
 		t.Fatal("a failed lease write was counted")
 	}
@@ -242,5 +292,125 @@ func TestLeaseFullDisk(t *testing.T) {
 	}
 	if err := f.Close(); err != nil {
 		t.Fatalf("close: %v", err)
+	}
+}
+
+// TestReplacedPath: the path of an open file is replaced behind delegate's
+// back (unlinked and re-created, or renamed over). The handle stays on the
+// file its servers hold: a lease write or a direct read through a
+// descriptor opened by path would reach the new file instead. A 4 MiB
+// write and the reads after it must be the old file's; the new file must
+// be untouched. readFirst: a direct read before the replacement opened the
+// read descriptor (of the right file), so only the lease write's own open
+// can go wrong.
+func TestReplacedPath(t *testing.T) {
+	recreate := func(p string) error {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		return os.WriteFile(p, []byte("the new file"), 0o644)
+	}
+	tests := []struct {
+		name      string
+		servers   int
+		readFirst bool
+		replace   func(path string) error
+	}{
+		{name: "read first, unlink and re-create", servers: 1, readFirst: true, replace: recreate},
+		{name: "unlink and re-create", servers: 1, replace: func(p string) error {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			return os.WriteFile(p, []byte("the new file"), 0o644)
+		}},
+		{name: "renamed over", servers: 1, replace: func(p string) error {
+			if err := os.WriteFile(p+".tmp", []byte("the new file"), 0o644); err != nil {
+				return err
+			}
+			return os.Rename(p+".tmp", p)
+		}},
+		{name: "unlink and re-create, 3 servers", servers: 3, replace: func(p string) error {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			return os.WriteFile(p, []byte("the new file"), 0o644)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{Servers: tc.servers})
+			path := filepath.Join(c.Dir, "replaced")
+			cl := c.Client(t, nil)
+			f := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+			// The old inode, to check afterwards.
+			old, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer old.Close()
+			// Bytes on the old file's backend, for a read to find.
+			head := pattern(8192, 11)
+			writeAt(t, f, leaseSize, head, client.IOOpts{Ack: true})
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.readFirst {
+				d0 := cl.Stats().DirectReads
+				if got := readAt(t, f, leaseSize, len(head)); !bytes.Equal(got, head) || cl.Stats().DirectReads != d0+1 {
+					t.Fatalf("direct read before the replacement: %d bytes (direct reads %d)", len(got), cl.Stats().DirectReads-d0)
+				}
+			}
+			if err := tc.replace(path); err != nil {
+				t.Fatal(err)
+			}
+			if got := readAt(t, f, leaseSize, len(head)); !bytes.Equal(got, head) {
+				t.Fatalf("read of the old bytes after the path was replaced: %d bytes, not them (%q...)", len(got), got[:min(len(got), 12)])
+			}
+			data := pattern(leaseSize, 2)
+			writeAt(t, f, 0, data, client.IOOpts{})
+			if got := readAt(t, f, 0, leaseSize); !bytes.Equal(got, data) {
+				t.Fatalf("read back %d bytes, not the written ones", len(got))
+			}
+			if got, err := os.ReadFile(path); err != nil || string(got) != "the new file" {
+				t.Fatalf("the new file at the path: %q, %v; want it untouched", got[:min(len(got), 32)], err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, leaseSize+len(head))
+			if n, err := old.ReadAt(got, 0); n != len(got) || !bytes.Equal(got[:leaseSize], data) || !bytes.Equal(got[leaseSize:], head) {
+				t.Fatalf("the old file: %d bytes, %v; want the write and the bytes after it", n, err)
+			}
+		})
+	}
+}
+
+// TestReplacedPathUpgrade: a server whose file is open read-only reopens
+// the path for a writer; when the path names another file by now, the
+// writer's open fails (EBUSY) instead of moving the readers to it.
+func TestReplacedPathUpgrade(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	path := filepath.Join(c.Dir, "upgrade")
+	if err := os.WriteFile(path, []byte("the old file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Client(t, nil)
+	r := open(t, cl, path, wire.ORdonly, nil)
+	defer r.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("the new file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := cl.Open(t.Context(), path, wire.ORdwr, 0, nil)
+	if err == nil {
+		w.Close()
+	}
+	if wire.CodeOf(err) != wire.EBUSY {
+		t.Fatalf("open for writing of a replaced path: %v, want EBUSY", err)
+	}
+	if got := readAt(t, r, 0, 64); string(got) != "the old file" {
+		t.Fatalf("the reader reads %q, want the old file", got)
 	}
 }

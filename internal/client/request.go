@@ -14,7 +14,7 @@ type Request struct {
 // to the request until it completes; a write request completes once the
 // servers acknowledged it.
 func (f *File) IWrite(mem [][]byte, ext []Extent, o IOOpts) (*Request, error) {
-	o.Ack, o.async = true, true
+	o.Ack = true
 	return f.start(mem, ext, func(mem [][]byte, ext []Extent) (int64, error) { return f.Write(mem, ext, o) })
 }
 

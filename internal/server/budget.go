@@ -122,6 +122,13 @@ func (b *budget) overHigh() bool {
 	return b.used > b.high || b.waiting > 0
 }
 
+// hasWaiters reports whether a writer waits for space.
+func (b *budget) hasWaiters() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiting > 0
+}
+
 // wakeAll makes every waiter re-check (after a flush failed, or at
 // shutdown).
 func (b *budget) wakeAll(stop bool) {

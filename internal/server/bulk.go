@@ -244,12 +244,19 @@ func (st *stream) bulkConn(i uint32) (net.Conn, error) {
 	return b.mu.conns[i], nil
 }
 
-// bulkRecv reads write w's data from its bulk connection into the stream's
-// scratch buffer. An error closes the session: the transfer was not taken
-// whole, so the connection is out of step.
+// bulkRecv reads write w's data from its bulk connection into a bulk
+// receive buffer (bulkmem.go), which the caller gives back (bulkMem.put)
+// once the request is done with it. An error closes the session: the
+// transfer was not taken whole, so the connection is out of step; except
+// when no buffer could be had (EAGAIN): then the transfer was taken and
+// dropped, and only this write fails.
 func (st *stream) bulkRecv(w *wire.Write) ([]byte, error) {
 	data, err := st.bulkRecvData(w)
 	if err != nil {
+		var busy busyError
+		if errors.As(err, &busy) {
+			return nil, busy.err
+		}
 		st.bulkFailed(err)
 		return nil, err
 	}
@@ -265,15 +272,42 @@ func (st *stream) bulkRecvData(w *wire.Write) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := readBulkWriteHeader(c, w); err != nil {
+	// The buffer before the header: while the server waits for room, the
+	// client's transfer waits in the socket (its header has no deadline).
+	m := st.ss.srv.bulkMem
+	data, err := m.get(int(w.BulkLen), st.ss.closing)
+	if errors.Is(err, wire.EAGAIN) {
+		// No room for long: the transfer is taken through a small
+		// buffer and dropped, so that the connection stays in step, and
+		// the writer gets EAGAIN.
+		if rerr := readBulkWriteHeader(c, w); rerr != nil {
+			return nil, rerr
+		}
+		if rerr := discardBulk(c, make([]byte, min(int(w.BulkLen), 64<<10)), int64(w.BulkLen)); rerr != nil {
+			return nil, rerr
+		}
+		st.ss.srv.stats.bulkIn.Add(int64(w.BulkLen))
+		return nil, busyError{err}
+	}
+	if err != nil {
 		return nil, err
 	}
-	data := st.buffer(int(w.BulkLen))
+	if err := readBulkWriteHeader(c, w); err != nil {
+		m.put(data)
+		return nil, err
+	}
 	if err := readFullBy(c, data); err != nil {
+		m.put(data)
 		return nil, err
 	}
 	return data, nil
 }
+
+// busyError: a bulk write's transfer was taken and dropped for want of a
+// receive buffer; the connection is in step.
+type busyError struct{ err error }
+
+func (e busyError) Error() string { return e.err.Error() }
 
 // readBulkWriteHeader reads the BulkWrite header that opens write w's data
 // on c and checks that it announces exactly that transfer.

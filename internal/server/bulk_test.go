@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -274,5 +276,278 @@ func TestBulkSpliceSmallPipe(t *testing.T) {
 				t.Fatalf("spliced %d bytes, want %d; %d bulk errors", st.BulkSpliced, spliced, st.BulkErrors)
 			}
 		})
+	}
+}
+
+// TestBulkUpgradeUnderTransfer: a file's descriptor is replaced by a
+// writable one (another open with write access: reopenWritable) between
+// the moment a spliced write or a sendfile checked it and the transfer.
+// The transfer must still reach the file: the old descriptor is not closed
+// under it, and a splice takes the descriptor under flushMu.
+func TestBulkUpgradeUnderTransfer(t *testing.T) {
+	const size = 4 << 20
+	tests := []struct {
+		name  string
+		write bool // a spliced write; else a sendfile read
+	}{
+		{name: "spliced write", write: true},
+		{name: "sendfile read"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{TCP: true})
+			cl := c.Client(t, nil)
+			path := filepath.Join(c.Dir, "upgrade")
+			data := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+			flags := wire.ORdwr | wire.OCreat
+			if !tc.write {
+				if err := os.WriteFile(path, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				flags = wire.ORdonly
+			}
+			f, err := cl.Open(context.Background(), path, flags, 0o644, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var once sync.Once
+			upgraded := false
+			restore := c.Servers[0].SetSpliceTakenHookForTest(func(p string, upgrade func() error) {
+				if p != path {
+					return
+				}
+				once.Do(func() {
+					if err := upgrade(); err != nil {
+						t.Errorf("upgrade: %v", err)
+					}
+					upgraded = true
+				})
+			})
+			defer restore()
+			ext := []client.Extent{{Off: 0, Len: size}}
+			if tc.write {
+				if n, err := f.Write([][]byte{data}, ext, client.IOOpts{Ack: true}); err != nil || n != size {
+					t.Fatalf("write: %d, %v", n, err)
+				}
+			}
+			got := make([]byte, size)
+			if n, err := f.Read([][]byte{got}, ext, client.IOOpts{}); err != nil || n != size || !bytes.Equal(got, data) {
+				t.Fatalf("read: %d, %v (same bytes: %v)", n, err, bytes.Equal(got, data))
+			}
+			if !upgraded {
+				t.Fatal("the hook never ran: no splice or sendfile")
+			}
+			st := c.Servers[0].Stats()
+			if tc.write && st.BulkSpliced == 0 || !tc.write && st.BulkSentFile == 0 || st.BulkErrors != 0 {
+				t.Fatalf("spliced %d, sent by sendfile %d, bulk errors %d", st.BulkSpliced, st.BulkSentFile, st.BulkErrors)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("backend file: %d bytes, %v", len(b), err)
+			}
+		})
+	}
+}
+
+// TestBulkSpliceRefused: the backend refuses a splice (EINVAL, as a file
+// system or an O_DIRECT file without splice does, or EOPNOTSUPP) in the
+// middle of a spliced write. The bytes already in the pipe are written
+// with pwrite, the writer sees success, and the file's later bulk writes
+// are not spliced.
+func TestBulkSpliceRefused(t *testing.T) {
+	const size = 4 << 20
+	tests := []struct {
+		refusal error
+		always  bool // every splice after the first pipe's worth, else once
+	}{{syscall.EINVAL, false}, {syscall.EOPNOTSUPP, true}}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%v, always %v", tc.refusal, tc.always), func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{TCP: true})
+			cl := c.Client(t, nil)
+			path := filepath.Join(c.Dir, "refused")
+			f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, 2*size)
+			for i := range data {
+				data[i] = byte(i*13/7) ^ byte(i>>20)
+			}
+			// After the first pipe's worth went in by splice.
+			var calls atomic.Int64
+			restore := server.SetSpliceFailForTest(func() error {
+				if k := calls.Add(1); k == 2 || k > 2 && tc.always {
+					return tc.refusal
+				}
+				return nil
+			})
+			defer restore()
+			for i := range 2 {
+				ext := []client.Extent{{Off: int64(i) * size, Len: size}}
+				if n, err := f.Write([][]byte{data[i*size : (i+1)*size]}, ext, client.IOOpts{Ack: true}); err != nil || n != size {
+					t.Fatalf("write %d: %d, %v; want success", i, n, err)
+				}
+				st := c.Servers[0].Stats()
+				if st.SpliceRefused != 1 || st.BulkErrors != 0 || st.BulkSpliced != size {
+					t.Fatalf("after write %d: splice refused for %d files (want 1), %d bulk errors, %d bytes spliced (want %d: the first write's, none of the second's)",
+						i, st.SpliceRefused, st.BulkErrors, st.BulkSpliced, size)
+				}
+			}
+			got := make([]byte, 2*size)
+			if n, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: 2 * size}}, client.IOOpts{}); err != nil || n != 2*size || !bytes.Equal(got, data) {
+				t.Fatalf("read: %d, %v (same bytes: %v)", n, err, bytes.Equal(got, data))
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("backend file: %d bytes, %v", len(b), err)
+			}
+		})
+	}
+}
+
+// TestBulkBuffersBounded: many sessions' concurrent bulk writes that are
+// read into memory (below --direct, so not spliced) never hold more
+// receive buffers than their share of --buffer, and that share, the
+// write-behind limit and the chunk pool together stay within --buffer.
+func TestBulkBuffersBounded(t *testing.T) {
+	const (
+		buffer  = 32 << 20
+		piece   = 2 << 20
+		clients = 8
+		rounds  = 4
+	)
+	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
+		cfg.BufferBytes, cfg.DirectBytes = buffer, 8<<20
+	}})
+	// Receivers that hold a buffer wait until a third one holds one too
+	// (the share holds two pieces) or one waits for room: then all go on.
+	var mu sync.Mutex
+	holders := 0
+	release := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	defer open()
+	defer server.SetBulkHooksForTest(nil, func() {
+		mu.Lock()
+		if holders++; holders >= 3 {
+			open()
+		}
+		mu.Unlock()
+		<-release
+	})()
+	defer server.SetBulkMemWaitHookForTest(open)()
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	for i := range clients {
+		cl := c.Client(t, nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = func() error {
+				path := filepath.Join(c.Dir, fmt.Sprintf("bounded-%d", i))
+				f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
+				if err != nil {
+					return err
+				}
+				data := bytes.Repeat([]byte{byte(i + 1)}, piece)
+				for r := range rounds {
+					ext := []client.Extent{{Off: int64(r) * piece, Len: piece}}
+					if _, err := f.Write([][]byte{data}, ext, client.IOOpts{Ack: true}); err != nil {
+						f.Close()
+						return err
+					}
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				got, err := os.ReadFile(path)
+				if err != nil || !bytes.Equal(got, bytes.Repeat(data, rounds)) {
+					return fmt.Errorf("%s: %d bytes, %v; not the written ones", path, len(got), err)
+				}
+				return nil
+			}()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := c.Servers[0].Stats()
+	t.Logf("bulk buffers: peak %d of %d, %d waits; write-behind limit %d; bulk in %d, spliced %d",
+		st.BulkBufferPeak, st.BulkBufferLimit, st.BulkBufferWaits, st.BufferLimit, st.BulkIn, st.BulkSpliced)
+	if st.BulkIn != clients*rounds*piece || st.BulkSpliced != 0 {
+		t.Fatalf("bulk in %d, spliced %d: want %d read into memory", st.BulkIn, st.BulkSpliced, clients*rounds*piece)
+	}
+	if st.BulkBufferLimit <= 0 || st.BulkBufferPeak > st.BulkBufferLimit || st.BulkBufferPeak < piece || st.BulkBufferWaits == 0 {
+		t.Fatalf("bulk receive buffers peaked at %d bytes, share %d, %d waits for room (want some)", st.BulkBufferPeak, st.BulkBufferLimit, st.BulkBufferWaits)
+	}
+	if st.BufferLimit+st.BulkBufferLimit > buffer-buffer/4 {
+		t.Fatalf("write-behind limit %d and bulk share %d exceed --buffer %d less the pool's quarter", st.BufferLimit, st.BulkBufferLimit, buffer)
+	}
+}
+
+// TestBulkBufferBusy: a bulk write that finds no room for its receive
+// buffer for bulkTimeout fails with EAGAIN, its transfer taken and dropped:
+// the session stays in step and its next write succeeds.
+func TestBulkBufferBusy(t *testing.T) {
+	defer server.SetBulkMemWaitForTest(100 * time.Millisecond)()
+	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
+		cfg.BufferBytes, cfg.DirectBytes = 32<<20, 16<<20
+	}})
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	defer letGo() // also when the test fails before it lets the holder go
+	var first atomic.Bool
+	defer server.SetBulkHooksForTest(nil, func() {
+		if !first.Swap(true) { // the first receiver holds the whole share
+			close(arrived)
+			<-release
+		}
+	})()
+	hold, busy := c.Client(t, nil), c.Client(t, nil)
+	openFile := func(cl *client.Client, name string) *client.File {
+		f, err := cl.Open(context.Background(), filepath.Join(c.Dir, name), wire.ORdwr|wire.OCreat, 0o644, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	fh, fb := openFile(hold, "hold"), openFile(busy, "busy")
+	big := bytes.Repeat([]byte{1}, 6<<20) // above the 4 MiB share: admitted alone
+	done := make(chan error, 1)
+	go func() {
+		_, err := fh.Write([][]byte{big}, []client.Extent{{Off: 0, Len: int64(len(big))}}, client.IOOpts{Ack: true})
+		done <- err
+	}()
+	<-arrived
+	small := bytes.Repeat([]byte{2}, 1<<20)
+	_, err := fb.Write([][]byte{small}, []client.Extent{{Off: 0, Len: int64(len(small))}}, client.IOOpts{Ack: true})
+	if wire.CodeOf(err) != wire.EAGAIN {
+		t.Fatalf("write while the share is held: %v, want EAGAIN", err)
+	}
+	letGo()
+	if err := <-done; err != nil {
+		t.Fatalf("the holder's write: %v", err)
+	}
+	if _, err := fb.Write([][]byte{small}, []client.Extent{{Off: 0, Len: int64(len(small))}}, client.IOOpts{Ack: true}); err != nil {
+		t.Fatalf("the next write of the same session: %v", err)
+	}
+	for _, f := range []*client.File{fh, fb} {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Servers[0].Stats(); st.BulkErrors != 0 || st.BulkBufferWaits == 0 {
+		t.Fatalf("bulk errors %d (want 0: no session closed), waits %d", st.BulkErrors, st.BulkBufferWaits)
+	}
+	if b, err := os.ReadFile(filepath.Join(c.Dir, "busy")); err != nil || !bytes.Equal(b, small) {
+		t.Fatalf("busy file: %d bytes, %v", len(b), err)
 	}
 }

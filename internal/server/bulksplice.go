@@ -42,7 +42,7 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 	it := r.ext.Iter()
 	off, n, _ := it.Next()
 	hd, err := st.fileHandle(r, w.File)
-	if err != nil || !hd.writable || !hd.rule.Accepts(ss.index, false, off, n) || hd.f.flushErr() != nil {
+	if err != nil || !hd.writable || !hd.rule.Accepts(ss.index, false, off, n) || hd.f.flushErr() != nil || hd.f.noSplice.Load() {
 		return rep, false
 	}
 	c, err := st.bulkConn(w.BulkConn)
@@ -50,9 +50,12 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 		return rep, false
 	}
 	tc, isTCP := c.(*net.TCPConn)
-	fdf, isFD := hd.f.backend().(backend.FDFile)
+	_, isFD := hd.f.backend().(backend.FDFile) // can splice; the descriptor is taken under flushMu
 	if !isTCP || !isFD {
 		return rep, false
+	}
+	if spliceTakenHook != nil {
+		spliceTakenHook(hd.f)
 	}
 	p, err := ss.bulk.pipe()
 	if err != nil {
@@ -64,7 +67,7 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 	if w.Flags&wire.IOColl != 0 {
 		s.stats.collWrites.Add(1)
 	}
-	moved, taken, err := hd.f.writeDirectSplice(off, n, tc, fdf, p)
+	moved, taken, err := hd.f.writeDirectSplice(off, n, tc, p)
 	if err != nil {
 		ss.bulk.dropPipe() // it may hold bytes of the transfer
 		var fe fileSideError
@@ -116,14 +119,15 @@ func (e fileSideError) Unwrap() error { return e.err }
 // writes of the file, and no lock is held across network I/O. It reports
 // the bytes that reached the file and those taken from the socket; a
 // failure of the file's side is a fileSideError.
-func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFile, p *splicePipe) (moved, taken int64, err error) {
+//
+// The backend descriptor is taken under flushMu, for each piece: the lock
+// an upgrade to a writable descriptor takes (reopenWritable), so the
+// splice goes into the file's current descriptor, which nobody closes
+// under it.
+func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, p *splicePipe) (moved, taken int64, err error) {
 	src, err := c.SyscallConn()
 	if err != nil {
 		return 0, 0, err
-	}
-	out, err := dst.SyscallConn()
-	if err != nil {
-		return 0, 0, fileSideError{err}
 	}
 	for moved < n {
 		got, err := fillPipe(c, src, p, min(n-moved, int64(p.size)))
@@ -133,7 +137,7 @@ func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, dst backend.FDFil
 		f.flushMu.Lock()
 		// The piece first, then the older buffered bytes it replaces
 		// (writeDirect says why).
-		err = drainPipe(out, p, off+moved, got)
+		err = f.drainInto(p, off+moved, got)
 		if err == nil {
 			f.punch(off+moved, got)
 		}
@@ -212,27 +216,100 @@ func pipeFull(fd uintptr) bool {
 	return err != nil || n > 0
 }
 
-// drainPipe splices n bytes from pipe p into the file at off.
-func drainPipe(out syscall.RawConn, p *splicePipe, off, n int64) error {
+// drainInto splices n bytes from pipe p into f's backend file at off. The
+// caller holds flushMu.
+func (f *file) drainInto(p *splicePipe, off, n int64) error {
+	bf := f.backend()
+	dst, ok := bf.(backend.FDFile)
+	if !ok {
+		return wire.Errorf(wire.EIO, "the backend file cannot splice")
+	}
+	if f.noSplice.Load() { // refused before, in this transfer
+		return pipeToFile(p, bf, off, n)
+	}
+	out, err := dst.SyscallConn()
+	if err != nil {
+		return err
+	}
+	done, err := drainPipe(out, p, off, n)
+	if err == nil || !spliceRefused(err) {
+		return err
+	}
+	// The file system (or an O_DIRECT file) does not take splices: the
+	// bytes in the pipe go out of it through a buffer and pwrite, and
+	// this file's later bulk writes take the ordinary way.
+	if !f.noSplice.Swap(true) {
+		f.eng.stats.spliceRefused.Add(1)
+		f.eng.log.Warn("the backend refuses splice into the file; writing it with pwrite", "path", f.path, "err", err)
+	}
+	return pipeToFile(p, bf, off+done, n-done)
+}
+
+// spliceRefused reports whether err is a splice's refusal of the file
+// (its file system or its open mode cannot take one), not a failure of
+// the write itself.
+func spliceRefused(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
+}
+
+// pipeToFile writes the n bytes in pipe p to bf at off, through a buffer.
+func pipeToFile(p *splicePipe, bf backend.File, off, n int64) error {
+	buf := make([]byte, min(n, 64<<10))
+	for n > 0 {
+		k, err := unix.Read(p.r, buf[:min(n, int64(len(buf)))])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case k == 0:
+			return wire.Errorf(wire.EIO, "the splice pipe ended early")
+		}
+		if _, err := bf.WriteAt(buf[:k], off); err != nil {
+			return err
+		}
+		off, n = off+int64(k), n-int64(k)
+	}
+	return nil
+}
+
+// spliceFailHook, when set (tests), is asked before each splice into a
+// backend file; an error it returns is the splice's.
+var spliceFailHook func() error
+
+// spliceTakenHook, when set (tests), runs in a spliced write or a sendfile
+// after its check of the backend descriptor and before the transfer: where
+// a descriptor taken without flushMu could be closed under it.
+var spliceTakenHook func(f *file)
+
+// drainPipe splices n bytes from pipe p into the file at off. It reports
+// the bytes that left the pipe.
+func drainPipe(out syscall.RawConn, p *splicePipe, off, n int64) (done int64, err error) {
 	for n > 0 {
 		var k int64
 		var werr error
 		if err := out.Control(func(fd uintptr) {
+			if spliceFailHook != nil {
+				if werr = spliceFailHook(); werr != nil {
+					return
+				}
+			}
 			k, werr = unix.Splice(p.r, nil, int(fd), &off, int(n), unix.SPLICE_F_MOVE)
 		}); err != nil {
-			return err
+			return done, err
 		}
 		switch {
 		case errors.Is(werr, syscall.EINTR):
 			continue
 		case werr != nil:
-			return werr
+			return done, werr
 		case k == 0:
-			return wire.Errorf(wire.EIO, "splice into the backend file made no progress")
+			return done, wire.Errorf(wire.EIO, "splice into the backend file made no progress")
 		}
 		n -= k
+		done += k
 	}
-	return nil
+	return done, nil
 }
 
 // pipe returns the session's splice pipe, made on first use.
@@ -287,9 +364,12 @@ func (st *stream) bulkSendfile(r *request) (rep wire.Reply, ok bool) {
 		return rep, false
 	}
 	tc, isTCP := c.(*net.TCPConn)
-	src, isFD := hd.f.backend().(backend.FDFile)
+	src, isFD := hd.f.backend().(backend.FDFile) // not closed under the sendfile: reopenWritable retires it
 	if !isTCP || !isFD {
 		return rep, false
+	}
+	if spliceTakenHook != nil {
+		spliceTakenHook(hd.f)
 	}
 	size, clean, err := hd.f.cleanBelow(off + n)
 	if err != nil || !clean {

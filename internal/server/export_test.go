@@ -85,3 +85,51 @@ func SetBulkHooksForTest(acked, wait func()) (restore func()) {
 	bindAckedHook, bulkWaitHook = acked, wait
 	return func() { bindAckedHook, bulkWaitHook = oldA, oldW }
 }
+
+// SetSpliceTakenHookForTest runs fn in a spliced write or a sendfile after
+// its check of the backend descriptor, before the transfer, with a
+// function that upgrades the file to a writable descriptor as a racing
+// writer's open does (reopenWritable), until restore. Not concurrent with
+// other servers.
+func (s *Server) SetSpliceTakenHookForTest(fn func(path string, upgrade func() error)) (restore func()) {
+	old := spliceTakenHook
+	spliceTakenHook = func(f *file) {
+		fn(f.path, func() error { return f.reopenWritable(s.files.fs) })
+	}
+	return func() { spliceTakenHook = old }
+}
+
+// SetSpliceFailForTest asks fail before each splice into a backend file;
+// an error it returns is the splice's. Until restore; not concurrent with
+// other servers.
+func SetSpliceFailForTest(fail func() error) (restore func()) {
+	old := spliceFailHook
+	spliceFailHook = fail
+	return func() { spliceFailHook = old }
+}
+
+// SetBulkMemWaitHookForTest runs fn whenever a bulk write starts waiting
+// for room for its receive buffer, until restore. Not concurrent with
+// other servers.
+func SetBulkMemWaitHookForTest(fn func()) (restore func()) {
+	old := bulkMemWaitHook
+	bulkMemWaitHook = fn
+	return func() { bulkMemWaitHook = old }
+}
+
+// SetBulkMemWaitForTest bounds a bulk write's wait for room for its
+// receive buffer, until restore. Not concurrent with other servers.
+func SetBulkMemWaitForTest(d time.Duration) (restore func()) {
+	old := bulkMemWait
+	bulkMemWait = d
+	return func() { bulkMemWait = old }
+}
+
+// SetKeptRetryForTest sets the backoff of retries of kept data (flusher.go)
+// and runs hook after each idle flush of a kept file, until restore. Not
+// concurrent with other servers.
+func SetKeptRetryForTest(minWait, maxWait time.Duration, hook func(path string, err error)) (restore func()) {
+	oldMin, oldMax, oldHook := keptRetryMin, keptRetryMax, keptRetryHook
+	keptRetryMin, keptRetryMax, keptRetryHook = minWait, maxWait, hook
+	return func() { keptRetryMin, keptRetryMax, keptRetryHook = oldMin, oldMax, oldHook }
+}

@@ -22,11 +22,18 @@ type file struct {
 	path       string
 	regionSize int64
 	unlinked   atomic.Bool // deleted: buffers stay out of the journal
+	noSplice   atomic.Bool // the backend refused a splice: bulk writes are not spliced (bulksplice.go)
 	sum        *fileStats  // the path's summary (filestats.go); nil if none is kept
+	// dev and ino name the backend file (fstat at the first open; 0: not
+	// known), for the open reply: a client opening the path itself checks
+	// it reached this file. The descriptor may be replaced by a writable
+	// one (reopenWritable), never by one of another file.
+	dev, ino uint64
 
 	mu struct {
 		sync.Mutex
 		bf       backend.File
+		retired  []backend.File // replaced by reopenWritable, closed by finalize
 		writable bool
 		refs     int
 		counters map[string]int64
@@ -41,6 +48,15 @@ type file struct {
 	pub struct {
 		sync.Mutex
 		handles map[*handle]struct{}
+	}
+
+	// kept: the flusher's record of a file nobody holds whose flush failed
+	// and whose data stays for a retry (with a journal: flusher.go,
+	// keepFailed). Only the flusher goroutine touches it.
+	kept struct {
+		since time.Time     // the first failure; zero: not kept
+		at    time.Time     // the next retry
+		wait  time.Duration // the backoff after the next failure
 	}
 
 	flushMu sync.Mutex

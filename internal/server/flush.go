@@ -52,11 +52,14 @@ func (f *file) flush(c cause, fullOnly bool) error {
 		if err != nil {
 			err = fmt.Errorf("flush %s: %w", f.path, err)
 			f.buf.Lock()
+			first := f.buf.err == nil
 			f.buf.err = err
 			f.buf.Unlock()
 			e.stats.flushErrors.Add(1)
 			e.budget.wakeAll(false) // writers waiting for space must see it
-			e.log.Error("flush failed; the data stays buffered", "file", f.path, "err", err)
+			if first {              // not again at every retry, until a flush succeeds
+				e.log.Error("flush failed; the data stays buffered", "file", f.path, "err", err)
+			}
 			return err
 		}
 		f.buf.Lock()

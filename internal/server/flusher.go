@@ -22,7 +22,7 @@ func (s *Server) flushLoop() {
 		case <-s.flusherStop:
 			return
 		}
-		for s.budget.overHigh() && s.flushForMemory() {
+		for s.budget.overHigh() && (s.flushForMemory() || s.dropKeptForMemory()) {
 		}
 		if s.cfg.FlushFull {
 			s.flushFullRuns()
@@ -118,16 +118,44 @@ func (s *Server) flushIdle() time.Duration {
 		since := now.Sub(f.buf.lastWrite)
 		f.buf.Unlock()
 		released := f.refs() == 0
+		if released && !f.kept.since.IsZero() && now.Before(f.kept.at) {
+			if wait := f.kept.at.Sub(now); next == 0 || wait < next {
+				next = wait
+			}
+			continue // kept after a failure: not yet its retry
+		}
 		if since < idle && !released {
 			if wait := idle - since; next == 0 || wait < next {
 				next = wait
 			}
 			continue
 		}
+		wasKept := !f.kept.since.IsZero()
+		if released && wasKept {
+			s.stats.keptRetries.Add(1)
+		}
 		err := f.flush(causeIdle, false)
+		if err == nil && wasKept {
+			s.log.Info("buffered data kept after a failed flush is on the backend now", "file", f.path,
+				"after", now.Sub(f.kept.since).Round(time.Millisecond))
+			f.kept.since = time.Time{}
+		}
 		if released {
 			if err != nil {
+				if s.journal != nil {
+					wait := s.keepFailed(f, now, err)
+					if next == 0 || wait < next {
+						next = wait
+					}
+					if keptRetryHook != nil {
+						keptRetryHook(f.path, err)
+					}
+					continue
+				}
 				f.discardOnFailure()
+			}
+			if keptRetryHook != nil && wasKept {
+				keptRetryHook(f.path, nil)
 			}
 			s.files.finalize(f)
 		} else if err != nil && (next == 0 || idle < next) {
@@ -135,6 +163,63 @@ func (s *Server) flushIdle() time.Duration {
 		}
 	}
 	return next
+}
+
+// Kept data: with a state directory, a file nobody holds whose flush
+// failed keeps its buffered data (in the buffer and the journal) instead
+// of dropping it: the flusher retries it with a backoff, keptRetryMin
+// doubling up to keptRetryMax, and a shutdown leaves it in the journal for
+// the next start (drainAll). If writers wait for buffer space while such
+// data holds it, the oldest kept file is dropped (dropKeptForMemory).
+// Without a state directory the data is dropped at once, as before: a
+// retry would hold memory that no restart could recover.
+var (
+	keptRetryMin = time.Second
+	keptRetryMax = 4 * time.Second
+	// keptRetryHook, when set (tests), runs after each idle flush of a
+	// file nobody holds that failed and was kept, or that was kept and
+	// succeeded (err nil), before the file is finalized.
+	keptRetryHook func(path string, err error)
+)
+
+// keepFailed records f's failed flush (the first one is logged and
+// counted) and returns the time to its retry.
+func (s *Server) keepFailed(f *file, now time.Time, err error) time.Duration {
+	if f.kept.since.IsZero() {
+		f.kept.since, f.kept.wait = now, keptRetryMin
+		s.stats.keptFiles.Add(1)
+		s.log.Error("flush of a file nobody holds failed; its data stays buffered and in the state directory, retried every few seconds",
+			"file", f.path, "bytes", f.dirty(), "err", err)
+	}
+	wait := f.kept.wait
+	f.kept.at = now.Add(wait)
+	f.kept.wait = min(2*wait, keptRetryMax)
+	return wait
+}
+
+// dropKeptForMemory drops the data of the oldest kept file when writers
+// wait for buffer space, and reports whether it dropped any.
+func (s *Server) dropKeptForMemory() bool {
+	if s.journal == nil || !s.budget.hasWaiters() {
+		return false
+	}
+	var oldest *file
+	for _, f := range s.files.files() {
+		if f.kept.since.IsZero() || f.refs() != 0 || f.dirty() == 0 {
+			continue
+		}
+		if oldest == nil || f.kept.since.Before(oldest.kept.since) {
+			oldest = f
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	s.stats.keptDropped.Add(1)
+	oldest.discardOnFailure() // logs the file and the bytes
+	oldest.kept.since = time.Time{}
+	s.files.finalize(oldest)
+	return true
 }
 
 // drainAll flushes and closes every file (shutdown).

@@ -36,7 +36,7 @@ func (st *stream) open(r *request) (wire.Reply, []byte) {
 	r.sum = f.sum
 	hd := &handle{f: f, writable: needsWrite(o.Flags), rule: rule}
 	id := st.ss.addHandle(hd)
-	return wire.Reply{File: id, Size: size, Slot: hd.slot}, nil
+	return wire.Reply{File: id, Size: size, Slot: hd.slot, Dev: f.dev, Ino: f.ino}, nil
 }
 
 // closeFile releases the client's handle. Unless the close is asynchronous
@@ -110,6 +110,7 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 		if err != nil {
 			return fail(err)
 		}
+		defer st.ss.srv.bulkMem.put(b) // the handler copies it or writes it out
 		if len(r.payload) != 0 || w.RingLen > 0 {
 			return fail(wire.Errorf(wire.EPROTO, "write has bulk data and a payload or ring slot"))
 		}

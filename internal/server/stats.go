@@ -40,6 +40,10 @@ type counters struct {
 	bulkSpliced   atomic.Int64 // write data spliced from them into backend files
 	bulkSentFile  atomic.Int64 // read data sent on them from backend files (sendfile)
 	bulkErrors    atomic.Int64 // transfers that failed
+	spliceRefused atomic.Int64 // files whose backend refused a splice (bulksplice.go)
+	keptFiles     atomic.Int64 // files nobody held whose failed flush kept their data (flusher.go)
+	keptRetries   atomic.Int64 // flushes retried of such files
+	keptDropped   atomic.Int64 // such files dropped because writers waited for space
 	sessionsUnix  atomic.Int64 // over a Unix socket without a ring
 	sessionsRing  atomic.Int64 // over a Unix socket with the shared-memory ring
 	rejected      atomic.Int64
@@ -139,6 +143,10 @@ func (s *counters) snapshot() stats.Snapshot {
 		BulkSpliced:       s.bulkSpliced.Load(),
 		BulkSentFile:      s.bulkSentFile.Load(),
 		BulkErrors:        s.bulkErrors.Load(),
+		SpliceRefused:     s.spliceRefused.Load(),
+		KeptFiles:         s.keptFiles.Load(),
+		KeptRetries:       s.keptRetries.Load(),
+		KeptDropped:       s.keptDropped.Load(),
 		SessionsUnix:      s.sessionsUnix.Load(),
 		SessionsRing:      s.sessionsRing.Load(),
 		Rejected:          s.rejected.Load(),

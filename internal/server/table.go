@@ -32,8 +32,10 @@ func newFileTable(e *engine, fsys backend.FS) *fileTable {
 
 func needsWrite(flags uint32) bool { return flags&(wire.OWronly|wire.ORdwr) != 0 }
 
-func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writable bool) *file {
-	f := &file{eng: t.eng, path: path, regionSize: regionSize, sum: t.eng.summaries.attach(path)}
+// newFile makes the table's entry for bf; dev and ino name it (0: not
+// known).
+func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writable bool, dev, ino uint64) *file {
+	f := &file{eng: t.eng, path: path, regionSize: regionSize, sum: t.eng.summaries.attach(path), dev: dev, ino: ino}
 	f.mu.bf, f.mu.writable, f.mu.refs = bf, writable, 1
 	f.buf.live = f.newIndex()
 	return f
@@ -82,12 +84,13 @@ func (t *fileTable) open(o *wire.Open) (*file, error) {
 		if err != nil {
 			return nil, err
 		}
+		dev, ino, _ := backend.IdentityOf(bf) // an fstat: before the lock
 		if openRaceHook != nil {
 			openRaceHook(o.Path)
 		}
 		t.mu.Lock()
 		if t.mu.byPath[o.Path] == nil {
-			nf := t.newFile(o.Path, o.RegionSize, bf, needsWrite(o.Flags))
+			nf := t.newFile(o.Path, o.RegionSize, bf, needsWrite(o.Flags), dev, ino)
 			t.mu.byPath[o.Path] = nf
 			t.mu.all[nf] = struct{}{}
 			t.mu.Unlock()
@@ -154,19 +157,36 @@ func openPerm(o *wire.Open) os.FileMode {
 	return 0o644
 }
 
+// reopenWritable replaces f's read-only descriptor by a writable one of
+// the same file. The path may name another file by now (replaced behind
+// delegate's back): then the open fails with EBUSY, since switching would
+// move every holder of f, and the clients' direct reads and lease writes
+// checked against f.dev and f.ino, to another file.
 func (f *file) reopenWritable(fsys backend.FS) error {
 	bf, err := fsys.OpenFile(f.path, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
-	// The flusher may be writing through the old descriptor.
+	if f.ino != 0 {
+		if dev, ino, ok := backend.IdentityOf(bf); !ok || dev != f.dev || ino != f.ino {
+			bf.Close()
+			return wire.Errorf(wire.EBUSY, "open %s for writing: the path names another file than the one open read-only here (replaced since); close every handle of it first", f.path)
+		}
+	}
+	// The flusher may be writing through the old descriptor: flushMu
+	// waits for it. Others use it without flushMu (reads, a sendfile, a
+	// splice's descriptor taken before this): the old descriptor stays
+	// open until the file is finalized, so none of them finds it closed.
+	// One upgrade per file at most leaves it (writable never goes back),
+	// except for two writers racing here: then the later one's descriptor
+	// is retired too.
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
 	f.mu.Lock()
-	old := f.mu.bf
+	f.mu.retired = append(f.mu.retired, f.mu.bf)
 	f.mu.bf, f.mu.writable = bf, true
 	f.mu.Unlock()
-	return old.Close()
+	return nil
 }
 
 // release drops a reference. The last one closes the backend file, unless
@@ -206,9 +226,13 @@ func (t *fileTable) finalize(f *file) error {
 		delete(t.mu.byPath, f.path)
 	}
 	delete(t.mu.all, f)
-	bf := f.mu.bf
+	bf, retired := f.mu.bf, f.mu.retired
+	f.mu.retired = nil
 	f.mu.Unlock()
 	t.mu.Unlock()
+	for _, r := range retired {
+		r.Close() // read-only, or unused: nothing to report
+	}
 	return bf.Close()
 }
 

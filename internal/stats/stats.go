@@ -55,7 +55,19 @@ type Snapshot struct {
 	// socket without passing through the server's memory (sendfile).
 	BulkSentFile int64 `codec:"bulk_sendfile" json:"bulk_sendfile"`
 	BulkErrors   int64 `codec:"bulk_errors" json:"bulk_errors"`
-	BadFrames    int64 `codec:"bad_frames" json:"bad_frames"`
+	// SpliceRefused: files whose backend refused a splice (EINVAL,
+	// EOPNOTSUPP: a file system or an O_DIRECT file without splice); their
+	// bytes were written with pwrite, and their bulk writes are not
+	// spliced any more.
+	SpliceRefused int64 `codec:"splice_refused" json:"splice_refused"`
+	// Kept data (with a state directory): files nobody held whose flush
+	// failed and whose data was kept for a retry instead of dropped, the
+	// retries of their flushes, and those dropped because writers waited
+	// for buffer space.
+	KeptFiles   int64 `codec:"kept_files" json:"kept_files"`
+	KeptRetries int64 `codec:"kept_retries" json:"kept_retries"`
+	KeptDropped int64 `codec:"kept_dropped" json:"kept_dropped"`
+	BadFrames   int64 `codec:"bad_frames" json:"bad_frames"`
 	// Faults survived (issue 9): panics recovered in a session or stream
 	// (each closed it), accept errors retried after a pause, and new
 	// connections closed at once because too many were still in the hello.
@@ -107,9 +119,18 @@ type Snapshot struct {
 	// flush freed more, the rest stays resident until then (a file written
 	// again soon reuses it).
 	BufferPooled int64 `codec:"buffer_pooled" json:"buffer_pooled"`
-	Dirty        int64 `codec:"dirty" json:"dirty"` // bytes not yet on the backend
-	Stalls       int64 `codec:"stalls" json:"stalls"`
-	StallNanos   int64 `codec:"stall_ns" json:"stall_ns"`
+	// Bulk receive buffers (a bulk write's data read into memory): their
+	// share of --buffer (an eighth; the write-behind buffer's limit is
+	// what is left of --buffer after the pool and this share), what they
+	// hold now (in use and kept), the most they held, and the requests
+	// that waited for room.
+	BulkBufferBytes int64 `codec:"bulk_buffer_bytes" json:"bulk_buffer_bytes"`
+	BulkBufferPeak  int64 `codec:"bulk_buffer_peak" json:"bulk_buffer_peak"`
+	BulkBufferLimit int64 `codec:"bulk_buffer_limit" json:"bulk_buffer_limit"`
+	BulkBufferWaits int64 `codec:"bulk_buffer_waits" json:"bulk_buffer_waits"`
+	Dirty           int64 `codec:"dirty" json:"dirty"` // bytes not yet on the backend
+	Stalls          int64 `codec:"stalls" json:"stalls"`
+	StallNanos      int64 `codec:"stall_ns" json:"stall_ns"`
 
 	// Flushes by cause ("sync", "close", "flush", "highwater", "idle",
 	// "shutdown", "resize"), bytes flushed, and failures.
@@ -187,6 +208,10 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.BulkSpliced += o.BulkSpliced
 	s.BulkSentFile += o.BulkSentFile
 	s.BulkErrors += o.BulkErrors
+	s.SpliceRefused += o.SpliceRefused
+	s.KeptFiles += o.KeptFiles
+	s.KeptRetries += o.KeptRetries
+	s.KeptDropped += o.KeptDropped
 	s.BadFrames += o.BadFrames
 	s.Panics += o.Panics
 	s.AcceptRetries += o.AcceptRetries
@@ -215,6 +240,8 @@ func (s *Snapshot) Add(o *Snapshot) {
 		{&s.BackendSyncs, &o.BackendSyncs}, {&s.BufferBytes, &o.BufferBytes},
 		{&s.BufferPeak, &o.BufferPeak}, {&s.BufferLimit, &o.BufferLimit}, {&s.Dirty, &o.Dirty},
 		{&s.BufferPooled, &o.BufferPooled},
+		{&s.BulkBufferBytes, &o.BulkBufferBytes}, {&s.BulkBufferPeak, &o.BulkBufferPeak},
+		{&s.BulkBufferLimit, &o.BulkBufferLimit}, {&s.BulkBufferWaits, &o.BulkBufferWaits},
 		{&s.Stalls, &o.Stalls}, {&s.StallNanos, &o.StallNanos}, {&s.FlushBytes, &o.FlushBytes},
 		{&s.FlushErrors, &o.FlushErrors},
 		{&s.StateSlots, &o.StateSlots}, {&s.StateFallbacks, &o.StateFallbacks},
@@ -274,6 +301,11 @@ func (s Snapshot) String() string {
 	if s.BulkConns > 0 {
 		fmt.Fprintf(&b, "  bulk           %d connections, %s in (%s spliced to files), %s out (%s sent from files), %d failed transfers\n",
 			s.BulkConns, MiB(s.BulkIn), MiB(s.BulkSpliced), MiB(s.BulkOut), MiB(s.BulkSentFile), s.BulkErrors)
+		fmt.Fprintf(&b, "  bulk buffers   %s held now, %s peak, %s limit; %d waits for room\n",
+			MiB(s.BulkBufferBytes), MiB(s.BulkBufferPeak), MiB(s.BulkBufferLimit), s.BulkBufferWaits)
+	}
+	if s.SpliceRefused > 0 {
+		fmt.Fprintf(&b, "  splice         refused by the backend for %d files (written with pwrite)\n", s.SpliceRefused)
 	}
 	fmt.Fprintf(&b, "  requests       %s\n", kv(s.Requests))
 	fmt.Fprintf(&b, "  errors         %s; bad frames %d\n", kv(s.Errors), s.BadFrames)
@@ -303,6 +335,10 @@ func (s Snapshot) String() string {
 		MiB(s.BufferBytes), MiB(s.BufferPeak), MiB(s.BufferLimit), MiB(s.Dirty), s.Stalls,
 		time.Duration(s.StallNanos).Round(time.Microsecond), MiB(s.BufferPooled))
 	fmt.Fprintf(&b, "  flushes        %s\n", s.flushLine())
+	if s.KeptFiles > 0 {
+		fmt.Fprintf(&b, "  kept data      %d files' data kept after a failed flush, %d retries, %d dropped for space\n",
+			s.KeptFiles, s.KeptRetries, s.KeptDropped)
+	}
 	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes, %d collective ends\n",
 		s.DescRaw, s.DescWire, s.CollWrites, s.CollEnds)
 	if s.StateDir || s.RecoveredChunks > 0 || s.RecoveryDropped > 0 {
@@ -354,6 +390,7 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	one("bulk_in_bytes_total", "counter", "Write data received on bulk connections.", s.BulkIn)
 	one("bulk_out_bytes_total", "counter", "Read data sent on bulk connections.", s.BulkOut)
 	one("bulk_errors_total", "counter", "Bulk transfers that failed (each closed its session).", s.BulkErrors)
+	one("splice_refused_total", "counter", "Files whose backend refused a splice (written with pwrite since).", s.SpliceRefused)
 	byKey("sessions_total", "transport", "Client sessions since start by transport.",
 		map[string]int64{"shm": s.SessionsRing, "unix": s.SessionsUnix, "tcp": s.SessionsTCP})
 	byKey("requests_total", "type", "Requests by message type.", s.Requests)

@@ -189,6 +189,13 @@ type Reply struct {
 	Value int64  `codec:"v,omitempty"`  // counter: value before the operation
 	Name  string `codec:"nm,omitempty"` // hello: the server's name
 	Slot  uint32 `codec:"sl,omitempty"` // open: the file's control page slot (ctrl.go); 0: none
+	// Dev and Ino: open: the device and inode number of the server's
+	// backend file (0: not known). A client on the same host opens the
+	// path itself for direct reads and lease writes only if its descriptor
+	// names this file on every server: the path may have been replaced
+	// since the servers opened it.
+	Dev uint64 `codec:"dv,omitempty"`
+	Ino uint64 `codec:"in,omitempty"`
 	// Local and Host: hello over TCP: the server's Unix socket path and its
 	// host identity (transport.HostID). A client whose own identity equals
 	// Host is on the same host and may reconnect to Local, where the

@@ -13,7 +13,7 @@
  *   newer    rank 0 writes 4 MiB (leased), barrier, rank 1 writes 64 B at
  *            1000, barrier, rank 0 reads: the 64 B win; after close too
  *   iwrite   each rank MPI_File_iwrite_at 4 MiB + MPI_Wait, barrier, reads
- *            the other's (never leased)
+ *            the other's (leased: the pwrite runs on the library's thread)
  *   atomic   MPI_File_set_atomicity(1), then as clean (never leased)
  *   sync     as clean, then MPI_File_sync (the rank fsyncs its own
  *            writes: the test counts the ranks' fsync calls with strace)

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// Bulk receive buffers (bulkRecv: a bulk write's data read into memory
+// before the handler places it) come out of a share of --buffer of their
+// own, bulkShareOf: the write-behind budget is --buffer less the chunk pool
+// and this share, so all three together stay within --buffer. A separate
+// share, not the budget itself: a stream holds its receive buffer while
+// its write waits in the budget for room, and receive buffers in the
+// budget could fill it with nothing a flush can free.
+//
+// A buffer is held for one request and then kept for the next one (free),
+// still counted: a request that needs room drops kept buffers first, then
+// waits for a held one to come back, bounded by bulkMemWait (then EAGAIN:
+// the transfer is taken and dropped, bulkRecvData) and ended by the
+// session's close. One transfer larger than the share is admitted
+// alone, as the budget admits one request larger than its limit.
+
+// bulkShareOf is the part of a --buffer of total bytes for bulk receive
+// buffers.
+func bulkShareOf(total int64) int64 { return total / 8 }
+
+type bulkMem struct {
+	mu      sync.Mutex
+	limit   int64
+	used    int64    // held and kept buffers' capacity
+	peak    int64    // most used
+	free    [][]byte // kept, by capacity, smallest first
+	changed chan struct{}
+	waits   int64 // requests that waited for room
+}
+
+func newBulkMem(limit int64) *bulkMem {
+	return &bulkMem{limit: limit, changed: make(chan struct{})}
+}
+
+// bulkMemWait bounds a wait for room (a variable for tests).
+var bulkMemWait = 30 * time.Second
+
+// get returns a buffer of n bytes, counted until put. It waits while the
+// share is full, until closing is closed or bulkMemWait passed (EAGAIN).
+func (m *bulkMem) get(n int, closing <-chan struct{}) ([]byte, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	m.mu.Lock()
+	for {
+		if i := m.fit(n); i >= 0 {
+			b := m.free[i]
+			m.free = slices.Delete(m.free, i, i+1)
+			m.mu.Unlock()
+			return b[:n], nil
+		}
+		// Kept buffers that do not fit give their room first, largest
+		// first.
+		for len(m.free) > 0 && m.used > 0 && m.used+int64(n) > m.limit {
+			last := len(m.free) - 1
+			m.used -= int64(cap(m.free[last]))
+			m.free[last] = nil
+			m.free = m.free[:last]
+		}
+		if m.used == 0 || m.used+int64(n) <= m.limit {
+			m.used += int64(n)
+			m.peak = max(m.peak, m.used)
+			m.mu.Unlock()
+			return make([]byte, n), nil
+		}
+		ch := m.changed
+		first := timer == nil
+		if first {
+			m.waits++
+			timer = time.NewTimer(bulkMemWait)
+		}
+		m.mu.Unlock()
+		if first && bulkMemWaitHook != nil {
+			bulkMemWaitHook()
+		}
+		select {
+		case <-ch:
+		case <-closing:
+			return nil, wire.Errorf(wire.ECONNLOST, "session closed while waiting for a bulk receive buffer")
+		case <-timer.C:
+			return nil, wire.Errorf(wire.EAGAIN, "the server's bulk receive buffers (%d bytes) stayed full for %v", m.limit, bulkMemWait)
+		}
+		m.mu.Lock()
+	}
+}
+
+// fit returns the index of the smallest kept buffer of at least n bytes,
+// or -1. The caller holds mu.
+func (m *bulkMem) fit(n int) int {
+	i, _ := slices.BinarySearchFunc(m.free, n, func(b []byte, n int) int { return cap(b) - n })
+	if i < len(m.free) {
+		return i
+	}
+	return -1
+}
+
+// put gives b back: it is kept for the next request, still counted.
+func (m *bulkMem) put(b []byte) {
+	if b == nil {
+		return
+	}
+	b = b[:cap(b)]
+	m.mu.Lock()
+	i, _ := slices.BinarySearchFunc(m.free, len(b), func(x []byte, n int) int { return cap(x) - n })
+	m.free = slices.Insert(m.free, i, b)
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// bulkMemWaitHook, when set (tests), runs when a request starts waiting
+// for room.
+var bulkMemWaitHook func()
+
+type bulkMemStats struct{ used, peak, limit, waits int64 }
+
+func (m *bulkMem) stats() bulkMemStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return bulkMemStats{m.used, m.peak, m.limit, m.waits}
+}

@@ -1,0 +1,227 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/backend"
+	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/testutil"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// failFS fails the writes of files whose name starts with "bad" while fail
+// is set (ENOSPC, as a full file system does).
+type failFS struct {
+	backend.FS
+	fail atomic.Bool
+}
+
+func (f *failFS) OpenFile(path string, flag int, perm fs.FileMode) (backend.File, error) {
+	bf, err := f.FS.OpenFile(path, flag, perm)
+	if err != nil || !strings.HasPrefix(filepath.Base(path), "bad") {
+		return bf, err
+	}
+	return failFile{bf, f}, nil
+}
+
+type failFile struct {
+	backend.File
+	fs *failFS
+}
+
+func (f failFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.fs.fail.Load() {
+		return 0, &fs.PathError{Op: "write", Path: "(test)", Err: syscall.ENOSPC}
+	}
+	return f.File.WriteAt(p, off)
+}
+
+// countHandler counts log records whose message starts with prefix.
+type countHandler struct {
+	slog.Handler
+	prefix string
+	n      *atomic.Int64
+}
+
+func (h countHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, h.prefix) {
+		h.n.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// TestKeptAfterFailedFlush: with a state directory, the data of a file
+// nobody holds any more whose flush fails (its close failed) is kept, in
+// the buffer and the journal, and retried with a backoff, logged once and
+// counted; when the backend recovers it is written. A server shut down
+// meanwhile leaves it in the state directory, and the next one started on
+// it writes it.
+func TestKeptAfterFailedFlush(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(map[bool]string{false: "backend recovers", true: "restart"}[restart], func(t *testing.T) {
+			stateDir := filepath.Join(t.TempDir(), "state")
+			ffs := &failFS{}
+			ffs.fail.Store(true)
+			var logged atomic.Int64
+			events := make(chan error, 100)
+			defer server.SetKeptRetryForTest(5*time.Millisecond, 20*time.Millisecond, func(path string, err error) {
+				if filepath.Base(path) == "bad" {
+					events <- err
+				}
+			})()
+			c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+				stateConfig(stateDir)(i, cfg)
+				cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
+				cfg.Logger = slog.New(countHandler{slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}),
+					"flush", &logged})
+			}})
+			path := filepath.Join(c.Dir, "bad")
+			f, err := c.Client(t, nil).Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m fileModel
+			for off := int64(0); off < 100000; off += 4000 { // buffered: below --direct
+				p := bytes.Repeat([]byte{byte(off / 4000)}, 4000)
+				if _, err := f.Write([][]byte{p}, []client.Extent{{Off: off, Len: 4000}}, client.IOOpts{Ack: true}); err != nil {
+					t.Fatal(err)
+				}
+				m.write(off, p)
+			}
+			if err := f.Close(); wire.CodeOf(err) != wire.ENOSPC {
+				t.Fatalf("close with the backend full: %v, want ENOSPC", err)
+			}
+			for range 3 { // three failed tries: kept, retried
+				select {
+				case err := <-events:
+					if err == nil {
+						t.Fatal("a flush succeeded while the backend failed")
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("no retry of the kept data")
+				}
+			}
+			st := c.Servers[0].Stats()
+			if st.KeptFiles != 1 || st.KeptRetries < 2 || st.Dirty != int64(len(m)) || logged.Load() != 2 {
+				t.Fatalf("kept files %d (want 1), retries %d (want 2 or more), dirty %d (want %d), %d flush errors logged (want 2: the failure, the keeping)",
+					st.KeptFiles, st.KeptRetries, st.Dirty, len(m), logged.Load())
+			}
+			if got, _ := os.ReadFile(path); bytes.Equal(got, m) {
+				t.Fatal("the data is on the backend while it fails: the test proves nothing")
+			}
+			if !restart {
+				ffs.fail.Store(false)
+				for err := range events {
+					if err == nil {
+						break
+					}
+				}
+			} else {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := c.Servers[0].Shutdown(ctx); err == nil {
+					t.Fatal("shutdown with kept data that cannot be written: no error")
+				}
+				if _, err := os.Stat(stateDir); err != nil {
+					t.Fatalf("state directory after the shutdown: %v", err)
+				}
+				cfg := server.DefaultConfig()
+				stateConfig(stateDir)(0, &cfg)
+				s, err := server.New(cfg) // the backend works again
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Servers[0] = s // shut down by Start's cleanup
+				if st := s.Stats(); st.RecoveredFiles != 1 || st.RecoveryDropped != 0 {
+					t.Fatalf("recovered %d files, %d dropped; want 1, 0", st.RecoveredFiles, st.RecoveryDropped)
+				}
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, m) {
+				t.Fatalf("after recovery: %d bytes, want %d; first difference at %d", len(got), len(m), firstDiff(got, m))
+			}
+			if logged.Load() != 2 {
+				t.Fatalf("%d flush errors logged, want 2: the failure, the keeping", logged.Load())
+			}
+		})
+	}
+}
+
+// TestKeptDroppedForSpace: kept data that fills the buffer while a writer
+// waits for space is dropped (the oldest kept file first), logged with
+// its file and byte count, and counted; the writer goes on.
+func TestKeptDroppedForSpace(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	ffs := &failFS{}
+	ffs.fail.Store(true)
+	var logged atomic.Int64
+	defer server.SetKeptRetryForTest(time.Hour, time.Hour, nil)() // no retry meanwhile
+	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+		stateConfig(stateDir)(i, cfg)
+		cfg.HighWaterPct = 100 // the flusher frees space only for a waiting writer
+		cfg.DirectBytes = 4 << 20
+		cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
+		cfg.Logger = slog.New(countHandler{slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}),
+			"dropping buffered data", &logged})
+	}})
+	cl := c.Client(t, nil)
+	open := func(name string) *client.File {
+		f, err := cl.Open(context.Background(), filepath.Join(c.Dir, name), wire.ORdwr|wire.OCreat, 0o644, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	bad := open("bad")
+	limit := c.Servers[0].Stats().BufferLimit
+	piece := bytes.Repeat([]byte("kept"), 4<<10)
+	var off int64
+	for c.Servers[0].Stats().BufferBytes < limit-(256<<10) {
+		if _, err := bad.Write([][]byte{piece}, []client.Extent{{Off: off, Len: int64(len(piece))}}, client.IOOpts{Ack: true}); err != nil {
+			t.Fatalf("filling the buffer at %d: %v", off, err)
+		}
+		off += int64(len(piece))
+	}
+	if err := bad.Close(); wire.CodeOf(err) != wire.ENOSPC {
+		t.Fatalf("close: %v, want ENOSPC", err)
+	}
+	if st := c.Servers[0].Stats(); st.KeptFiles != 1 || st.Dirty != off {
+		t.Fatalf("kept files %d, dirty %d: want 1, %d", st.KeptFiles, st.Dirty, off)
+	}
+	good := open("good")
+	data := bytes.Repeat([]byte("good"), 256<<10) // 1 MiB in one request: more than is free
+	done := make(chan error, 1)
+	go func() {
+		_, err := good.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{Ack: true})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("write of another file: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a writer waits for space held by kept data")
+	}
+	if err := good.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Servers[0].Stats()
+	if st.KeptDropped != 1 || logged.Load() != 1 || st.Dirty != 0 {
+		t.Fatalf("kept files dropped %d, logged %d, dirty %d: want 1, 1, 0", st.KeptDropped, logged.Load(), st.Dirty)
+	}
+	if got, _ := os.ReadFile(filepath.Join(c.Dir, "good")); !bytes.Equal(got, data) {
+		t.Fatalf("good: %d bytes, not the written ones", len(got))
+	}
+}
