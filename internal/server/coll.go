@@ -208,7 +208,17 @@ type heldColl struct {
 	tag    wire.CollTag
 	reqs   []*request
 	pieces []*collPiece // one per request
+	bytes  int64        // their ring bytes
 }
+
+// maxHeldReqs bounds the requests a stream holds for one collective (a
+// client merges a collective's pieces into about one request per chunk,
+// so a real one stays far below it). A variable for tests.
+var maxHeldReqs = 1024
+
+// heldHook, when set (tests), is told how many requests a stream holds
+// each time it takes one.
+var heldHook func(n int)
 
 // hold keeps r, a collective write the client lets the server hold, for
 // its end marker, and reports whether it did. A write it does not take
@@ -234,9 +244,23 @@ func (st *stream) hold(r *request) bool {
 	if len(st.held.reqs) > 0 && (st.held.hd != hd || st.held.tag != w.CollTag) && !st.releaseHeld() {
 		return false // the stream broke; the request goes the usual way and fails too
 	}
+	// What a stream holds is bounded (a client that never sends its
+	// marker, or names one ring slice many times, must not grow the
+	// server): at most maxHeldReqs requests and a ring's worth of bytes.
+	// Past it, what is held is applied and answered, and holding starts
+	// again with this request.
+	if len(st.held.reqs) >= maxHeldReqs || st.held.bytes+int64(len(data)) > int64(len(st.ss.ring.Bytes())) {
+		if !st.releaseHeld() {
+			return false
+		}
+	}
+	if heldHook != nil {
+		heldHook(len(st.held.reqs) + 1)
+	}
 	st.held.hd, st.held.tag = hd, w.CollTag
 	st.held.reqs = append(st.held.reqs, r)
 	st.held.pieces = append(st.held.pieces, &collPiece{ext: &r.ext, data: data})
+	st.held.bytes += int64(len(data))
 	s.stats.collHeld.Add(1)
 	return true
 }

@@ -88,7 +88,11 @@ func (c *collCursor) advance() {
 			continue
 		}
 		if off < c.prevEnd {
+			// Skipped: its piece is applied after the direct runs. A later
+			// segment of the rank that starts inside it must not go direct
+			// either (it would be overwritten by these older bytes).
 			p.buffered = true
+			c.prevEnd = max(c.prevEnd, off+n)
 			continue
 		}
 		c.prevEnd = off + n
@@ -100,6 +104,15 @@ func (c *collCursor) advance() {
 // writeColl applies a complete collective: every rank's held pieces,
 // ranks[i] in the rank's order. Each piece gets its result.
 func (f *file) writeColl(ranks [][]*collPiece) {
+	// Until a piece has its result it reports failure: if anything below
+	// panics, the other ranks' held pieces are answered with an error, not
+	// with success for bytes never applied (colls.finish closes written
+	// whatever happens).
+	for _, rk := range ranks {
+		for _, p := range rk {
+			p.err = wire.Errorf(wire.EIO, "collective write not applied")
+		}
+	}
 	err := f.flushErr()
 	if err == nil {
 		err = f.writeCollDirect(ranks)
@@ -116,7 +129,7 @@ func (f *file) writeColl(ranks [][]*collPiece) {
 				for _, r := range p.ext.Runs() {
 					sizes[stats.SizeClass(r.Len)] += r.Count
 				}
-				p.n = p.ext.Total()
+				p.n, p.err = p.ext.Total(), nil
 				f.sum.wrote(&sizes, p.n, p.n)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -312,5 +313,42 @@ func TestCollectiveDirectCrash(t *testing.T) {
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCollectiveDirectSkippedOverlap: a rank's piece that overlaps an
+// earlier one of its own is applied after the direct runs; a later piece
+// of the rank (in another request) that starts inside the skipped one must
+// not go direct, or the skipped, older bytes would land over it.
+func TestCollectiveDirectSkippedOverlap(t *testing.T) {
+	const k = 64 << 10
+	cl := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.DirectBytes = 32 << 10
+		cfg.FlushIdle = time.Hour
+		cfg.FlushFull = false
+	}})
+	ct := newCollTest(t, cl, 2, func(cfg *client.Config) { cfg.MaxRequestBytes = k })
+	ct.collective([]rankPart{
+		{{Off: 0, Len: k - 200}, {Off: k, Len: 100}, {Off: k + 50, Len: 100}, {Off: k + 120, Len: k}},
+		{{Off: 4 * k, Len: 10}},
+	})
+	ct.check()
+}
+
+// TestCollectiveHeldBounded: a stream holds at most maxHeldReqs requests
+// of a collective (a client that never sends its marker cannot grow the
+// server); past it, what it holds is applied, and the bytes are the same.
+func TestCollectiveHeldBounded(t *testing.T) {
+	var most atomic.Int64
+	t.Cleanup(server.SetHeldBoundForTest(4, func(n int) {
+		for m := most.Load(); int64(n) > m && !most.CompareAndSwap(m, int64(n)); m = most.Load() {
+		}
+	}))
+	cl := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.DirectBytes = 32 << 10 }})
+	ct := newCollTest(t, cl, 2, func(cfg *client.Config) { cfg.MaxRequestBytes = 64 << 10 })
+	ct.collective(interleaved(2, 256, 4096, 0)) // 1 MiB a rank: 16 requests each
+	ct.check()
+	if m := most.Load(); m == 0 || m > 4 {
+		t.Fatalf("a stream held %d requests at once, want 1..4", m)
 	}
 }

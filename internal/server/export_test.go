@@ -133,3 +133,12 @@ func SetKeptRetryForTest(minWait, maxWait time.Duration, hook func(path string, 
 	keptRetryMin, keptRetryMax, keptRetryHook = minWait, maxWait, hook
 	return func() { keptRetryMin, keptRetryMax, keptRetryHook = oldMin, oldMax, oldHook }
 }
+
+// SetHeldBoundForTest sets the most requests a stream holds for one
+// collective and a hook told the count each time one is held, until
+// restore. Not concurrent with other servers.
+func SetHeldBoundForTest(n int, hook func(held int)) (restore func()) {
+	oldN, oldH := maxHeldReqs, heldHook
+	maxHeldReqs, heldHook = n, hook
+	return func() { maxHeldReqs, heldHook = oldN, oldH }
+}
