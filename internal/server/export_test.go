@@ -133,3 +133,12 @@ func SetKeptRetryForTest(minWait, maxWait time.Duration, hook func(path string, 
 	keptRetryMin, keptRetryMax, keptRetryHook = minWait, maxWait, hook
 	return func() { keptRetryMin, keptRetryMax, keptRetryHook = oldMin, oldMax, oldHook }
 }
+
+// SetKeptDropHookForTest runs hook when the flusher chose a kept file to
+// drop for space, before it claims it, until restore. Not concurrent with
+// other servers.
+func SetKeptDropHookForTest(hook func(path string)) (restore func()) {
+	old := keptDropHook
+	keptDropHook = hook
+	return func() { keptDropHook = old }
+}

@@ -215,12 +215,26 @@ func (s *Server) dropKeptForMemory() bool {
 	if oldest == nil {
 		return false
 	}
+	if keptDropHook != nil {
+		keptDropHook(oldest.path)
+	}
+	// Claimed first: an open that joined the file after the check above
+	// may have written and been acknowledged; once claimed, no open can.
+	if !s.files.claim(oldest) {
+		return false // held again: its holder syncs or closes it
+	}
 	s.stats.keptDropped.Add(1)
 	oldest.discardOnFailure() // logs the file and the bytes
 	oldest.kept.since = time.Time{}
-	s.files.finalize(oldest)
+	if err := s.files.closeClaimed(oldest); err != nil {
+		s.log.Warn("closing a file whose kept data was dropped", "file", oldest.path, "err", err)
+	}
 	return true
 }
+
+// keptDropHook, when set (tests), runs when dropKeptForMemory chose a file
+// to drop, before it claims it.
+var keptDropHook func(path string)
 
 // drainAll flushes and closes every file (shutdown).
 func (s *Server) drainAll() error {

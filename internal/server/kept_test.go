@@ -225,3 +225,105 @@ func TestKeptDroppedForSpace(t *testing.T) {
 		t.Fatalf("good: %d bytes, not the written ones", len(got))
 	}
 }
+
+// TestKeptDropRacesReopen: a client that opens a kept file between the
+// flusher's choice of it for dropping and the drop, and writes to it, keeps
+// its acknowledged write: the drop claims the file first and gives up on a
+// held one.
+func TestKeptDropRacesReopen(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	ffs := &failFS{}
+	ffs.fail.Store(true)
+	defer server.SetKeptRetryForTest(time.Hour, time.Hour, nil)() // no retry meanwhile
+	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+		stateConfig(stateDir)(i, cfg)
+		cfg.HighWaterPct = 100 // the flusher frees space only for a waiting writer
+		cfg.DirectBytes = 4 << 20
+		cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}})
+	cl := c.Client(t, nil)
+	ctx := context.Background()
+	badPath := filepath.Join(c.Dir, "bad")
+	open := func(path string) (*client.File, error) {
+		return cl.Open(ctx, path, wire.ORdwr|wire.OCreat, 0o644, nil)
+	}
+	bad, err := open(badPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := c.Servers[0].Stats().BufferLimit
+	piece := bytes.Repeat([]byte("kept"), 4<<10)
+	var off int64
+	for c.Servers[0].Stats().BufferBytes < limit-(256<<10) {
+		if _, err := bad.Write([][]byte{piece}, []client.Extent{{Off: off, Len: int64(len(piece))}}, client.IOOpts{Ack: true}); err != nil {
+			t.Fatalf("filling the buffer at %d: %v", off, err)
+		}
+		off += int64(len(piece))
+	}
+	if err := bad.Close(); wire.CodeOf(err) != wire.ENOSPC {
+		t.Fatalf("close: %v, want ENOSPC", err)
+	}
+	// In the window: the backend works again, a client opens the file,
+	// syncs (the kept data is written), writes and is acknowledged.
+	fresh := bytes.Repeat([]byte("new!"), 1<<10)
+	other := c.Client(t, nil)
+	var again *client.File
+	hookErr := make(chan error, 1)
+	var once atomic.Bool
+	defer server.SetKeptDropHookForTest(func(path string) {
+		if path != badPath || !once.CompareAndSwap(false, true) {
+			return
+		}
+		hookErr <- func() error {
+			ffs.fail.Store(false)
+			var err error
+			// Another client: the first one's session waits behind the
+			// good writer.
+			if again, err = other.Open(ctx, badPath, wire.ORdwr, 0, nil); err != nil {
+				return err
+			}
+			if err := again.Sync(); err != nil {
+				return err
+			}
+			_, err = again.Write([][]byte{fresh}, []client.Extent{{Off: 0, Len: int64(len(fresh))}}, client.IOOpts{Ack: true})
+			return err
+		}()
+	})()
+	good, err := open(filepath.Join(c.Dir, "good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("good"), 256<<10) // 1 MiB in one request: more than is free
+	done := make(chan error, 1)
+	go func() {
+		_, err := good.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{Ack: true})
+		done <- err
+	}()
+	for _, ch := range []chan error{hookErr, done} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no drop attempt, or the writer waits for ever")
+		}
+	}
+	if err := good.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Close(); err != nil {
+		t.Fatalf("close of the reopened file: %v", err)
+	}
+	got, err := os.ReadFile(badPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < len(fresh) || !bytes.Equal(got[:len(fresh)], fresh) {
+		t.Fatalf("the acknowledged write of the client that reopened the file is not on the backend (%d bytes there)", len(got))
+	}
+	if st := c.Servers[0].Stats(); st.KeptDropped != 0 || st.Dirty != 0 {
+		t.Fatalf("kept files dropped %d, dirty %d: want 0, 0", st.KeptDropped, st.Dirty)
+	}
+}

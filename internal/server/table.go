@@ -225,7 +225,38 @@ func (t *fileTable) finalize(f *file) error {
 	if t.mu.byPath[f.path] == f {
 		delete(t.mu.byPath, f.path)
 	}
+	f.mu.Unlock()
+	t.mu.Unlock()
+	return t.closeClaimed(f)
+}
+
+// claim takes f, which nobody holds, out of the table's paths for good
+// (refs -1, as finalize leaves it), so that no open joins it, before its
+// data is dropped (dropKeptForMemory): checked and taken under both locks,
+// since an open that joined between a check and the drop would have its
+// acknowledged writes dropped. f stays in files() until closeClaimed. It
+// reports false, and does nothing, if a client holds f or it is closed.
+func (t *fileTable) claim(f *file) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.refs != 0 {
+		return false
+	}
+	f.mu.refs = -1
+	if t.mu.byPath[f.path] == f {
+		delete(t.mu.byPath, f.path)
+	}
+	return true
+}
+
+// closeClaimed closes the backend descriptors of f, finalized or claimed,
+// and takes it out of the table.
+func (t *fileTable) closeClaimed(f *file) error {
+	t.mu.Lock()
 	delete(t.mu.all, f)
+	f.mu.Lock()
 	bf, retired := f.mu.bf, f.mu.retired
 	f.mu.retired = nil
 	f.mu.Unlock()
