@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -46,6 +47,16 @@ func (f failFile) WriteAt(p []byte, off int64) (int, error) {
 		return 0, &fs.PathError{Op: "write", Path: "(test)", Err: syscall.ENOSPC}
 	}
 	return f.File.WriteAt(p, off)
+}
+
+// Identity names the file as the wrapped one does (the table's replaced
+// path check needs it).
+func (f failFile) Identity() (dev, ino uint64, err error) {
+	dev, ino, ok := backend.IdentityOf(f.File)
+	if !ok {
+		return 0, 0, errors.ErrUnsupported
+	}
+	return dev, ino, nil
 }
 
 // countHandler counts log records whose message starts with prefix.
@@ -325,5 +336,67 @@ func TestKeptDropRacesReopen(t *testing.T) {
 	}
 	if st := c.Servers[0].Stats(); st.KeptDropped != 0 || st.Dirty != 0 {
 		t.Fatalf("kept files dropped %d, dirty %d: want 0, 0", st.KeptDropped, st.Dirty)
+	}
+}
+
+// TestKeptHeldAgain: a client that opens the path of a kept file (its
+// flush failed after the last close) starts clean: its writes are not
+// refused with the old failure, and if the path was removed and created
+// again meanwhile, they go to the new file, not the kept entry's unlinked
+// inode.
+func TestKeptHeldAgain(t *testing.T) {
+	for _, replace := range []bool{false, true} {
+		t.Run(map[bool]string{false: "same file", true: "path replaced"}[replace], func(t *testing.T) {
+			stateDir := filepath.Join(t.TempDir(), "state")
+			ffs := &failFS{}
+			ffs.fail.Store(true)
+			defer server.SetKeptRetryForTest(time.Hour, time.Hour, nil)() // no retry meanwhile
+			c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+				stateConfig(stateDir)(i, cfg)
+				cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
+				cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			}})
+			cl := c.Client(t, nil)
+			ctx := context.Background()
+			path := filepath.Join(c.Dir, "bad")
+			f, err := cl.Open(ctx, path, wire.ORdwr|wire.OCreat, 0o644, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := bytes.Repeat([]byte("old."), 4<<10)
+			if _, err := f.Write([][]byte{old}, []client.Extent{{Off: 0, Len: int64(len(old))}}, client.IOOpts{Ack: true}); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); wire.CodeOf(err) != wire.ENOSPC {
+				t.Fatalf("close: %v, want ENOSPC", err)
+			}
+			if replace {
+				if err := os.Remove(path); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ffs.fail.Store(false)
+			f, err = cl.Open(ctx, path, wire.ORdwr, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh := bytes.Repeat([]byte("new!"), 1<<10)
+			if _, err := f.Write([][]byte{fresh}, []client.Extent{{Off: 0, Len: int64(len(fresh))}}, client.IOOpts{Ack: true}); err != nil {
+				t.Fatalf("write after the file was opened again: %v", err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			want := append([]byte(nil), fresh...)
+			if !replace {
+				want = append(want, old[len(fresh):]...) // the kept data, under the new write
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, want) {
+				t.Fatalf("the file: %d bytes, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+			}
+		})
 	}
 }
