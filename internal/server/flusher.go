@@ -118,7 +118,8 @@ func (s *Server) flushIdle() time.Duration {
 		since := now.Sub(f.buf.lastWrite)
 		f.buf.Unlock()
 		released := f.refs() == 0
-		if released && !f.kept.since.IsZero() && now.Before(f.kept.at) {
+		wasKept := f.keptNow()
+		if released && wasKept && now.Before(f.kept.at) {
 			if wait := f.kept.at.Sub(now); next == 0 || wait < next {
 				next = wait
 			}
@@ -130,7 +131,6 @@ func (s *Server) flushIdle() time.Duration {
 			}
 			continue
 		}
-		wasKept := !f.kept.since.IsZero()
 		if released && wasKept {
 			s.stats.keptRetries.Add(1)
 		}
@@ -185,8 +185,8 @@ var (
 // keepFailed records f's failed flush (the first one is logged and
 // counted) and returns the time to its retry.
 func (s *Server) keepFailed(f *file, now time.Time, err error) time.Duration {
-	if f.kept.since.IsZero() {
-		f.kept.since, f.kept.wait = now, keptRetryMin
+	if !f.keptNow() {
+		f.kept.since, f.kept.wait, f.kept.hold = now, keptRetryMin, f.holds.Load()
 		s.stats.keptFiles.Add(1)
 		s.log.Error("flush of a file nobody holds failed; its data stays buffered and in the state directory, retried every few seconds",
 			"file", f.path, "bytes", f.dirty(), "err", err)
@@ -197,6 +197,16 @@ func (s *Server) keepFailed(f *file, now time.Time, err error) time.Duration {
 	return wait
 }
 
+// keptNow reports whether f is kept, and forgets a record from before the
+// file was held again (file.holds): a failure after that hold is a new
+// one, counted, logged and backed off afresh. Only the flusher calls it.
+func (f *file) keptNow() bool {
+	if !f.kept.since.IsZero() && f.kept.hold != f.holds.Load() {
+		f.kept.since, f.kept.at, f.kept.wait = time.Time{}, time.Time{}, 0
+	}
+	return !f.kept.since.IsZero()
+}
+
 // dropKeptForMemory drops the data of the oldest kept file when writers
 // wait for buffer space, and reports whether it dropped any.
 func (s *Server) dropKeptForMemory() bool {
@@ -205,7 +215,7 @@ func (s *Server) dropKeptForMemory() bool {
 	}
 	var oldest *file
 	for _, f := range s.files.files() {
-		if f.kept.since.IsZero() || f.refs() != 0 || f.dirty() == 0 {
+		if !f.keptNow() || f.refs() != 0 || f.dirty() == 0 {
 			continue
 		}
 		if oldest == nil || f.kept.since.Before(oldest.kept.since) {

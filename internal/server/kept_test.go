@@ -400,3 +400,53 @@ func TestKeptHeldAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestKeptAgainAfterHold: a kept file that a client holds again and
+// closes with the backend still failing is kept afresh: counted, logged
+// and retried from the first backoff, not left to the old record's
+// schedule.
+func TestKeptAgainAfterHold(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	ffs := &failFS{}
+	ffs.fail.Store(true)
+	var logged atomic.Int64
+	events := make(chan error, 100)
+	defer server.SetKeptRetryForTest(time.Hour, time.Hour, func(path string, err error) {
+		if filepath.Base(path) == "bad" {
+			events <- err
+		}
+	})()
+	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+		stateConfig(stateDir)(i, cfg)
+		cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
+		cfg.Logger = slog.New(countHandler{slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}),
+			"flush of a file nobody holds failed", &logged})
+	}})
+	cl := c.Client(t, nil)
+	path := filepath.Join(c.Dir, "bad")
+	for round := 1; round <= 2; round++ {
+		f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := bytes.Repeat([]byte{byte(round)}, 4000)
+		if _, err := f.Write([][]byte{p}, []client.Extent{{Off: int64(round) * 4000, Len: 4000}}, client.IOOpts{Ack: true}); err != nil {
+			t.Fatalf("round %d: write: %v", round, err)
+		}
+		if err := f.Close(); wire.CodeOf(err) != wire.ENOSPC {
+			t.Fatalf("round %d: close: %v, want ENOSPC", round, err)
+		}
+		select {
+		case err := <-events:
+			if err == nil {
+				t.Fatalf("round %d: a flush succeeded while the backend failed", round)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the file was not kept (no idle flush of it)", round)
+		}
+		if st := c.Servers[0].Stats(); st.KeptFiles != int64(round) || logged.Load() != int64(round) {
+			t.Fatalf("round %d: kept files %d, logged %d: want %d, %d", round, st.KeptFiles, logged.Load(), round, round)
+		}
+	}
+	ffs.fail.Store(false) // the shutdown writes the kept data
+}
