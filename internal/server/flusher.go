@@ -60,14 +60,18 @@ func (s *Server) trimSlots(now time.Time) time.Duration {
 }
 
 // flushForMemory flushes the dirtiest file, full chunks first, and reports
-// whether it freed anything.
+// whether it freed anything. Kept files wait for their retry time.
 func (s *Server) flushForMemory() bool {
 	type fd struct {
 		f *file
 		n int64
 	}
 	var cands []fd
+	now := time.Now()
 	for _, f := range s.files.files() {
+		if s.keptWaits(f, now) {
+			continue
+		}
 		if n := f.dirty(); n > 0 {
 			cands = append(cands, fd{f, n})
 		}
@@ -91,9 +95,14 @@ func (s *Server) flushForMemory() bool {
 }
 
 // flushFullRuns writes the entirely buffered chunks of every file holding
-// at least a run of them (Config.FlushFull).
+// at least a run of them (Config.FlushFull). Kept files wait for their
+// retry time.
 func (s *Server) flushFullRuns() {
+	now := time.Now()
 	for _, f := range s.files.files() {
+		if s.keptWaits(f, now) {
+			continue
+		}
 		if f.fullBytes() >= s.cfg.FlushRunBytes {
 			f.flush(causeFull, true) // a failure is kept for sync and close
 		}
@@ -197,6 +206,12 @@ func (s *Server) keepFailed(f *file, now time.Time, err error) time.Duration {
 	return wait
 }
 
+// keptWaits reports whether f is kept, nobody holds it, and its next
+// retry is after now: no flush tries it before (flushIdle does then).
+func (s *Server) keptWaits(f *file, now time.Time) bool {
+	return f.keptNow() && f.refs() == 0 && now.Before(f.kept.at)
+}
+
 // keptNow reports whether f is kept, and forgets a record from before the
 // file was held again (file.holds): a failure after that hold is a new
 // one, counted, logged and backed off afresh. Only the flusher calls it.
@@ -207,10 +222,11 @@ func (f *file) keptNow() bool {
 	return !f.kept.since.IsZero()
 }
 
-// dropKeptForMemory drops the data of the oldest kept file when writers
-// wait for buffer space, and reports whether it dropped any.
+// dropKeptForMemory drops the data of the oldest kept file when a writer
+// stalled for buffer space since its last decision or waits now, and
+// reports whether it dropped any.
 func (s *Server) dropKeptForMemory() bool {
-	if s.journal == nil || !s.budget.hasWaiters() {
+	if s.journal == nil || !s.budget.stalledSince(&s.stallMark) {
 		return false
 	}
 	var oldest *file

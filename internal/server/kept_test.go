@@ -26,7 +26,8 @@ import (
 // is set (ENOSPC, as a full file system does).
 type failFS struct {
 	backend.FS
-	fail atomic.Bool
+	fail  atomic.Bool
+	tries atomic.Int64 // writes failed
 }
 
 func (f *failFS) OpenFile(path string, flag int, perm fs.FileMode) (backend.File, error) {
@@ -44,6 +45,7 @@ type failFile struct {
 
 func (f failFile) WriteAt(p []byte, off int64) (int, error) {
 	if f.fs.fail.Load() {
+		f.fs.tries.Add(1)
 		return 0, &fs.PathError{Op: "write", Path: "(test)", Err: syscall.ENOSPC}
 	}
 	return f.File.WriteAt(p, off)
@@ -447,6 +449,70 @@ func TestKeptAgainAfterHold(t *testing.T) {
 		if st := c.Servers[0].Stats(); st.KeptFiles != int64(round) || logged.Load() != int64(round) {
 			t.Fatalf("round %d: kept files %d, logged %d: want %d, %d", round, st.KeptFiles, logged.Load(), round, round)
 		}
+	}
+	ffs.fail.Store(false) // the shutdown writes the kept data
+}
+
+// TestKeptBackoffUnderPressure: a flush for memory (above the high-water
+// mark) does not retry a kept file before its retry time.
+func TestKeptBackoffUnderPressure(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	ffs := &failFS{}
+	ffs.fail.Store(true)
+	events := make(chan error, 100)
+	defer server.SetKeptRetryForTest(time.Hour, time.Hour, func(path string, err error) {
+		if filepath.Base(path) == "bad" {
+			events <- err
+		}
+	})()
+	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+		stateConfig(stateDir)(i, cfg)
+		cfg.BufferBytes = 32 << 20
+		cfg.HighWaterPct = 50
+		cfg.DirectBytes = 4 << 20
+		cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}})
+	cl := c.Client(t, nil)
+	open := func(name string) *client.File {
+		f, err := cl.Open(context.Background(), filepath.Join(c.Dir, name), wire.ORdwr|wire.OCreat, 0o644, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	piece := bytes.Repeat([]byte("data"), 4<<10)
+	fill := func(f *client.File, until func(off int64) bool) {
+		for off := int64(0); !until(off); off += int64(len(piece)) {
+			if off > 12<<20 {
+				t.Fatal("no flush for memory")
+			}
+			if _, err := f.Write([][]byte{piece}, []client.Extent{{Off: off, Len: int64(len(piece))}}, client.IOOpts{Ack: true}); err != nil {
+				t.Fatalf("write at %d: %v", off, err)
+			}
+		}
+	}
+	bad := open("bad")
+	fill(bad, func(off int64) bool { return off >= 6<<20 }) // below the mark, dirtier than good will be
+	if err := bad.Close(); wire.CodeOf(err) != wire.ENOSPC {
+		t.Fatalf("close: %v, want ENOSPC", err)
+	}
+	select {
+	case err := <-events:
+		if err == nil {
+			t.Fatal("a flush succeeded while the backend failed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the file was not kept")
+	}
+	tries := ffs.tries.Load()
+	good := open("good")
+	fill(good, func(int64) bool { return c.Servers[0].Stats().Flushes["highwater"] > 0 })
+	if err := good.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := ffs.tries.Load() - tries; n != 0 {
+		t.Fatalf("%d writes of the kept file under memory pressure, before its retry time", n)
 	}
 	ffs.fail.Store(false) // the shutdown writes the kept data
 }
