@@ -80,6 +80,7 @@ func serve(args []string) int {
 	chunk := fs.String("chunk", sizeString(def.ChunkBytes), "alignment of buffered data and backend writes (the stripe size)")
 	flushRun := fs.String("flush-run", sizeString(def.FlushRunBytes), "largest backend write of the flusher")
 	direct := fs.String("direct", sizeString(def.DirectBytes), "extents at least this long bypass the buffer")
+	collDirect := fs.Bool("coll-direct", def.CollDirect, "write a collective's contiguous runs of at least --direct straight from the ranks' shared-memory rings once every rank's end marker came (false: buffer collectives like other writes)")
 	fileStats := fs.Int("file-stats", def.FileStats, "keep a summary of this many files (more add into one entry; 0: none)")
 	stateDir := fs.String("state-dir", env("DELEGATE_STATE_DIR", "auto"), "keep buffered data here so that it survives a crash of the server; auto: /dev/shm/delegate-UID-HASH of --listen and --root; none: in memory only ($DELEGATE_STATE_DIR)")
 	metrics := fs.String("metrics", env("DELEGATE_METRICS", ""), "serve Prometheus metrics on this host:port (/metrics)")
@@ -113,6 +114,7 @@ func serve(args []string) int {
 	cfg.HighWaterPct = *highWater
 	cfg.FlushIdle = *flushIdle
 	cfg.FlushFull = *flushFull
+	cfg.CollDirect = *collDirect
 	cfg.FileStats = *fileStats
 	for _, sz := range []struct {
 		flag string

@@ -61,10 +61,10 @@ gofmt_clean() {
 step "gofmt" gofmt_clean
 step "go vet" go vet ./...
 step "go test -race" timeout 900 go test -race -timeout 600s ./...
-step "fuzz" timeout 330 "$top/tests/fuzz.sh"
+step "fuzz" timeout 660 "$top/tests/fuzz.sh"
 step "integration" timeout 1800 "$top/tests/integration.sh"
 step "stripes" timeout 600 "$top/tests/stripes.sh"
-step "visibility" timeout 900 "$top/tests/visibility.sh"
+step "visibility" timeout 1500 "$top/tests/visibility.sh"
 step "engine" timeout 1200 "$top/tests/engine.sh"
 step "crash" timeout 600 "$top/tests/crash.sh"
 step "cluster" timeout 600 "$top/tests/cluster.sh"

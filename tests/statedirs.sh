@@ -26,10 +26,30 @@ statedirs_sweep() {
     [ $n -eq 0 ] || echo "(removed $n state director$([ $n = 1 ] && echo y || echo ies) left by servers this test killed or cut off)"
 }
 
+# statedirs_holder DIR prints the pid of the process holding DIR's lock
+# (a running server), from /proc/locks; nothing if none does.
+statedirs_holder() {
+    local dev ino
+    dev=$(stat -c '%Hd %Ld' "$1/lock" 2>/dev/null) && ino=$(stat -c %i "$1/lock" 2>/dev/null) || return 0
+    dev=$(printf '%02x:%02x' $dev)
+    awk -v f="$dev:$ino" '$2 == "FLOCK" && $6 == f { print $5; exit }' /proc/locks
+}
+
 # statedirs_left fails, naming them, if state directories were made since
-# the mark and are still there (tests/check.sh's last step).
+# the mark and are still there (tests/check.sh's last step). A directory
+# whose lock a running server of another checkout holds (its executable is
+# not under this one's top) is not this run's: on a machine shared with
+# other work, another checkout's tests start servers at any time.
 statedirs_left() {
-    local l
-    l=$(ls -d /dev/shm/delegate-"$(id -u)"-* 2>/dev/null | sort | comm -13 <(echo "$statedirs_before") -)
-    [ -z "$l" ] || { echo "state directories left in /dev/shm by the tests: $l"; return 1; }
+    local d pid exe l=
+    for d in $(ls -d /dev/shm/delegate-"$(id -u)"-* 2>/dev/null | sort | comm -13 <(echo "$statedirs_before") -); do
+        pid=$(statedirs_holder "$d")
+        exe=$([ -n "$pid" ] && readlink "/proc/$pid/exe" 2>/dev/null)
+        if [ -n "$exe" ] && [ -n "${top:-}" ] && [ "${exe#"$top"/}" = "$exe" ]; then
+            echo "($d: held by a server of another checkout, pid $pid, $exe)"
+            continue
+        fi
+        l="$l $d"
+    done
+    [ -z "$l" ] || { echo "state directories left in /dev/shm by the tests:$l"; return 1; }
 }

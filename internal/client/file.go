@@ -397,6 +397,12 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 	if f.leaseOK(ext, &st, &o) {
 		return f.writeLease(mem, ext)
 	}
+	if st.flags&(wire.IOColl|wire.IOAtomic) == wire.IOColl && !st.ack && !st.cork {
+		// Nothing here waits for the pieces' answers before the end
+		// marker (endCollective, deferred above): the servers may hold
+		// them and write the collective from the ring (wire.IOHold).
+		st.flags |= wire.IOHold
+	}
 	calls, err := f.place(mem, ext, total, &st)
 	if err != nil {
 		return 0, err

@@ -121,12 +121,14 @@ func (w *writer) next() error {
 		return nil
 	}
 	n := min(w.left, w.f.maxChunk(w.s))
+	var err error
 	c := newCall(wire.TWrite, &wire.Write{File: w.f.ids[w.s.idx]})
 	c.file, c.flags, c.coll = w.f, w.st.flags, w.st.tag
 	if bulk {
 		// The data stays in the caller's memory until sendBulk.
 		c.viaBulk = true
-	} else if err := w.f.reserveData(w.s, c, n); err != nil {
+		c.flags &^= wire.IOHold // only ring slots are held
+	} else if n, err = w.f.reserveData(w.s, c, n); err != nil {
 		return err
 	}
 	w.f.mu.Lock()
@@ -246,33 +248,52 @@ func (s *session) grow(t *call, n, limit int64) bool {
 	return int64(len(t.data))-t.filled >= n
 }
 
-// reserveData gives c room for n bytes: a ring slot (waiting while the ring
-// is full, which is how the server's backpressure reaches the writer) or an
-// inline buffer counted against the session's inflight limit.
-func (f *File) reserveData(s *session, c *call, n int64) error {
+// reserveData gives c room for n bytes, or fewer (the room it gave is
+// returned): a ring slot (waiting while the ring is full, which is how the
+// server's backpressure reaches the writer) or an inline buffer counted
+// against the session's inflight limit.
+func (f *File) reserveData(s *session, c *call, n int64) (int64, error) {
 	if s.ring == nil {
-		size := n
-		if n <= f.cl.cfg.MergeBytes {
-			size = max(n, inlineMin)
-		}
-		if err := s.reserve(c, size); err != nil {
-			return err
-		}
-		c.data = getInline(size)
-		return nil
+		c.flags &^= wire.IOHold // only ring slots are held
+		return n, f.reserveInline(s, c, n)
 	}
 	slot := s.ring.TryAlloc(uint64(n))
+	if slot == nil && c.flags&wire.IOHold != 0 {
+		// The server may hold this rank's earlier pieces of the collective,
+		// and their ring space, until the end marker, which comes after
+		// this piece: waiting for ring space could wait for ever. This
+		// piece goes inline and without the hold, which makes the server
+		// apply and answer what it holds (wire/spec.md, "Collectives");
+		// small, since the ring is free again soon after.
+		c.flags &^= wire.IOHold
+		n = min(n, inlineMin)
+		return n, f.reserveInline(s, c, n)
+	}
 	if slot == nil {
 		// Corked batches hold ring space until they are sent: send them
 		// before waiting for space, or the wait would never end.
 		f.cl.sendAllCorked()
 		var err error
 		if slot, err = s.ring.Alloc(uint64(n)); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	c.slot = slot
 	c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
+	return n, nil
+}
+
+// reserveInline gives c an inline buffer for n bytes, counted against the
+// session's inflight limit.
+func (f *File) reserveInline(s *session, c *call, n int64) error {
+	size := n
+	if n <= f.cl.cfg.MergeBytes {
+		size = max(n, inlineMin)
+	}
+	if err := s.reserve(c, size); err != nil {
+		return err
+	}
+	c.data = getInline(size)
 	return nil
 }
 

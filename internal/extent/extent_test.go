@@ -12,6 +12,21 @@ import (
 type model struct {
 	data []byte
 	have []bool
+	n    int64 // how many of have are true, kept by set
+}
+
+// set marks byte i buffered or not, keeping the count: bytes() is read
+// after every operation, and a walk over the whole span there was most
+// of the test's time under -race.
+func (m *model) set(i int64, h bool) {
+	if m.have[i] != h {
+		m.have[i] = h
+		if h {
+			m.n++
+		} else {
+			m.n--
+		}
+	}
 }
 
 func (m *model) ensure(n int64) {
@@ -25,24 +40,17 @@ func (m *model) write(off int64, p []byte) {
 	m.ensure(off + int64(len(p)))
 	copy(m.data[off:], p)
 	for i := range p {
-		m.have[off+int64(i)] = true
+		m.set(off+int64(i), true)
 	}
 }
 
 func (m *model) truncate(size int64) {
 	for i := size; i < int64(len(m.have)); i++ {
-		m.have[i] = false
+		m.set(i, false)
 	}
 }
 
-func (m *model) bytes() (n int64) {
-	for _, h := range m.have {
-		if h {
-			n++
-		}
-	}
-	return n
-}
+func (m *model) bytes() int64 { return m.n }
 
 // overlay reads [off, off+n) as Overlay would: buffered bytes, and 0xEE
 // where the model has none (the gap filler below writes the same).
@@ -142,7 +150,7 @@ func TestModelRandom(t *testing.T) {
 				off, n := r.Int64N(span), r.Int64N(3000)
 				x.Punch(off, n)
 				for i := off; i < off+n && i < int64(len(m.have)); i++ {
-					m.have[i] = false
+					m.set(i, false)
 				}
 			default:
 				size := r.Int64N(span)

@@ -20,7 +20,7 @@ type memSlot struct {
 	ms       *memSlots
 	off      int64
 	data     []byte
-	marks    []bool
+	marks    []uint64 // bit i: byte i marked (the marker's bitmap)
 	released bool
 }
 
@@ -31,7 +31,7 @@ func (m *memSlots) Acquire(off int64) Slot {
 	if m.calls++; m.failEvery > 0 && m.calls%m.failEvery == 0 {
 		return nil
 	}
-	s := &memSlot{ms: m, off: off, data: bytes.Repeat([]byte{0xA5}, int(m.chunk)), marks: make([]bool, m.chunk)}
+	s := &memSlot{ms: m, off: off, data: bytes.Repeat([]byte{0xA5}, int(m.chunk)), marks: make([]uint64, (m.chunk+63)/64)}
 	m.inUse++
 	m.live[s] = struct{}{}
 	return s
@@ -44,8 +44,8 @@ func (m *memSlots) Footprint() int64 { return m.chunk + m.chunk/8 }
 func (m *memSlots) replay() []byte {
 	var out []byte
 	for s := range m.live {
-		for i, ok := range s.marks {
-			if !ok {
+		for i := range s.data {
+			if !s.marked(int64(i)) {
 				continue
 			}
 			o := s.off + int64(i)
@@ -58,18 +58,11 @@ func (m *memSlots) replay() []byte {
 	return out
 }
 
-func (s *memSlot) Data() []byte { return s.data }
-func (s *memSlot) Mark(i, n int64) {
-	for k := i; k < i+n; k++ {
-		s.marks[k] = true
-	}
-}
-func (s *memSlot) Unmark(i, n int64) {
-	for k := i; k < i+n; k++ {
-		s.marks[k] = false
-	}
-}
-func (s *memSlot) Marked(i int64) bool { return s.marks[i] }
+func (s *memSlot) Data() []byte        { return s.data }
+func (s *memSlot) Mark(i, n int64)     { setBits(s.marks, i, n) }
+func (s *memSlot) Unmark(i, n int64)   { clearBits(s.marks, i, n) }
+func (s *memSlot) MarkWords() []uint64 { return s.marks }
+func (s *memSlot) marked(i int64) bool { return s.marks[i/64]>>(i%64)&1 == 1 }
 func (s *memSlot) Release() {
 	if s.released {
 		panic("slot released twice")
@@ -86,9 +79,9 @@ func (s *memSlot) Release() {
 // buffered byte of m, with its value; else the first offset that is not.
 func (ms *memSlots) subsetOf(m *model) (int64, bool) {
 	for s := range ms.live {
-		for i, ok := range s.marks {
+		for i := range s.data {
 			o := s.off + int64(i)
-			if ok && (o >= int64(len(m.have)) || !m.have[o] || m.data[o] != s.data[i]) {
+			if s.marked(int64(i)) && (o >= int64(len(m.have)) || !m.have[o] || m.data[o] != s.data[i]) {
 				return o, false
 			}
 		}

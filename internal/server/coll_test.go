@@ -29,12 +29,21 @@ func TestCollWaitEnds(t *testing.T) {
 			var cs colls
 			tag := wire.CollTag{Seq: 1, Size: 2}
 			stop := make(chan struct{})
+			applied := make(chan int, 1)
+			apply := func(r [][]*collPiece) { applied <- len(r) } // by whichever rank completes it
 			if c.ranks == 2 {
-				go cs.arrive(wire.CollTag{Seq: 1, Rank: 1, Size: 2}, time.Hour, func() {}, nil)
+				go cs.arrive(wire.CollTag{Seq: 1, Rank: 1, Size: 2}, time.Hour, func() {}, nil, nil, apply)
 			}
 			waiting := make(chan struct{})
 			done := make(chan error, 1)
-			go func() { done <- cs.arrive(tag, c.timeout, func() { close(waiting) }, stop) }()
+			mine := []*collPiece{{}}
+			go func() {
+				taken, err := cs.arrive(tag, c.timeout, func() { close(waiting) }, stop, mine, apply)
+				if taken != (err == nil) {
+					t.Errorf("arrive: taken %v with error %v", taken, err)
+				}
+				done <- err
+			}()
 			if c.stop {
 				<-waiting // it is about to wait: now end the session
 				close(stop)
@@ -48,6 +57,9 @@ func TestCollWaitEnds(t *testing.T) {
 				t.Fatal("arrive still waiting after 10 s")
 			}
 			if c.want == nil {
+				if n := <-applied; n != 1 {
+					t.Fatalf("the complete collective applied %d ranks' held pieces, want 1", n)
+				}
 				return
 			}
 			// The marker that gave up is taken back: no record is left, and
@@ -56,7 +68,8 @@ func TestCollWaitEnds(t *testing.T) {
 			if n := cs.pending(); n != 0 {
 				t.Fatalf("%d collective records left after the wait gave up", n)
 			}
-			late := cs.arrive(wire.CollTag{Seq: 1, Rank: 1, Size: 2}, 10*time.Millisecond, func() {}, nil)
+			_, late := cs.arrive(wire.CollTag{Seq: 1, Rank: 1, Size: 2}, 10*time.Millisecond, func() {}, nil, nil,
+				func([][]*collPiece) { t.Error("a failed collective's pieces were applied") })
 			if !errors.Is(late, wire.ETIMEDOUT) {
 				t.Fatalf("a late rank's marker: %v, want ETIMEDOUT", late)
 			}

@@ -82,6 +82,11 @@ type Config struct {
 	// DirectBytes: a written extent at least this long goes straight to the
 	// backend instead of the buffer.
 	DirectBytes int64
+	// CollDirect: collective writes in the ring whose client allows it
+	// (wire.IOHold) are held until the collective's end markers, and its
+	// contiguous runs of at least DirectBytes are written straight from
+	// the ranks' ring slots (collwrite.go).
+	CollDirect bool
 	// CollTimeout bounds how long a rank's collective end marker waits for
 	// the other ranks' (coll.go); past it the rank's next call fails.
 	CollTimeout time.Duration
@@ -118,6 +123,7 @@ func DefaultConfig() Config {
 		GapBytes:         512,
 		CollTimeout:      time.Minute,
 		DirectBytes:      1 << 20,
+		CollDirect:       true,
 		FileStats:        DefaultFileStats,
 	}
 }
@@ -197,6 +203,7 @@ func (c Config) String() string {
 	fmt.Fprintf(&b, "flush-full         %v\n", c.FlushFull)
 	fmt.Fprintf(&b, "gap                %d\n", c.GapBytes)
 	fmt.Fprintf(&b, "direct             %d\n", c.DirectBytes)
+	fmt.Fprintf(&b, "coll-direct        %v\n", c.CollDirect)
 	fmt.Fprintf(&b, "state-dir          %s\n", c.StateDir)
 	return b.String()
 }

@@ -64,6 +64,8 @@ type counters struct {
 	readFromBackend atomic.Int64
 	collWrites      atomic.Int64
 	collEnds        atomic.Int64
+	collDirect      atomic.Int64
+	collHeld        atomic.Int64
 	descRaw         atomic.Int64
 	descWire        atomic.Int64
 
@@ -164,6 +166,8 @@ func (s *counters) snapshot() stats.Snapshot {
 		ReadFromBackend:   s.readFromBackend.Load(),
 		CollWrites:        s.collWrites.Load(),
 		CollEnds:          s.collEnds.Load(),
+		CollDirect:        s.collDirect.Load(),
+		CollHeld:          s.collHeld.Load(),
 		DescRaw:           s.descRaw.Load(),
 		DescWire:          s.descWire.Load(),
 		BackendWrites:     s.backendWrites.Load(),

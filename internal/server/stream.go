@@ -33,6 +33,9 @@ type stream struct {
 	// the request goes to the owner once the reply is written, since the
 	// shutdown closes this session.
 	stopAfterReply bool
+	// held: collective writes kept unanswered for their end marker
+	// (coll.go, stream.hold); only the worker touches it.
+	held heldColl
 }
 
 // request is a decoded frame waiting in the queue.
@@ -118,11 +121,21 @@ func (st *stream) serve() {
 	for r := range st.q {
 		r.waited = time.Since(r.arrived)
 		s.stats.dequeued(r.waited)
-		rep, payload := st.handle(r)
-		s.stats.queueDepth.Add(-1)
-		// Replies are held while more requests wait, so a pipelined batch
-		// is answered with one write.
-		ok := st.reply(r.h, &rep, payload) == nil
+		ok := true
+		if st.hold(r) {
+			// Answered before its end marker (collEnd) or before whatever
+			// else comes first (releaseHeld).
+			s.stats.queueDepth.Add(-1)
+		} else {
+			if !st.passesHeld(r) {
+				ok = st.releaseHeld()
+			}
+			rep, payload := st.handle(r)
+			s.stats.queueDepth.Add(-1)
+			// Replies are held while more requests wait, so a pipelined
+			// batch is answered with one write.
+			ok = st.reply(r.h, &rep, payload) == nil && ok
+		}
 		if ok && (len(st.q) == 0 || st.stopAfterReply) {
 			ok = st.sendReplies()
 		}
@@ -133,8 +146,14 @@ func (st *stream) serve() {
 			s.requestStop(st.ss.client)
 		}
 		if !ok {
-			return
+			break
 		}
+	}
+	// The client went away, or its stream broke, between pieces it let
+	// the server hold and their end marker: they came, so they are
+	// applied, as unheld pieces would have been.
+	if st.releaseHeld() {
+		st.sendReplies()
 	}
 }
 

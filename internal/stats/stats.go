@@ -101,8 +101,13 @@ type Snapshot struct {
 	ReadFromBackend int64 `codec:"read_from_backend" json:"read_from_backend"`
 	CollWrites      int64 `codec:"coll_writes" json:"coll_writes"`
 	CollEnds        int64 `codec:"coll_ends" json:"coll_ends"` // ranks' collective end markers answered
-	DescRaw         int64 `codec:"desc_raw" json:"desc_raw"`   // description bytes before decompression
-	DescWire        int64 `codec:"desc_wire" json:"desc_wire"` // as they came on the wire
+	// CollDirect: bytes of collective writes written straight from the
+	// ranks' ring slots once the collective was complete (in BytesDirect
+	// too); CollHeld: collective write requests held for it.
+	CollDirect int64 `codec:"coll_direct" json:"coll_direct"`
+	CollHeld   int64 `codec:"coll_held" json:"coll_held"`
+	DescRaw    int64 `codec:"desc_raw" json:"desc_raw"`   // description bytes before decompression
+	DescWire   int64 `codec:"desc_wire" json:"desc_wire"` // as they came on the wire
 
 	// The backend.
 	BackendWrites     int64 `codec:"backend_writes" json:"backend_writes"`
@@ -236,6 +241,7 @@ func (s *Snapshot) Add(o *Snapshot) {
 		{&s.BytesIn, &o.BytesIn}, {&s.BytesOut, &o.BytesOut}, {&s.ExtentsIn, &o.ExtentsIn},
 		{&s.BytesDirect, &o.BytesDirect}, {&s.ReadFromBuffer, &o.ReadFromBuffer}, {&s.CollEnds, &o.CollEnds},
 		{&s.ReadFromBackend, &o.ReadFromBackend}, {&s.CollWrites, &o.CollWrites},
+		{&s.CollDirect, &o.CollDirect}, {&s.CollHeld, &o.CollHeld},
 		{&s.DescRaw, &o.DescRaw}, {&s.DescWire, &o.DescWire},
 		{&s.BackendWrites, &o.BackendWrites}, {&s.BackendWriteBytes, &o.BackendWriteBytes},
 		{&s.BackendAligned, &o.BackendAligned}, {&s.BackendReads, &o.BackendReads},
@@ -341,8 +347,8 @@ func (s Snapshot) String() string {
 		fmt.Fprintf(&b, "  kept data      %d files' data kept after a failed flush, %d retries, %d dropped for space\n",
 			s.KeptFiles, s.KeptRetries, s.KeptDropped)
 	}
-	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes, %d collective ends\n",
-		s.DescRaw, s.DescWire, s.CollWrites, s.CollEnds)
+	fmt.Fprintf(&b, "  descriptions   %d bytes raw, %d on the wire; %d collective writes (%d held for the end markers, %s from the rings straight to the backend), %d collective ends\n",
+		s.DescRaw, s.DescWire, s.CollWrites, s.CollHeld, MiB(s.CollDirect), s.CollEnds)
 	if s.StateDir || s.RecoveredChunks > 0 || s.RecoveryDropped > 0 {
 		fmt.Fprintf(&b, "  state dir      %d chunks in slots now, %d in the heap (no slot); recovered at start: %d files, %d chunks, %s; %d chunks of missing files dropped\n",
 			s.StateSlots, s.StateFallbacks, s.RecoveredFiles, s.RecoveredChunks, MiB(s.RecoveredBytes), s.RecoveryDropped)

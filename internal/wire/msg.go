@@ -23,6 +23,16 @@ const (
 	IOAtomic uint32 = 0x04
 	// 0x08 was the end-marker flag of protocol drafts before CollEnd; it
 	// is not reused.
+
+	// IOHold, on a collective write whose data is in the shared-memory
+	// ring, lets the server keep the ring slot unanswered until the
+	// collective's end markers: it then writes the collective's long
+	// contiguous runs straight from the ranks' slots to the backend
+	// (server/collwrite.go). A client sets it only when it never waits for
+	// the answer before it sends its end marker (no acknowledgement asked,
+	// no cork, not atomic) and sends a piece that finds the ring full
+	// without it, inline, which makes the server apply what it holds.
+	IOHold uint32 = 0x10
 )
 
 // CollTag names one rank's part of one collective call on one file. It is
