@@ -22,6 +22,8 @@ type budget struct {
 	// for them even below the high-water mark (a request may need more
 	// than the room between the mark and the limit).
 	waiting int
+	// waitRounds counts the times a writer went to wait (stalledSince).
+	waitRounds int64
 
 	stalls     int64
 	stallNanos int64
@@ -65,6 +67,7 @@ func (b *budget) acquire(n int64, abort func() error) error {
 		}
 		b.wake()
 		b.waiting++
+		b.waitRounds++
 		b.cond.Wait()
 		b.waiting--
 	}
@@ -122,11 +125,17 @@ func (b *budget) overHigh() bool {
 	return b.used > b.high || b.waiting > 0
 }
 
-// hasWaiters reports whether a writer waits for space.
-func (b *budget) hasWaiters() bool {
+// stalledSince reports whether a writer went to wait for space since *mark
+// was taken, and moves *mark to now. Not the live count of waiters: one
+// that a release just woke is still counted until it looks again, though
+// it may have its room now; one that finds none goes to wait again, and
+// that counts.
+func (b *budget) stalledSince(mark *int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.waiting > 0
+	stalled := b.waitRounds != *mark
+	*mark = b.waitRounds
+	return stalled
 }
 
 // wakeAll makes every waiter re-check (after a flush failed, or at

@@ -20,8 +20,15 @@ import (
 // still counted: a request that needs room drops kept buffers first, then
 // waits for a held one to come back, bounded by bulkMemWait (then EAGAIN:
 // the transfer is taken and dropped, bulkRecvData) and ended by the
-// session's close. One transfer larger than the share is admitted
-// alone, as the budget admits one request larger than its limit.
+// session's close. Waiters are served in their order of arrival: while
+// one waits, a later request waits behind it even if it would fit, so a
+// large transfer is not starved by a stream of small ones. One transfer
+// larger than the share is admitted alone, as the budget admits one
+// request larger than its limit; its buffer is not kept (put drops a
+// buffer larger than the share, or any while the share is over its
+// limit), and a kept buffer more than twice a request's size is dropped
+// rather than lent to it, so that one large transfer does not leave the
+// share full of a buffer that small requests take one at a time.
 
 // bulkShareOf is the part of a --buffer of total bytes for bulk receive
 // buffers.
@@ -33,6 +40,7 @@ type bulkMem struct {
 	used    int64    // held and kept buffers' capacity
 	peak    int64    // most used
 	free    [][]byte // kept, by capacity, smallest first
+	queue   []*int   // waiting requests, first come first
 	changed chan struct{}
 	waits   int64 // requests that waited for room
 }
@@ -45,9 +53,11 @@ func newBulkMem(limit int64) *bulkMem {
 var bulkMemWait = 30 * time.Second
 
 // get returns a buffer of n bytes, counted until put. It waits while the
-// share is full, until closing is closed or bulkMemWait passed (EAGAIN).
+// share is full or earlier requests wait, until closing is closed or
+// bulkMemWait passed (EAGAIN).
 func (m *bulkMem) get(n int, closing <-chan struct{}) ([]byte, error) {
 	var timer *time.Timer
+	var me *int // in m.queue while waiting
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -55,45 +65,89 @@ func (m *bulkMem) get(n int, closing <-chan struct{}) ([]byte, error) {
 	}()
 	m.mu.Lock()
 	for {
-		if i := m.fit(n); i >= 0 {
-			b := m.free[i]
-			m.free = slices.Delete(m.free, i, i+1)
-			m.mu.Unlock()
-			return b[:n], nil
-		}
-		// Kept buffers that do not fit give their room first, largest
-		// first.
-		for len(m.free) > 0 && m.used > 0 && m.used+int64(n) > m.limit {
-			last := len(m.free) - 1
-			m.used -= int64(cap(m.free[last]))
-			m.free[last] = nil
-			m.free = m.free[:last]
-		}
-		if m.used == 0 || m.used+int64(n) <= m.limit {
-			m.used += int64(n)
-			m.peak = max(m.peak, m.used)
-			m.mu.Unlock()
-			return make([]byte, n), nil
+		if len(m.queue) == 0 || m.queue[0] == me {
+			if b, ok := m.take(n); ok {
+				if me != nil {
+					m.leave(me)
+				}
+				m.mu.Unlock()
+				return b, nil
+			}
 		}
 		ch := m.changed
 		first := timer == nil
 		if first {
 			m.waits++
+			me = new(int)
+			m.queue = append(m.queue, me)
 			timer = time.NewTimer(bulkMemWait)
 		}
 		m.mu.Unlock()
 		if first && bulkMemWaitHook != nil {
 			bulkMemWaitHook()
 		}
+		var err error
 		select {
 		case <-ch:
 		case <-closing:
-			return nil, wire.Errorf(wire.ECONNLOST, "session closed while waiting for a bulk receive buffer")
+			err = wire.Errorf(wire.ECONNLOST, "session closed while waiting for a bulk receive buffer")
 		case <-timer.C:
-			return nil, wire.Errorf(wire.EAGAIN, "the server's bulk receive buffers (%d bytes) stayed full for %v", m.limit, bulkMemWait)
+			err = wire.Errorf(wire.EAGAIN, "the server's bulk receive buffers (%d bytes) stayed full for %v", m.limit, bulkMemWait)
 		}
 		m.mu.Lock()
+		if err != nil {
+			m.leave(me)
+			m.mu.Unlock()
+			return nil, err
+		}
 	}
+}
+
+// take returns a buffer of n bytes if there is room: a kept one of at
+// most 2n bytes, else a new one, after kept buffers gave their room. The
+// caller holds mu.
+func (m *bulkMem) take(n int) ([]byte, bool) {
+	if i := m.fit(n); i >= 0 {
+		b := m.free[i]
+		if cap(b) <= 2*n {
+			m.free = slices.Delete(m.free, i, i+1)
+			return b[:n], true
+		}
+	}
+	// Kept buffers give their room first, largest first: those that fit
+	// are too large to lend.
+	for len(m.free) > 0 && m.used > 0 && m.used+int64(n) > m.limit {
+		m.dropLast()
+	}
+	if m.used == 0 || m.used+int64(n) <= m.limit {
+		m.used += int64(n)
+		m.peak = max(m.peak, m.used)
+		return make([]byte, n), true
+	}
+	return nil, false
+}
+
+// dropLast drops the largest kept buffer. The caller holds mu.
+func (m *bulkMem) dropLast() {
+	last := len(m.free) - 1
+	m.used -= int64(cap(m.free[last]))
+	m.free[last] = nil
+	m.free = m.free[:last]
+}
+
+// leave takes a waiter out of the queue and wakes the others (the next
+// one may be served now). The caller holds mu.
+func (m *bulkMem) leave(me *int) {
+	if i := slices.Index(m.queue, me); i >= 0 {
+		m.queue = slices.Delete(m.queue, i, i+1)
+	}
+	m.wake()
+}
+
+// wake tells waiters that something changed. The caller holds mu.
+func (m *bulkMem) wake() {
+	close(m.changed)
+	m.changed = make(chan struct{})
 }
 
 // fit returns the index of the smallest kept buffer of at least n bytes,
@@ -106,17 +160,22 @@ func (m *bulkMem) fit(n int) int {
 	return -1
 }
 
-// put gives b back: it is kept for the next request, still counted.
+// put gives b back: it is kept for the next request, still counted;
+// unless it is larger than the share or the share is over its limit (an
+// oversized transfer was admitted alone): then its room is given back.
 func (m *bulkMem) put(b []byte) {
 	if b == nil {
 		return
 	}
 	b = b[:cap(b)]
 	m.mu.Lock()
-	i, _ := slices.BinarySearchFunc(m.free, len(b), func(x []byte, n int) int { return cap(x) - n })
-	m.free = slices.Insert(m.free, i, b)
-	close(m.changed)
-	m.changed = make(chan struct{})
+	if int64(len(b)) > m.limit || m.used > m.limit {
+		m.used -= int64(len(b))
+	} else {
+		i, _ := slices.BinarySearchFunc(m.free, len(b), func(x []byte, n int) int { return cap(x) - n })
+		m.free = slices.Insert(m.free, i, b)
+	}
+	m.wake()
 	m.mu.Unlock()
 }
 

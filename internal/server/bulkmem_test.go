@@ -7,8 +7,9 @@ import (
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
-// TestBulkMem: buffers come out of the share, kept ones are reused or give
-// their room, one larger than the share is admitted alone, and a request
+// TestBulkMem: buffers come out of the share, kept ones are reused (if at
+// most twice the request) or give their room, one larger than the share is
+// admitted alone and not kept, and a request
 // that finds no room waits until a buffer comes back, the session closes
 // (ECONNLOST) or bulkMemWait passes (EAGAIN).
 func TestBulkMem(t *testing.T) {
@@ -65,7 +66,78 @@ func TestBulkMem(t *testing.T) {
 		t.Fatalf("with the large one: %d bytes counted, want only it", st.used)
 	}
 	m.put(big)
-	if b, _ := m.get(1<<20, never); cap(b) != 6<<20 {
-		t.Fatalf("a kept buffer was not reused: capacity %d", cap(b))
+	if st := m.stats(); st.used != 0 {
+		t.Fatalf("the large one given back: %d bytes still counted, want 0 (not kept)", st.used)
+	}
+	// Two small requests at once after it: neither takes a large buffer,
+	// neither waits.
+	waits := m.stats().waits
+	s1, err1 := m.get(64<<10, never)
+	s2, err2 := m.get(64<<10, never)
+	if err1 != nil || err2 != nil || cap(s1) != 64<<10 || cap(s2) != 64<<10 {
+		t.Fatalf("two small requests after a large one: capacities %d, %d, errors %v, %v", cap(s1), cap(s2), err1, err2)
+	}
+	m.put(s1)
+	m.put(s2)
+	// A kept buffer more than twice a request's size is not lent to it.
+	mid, _ := m.get(2<<20, never)
+	m.put(mid)
+	if b, _ := m.get(64<<10, never); cap(b) != 64<<10 {
+		t.Fatalf("a small request got a kept buffer of %d bytes", cap(b))
+	} else {
+		m.put(b)
+	}
+	if b, _ := m.get(1<<20+1, never); cap(b) != 2<<20 {
+		t.Fatalf("a kept buffer within twice the request was not reused: capacity %d", cap(b))
+	} else {
+		m.put(b)
+	}
+	if st := m.stats(); st.waits != waits || st.used > st.limit {
+		t.Fatalf("after the small requests: %+v, want %d waits and used within the limit", st, waits)
+	}
+}
+
+// TestBulkMemFIFO: a request that waits for room is served before later
+// ones that would fit: small requests arriving after a large one wait
+// behind it.
+func TestBulkMemFIFO(t *testing.T) {
+	old := bulkMemWait
+	bulkMemWait = 10 * time.Second
+	defer func() { bulkMemWait = old }()
+	never := make(chan struct{})
+	m := newBulkMem(4 << 20)
+	held, err := m.get(3<<20, never)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan struct{}, 2)
+	oldHook := bulkMemWaitHook
+	bulkMemWaitHook = func() { waiting <- struct{}{} }
+	defer func() { bulkMemWaitHook = oldHook }()
+	large := make(chan []byte, 1)
+	go func() {
+		b, _ := m.get(2<<20, never)
+		large <- b
+	}()
+	<-waiting
+	// A small one fits beside the held buffer, but the large one came
+	// first: it waits.
+	small := make(chan []byte, 1)
+	go func() {
+		b, _ := m.get(512<<10, never)
+		small <- b
+	}()
+	select {
+	case b := <-small:
+		t.Fatalf("a later small request (%d bytes) was served while a large one waited", len(b))
+	case <-waiting:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the small request neither waited nor was served")
+	}
+	m.put(held)
+	m.put(<-large)
+	m.put(<-small)
+	if st := m.stats(); st.waits != 2 || st.used > st.limit {
+		t.Fatalf("after both: %+v, want 2 waits, used within the limit", st)
 	}
 }

@@ -235,7 +235,8 @@ func (f *file) drainInto(p *splicePipe, off, n int64) error {
 	if err == nil || !spliceRefused(err) {
 		return err
 	}
-	// The file system (or an O_DIRECT file) does not take splices: the
+	// The file system does not take splices (some FUSE and network file
+	// systems; the server never opens a file O_DIRECT): the
 	// bytes in the pipe go out of it through a buffer and pwrite, and
 	// this file's later bulk writes take the ordinary way.
 	if !f.noSplice.Swap(true) {

@@ -142,3 +142,12 @@ func SetHeldBoundForTest(n int, hook func(held int)) (restore func()) {
 	maxHeldReqs, heldHook = n, hook
 	return func() { maxHeldReqs, heldHook = oldN, oldH }
 }
+
+// SetKeptDropHookForTest runs hook when the flusher chose a kept file to
+// drop for space, before it claims it, until restore. Not concurrent with
+// other servers.
+func SetKeptDropHookForTest(hook func(path string)) (restore func()) {
+	old := keptDropHook
+	keptDropHook = hook
+	return func() { keptDropHook = old }
+}

@@ -50,10 +50,15 @@ type file struct {
 		handles map[*handle]struct{}
 	}
 
+	// holds counts the times the file was held again after nobody held
+	// it (join).
+	holds atomic.Int64
+
 	// kept: the flusher's record of a file nobody holds whose flush failed
 	// and whose data stays for a retry (with a journal: flusher.go,
 	// keepFailed). Only the flusher goroutine touches it.
 	kept struct {
+		hold  int64         // holds when kept: another one starts afresh (keptNow)
 		since time.Time     // the first failure; zero: not kept
 		at    time.Time     // the next retry
 		wait  time.Duration // the backoff after the next failure

@@ -60,14 +60,18 @@ func (s *Server) trimSlots(now time.Time) time.Duration {
 }
 
 // flushForMemory flushes the dirtiest file, full chunks first, and reports
-// whether it freed anything.
+// whether it freed anything. Kept files wait for their retry time.
 func (s *Server) flushForMemory() bool {
 	type fd struct {
 		f *file
 		n int64
 	}
 	var cands []fd
+	now := time.Now()
 	for _, f := range s.files.files() {
+		if s.keptWaits(f, now) {
+			continue
+		}
 		if n := f.dirty(); n > 0 {
 			cands = append(cands, fd{f, n})
 		}
@@ -91,9 +95,14 @@ func (s *Server) flushForMemory() bool {
 }
 
 // flushFullRuns writes the entirely buffered chunks of every file holding
-// at least a run of them (Config.FlushFull).
+// at least a run of them (Config.FlushFull). Kept files wait for their
+// retry time.
 func (s *Server) flushFullRuns() {
+	now := time.Now()
 	for _, f := range s.files.files() {
+		if s.keptWaits(f, now) {
+			continue
+		}
 		if f.fullBytes() >= s.cfg.FlushRunBytes {
 			f.flush(causeFull, true) // a failure is kept for sync and close
 		}
@@ -118,7 +127,8 @@ func (s *Server) flushIdle() time.Duration {
 		since := now.Sub(f.buf.lastWrite)
 		f.buf.Unlock()
 		released := f.refs() == 0
-		if released && !f.kept.since.IsZero() && now.Before(f.kept.at) {
+		wasKept := f.keptNow()
+		if released && wasKept && now.Before(f.kept.at) {
 			if wait := f.kept.at.Sub(now); next == 0 || wait < next {
 				next = wait
 			}
@@ -130,7 +140,6 @@ func (s *Server) flushIdle() time.Duration {
 			}
 			continue
 		}
-		wasKept := !f.kept.since.IsZero()
 		if released && wasKept {
 			s.stats.keptRetries.Add(1)
 		}
@@ -185,8 +194,8 @@ var (
 // keepFailed records f's failed flush (the first one is logged and
 // counted) and returns the time to its retry.
 func (s *Server) keepFailed(f *file, now time.Time, err error) time.Duration {
-	if f.kept.since.IsZero() {
-		f.kept.since, f.kept.wait = now, keptRetryMin
+	if !f.keptNow() {
+		f.kept.since, f.kept.wait, f.kept.hold = now, keptRetryMin, f.holds.Load()
 		s.stats.keptFiles.Add(1)
 		s.log.Error("flush of a file nobody holds failed; its data stays buffered and in the state directory, retried every few seconds",
 			"file", f.path, "bytes", f.dirty(), "err", err)
@@ -197,15 +206,32 @@ func (s *Server) keepFailed(f *file, now time.Time, err error) time.Duration {
 	return wait
 }
 
-// dropKeptForMemory drops the data of the oldest kept file when writers
-// wait for buffer space, and reports whether it dropped any.
+// keptWaits reports whether f is kept, nobody holds it, and its next
+// retry is after now: no flush tries it before (flushIdle does then).
+func (s *Server) keptWaits(f *file, now time.Time) bool {
+	return f.keptNow() && f.refs() == 0 && now.Before(f.kept.at)
+}
+
+// keptNow reports whether f is kept, and forgets a record from before the
+// file was held again (file.holds): a failure after that hold is a new
+// one, counted, logged and backed off afresh. Only the flusher calls it.
+func (f *file) keptNow() bool {
+	if !f.kept.since.IsZero() && f.kept.hold != f.holds.Load() {
+		f.kept.since, f.kept.at, f.kept.wait = time.Time{}, time.Time{}, 0
+	}
+	return !f.kept.since.IsZero()
+}
+
+// dropKeptForMemory drops the data of the oldest kept file when a writer
+// stalled for buffer space since its last decision or waits now, and
+// reports whether it dropped any.
 func (s *Server) dropKeptForMemory() bool {
-	if s.journal == nil || !s.budget.hasWaiters() {
+	if s.journal == nil || !s.budget.stalledSince(&s.stallMark) {
 		return false
 	}
 	var oldest *file
 	for _, f := range s.files.files() {
-		if f.kept.since.IsZero() || f.refs() != 0 || f.dirty() == 0 {
+		if !f.keptNow() || f.refs() != 0 || f.dirty() == 0 {
 			continue
 		}
 		if oldest == nil || f.kept.since.Before(oldest.kept.since) {
@@ -215,12 +241,26 @@ func (s *Server) dropKeptForMemory() bool {
 	if oldest == nil {
 		return false
 	}
+	if keptDropHook != nil {
+		keptDropHook(oldest.path)
+	}
+	// Claimed first: an open that joined the file after the check above
+	// may have written and been acknowledged; once claimed, no open can.
+	if !s.files.claim(oldest) {
+		return false // held again: its holder syncs or closes it
+	}
 	s.stats.keptDropped.Add(1)
 	oldest.discardOnFailure() // logs the file and the bytes
 	oldest.kept.since = time.Time{}
-	s.files.finalize(oldest)
+	if err := s.files.closeClaimed(oldest); err != nil {
+		s.log.Warn("closing a file whose kept data was dropped", "file", oldest.path, "err", err)
+	}
 	return true
 }
+
+// keptDropHook, when set (tests), runs when dropKeptForMemory chose a file
+// to drop, before it claims it.
+var keptDropHook func(path string)
 
 // drainAll flushes and closes every file (shutdown).
 func (s *Server) drainAll() error {

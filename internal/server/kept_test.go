@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -25,7 +26,8 @@ import (
 // is set (ENOSPC, as a full file system does).
 type failFS struct {
 	backend.FS
-	fail atomic.Bool
+	fail  atomic.Bool
+	tries atomic.Int64 // writes failed
 }
 
 func (f *failFS) OpenFile(path string, flag int, perm fs.FileMode) (backend.File, error) {
@@ -43,9 +45,20 @@ type failFile struct {
 
 func (f failFile) WriteAt(p []byte, off int64) (int, error) {
 	if f.fs.fail.Load() {
+		f.fs.tries.Add(1)
 		return 0, &fs.PathError{Op: "write", Path: "(test)", Err: syscall.ENOSPC}
 	}
 	return f.File.WriteAt(p, off)
+}
+
+// Identity names the file as the wrapped one does (the table's replaced
+// path check needs it).
+func (f failFile) Identity() (dev, ino uint64, err error) {
+	dev, ino, ok := backend.IdentityOf(f.File)
+	if !ok {
+		return 0, 0, errors.ErrUnsupported
+	}
+	return dev, ino, nil
 }
 
 // countHandler counts log records whose message starts with prefix.
@@ -224,4 +237,282 @@ func TestKeptDroppedForSpace(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(c.Dir, "good")); !bytes.Equal(got, data) {
 		t.Fatalf("good: %d bytes, not the written ones", len(got))
 	}
+}
+
+// TestKeptDropRacesReopen: a client that opens a kept file between the
+// flusher's choice of it for dropping and the drop, and writes to it, keeps
+// its acknowledged write: the drop claims the file first and gives up on a
+// held one.
+func TestKeptDropRacesReopen(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	ffs := &failFS{}
+	ffs.fail.Store(true)
+	defer server.SetKeptRetryForTest(time.Hour, time.Hour, nil)() // no retry meanwhile
+	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+		stateConfig(stateDir)(i, cfg)
+		cfg.HighWaterPct = 100 // the flusher frees space only for a waiting writer
+		cfg.DirectBytes = 4 << 20
+		cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}})
+	cl := c.Client(t, nil)
+	ctx := context.Background()
+	badPath := filepath.Join(c.Dir, "bad")
+	open := func(path string) (*client.File, error) {
+		return cl.Open(ctx, path, wire.ORdwr|wire.OCreat, 0o644, nil)
+	}
+	bad, err := open(badPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := c.Servers[0].Stats().BufferLimit
+	piece := bytes.Repeat([]byte("kept"), 4<<10)
+	var off int64
+	for c.Servers[0].Stats().BufferBytes < limit-(256<<10) {
+		if _, err := bad.Write([][]byte{piece}, []client.Extent{{Off: off, Len: int64(len(piece))}}, client.IOOpts{Ack: true}); err != nil {
+			t.Fatalf("filling the buffer at %d: %v", off, err)
+		}
+		off += int64(len(piece))
+	}
+	if err := bad.Close(); wire.CodeOf(err) != wire.ENOSPC {
+		t.Fatalf("close: %v, want ENOSPC", err)
+	}
+	// In the window: the backend works again, a client opens the file,
+	// syncs (the kept data is written), writes and is acknowledged.
+	fresh := bytes.Repeat([]byte("new!"), 1<<10)
+	other := c.Client(t, nil)
+	var again *client.File
+	hookErr := make(chan error, 1)
+	var once atomic.Bool
+	defer server.SetKeptDropHookForTest(func(path string) {
+		if path != badPath || !once.CompareAndSwap(false, true) {
+			return
+		}
+		hookErr <- func() error {
+			ffs.fail.Store(false)
+			var err error
+			// Another client: the first one's session waits behind the
+			// good writer.
+			if again, err = other.Open(ctx, badPath, wire.ORdwr, 0, nil); err != nil {
+				return err
+			}
+			if err := again.Sync(); err != nil {
+				return err
+			}
+			_, err = again.Write([][]byte{fresh}, []client.Extent{{Off: 0, Len: int64(len(fresh))}}, client.IOOpts{Ack: true})
+			return err
+		}()
+	})()
+	good, err := open(filepath.Join(c.Dir, "good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("good"), 256<<10) // 1 MiB in one request: more than is free
+	done := make(chan error, 1)
+	go func() {
+		_, err := good.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{Ack: true})
+		done <- err
+	}()
+	for _, ch := range []chan error{hookErr, done} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no drop attempt, or the writer waits for ever")
+		}
+	}
+	if err := good.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Close(); err != nil {
+		t.Fatalf("close of the reopened file: %v", err)
+	}
+	got, err := os.ReadFile(badPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < len(fresh) || !bytes.Equal(got[:len(fresh)], fresh) {
+		t.Fatalf("the acknowledged write of the client that reopened the file is not on the backend (%d bytes there)", len(got))
+	}
+	if st := c.Servers[0].Stats(); st.KeptDropped != 0 || st.Dirty != 0 {
+		t.Fatalf("kept files dropped %d, dirty %d: want 0, 0", st.KeptDropped, st.Dirty)
+	}
+}
+
+// TestKeptHeldAgain: a client that opens the path of a kept file (its
+// flush failed after the last close) starts clean: its writes are not
+// refused with the old failure, and if the path was removed and created
+// again meanwhile, they go to the new file, not the kept entry's unlinked
+// inode.
+func TestKeptHeldAgain(t *testing.T) {
+	for _, replace := range []bool{false, true} {
+		t.Run(map[bool]string{false: "same file", true: "path replaced"}[replace], func(t *testing.T) {
+			stateDir := filepath.Join(t.TempDir(), "state")
+			ffs := &failFS{}
+			ffs.fail.Store(true)
+			defer server.SetKeptRetryForTest(time.Hour, time.Hour, nil)() // no retry meanwhile
+			c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+				stateConfig(stateDir)(i, cfg)
+				cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
+				cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			}})
+			cl := c.Client(t, nil)
+			ctx := context.Background()
+			path := filepath.Join(c.Dir, "bad")
+			f, err := cl.Open(ctx, path, wire.ORdwr|wire.OCreat, 0o644, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := bytes.Repeat([]byte("old."), 4<<10)
+			if _, err := f.Write([][]byte{old}, []client.Extent{{Off: 0, Len: int64(len(old))}}, client.IOOpts{Ack: true}); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); wire.CodeOf(err) != wire.ENOSPC {
+				t.Fatalf("close: %v, want ENOSPC", err)
+			}
+			if replace {
+				if err := os.Remove(path); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ffs.fail.Store(false)
+			f, err = cl.Open(ctx, path, wire.ORdwr, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh := bytes.Repeat([]byte("new!"), 1<<10)
+			if _, err := f.Write([][]byte{fresh}, []client.Extent{{Off: 0, Len: int64(len(fresh))}}, client.IOOpts{Ack: true}); err != nil {
+				t.Fatalf("write after the file was opened again: %v", err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			want := append([]byte(nil), fresh...)
+			if !replace {
+				want = append(want, old[len(fresh):]...) // the kept data, under the new write
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, want) {
+				t.Fatalf("the file: %d bytes, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+			}
+		})
+	}
+}
+
+// TestKeptAgainAfterHold: a kept file that a client holds again and
+// closes with the backend still failing is kept afresh: counted, logged
+// and retried from the first backoff, not left to the old record's
+// schedule.
+func TestKeptAgainAfterHold(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	ffs := &failFS{}
+	ffs.fail.Store(true)
+	var logged atomic.Int64
+	events := make(chan error, 100)
+	defer server.SetKeptRetryForTest(time.Hour, time.Hour, func(path string, err error) {
+		if filepath.Base(path) == "bad" {
+			events <- err
+		}
+	})()
+	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+		stateConfig(stateDir)(i, cfg)
+		cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
+		cfg.Logger = slog.New(countHandler{slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}),
+			"flush of a file nobody holds failed", &logged})
+	}})
+	cl := c.Client(t, nil)
+	path := filepath.Join(c.Dir, "bad")
+	for round := 1; round <= 2; round++ {
+		f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := bytes.Repeat([]byte{byte(round)}, 4000)
+		if _, err := f.Write([][]byte{p}, []client.Extent{{Off: int64(round) * 4000, Len: 4000}}, client.IOOpts{Ack: true}); err != nil {
+			t.Fatalf("round %d: write: %v", round, err)
+		}
+		if err := f.Close(); wire.CodeOf(err) != wire.ENOSPC {
+			t.Fatalf("round %d: close: %v, want ENOSPC", round, err)
+		}
+		select {
+		case err := <-events:
+			if err == nil {
+				t.Fatalf("round %d: a flush succeeded while the backend failed", round)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the file was not kept (no idle flush of it)", round)
+		}
+		if st := c.Servers[0].Stats(); st.KeptFiles != int64(round) || logged.Load() != int64(round) {
+			t.Fatalf("round %d: kept files %d, logged %d: want %d, %d", round, st.KeptFiles, logged.Load(), round, round)
+		}
+	}
+	ffs.fail.Store(false) // the shutdown writes the kept data
+}
+
+// TestKeptBackoffUnderPressure: a flush for memory (above the high-water
+// mark) does not retry a kept file before its retry time.
+func TestKeptBackoffUnderPressure(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	ffs := &failFS{}
+	ffs.fail.Store(true)
+	events := make(chan error, 100)
+	defer server.SetKeptRetryForTest(time.Hour, time.Hour, func(path string, err error) {
+		if filepath.Base(path) == "bad" {
+			events <- err
+		}
+	})()
+	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+		stateConfig(stateDir)(i, cfg)
+		cfg.BufferBytes = 32 << 20
+		cfg.HighWaterPct = 50
+		cfg.DirectBytes = 4 << 20
+		cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}})
+	cl := c.Client(t, nil)
+	open := func(name string) *client.File {
+		f, err := cl.Open(context.Background(), filepath.Join(c.Dir, name), wire.ORdwr|wire.OCreat, 0o644, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	piece := bytes.Repeat([]byte("data"), 4<<10)
+	fill := func(f *client.File, until func(off int64) bool) {
+		for off := int64(0); !until(off); off += int64(len(piece)) {
+			if off > 12<<20 {
+				t.Fatal("no flush for memory")
+			}
+			if _, err := f.Write([][]byte{piece}, []client.Extent{{Off: off, Len: int64(len(piece))}}, client.IOOpts{Ack: true}); err != nil {
+				t.Fatalf("write at %d: %v", off, err)
+			}
+		}
+	}
+	bad := open("bad")
+	fill(bad, func(off int64) bool { return off >= 6<<20 }) // below the mark, dirtier than good will be
+	if err := bad.Close(); wire.CodeOf(err) != wire.ENOSPC {
+		t.Fatalf("close: %v, want ENOSPC", err)
+	}
+	select {
+	case err := <-events:
+		if err == nil {
+			t.Fatal("a flush succeeded while the backend failed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the file was not kept")
+	}
+	tries := ffs.tries.Load()
+	good := open("good")
+	fill(good, func(int64) bool { return c.Servers[0].Stats().Flushes["highwater"] > 0 })
+	if err := good.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := ffs.tries.Load() - tries; n != 0 {
+		t.Fatalf("%d writes of the kept file under memory pressure, before its retry time", n)
+	}
+	ffs.fail.Store(false) // the shutdown writes the kept data
 }

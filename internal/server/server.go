@@ -48,6 +48,7 @@ type Server struct {
 	flusherStop chan struct{}
 	flusherDone chan struct{}
 	trimAt      time.Time // the flusher's: when to trim the journal's free slots (trimSlots)
+	stallMark   int64     // the flusher's: budget waits at its last drop decision (dropKeptForMemory)
 	stopOnce    sync.Once
 	stopReq     chan struct{} // closed when a monitor asks the server to stop
 	drainOnce   sync.Once

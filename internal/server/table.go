@@ -1,7 +1,9 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 
@@ -53,9 +55,30 @@ func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writ
 func (t *fileTable) open(o *wire.Open) (*file, error) {
 	excl := o.Flags&wire.OExcl != 0 && o.Flags&wire.OCreat != 0
 	flags := openFlags(o)
+	var checked *file // the entry whose identity was checked
 	for {
 		t.mu.Lock()
 		f := t.mu.byPath[o.Path]
+		if f != nil && f != checked && f.ino != 0 && f.refs() == 0 {
+			// Nobody holds the entry (its data drains, or is kept after a
+			// failed flush): the path may name another file by now,
+			// removed and created again behind delegate's back. Such an
+			// entry leaves the path, as an unlinked one would (it keeps
+			// draining, or being kept, into its own inode), and the open
+			// gets a fresh one. Checked outside the lock: it is I/O.
+			t.mu.Unlock()
+			checked = f
+			if t.replaced(f) {
+				t.mu.Lock()
+				if t.mu.byPath[o.Path] == f && f.refs() == 0 {
+					delete(t.mu.byPath, o.Path)
+					t.eng.log.Info("the path names another file than the one whose data is still buffered; that data goes to the old file",
+						"path", o.Path, "bytes", f.dirty())
+				}
+				t.mu.Unlock()
+			}
+			continue
+		}
 		if f != nil && f.regionSize != o.RegionSize && f.refs() <= 0 {
 			// Nobody holds the file, but its data still drains under the
 			// old region rule. A new rule is safe once that data is on the
@@ -106,6 +129,18 @@ func (t *fileTable) open(o *wire.Open) (*file, error) {
 	}
 }
 
+// replaced reports whether f's path names another file than f (or none):
+// a read-only open and an fstat. An error other than ENOENT says nothing.
+func (t *fileTable) replaced(f *file) bool {
+	bf, err := t.fs.OpenFile(f.path, os.O_RDONLY, 0)
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	defer bf.Close()
+	dev, ino, ok := backend.IdentityOf(bf)
+	return ok && (dev != f.dev || ino != f.ino)
+}
+
 // openRaceHook, when set (tests), runs between a first open's backend open
 // and its entry in the table: the window where another open may win.
 var openRaceHook func(path string)
@@ -124,9 +159,19 @@ func (t *fileTable) join(f *file, o *wire.Open, excl bool) (*file, error) {
 	}
 	f.mu.Lock()
 	f.mu.refs++
+	held := f.mu.refs == 1 // held again: nobody did
 	writable := f.mu.writable
 	f.mu.Unlock()
 	t.mu.Unlock()
+	if held {
+		// The new holder starts clean: a failed flush before (its data
+		// kept, or draining) is not its error; the data still flushes,
+		// and a flush that fails again sets the error again.
+		f.holds.Add(1)
+		f.buf.Lock()
+		f.buf.err = nil
+		f.buf.Unlock()
+	}
 	if needsWrite(o.Flags) && !writable {
 		if err := f.reopenWritable(t.fs); err != nil {
 			t.release(f)
@@ -225,7 +270,38 @@ func (t *fileTable) finalize(f *file) error {
 	if t.mu.byPath[f.path] == f {
 		delete(t.mu.byPath, f.path)
 	}
+	f.mu.Unlock()
+	t.mu.Unlock()
+	return t.closeClaimed(f)
+}
+
+// claim takes f, which nobody holds, out of the table's paths for good
+// (refs -1, as finalize leaves it), so that no open joins it, before its
+// data is dropped (dropKeptForMemory): checked and taken under both locks,
+// since an open that joined between a check and the drop would have its
+// acknowledged writes dropped. f stays in files() until closeClaimed. It
+// reports false, and does nothing, if a client holds f or it is closed.
+func (t *fileTable) claim(f *file) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.refs != 0 {
+		return false
+	}
+	f.mu.refs = -1
+	if t.mu.byPath[f.path] == f {
+		delete(t.mu.byPath, f.path)
+	}
+	return true
+}
+
+// closeClaimed closes the backend descriptors of f, finalized or claimed,
+// and takes it out of the table.
+func (t *fileTable) closeClaimed(f *file) error {
+	t.mu.Lock()
 	delete(t.mu.all, f)
+	f.mu.Lock()
 	bf, retired := f.mu.bf, f.mu.retired
 	f.mu.retired = nil
 	f.mu.Unlock()

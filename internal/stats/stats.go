@@ -49,7 +49,9 @@ type Snapshot struct {
 	BulkIn    int64 `codec:"bulk_in" json:"bulk_in"`
 	BulkOut   int64 `codec:"bulk_out" json:"bulk_out"`
 	// BulkSpliced: of BulkIn, what went from the socket into the backend
-	// file without passing through the server's memory (splice).
+	// file without passing through the server's memory (splice); a
+	// transfer whose splice the backend refused counts whole, also the
+	// bytes then written from the pipe with pwrite (SpliceRefused).
 	BulkSpliced int64 `codec:"bulk_spliced" json:"bulk_spliced"`
 	// BulkSentFile: of BulkOut, what went from the backend file to the
 	// socket without passing through the server's memory (sendfile).
