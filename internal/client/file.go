@@ -20,6 +20,8 @@ type Extent struct {
 type IOOpts struct {
 	Ack  bool          // write: wait for the servers' acknowledgement
 	Coll *wire.CollTag // part of a collective: its tag; nil otherwise
+
+	atomic bool // posted in atomic mode (IWrite, IRead): stays atomic when its goroutine runs
 }
 
 // File is a file open on every server. Safe for concurrent use.
@@ -354,7 +356,7 @@ func (f *File) begin(op string, o *IOOpts) (opState, error) {
 		return opState{}, err
 	}
 	st := opState{cork: f.mu.hints.Cork, corkBytes: f.mu.hints.CorkBytes, ack: o.Ack || f.mu.hints.WriteAck}
-	if f.mu.atomic {
+	if f.mu.atomic || o.atomic {
 		st.flags |= wire.IOAtomic
 	}
 	if o.Coll != nil {

@@ -45,7 +45,9 @@ import (
 // leaseOK reports whether this write may go straight to the backend now.
 // When only this client's own writes in flight stand in the way, it waits
 // for their acknowledgements first (a round trip per server), so that one
-// write through a server does not keep every later one there.
+// write through a server does not keep every later one there; not while a
+// nonblocking request is in flight (an IWrite counts itself in reqs): then
+// it goes through the servers.
 func (f *File) leaseOK(ext []Extent, st *opState, o *IOOpts) bool {
 	lim := f.leaseMin()
 	if lim <= 0 || o.Coll != nil || st.flags&(wire.IOAtomic|wire.IOColl) != 0 {

@@ -14,12 +14,22 @@ type Request struct {
 // to the request until it completes; a write request completes once the
 // servers acknowledged it.
 func (f *File) IWrite(mem [][]byte, ext []Extent, o IOOpts) (*Request, error) {
-	o.Ack = true
+	o.Ack, o.atomic = true, f.atomicNow()
 	return f.start(mem, ext, func(mem [][]byte, ext []Extent) (int64, error) { return f.Write(mem, ext, o) })
+}
+
+// atomicNow reports whether f is in atomic mode: a request takes the mode
+// it was posted in (its goroutine may run after a SetAtomic(false), and
+// must not become a lease write or a direct read then).
+func (f *File) atomicNow() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mu.atomic
 }
 
 // IRead starts Read in the background.
 func (f *File) IRead(mem [][]byte, ext []Extent, o IOOpts) (*Request, error) {
+	o.atomic = f.atomicNow()
 	return f.start(mem, ext, func(mem [][]byte, ext []Extent) (int64, error) { return f.Read(mem, ext, o) })
 }
 

@@ -138,6 +138,17 @@ func (b *budget) stalledSince(mark *int64) bool {
 	return stalled
 }
 
+// settleMark moves *mark to now when no writer waits: stalls that ended
+// (flushes made room) must not count at a later drop decision. A writer
+// still waiting keeps its stall counted for the next pass.
+func (b *budget) settleMark(mark *int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.waiting == 0 {
+		*mark = b.waitRounds
+	}
+}
+
 // wakeAll makes every waiter re-check (after a flush failed, or at
 // shutdown).
 func (b *budget) wakeAll(stop bool) {

@@ -156,7 +156,7 @@ func TestBulkBindRefused(t *testing.T) {
 // connections are out of step) within the bulk timeout, counted; the
 // server serves other sessions meanwhile and afterwards.
 func TestBulkTransferBroken(t *testing.T) {
-	defer server.SetBulkTimeoutForTest(300 * time.Millisecond)()
+	t.Cleanup(server.SetBulkTimeoutForTest(300 * time.Millisecond))
 	tests := []struct {
 		name    string
 		send    func(b net.Conn)
@@ -243,7 +243,7 @@ func TestBulkTransferBroken(t *testing.T) {
 func TestBulkSpliceSmallPipe(t *testing.T) {
 	for _, pipe := range []int{4 << 10, 64 << 10} {
 		t.Run(fmt.Sprint(pipe), func(t *testing.T) {
-			defer server.SetPipeBytesForTest(pipe)()
+			t.Cleanup(server.SetPipeBytesForTest(pipe))
 			c := testutil.Start(t, testutil.Options{TCP: true})
 			cl := c.Client(t, nil)
 			path := filepath.Join(c.Dir, "f")
@@ -420,9 +420,6 @@ func TestBulkBuffersBounded(t *testing.T) {
 		clients = 8
 		rounds  = 4
 	)
-	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
-		cfg.BufferBytes, cfg.DirectBytes = buffer, 8<<20
-	}})
 	// Receivers that hold a buffer wait until a third one holds one too
 	// (the share holds two pieces) or one waits for room: then all go on.
 	var mu sync.Mutex
@@ -431,15 +428,19 @@ func TestBulkBuffersBounded(t *testing.T) {
 	var once sync.Once
 	open := func() { once.Do(func() { close(release) }) }
 	defer open()
-	defer server.SetBulkHooksForTest(nil, func() {
+	t.Cleanup(server.SetBulkHooksForTest(nil, func() {
 		mu.Lock()
 		if holders++; holders >= 3 {
 			open()
 		}
 		mu.Unlock()
 		<-release
-	})()
-	defer server.SetBulkMemWaitHookForTest(open)()
+	}))
+	t.Cleanup(server.SetBulkMemWaitHookForTest(open))
+	// Started after the hooks: their restores run after it stopped.
+	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
+		cfg.BufferBytes, cfg.DirectBytes = buffer, 8<<20
+	}})
 	var wg sync.WaitGroup
 	errs := make([]error, clients)
 	for i := range clients {
@@ -496,21 +497,22 @@ func TestBulkBuffersBounded(t *testing.T) {
 // buffer for bulkTimeout fails with EAGAIN, its transfer taken and dropped:
 // the session stays in step and its next write succeeds.
 func TestBulkBufferBusy(t *testing.T) {
-	defer server.SetBulkMemWaitForTest(100 * time.Millisecond)()
-	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
-		cfg.BufferBytes, cfg.DirectBytes = 32<<20, 16<<20
-	}})
+	t.Cleanup(server.SetBulkMemWaitForTest(100 * time.Millisecond))
 	arrived, release := make(chan struct{}), make(chan struct{})
 	var releaseOnce sync.Once
 	letGo := func() { releaseOnce.Do(func() { close(release) }) }
 	defer letGo() // also when the test fails before it lets the holder go
 	var first atomic.Bool
-	defer server.SetBulkHooksForTest(nil, func() {
+	t.Cleanup(server.SetBulkHooksForTest(nil, func() {
 		if !first.Swap(true) { // the first receiver holds the whole share
 			close(arrived)
 			<-release
 		}
-	})()
+	}))
+	// Started after the hooks: their restores run after it stopped.
+	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
+		cfg.BufferBytes, cfg.DirectBytes = 32<<20, 16<<20
+	}})
 	hold, busy := c.Client(t, nil), c.Client(t, nil)
 	openFile := func(cl *client.Client, name string) *client.File {
 		f, err := cl.Open(context.Background(), filepath.Join(c.Dir, name), wire.ORdwr|wire.OCreat, 0o644, nil)

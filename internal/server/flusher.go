@@ -24,6 +24,7 @@ func (s *Server) flushLoop() {
 		}
 		for s.budget.overHigh() && (s.flushForMemory() || s.dropKeptForMemory()) {
 		}
+		s.budget.settleMark(&s.stallMark)
 		if s.cfg.FlushFull {
 			s.flushFullRuns()
 		}

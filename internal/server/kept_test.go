@@ -89,11 +89,11 @@ func TestKeptAfterFailedFlush(t *testing.T) {
 			ffs.fail.Store(true)
 			var logged atomic.Int64
 			events := make(chan error, 100)
-			defer server.SetKeptRetryForTest(5*time.Millisecond, 20*time.Millisecond, func(path string, err error) {
+			t.Cleanup(server.SetKeptRetryForTest(5*time.Millisecond, 20*time.Millisecond, func(path string, err error) {
 				if filepath.Base(path) == "bad" {
 					events <- err
 				}
-			})()
+			}))
 			c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
 				stateConfig(stateDir)(i, cfg)
 				cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
@@ -179,7 +179,7 @@ func TestKeptDroppedForSpace(t *testing.T) {
 	ffs := &failFS{}
 	ffs.fail.Store(true)
 	var logged atomic.Int64
-	defer server.SetKeptRetryForTest(time.Hour, time.Hour, nil)() // no retry meanwhile
+	t.Cleanup(server.SetKeptRetryForTest(time.Hour, time.Hour, nil)) // no retry meanwhile
 	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
 		stateConfig(stateDir)(i, cfg)
 		cfg.HighWaterPct = 100 // the flusher frees space only for a waiting writer
@@ -247,7 +247,7 @@ func TestKeptDropRacesReopen(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	ffs := &failFS{}
 	ffs.fail.Store(true)
-	defer server.SetKeptRetryForTest(time.Hour, time.Hour, nil)() // no retry meanwhile
+	t.Cleanup(server.SetKeptRetryForTest(time.Hour, time.Hour, nil)) // no retry meanwhile
 	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
 		stateConfig(stateDir)(i, cfg)
 		cfg.HighWaterPct = 100 // the flusher frees space only for a waiting writer
@@ -284,7 +284,7 @@ func TestKeptDropRacesReopen(t *testing.T) {
 	var again *client.File
 	hookErr := make(chan error, 1)
 	var once atomic.Bool
-	defer server.SetKeptDropHookForTest(func(path string) {
+	t.Cleanup(server.SetKeptDropHookForTest(func(path string) {
 		if path != badPath || !once.CompareAndSwap(false, true) {
 			return
 		}
@@ -302,7 +302,7 @@ func TestKeptDropRacesReopen(t *testing.T) {
 			_, err = again.Write([][]byte{fresh}, []client.Extent{{Off: 0, Len: int64(len(fresh))}}, client.IOOpts{Ack: true})
 			return err
 		}()
-	})()
+	}))
 	good, err := open(filepath.Join(c.Dir, "good"))
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +352,7 @@ func TestKeptHeldAgain(t *testing.T) {
 			stateDir := filepath.Join(t.TempDir(), "state")
 			ffs := &failFS{}
 			ffs.fail.Store(true)
-			defer server.SetKeptRetryForTest(time.Hour, time.Hour, nil)() // no retry meanwhile
+			t.Cleanup(server.SetKeptRetryForTest(time.Hour, time.Hour, nil)) // no retry meanwhile
 			c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
 				stateConfig(stateDir)(i, cfg)
 				cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
@@ -413,11 +413,11 @@ func TestKeptAgainAfterHold(t *testing.T) {
 	ffs.fail.Store(true)
 	var logged atomic.Int64
 	events := make(chan error, 100)
-	defer server.SetKeptRetryForTest(time.Hour, time.Hour, func(path string, err error) {
+	t.Cleanup(server.SetKeptRetryForTest(time.Hour, time.Hour, func(path string, err error) {
 		if filepath.Base(path) == "bad" {
 			events <- err
 		}
-	})()
+	}))
 	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
 		stateConfig(stateDir)(i, cfg)
 		cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
@@ -460,11 +460,11 @@ func TestKeptBackoffUnderPressure(t *testing.T) {
 	ffs := &failFS{}
 	ffs.fail.Store(true)
 	events := make(chan error, 100)
-	defer server.SetKeptRetryForTest(time.Hour, time.Hour, func(path string, err error) {
+	t.Cleanup(server.SetKeptRetryForTest(time.Hour, time.Hour, func(path string, err error) {
 		if filepath.Base(path) == "bad" {
 			events <- err
 		}
-	})()
+	}))
 	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
 		stateConfig(stateDir)(i, cfg)
 		cfg.BufferBytes = 32 << 20
