@@ -12,6 +12,8 @@ statedirs_before=
 
 statedirs_mark() {
     statedirs_before=$(ls -d /dev/shm/delegate-"$(id -u)"-* 2>/dev/null | sort)
+    DLG_CHECK_RUN=${DLG_CHECK_RUN:-$$-$(date +%s%N)}
+    export DLG_CHECK_RUN
 }
 
 statedirs_sweep() {
@@ -37,16 +39,18 @@ statedirs_holder() {
 
 # statedirs_left fails, naming them, if state directories were made since
 # the mark and are still there (tests/check.sh's last step). A directory
-# whose lock a running server of another checkout holds (its executable is
-# not under this one's top) is not this run's: on a machine shared with
-# other work, another checkout's tests start servers at any time.
+# whose lock a running server holds that this run did not start (its
+# environment lacks this run's DLG_CHECK_RUN, which every process the run
+# starts inherits: Go tests' servers too, which drop only DELEGATE_*
+# variables) is not this run's: on a machine shared with other work,
+# another checkout's tests start servers at any time.
 statedirs_left() {
-    local d pid exe l=
+    local d pid l=
     for d in $(ls -d /dev/shm/delegate-"$(id -u)"-* 2>/dev/null | sort | comm -13 <(echo "$statedirs_before") -); do
         pid=$(statedirs_holder "$d")
-        exe=$([ -n "$pid" ] && readlink "/proc/$pid/exe" 2>/dev/null)
-        if [ -n "$exe" ] && [ -n "${top:-}" ] && [ "${exe#"$top"/}" = "$exe" ]; then
-            echo "($d: held by a server of another checkout, pid $pid, $exe)"
+        if [ -n "$pid" ] && [ -n "${DLG_CHECK_RUN:-}" ] && [ -r "/proc/$pid/environ" ] &&
+            ! tr '\0' '\n' <"/proc/$pid/environ" | grep -qx "DLG_CHECK_RUN=$DLG_CHECK_RUN"; then
+            echo "($d: held by pid $pid, a server this run did not start)"
             continue
         fi
         l="$l $d"
