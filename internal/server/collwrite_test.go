@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -296,13 +295,7 @@ func TestCollectiveDirectCrash(t *testing.T) {
 		t.Fatal("the file is on the backend before the crash: the test proves nothing")
 	}
 	cl.Servers[0].CrashForTest()
-	cfg := server.DefaultConfig()
-	stateConfig(stateDir)(0, &cfg)
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := restartOn(t, stateDir)
 	if st := s.Stats(); st.RecoveredFiles != 1 {
 		t.Errorf("recovered %d files, want 1", st.RecoveredFiles)
 	}

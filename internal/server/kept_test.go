@@ -197,18 +197,7 @@ func TestKeptDroppedForSpace(t *testing.T) {
 		return f
 	}
 	bad := open("bad")
-	limit := c.Servers[0].Stats().BufferLimit
-	piece := bytes.Repeat([]byte("kept"), 4<<10)
-	var off int64
-	for c.Servers[0].Stats().BufferBytes < limit-(256<<10) {
-		if _, err := bad.Write([][]byte{piece}, []client.Extent{{Off: off, Len: int64(len(piece))}}, client.IOOpts{Ack: true}); err != nil {
-			t.Fatalf("filling the buffer at %d: %v", off, err)
-		}
-		off += int64(len(piece))
-	}
-	if err := bad.Close(); wire.CodeOf(err) != wire.ENOSPC {
-		t.Fatalf("close: %v, want ENOSPC", err)
-	}
+	off := fillAndKeep(t, c, bad)
 	if st := c.Servers[0].Stats(); st.KeptFiles != 1 || st.Dirty != off {
 		t.Fatalf("kept files %d, dirty %d: want 1, %d", st.KeptFiles, st.Dirty, off)
 	}
@@ -265,18 +254,7 @@ func TestKeptDropRacesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	limit := c.Servers[0].Stats().BufferLimit
-	piece := bytes.Repeat([]byte("kept"), 4<<10)
-	var off int64
-	for c.Servers[0].Stats().BufferBytes < limit-(256<<10) {
-		if _, err := bad.Write([][]byte{piece}, []client.Extent{{Off: off, Len: int64(len(piece))}}, client.IOOpts{Ack: true}); err != nil {
-			t.Fatalf("filling the buffer at %d: %v", off, err)
-		}
-		off += int64(len(piece))
-	}
-	if err := bad.Close(); wire.CodeOf(err) != wire.ENOSPC {
-		t.Fatalf("close: %v, want ENOSPC", err)
-	}
+	fillAndKeep(t, c, bad)
 	// In the window: the backend works again, a client opens the file,
 	// syncs (the kept data is written), writes and is acknowledged.
 	fresh := bytes.Repeat([]byte("new!"), 1<<10)
@@ -515,4 +493,24 @@ func TestKeptBackoffUnderPressure(t *testing.T) {
 		t.Fatalf("%d writes of the kept file under memory pressure, before its retry time", n)
 	}
 	ffs.fail.Store(false) // the shutdown writes the kept data
+}
+
+// fillAndKeep writes f (whose backend fails) until the server's buffers
+// are nearly full, then closes it: its flush fails with ENOSPC and its data
+// is kept. It returns the bytes written.
+func fillAndKeep(t *testing.T, c *testutil.Cluster, f *client.File) int64 {
+	t.Helper()
+	limit := c.Servers[0].Stats().BufferLimit
+	piece := bytes.Repeat([]byte("kept"), 4<<10)
+	var off int64
+	for c.Servers[0].Stats().BufferBytes < limit-(256<<10) {
+		if _, err := f.Write([][]byte{piece}, []client.Extent{{Off: off, Len: int64(len(piece))}}, client.IOOpts{Ack: true}); err != nil {
+			t.Fatalf("filling the buffer at %d: %v", off, err)
+		}
+		off += int64(len(piece))
+	}
+	if err := f.Close(); wire.CodeOf(err) != wire.ENOSPC {
+		t.Fatalf("close: %v, want ENOSPC", err)
+	}
+	return off
 }

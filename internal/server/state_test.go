@@ -35,6 +35,21 @@ func stateConfig(stateDir string) func(int, *server.Config) {
 	}
 }
 
+// restartOn starts a new server on stateDir, as a server restarted after
+// a crash would be (stateConfig), logging warnings; the caller shuts it
+// down.
+func restartOn(t *testing.T, stateDir string) *server.Server {
+	t.Helper()
+	cfg := server.DefaultConfig()
+	stateConfig(stateDir)(0, &cfg)
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // fileModel is what a file must hold: the backend's bytes with every
 // acknowledged write applied in order.
 type fileModel []byte
@@ -131,13 +146,7 @@ func TestCrashRecoversAcknowledged(t *testing.T) {
 
 	c.Servers[0].CrashForTest()
 
-	cfg := server.DefaultConfig()
-	stateConfig(stateDir)(0, &cfg)
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := restartOn(t, stateDir)
 	st := s.Stats()
 	if st.RecoveredFiles != 2 || st.RecoveredChunks != before.StateSlots || st.RecoveryDropped != 0 {
 		t.Errorf("recovered %d files, %d chunks (%d were in use), %d dropped; want 2 files", st.RecoveredFiles, st.RecoveredChunks, before.StateSlots, st.RecoveryDropped)
@@ -243,12 +252,7 @@ func TestCrashDuringFlush(t *testing.T) {
 	// The server dies here: nothing it holds reaches the backend.
 	c.Servers[0].AbandonStateForTest()
 
-	cfg := server.DefaultConfig()
-	stateConfig(stateDir)(0, &cfg)
-	s, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := restartOn(t, stateDir)
 	defer s.Shutdown(bg)
 	if st := s.Stats(); st.RecoveredChunks != 4 {
 		t.Errorf("recovered %d chunks, want 4", st.RecoveredChunks)
