@@ -496,8 +496,8 @@ func TestKeptBackoffUnderPressure(t *testing.T) {
 }
 
 // fillAndKeep writes f (whose backend fails) until the server's buffers
-// are nearly full, then closes it: its flush fails with ENOSPC and its data
-// is kept. It returns the bytes written.
+// are nearly full, closes it (its flush fails with ENOSPC) and waits until
+// the flusher kept its data. It returns the bytes written.
 func fillAndKeep(t *testing.T, c *testutil.Cluster, f *client.File) int64 {
 	t.Helper()
 	limit := c.Servers[0].Stats().BufferLimit
@@ -511,6 +511,13 @@ func fillAndKeep(t *testing.T, c *testutil.Cluster, f *client.File) int64 {
 	}
 	if err := f.Close(); wire.CodeOf(err) != wire.ENOSPC {
 		t.Fatalf("close: %v, want ENOSPC", err)
+	}
+	// The flusher keeps it in its next pass, after the close returned.
+	for deadline := time.Now().Add(10 * time.Second); c.Servers[0].Stats().KeptFiles == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the file's data was not kept within 10 s of its failed close")
+		}
+		time.Sleep(time.Millisecond) // polling a bounded condition
 	}
 	return off
 }
