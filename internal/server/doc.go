@@ -16,11 +16,14 @@
 //	stream.go    one yamux stream: read loop, queue, worker, replies in order
 //	handlers.go  one function per request type; they check ownership (route)
 //	             and call into the engine
-//	coll.go      collectives: the group's arrival, the end marker
+//	coll.go      collectives: the group's arrival, the end marker, the
+//	             pieces a stream holds for it; collwrite.go: a complete
+//	             collective written from the ranks' rings
 //	bulk.go      bulk connections: binding, a write's data read by the worker,
 //	             a read's data sent; bulksplice.go: direct writes spliced
 //	             from the socket into the backend file, clean reads sent
-//	             from it (sendfile)
+//	             from it (sendfile); bulkmem.go: the receive buffers'
+//	             share of --buffer
 //	stats.go     counters and their snapshot (the Monitor client: internal/monitor)
 //	filestats.go the per-file summaries (stats.File): counted per request,
 //	             kept after close, capped (Config.FileStats)
@@ -52,10 +55,11 @@
 //	          -> file.pub (the handles watching the dirty state)
 //
 // Leaves: Server.mu, session.mu, budget.mu, colls.mu, every.mu,
-// bulkRegistry.mu, bulkSide.mu, fileStatsTable.mu (taken when a file entry
-// is made, under nothing).
+// bulkRegistry.mu, bulkSide.mu, bulkMem.mu, fileStatsTable.mu (taken when
+// a file entry is made, under nothing).
 // No lock is held across network I/O; file.buf is never held across backend I/O
 // (read.go's lockWithSize stats the backend before taking it); flushMu is,
-// by design. The budget never calls into a file under its lock: a writer
+// by design (a collective written from the rings holds it for its whole
+// merge and its pwritev calls, collwrite.go). The budget never calls into a file under its lock: a writer
 // releases file.buf before it waits for memory (write.go).
 package server
