@@ -88,12 +88,7 @@ func TestKeptAfterFailedFlush(t *testing.T) {
 			ffs := &failFS{}
 			ffs.fail.Store(true)
 			var logged atomic.Int64
-			events := make(chan error, 100)
-			t.Cleanup(server.SetKeptRetryForTest(5*time.Millisecond, 20*time.Millisecond, func(path string, err error) {
-				if filepath.Base(path) == "bad" {
-					events <- err
-				}
-			}))
+			events := keptEvents(t, 5*time.Millisecond, 20*time.Millisecond)
 			c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
 				stateConfig(stateDir)(i, cfg)
 				cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
@@ -390,12 +385,7 @@ func TestKeptAgainAfterHold(t *testing.T) {
 	ffs := &failFS{}
 	ffs.fail.Store(true)
 	var logged atomic.Int64
-	events := make(chan error, 100)
-	t.Cleanup(server.SetKeptRetryForTest(time.Hour, time.Hour, func(path string, err error) {
-		if filepath.Base(path) == "bad" {
-			events <- err
-		}
-	}))
+	events := keptEvents(t, time.Hour, time.Hour)
 	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
 		stateConfig(stateDir)(i, cfg)
 		cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
@@ -437,12 +427,7 @@ func TestKeptBackoffUnderPressure(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	ffs := &failFS{}
 	ffs.fail.Store(true)
-	events := make(chan error, 100)
-	t.Cleanup(server.SetKeptRetryForTest(time.Hour, time.Hour, func(path string, err error) {
-		if filepath.Base(path) == "bad" {
-			events <- err
-		}
-	}))
+	events := keptEvents(t, time.Hour, time.Hour)
 	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
 		stateConfig(stateDir)(i, cfg)
 		cfg.BufferBytes = 32 << 20
@@ -520,4 +505,17 @@ func fillAndKeep(t *testing.T, c *testutil.Cluster, f *client.File) int64 {
 		time.Sleep(time.Millisecond) // polling a bounded condition
 	}
 	return off
+}
+
+// keptEvents sets the backoff of kept data's retries and returns the
+// outcomes of the idle flushes of the file named "bad", until the test and
+// its server end.
+func keptEvents(t *testing.T, minWait, maxWait time.Duration) <-chan error {
+	events := make(chan error, 100)
+	t.Cleanup(server.SetKeptRetryForTest(minWait, maxWait, func(path string, err error) {
+		if filepath.Base(path) == "bad" {
+			events <- err
+		}
+	}))
+	return events
 }
