@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -112,14 +113,7 @@ func TestKeptAfterFailedFlush(t *testing.T) {
 				t.Fatalf("close with the backend full: %v, want ENOSPC", err)
 			}
 			for range 3 { // three failed tries: kept, retried
-				select {
-				case err := <-events:
-					if err == nil {
-						t.Fatal("a flush succeeded while the backend failed")
-					}
-				case <-time.After(10 * time.Second):
-					t.Fatal("no retry of the kept data")
-				}
+				awaitFailedFlush(t, events, "no retry of the kept data")
 			}
 			st := c.Servers[0].Stats()
 			if st.KeptFiles != 1 || st.KeptRetries < 2 || st.Dirty != int64(len(m)) || logged.Load() != 2 {
@@ -406,14 +400,7 @@ func TestKeptAgainAfterHold(t *testing.T) {
 		if err := f.Close(); wire.CodeOf(err) != wire.ENOSPC {
 			t.Fatalf("round %d: close: %v, want ENOSPC", round, err)
 		}
-		select {
-		case err := <-events:
-			if err == nil {
-				t.Fatalf("round %d: a flush succeeded while the backend failed", round)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("round %d: the file was not kept (no idle flush of it)", round)
-		}
+		awaitFailedFlush(t, events, fmt.Sprintf("round %d: the file was not kept (no idle flush of it)", round))
 		if st := c.Servers[0].Stats(); st.KeptFiles != int64(round) || logged.Load() != int64(round) {
 			t.Fatalf("round %d: kept files %d, logged %d: want %d, %d", round, st.KeptFiles, logged.Load(), round, round)
 		}
@@ -460,14 +447,7 @@ func TestKeptBackoffUnderPressure(t *testing.T) {
 	if err := bad.Close(); wire.CodeOf(err) != wire.ENOSPC {
 		t.Fatalf("close: %v, want ENOSPC", err)
 	}
-	select {
-	case err := <-events:
-		if err == nil {
-			t.Fatal("a flush succeeded while the backend failed")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the file was not kept")
-	}
+	awaitFailedFlush(t, events, "the file was not kept")
 	tries := ffs.tries.Load()
 	good := open("good")
 	fill(good, func(int64) bool { return c.Servers[0].Stats().Flushes["highwater"] > 0 })
@@ -518,4 +498,18 @@ func keptEvents(t *testing.T, minWait, maxWait time.Duration) <-chan error {
 		}
 	}))
 	return events
+}
+
+// awaitFailedFlush waits (10 s at most: else it fails with missing) for
+// the next idle flush of the kept file, which must fail.
+func awaitFailedFlush(t *testing.T, events <-chan error, missing string) {
+	t.Helper()
+	select {
+	case err := <-events:
+		if err == nil {
+			t.Fatal("a flush succeeded while the backend failed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal(missing)
+	}
 }
