@@ -286,7 +286,7 @@ func (cl *Client) Open(ctx context.Context, path string, flags, perm uint32, hin
 		}
 		wg.Wait()
 		if err := firstError(errs); err != nil {
-			f.closeOn(func(i int) bool { return errs[i] == nil }, true)
+			f.closeOn(func(i int) bool { return errs[i] == nil }, func(int) bool { return true })
 			f.detach()
 			return nil, err
 		}

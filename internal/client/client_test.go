@@ -7,11 +7,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/backend"
 	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/route"
 	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/testutil"
 	"github.com/delegate-io/delegate/internal/transport"
@@ -632,4 +634,138 @@ func TestWriteZeroLengthPieces(t *testing.T) {
 	if disk, err := os.ReadFile(path); err != nil || !bytes.Equal(disk, want) {
 		t.Fatalf("file %q %v, want %q", disk, err, want)
 	}
+}
+
+// atomicHome returns the home server of path with regions of region bytes
+// on servers servers: where every request goes in atomic mode.
+func atomicHome(path string, region int64, servers int) int {
+	return route.Rule{Key: route.FileKey(path), RegionSize: region, Servers: servers}.Home()
+}
+
+// TestAtomicAsyncClose: in atomic mode every write goes to the home
+// server, also into regions other servers own; after an asynchronous
+// close and a reopen (not atomic) those regions are read from their
+// owners, so the home must have written them out before the close
+// returned (found by the differential test, seed 44). "flush fails": the
+// home's backend refuses writes, and the asynchronous close reports it,
+// which it can only if it waited for the home's flush; "bytes": the
+// reopened file reads what was written.
+func TestAtomicAsyncClose(t *testing.T) {
+	const region = 64 << 10
+	for _, tc := range []struct {
+		name string
+		fail bool
+	}{{"bytes", false}, {"flush fails", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fss := []*backend.ErrorFS{{}, {}}
+			c := testutil.Start(t, testutil.Options{Servers: 2, Mutate: func(i int, cfg *server.Config) {
+				cfg.Wrap = func(f backend.FS) backend.FS { fss[i].FS = f; return fss[i] }
+			}})
+			path := filepath.Join(c.Dir, "f")
+			efs := fss[atomicHome(path, region, 2)]
+			hints := map[string]string{"delegate_region_size": fmt.Sprint(region), "delegate_async_close": "true"}
+			cl := c.Client(t, nil)
+			f := open(t, cl, path, wire.ORdwr|wire.OCreat, hints)
+			if err := f.SetAtomic(true); err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, 4*region)
+			for i := range data {
+				data[i] = byte(i*7 + i/region)
+			}
+			if _, err := f.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{}); err != nil {
+				t.Fatal(err)
+			}
+			efs.Fail.Store(tc.fail)
+			err := f.Close()
+			efs.Fail.Store(false) // the kept data flushes later, and the servers stop cleanly
+			if tc.fail {
+				if err == nil || !strings.Contains(err.Error(), backend.ErrInjected.Error()) {
+					t.Fatalf("asynchronous close in atomic mode with the home's backend failing: %v, want the flush's error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := open(t, cl, path, wire.ORdonly, map[string]string{"delegate_region_size": fmt.Sprint(region)})
+			defer g.Close()
+			got := make([]byte, len(data))
+			if _, err := g.Read([][]byte{got}, []client.Extent{{Off: 0, Len: int64(len(got))}}, client.IOOpts{}); err != nil {
+				t.Fatal(err)
+			}
+			if i := firstDiff(got, data); i >= 0 {
+				t.Fatalf("reopened file differs at byte %d (region %d)", i, i/region)
+			}
+		})
+	}
+}
+
+// TestSetAtomicSettles: a nonblocking write posted in atomic mode goes to
+// the home server even if it runs after SetAtomic(false); SetAtomic waits
+// for it, so that its flush covers it and a read afterwards (from the
+// regions' owners) sees it. The request is held before it starts until
+// SetAtomic either returned (the bug) or waits for it.
+func TestSetAtomicSettles(t *testing.T) {
+	const region = 64 << 10
+	c := testutil.Start(t, testutil.Options{Servers: 2})
+	path := filepath.Join(c.Dir, "f")
+	cl := c.Client(t, nil)
+	f := open(t, cl, path, wire.ORdwr|wire.OCreat, map[string]string{"delegate_region_size": fmt.Sprint(region)})
+	defer f.Close()
+	if err := f.SetAtomic(true); err != nil {
+		t.Fatal(err)
+	}
+	release, waiting := make(chan struct{}), make(chan struct{}, 1)
+	restore := client.SetRequestHooksForTest(func() { <-release }, func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	})
+	defer restore()
+	data := bytes.Repeat([]byte("atomic posted "), 4*region/14+1)[:4*region]
+	req, err := f.IWrite([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := make(chan error, 1)
+	go func() { set <- f.SetAtomic(false) }()
+	var setErr error
+	returned := false
+	select {
+	case <-waiting:
+	case setErr = <-set:
+		returned = true
+	}
+	close(release)
+	if _, err := req.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !returned {
+		setErr = <-set
+	}
+	if setErr != nil {
+		t.Fatal(setErr)
+	}
+	got := make([]byte, len(data))
+	if _, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: int64(len(got))}}, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if i := firstDiff(got, data); i >= 0 {
+		t.Fatalf("read after SetAtomic(false) differs at byte %d (region %d; SetAtomic returned before the request ran: %v)", i, i/region, returned)
+	}
+}
+
+// firstDiff returns the first index where a and b differ, or -1.
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	if len(a) != len(b) {
+		return min(len(a), len(b))
+	}
+	return -1
 }

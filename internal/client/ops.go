@@ -83,12 +83,19 @@ func (f *File) live() error {
 	return nil
 }
 
+// settleWaitHook, when set (tests), runs when settle finds a request in
+// progress, before it waits (under f.mu: it must not call into f).
+var settleWaitHook func()
+
 // settle waits until no nonblocking request of f is in progress, so that
 // flush, sync and close cover every write issued before them. The requests
 // progress on their own; each wait is bounded by the sessions' liveness.
 func (f *File) settle() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.mu.reqs > 0 && settleWaitHook != nil {
+		settleWaitHook()
+	}
 	for f.mu.reqs > 0 {
 		f.idle.Wait()
 	}
@@ -115,11 +122,18 @@ func (f *File) Close() error {
 	ferr := f.sendCorked()
 	f.mu.Lock()
 	f.mu.closed = true
-	async := f.mu.hints.AsyncClose
+	async, atomic := f.mu.hints.AsyncClose, f.mu.atomic
 	f.mu.Unlock()
 	f.closeDirect()
 	f.closeLease()
-	err := f.closeOn(nil, !async)
+	// In atomic mode every write went to the home server, also into
+	// regions it does not own. The next open of the file (not atomic)
+	// reads those regions from their owners, which read the backend
+	// beneath their own buffers: so the home writes its buffer out before
+	// an asynchronous close returns, as SetAtomic(false) does; the others
+	// got nothing since SetAtomic(true) flushed them.
+	home := f.rule.Home()
+	err := f.closeOn(nil, func(i int) bool { return !async || (atomic && len(f.sess) > 1 && i == home) })
 	if lerr := f.lostErr("close"); lerr != nil {
 		err, ferr = lerr, nil // says why better than the dead session's error
 	}
@@ -140,10 +154,11 @@ func (f *File) detach() {
 	}
 }
 
-// closeOn sends close to the servers which selects.
-func (f *File) closeOn(which func(i int) bool, flush bool) error {
+// closeOn sends close to the servers which selects; those flush selects
+// write their buffered data of the file to the backend first.
+func (f *File) closeOn(which, flush func(i int) bool) error {
 	_, err := f.each(which, func(i int) *call {
-		c := &wire.Close{File: f.ids[i], Async: !flush}
+		c := &wire.Close{File: f.ids[i], Async: !flush(i)}
 		if i == f.rule.Home() {
 			c.LeaseWrites, c.LeaseBytes = f.leaseWrites.Load(), f.leaseBytes.Load()
 		}
@@ -247,6 +262,14 @@ func (f *File) SetAtomic(on bool) error {
 	changed := f.mu.atomic != on
 	f.mu.Unlock()
 	if changed && len(f.sess) > 1 {
+		// Routing changes (route.Rule.Route): what went to the home in
+		// atomic mode must be on the backend before the owners serve its
+		// regions, and what the owners hold before the home serves them
+		// all. A nonblocking request posted in the old mode still goes the
+		// old way: it completes first, so that the flush covers it.
+		if err := f.settle(); err != nil {
+			return err
+		}
 		if err := f.sendCorked(); err != nil {
 			return err
 		}

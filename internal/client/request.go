@@ -33,6 +33,10 @@ func (f *File) IRead(mem [][]byte, ext []Extent, o IOOpts) (*Request, error) {
 	return f.start(mem, ext, func(mem [][]byte, ext []Extent) (int64, error) { return f.Read(mem, ext, o) })
 }
 
+// requestStartHook, when set (tests), runs on a nonblocking request's
+// goroutine before it starts its operation.
+var requestStartHook func()
+
 func (f *File) start(mem [][]byte, ext []Extent, op func([][]byte, []Extent) (int64, error)) (*Request, error) {
 	if err := f.live(); err != nil {
 		return nil, err
@@ -48,6 +52,9 @@ func (f *File) start(mem [][]byte, ext []Extent, op func([][]byte, []Extent) (in
 	f.mu.reqs++
 	f.mu.Unlock()
 	go func() {
+		if requestStartHook != nil {
+			requestStartHook()
+		}
 		r.n, r.err = op(mem, ext)
 		close(r.done)
 		f.mu.Lock()

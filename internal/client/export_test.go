@@ -1,0 +1,11 @@
+package client
+
+// SetRequestHooksForTest sets the hooks a test uses to hold a nonblocking
+// request before it starts (start) and to see settle wait for one
+// (settleWait, called under the file's lock); restore puts the old ones
+// back.
+func SetRequestHooksForTest(start, settleWait func()) (restore func()) {
+	oldS, oldW := requestStartHook, settleWaitHook
+	requestStartHook, settleWaitHook = start, settleWait
+	return func() { requestStartHook, settleWaitHook = oldS, oldW }
+}
