@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -34,6 +35,9 @@ type Client struct {
 	bulkReadParts     atomic.Int64 // Stats.BulkReadParts
 	leaseWrites       atomic.Int64 // writes made to the backend file directly (lease.go)
 	leaseSyncs        atomic.Int64 // fsyncs of the backend file after lease writes
+	// leaseTurns holds a token per nonblocking lease write in its pwrite
+	// (lease.go, File.writeLeaseBackground): at most GOMAXPROCS-1 of them.
+	leaseTurns chan struct{}
 }
 
 // New connects to every server in cfg.Servers. It fails, naming the
@@ -46,7 +50,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cl := &Client{cfg: cfg, log: log, listHash: route.ListHash(transport.Strings(cfg.Servers))}
+	cl := &Client{cfg: cfg, log: log, listHash: route.ListHash(transport.Strings(cfg.Servers)),
+		leaseTurns: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))}
 	cl.mu.files = map[*File]struct{}{}
 	cl.mu.paths = map[string]int{}
 	cl.pending, cl.shared = cfg.Pending, cfg.Shared

@@ -9,3 +9,11 @@ func SetRequestHooksForTest(start, settleWait func()) (restore func()) {
 	requestStartHook, settleWaitHook = start, settleWait
 	return func() { requestStartHook, settleWaitHook = oldS, oldW }
 }
+
+// SetLeaseTurnHookForTest sets the hook a nonblocking lease write calls
+// before it waits for its turn (false) and once it has it (true).
+func SetLeaseTurnHookForTest(h func(turn bool)) (restore func()) {
+	old := leaseTurnHook
+	leaseTurnHook = h
+	return func() { leaseTurnHook = old }
+}

@@ -21,7 +21,8 @@ type IOOpts struct {
 	Ack  bool          // write: wait for the servers' acknowledgement
 	Coll *wire.CollTag // part of a collective: its tag; nil otherwise
 
-	atomic bool // posted in atomic mode (IWrite, IRead): stays atomic when its goroutine runs
+	atomic     bool // posted in atomic mode (IWrite, IRead): stays atomic when its goroutine runs
+	background bool // a nonblocking request's goroutine (IWrite): a lease write takes a turn
 }
 
 // File is a file open on every server. Safe for concurrent use.
@@ -397,6 +398,9 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 		return 0, err
 	}
 	if f.leaseOK(ext, &st, &o) {
+		if o.background {
+			return f.writeLeaseBackground(mem, ext)
+		}
 		return f.writeLease(mem, ext)
 	}
 	if st.flags&(wire.IOColl|wire.IOAtomic) == wire.IOColl && !st.ack && !st.cork {

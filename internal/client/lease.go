@@ -172,6 +172,38 @@ func (f *File) writeLease(mem [][]byte, ext []Extent) (int64, error) {
 	return done, nil
 }
 
+// writeLeaseBackground is writeLease for a nonblocking request's
+// goroutine: it waits for a turn first (Client.leaseTurns), so that at most
+// GOMAXPROCS-1 of the process's nonblocking lease writes are in pwrite at
+// once. A goroutine in a long pwrite keeps its P (the Go runtime's
+// processor) until the runtime's monitor takes it away, 20 us to 10 ms
+// later, and then starts another thread for the next goroutine: with 16
+// requests posted at once, every P of the rank was held by a pwrite, the
+// caller's next call into Go (the next post, a wait) had to wait for the
+// monitor, and a dozen threads wrote the one file at once, which the
+// kernel serializes (the inode's lock, whose waiters spin while its
+// holder runs) on cores the computing ranks need. ROMIO's ufs: has one
+// aio thread per descriptor, which writes its requests in turn; so does
+// this, per process. The turn is taken after leaseOK: what the lease
+// rests on was checked then, and waiting for a turn is no different from
+// the goroutine being scheduled late (the request's ordering is fixed
+// when it is posted, lease.go's header).
+func (f *File) writeLeaseBackground(mem [][]byte, ext []Extent) (int64, error) {
+	if leaseTurnHook != nil {
+		leaseTurnHook(false)
+	}
+	f.cl.leaseTurns <- struct{}{}
+	defer func() { <-f.cl.leaseTurns }()
+	if leaseTurnHook != nil {
+		leaseTurnHook(true)
+	}
+	return f.writeLease(mem, ext)
+}
+
+// leaseTurnHook, when set (tests), runs on a nonblocking lease write's
+// goroutine before it waits for its turn (false) and once it has it (true).
+var leaseTurnHook func(turn bool)
+
 // syncLease fsyncs the backend file if a lease write happened since the
 // last sync: the servers' fsync covers their own writes, and this one the
 // client's (on a local file system either covers both; on others an fsync

@@ -3,11 +3,15 @@ package client_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/delegate-io/delegate/internal/client"
 	"github.com/delegate-io/delegate/internal/server"
@@ -233,6 +237,96 @@ func TestLeaseIWrites(t *testing.T) {
 	}
 	if err := mine.Sync(); err != nil || cl.Stats().LeaseSyncs != 1 {
 		t.Fatalf("sync after leased nonblocking writes: %v, %d fsyncs", err, cl.Stats().LeaseSyncs)
+	}
+}
+
+// TestLeaseIWriteTurns: a process's nonblocking lease writes take turns,
+// at most GOMAXPROCS-1 (at least 1) in their pwrite at once, as ROMIO's
+// ufs: aio thread writes its requests in turn: more would hold every P of
+// the Go runtime in a pwrite (the caller's next call into Go waits for the
+// runtime's monitor) and write one file from many threads, which the
+// kernel serializes anyway. The requests still all complete, in any order,
+// with the right bytes.
+func TestLeaseIWriteTurns(t *testing.T) {
+	for _, n := range []int{1, 4, 12} {
+		t.Run(fmt.Sprint(n, " requests"), func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{})
+			path := filepath.Join(c.Dir, "ckpt")
+			cl := c.Client(t, nil)
+			mine := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+			turns := min(n, max(1, runtime.GOMAXPROCS(0)-1))
+			var queued, in, peak atomic.Int32
+			entered := make(chan struct{}, n)
+			release := make(chan struct{})
+			defer client.SetLeaseTurnHookForTest(func(turn bool) {
+				if !turn {
+					queued.Add(1)
+					return
+				}
+				k := in.Add(1)
+				for p := peak.Load(); k > p && !peak.CompareAndSwap(p, k); p = peak.Load() {
+				}
+				entered <- struct{}{}
+				<-release
+				in.Add(-1)
+			})()
+			const piece = 1 << 20
+			data := pattern(n*piece, 9)
+			reqs := make([]*client.Request, n)
+			for i := range reqs {
+				r, err := mine.IWrite([][]byte{data[i*piece : (i+1)*piece]}, []client.Extent{{Off: int64(i * piece), Len: piece}}, client.IOOpts{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				reqs[i] = r
+			}
+			deadline := time.After(10 * time.Second)
+			for range turns {
+				select {
+				case <-entered:
+				case <-deadline:
+					close(release)
+					t.Fatalf("no lease write got a turn (%d queued)", queued.Load())
+				}
+			}
+			for queued.Load() < int32(n) {
+				select {
+				case <-deadline:
+					close(release)
+					t.Fatalf("%d of %d requests reached their turn", queued.Load(), n)
+				default:
+					runtime.Gosched()
+				}
+			}
+			// Every request is queued and the turns are taken: none
+			// more may start its pwrite while these hold them.
+			window := time.After(100 * time.Millisecond)
+			for wait := true; wait; {
+				select {
+				case <-entered:
+					close(release)
+					t.Fatalf("a lease write started while all %d turns were held", turns)
+				case <-window:
+					wait = false
+				}
+			}
+			close(release)
+			for i, r := range reqs {
+				if m, err := r.Wait(); err != nil || m != piece {
+					t.Fatalf("iwrite %d: %d, %v", i, m, err)
+				}
+			}
+			if p := peak.Load(); int(p) != turns {
+				t.Fatalf("%d lease writes in their pwrite at once, want %d", p, turns)
+			}
+			if got := cl.Stats().LeaseWrites; got != int64(n) {
+				t.Fatalf("%d of %d nonblocking writes leased", got, n)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("backend file: %d bytes, %v; not the requests' bytes", len(got), err)
+			}
+		})
 	}
 }
 

@@ -14,7 +14,7 @@ type Request struct {
 // to the request until it completes; a write request completes once the
 // servers acknowledged it.
 func (f *File) IWrite(mem [][]byte, ext []Extent, o IOOpts) (*Request, error) {
-	o.Ack, o.atomic = true, f.atomicNow()
+	o.Ack, o.atomic, o.background = true, f.atomicNow(), true
 	return f.start(mem, ext, func(mem [][]byte, ext []Extent) (int64, error) { return f.Write(mem, ext, o) })
 }
 
