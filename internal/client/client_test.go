@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -768,4 +769,62 @@ func firstDiff(a, b []byte) int {
 		return min(len(a), len(b))
 	}
 	return -1
+}
+
+// TestRoundTripOrder: a call whose caller waits for its reply is written
+// by that caller (session.sendNow) when the sender is idle, and queued
+// otherwise; either way it follows every request queued before it. Writes
+// that return before their acknowledgement, then WaitAcked (a round trip
+// on each session) from several goroutines at once: once it returns,
+// another client reads the writes (the servers answer in order, so the
+// round trip's reply means the writes were applied). Over Unix sockets
+// (the ring) and TCP (inline data), one server and three.
+func TestRoundTripOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    testutil.Options
+	}{
+		{"unix, 1 server", testutil.Options{}},
+		{"unix, 3 servers", testutil.Options{Servers: 3}},
+		{"tcp, 2 servers", testutil.Options{Servers: 2, TCP: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, tc.o)
+			path := filepath.Join(c.Dir, "order")
+			cl, ocl := c.Client(t, nil), c.Client(t, nil)
+			f := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
+			other := open(t, ocl, path, wire.ORdonly, nil)
+			const writers, rounds, piece = 4, 50, 3000 // pieces of regions on every server
+			var wg sync.WaitGroup
+			errs := make(chan error, writers)
+			for w := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for r := range rounds {
+						off := int64((r*writers + w) * piece)
+						p := bytes.Repeat([]byte{byte(1 + (r*writers+w)%251)}, piece)
+						if _, err := f.Write([][]byte{p}, []client.Extent{{Off: off, Len: piece}}, client.IOOpts{}); err != nil {
+							errs <- err
+							return
+						}
+						if err := f.WaitAcked(); err != nil {
+							errs <- err
+							return
+						}
+						got := make([]byte, piece)
+						if n, err := other.Read([][]byte{got}, []client.Extent{{Off: off, Len: piece}}, client.IOOpts{}); err != nil || n != piece || !bytes.Equal(got, p) {
+							errs <- fmt.Errorf("writer %d round %d: read %d bytes (%v) after WaitAcked, not the write's", w, r, n, err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -16,7 +16,7 @@ func (f *File) each(which func(i int) bool, mk func(i int) *call) ([]*call, erro
 			continue
 		}
 		calls[i] = mk(i)
-		s.submit(calls[i])
+		s.sendNow(calls[i])
 	}
 	var first error
 	for _, c := range calls {

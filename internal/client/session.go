@@ -119,6 +119,10 @@ type session struct {
 		// writes, call.fenced), for Fence: replies come in request order,
 		// so wdone >= n means the first n were applied.
 		wqueued int64
+		// sending: a goroutine is writing frames on the control stream,
+		// the sender (sendLoop) or a caller that waits for its reply
+		// (sendNow); the other one queues meanwhile.
+		sending bool
 	}
 	wdone    atomic.Int64 // fenced calls completed
 	fencers  atomic.Int32 // fences waiting on acked
@@ -128,6 +132,7 @@ type session struct {
 	acked    sync.Cond    // signalled when a write completes or the session dies
 	wake     chan struct{}
 	done     chan struct{}
+	nowEnc   *wire.Encoder // sendNow's encoder, used by the goroutine that set mu.sending
 	wg       sync.WaitGroup
 }
 
@@ -175,6 +180,7 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 		s.releaseRing()
 		return nil, wire.Errorf(wire.EUNREACHABLE, "delegate server %s: %w", a, err)
 	}
+	s.nowEnc = wire.NewEncoder(s.compression())
 	s.wg.Add(2)
 	go s.sendLoop()
 	go s.recvLoop()
@@ -371,12 +377,66 @@ func (s *session) submit(c *call) error {
 	return nil
 }
 
-// roundTrip submits c and waits for its reply.
+// roundTrip sends c and waits for its reply.
 func (s *session) roundTrip(c *call) error {
-	if err := s.submit(c); err != nil {
+	if err := s.sendNow(c); err != nil {
 		return err
 	}
 	return c.wait()
+}
+
+// sendNow sends c from the calling goroutine when nothing is queued and
+// nobody is sending, and otherwise queues it as submit does. For a caller
+// that waits for c's reply: it saves the hand-over to the sender, which on
+// a C thread that called into Go (every delegate_* call) means waking
+// another thread, since that goroutine is locked to its thread (measured
+// on the checkpoint's open and close: the request took 0.07-0.28 ms from
+// submit to the server's queue, the reply 0.03-0.15 ms back). Order holds:
+// everything queued before c was written before it (the queue is empty
+// and no other writer is active), and whatever comes while c is written
+// waits in the queue for the sender, kicked once c is out.
+func (s *session) sendNow(c *call) error {
+	s.mu.Lock()
+	if err := s.mu.err; err != nil {
+		s.mu.Unlock()
+		s.complete(c, err)
+		return err
+	}
+	if c.fenced() {
+		s.mu.wqueued++
+		c.fseq = s.mu.wqueued
+	}
+	if s.mu.sending || len(s.mu.queue) > 0 {
+		s.mu.queue = append(s.mu.queue, c)
+		s.mu.Unlock()
+		s.kick()
+		return nil
+	}
+	s.mu.sending = true
+	c.sealed = true
+	s.mu.nextID++
+	c.id = s.mu.nextID
+	s.mu.pending[c.id] = c
+	s.mu.Unlock()
+	err := s.encode(s.nowEnc, c)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.mu.pending, c.id)
+		s.mu.Unlock()
+		s.complete(c, err) // only our own bug can get here, as in sendLoop
+	} else if _, err = s.st.Write(s.nowEnc.Bytes()); err != nil {
+		s.fail(s.lost(err)) // completes c with the session's error
+	}
+	s.cl.countWire(s.nowEnc)
+	s.nowEnc.Reset()
+	s.mu.Lock()
+	s.mu.sending = false
+	more := len(s.mu.queue) > 0
+	s.mu.Unlock()
+	if more {
+		s.kick()
+	}
+	return nil
 }
 
 // reserve counts n bytes against the inflight limit of an inline session,
@@ -395,13 +455,18 @@ func (s *session) reserve(c *call, n int64) error {
 	return nil
 }
 
+// compression is the policy of the session's encoders: the configured
+// one over TCP, none on a Unix socket.
+func (s *session) compression() wire.Compression {
+	if s.via.Net == "tcp" {
+		return s.cl.cfg.Compression
+	}
+	return wire.Compression{}
+}
+
 func (s *session) sendLoop() {
 	defer s.wg.Done()
-	var policy wire.Compression
-	if s.via.Net == "tcp" {
-		policy = s.cl.cfg.Compression
-	}
-	enc := wire.NewEncoder(policy)
+	enc := wire.NewEncoder(s.compression())
 	for {
 		select {
 		case <-s.wake:
@@ -409,6 +474,13 @@ func (s *session) sendLoop() {
 			return
 		}
 		s.mu.Lock()
+		if s.mu.sending || len(s.mu.queue) == 0 {
+			// A caller is sending (sendNow): it kicks again once done if
+			// anything was queued meanwhile.
+			s.mu.Unlock()
+			continue
+		}
+		s.mu.sending = true
 		batch := s.mu.queue
 		s.mu.queue = s.mu.spare[:0]
 		for _, c := range batch {
@@ -438,7 +510,12 @@ func (s *session) sendLoop() {
 		clear(batch)
 		s.mu.Lock()
 		s.mu.spare = batch[:0]
+		s.mu.sending = false
+		more := len(s.mu.queue) > 0
 		s.mu.Unlock()
+		if more {
+			s.kick()
+		}
 	}
 }
 
