@@ -38,6 +38,7 @@ type Client struct {
 	// leaseTurns holds a token per nonblocking lease write in its pwrite
 	// (lease.go, File.writeLeaseBackground): at most GOMAXPROCS-1 of them.
 	leaseTurns chan struct{}
+	leases     leaseQueue // nonblocking lease writes posted (lease.go)
 }
 
 // New connects to every server in cfg.Servers. It fails, naming the
@@ -203,6 +204,7 @@ func (cl *Client) Close() error {
 	cl.mu.closed = true
 	sessions := cl.mu.sessions
 	cl.mu.Unlock()
+	cl.leases.wg.Wait() // done: every file settled its requests
 	for _, s := range sessions {
 		s.close()
 	}

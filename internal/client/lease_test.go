@@ -240,27 +240,23 @@ func TestLeaseIWrites(t *testing.T) {
 	}
 }
 
-// TestLeaseIWriteTurns: a process's nonblocking lease writes take turns,
-// at most GOMAXPROCS-1 (at least 1) in their pwrite at once, as ROMIO's
-// ufs: aio thread writes its requests in turn: more would hold every P of
-// the Go runtime in a pwrite (the caller's next call into Go waits for the
-// runtime's monitor) and write one file from many threads, which the
-// kernel serializes anyway. The requests still all complete, in any order,
-// with the right bytes.
-func TestLeaseIWriteTurns(t *testing.T) {
+// TestLeaseIWriteQueue: a process's nonblocking lease writes are written
+// in turn by one goroutine (the lease queue), as ROMIO's ufs: aio thread
+// writes its requests: the posts start no goroutine each (a thread
+// wake-up per post, on cores the computing ranks need), only one pwrite
+// runs at a time, and every request completes with the right bytes.
+func TestLeaseIWriteQueue(t *testing.T) {
 	for _, n := range []int{1, 4, 12} {
 		t.Run(fmt.Sprint(n, " requests"), func(t *testing.T) {
 			c := testutil.Start(t, testutil.Options{})
 			path := filepath.Join(c.Dir, "ckpt")
 			cl := c.Client(t, nil)
 			mine := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
-			turns := min(n, max(1, runtime.GOMAXPROCS(0)-1))
-			var queued, in, peak atomic.Int32
+			var in, peak atomic.Int32
 			entered := make(chan struct{}, n)
 			release := make(chan struct{})
 			defer client.SetLeaseTurnHookForTest(func(turn bool) {
 				if !turn {
-					queued.Add(1)
 					return
 				}
 				k := in.Add(1)
@@ -273,6 +269,7 @@ func TestLeaseIWriteTurns(t *testing.T) {
 			const piece = 1 << 20
 			data := pattern(n*piece, 9)
 			reqs := make([]*client.Request, n)
+			before := runtime.NumGoroutine()
 			for i := range reqs {
 				r, err := mine.IWrite([][]byte{data[i*piece : (i+1)*piece]}, []client.Extent{{Off: int64(i * piece), Len: piece}}, client.IOOpts{})
 				if err != nil {
@@ -280,35 +277,23 @@ func TestLeaseIWriteTurns(t *testing.T) {
 				}
 				reqs[i] = r
 			}
-			deadline := time.After(10 * time.Second)
-			for range turns {
-				select {
-				case <-entered:
-				case <-deadline:
-					close(release)
-					t.Fatalf("no lease write got a turn (%d queued)", queued.Load())
-				}
+			select {
+			case <-entered:
+			case <-time.After(10 * time.Second):
+				close(release)
+				t.Fatal("no lease write started")
 			}
-			for queued.Load() < int32(n) {
-				select {
-				case <-deadline:
-					close(release)
-					t.Fatalf("%d of %d requests reached their turn", queued.Load(), n)
-				default:
-					runtime.Gosched()
-				}
+			// The first holds its pwrite: the others wait in the queue,
+			// without a goroutine each, and none starts meanwhile.
+			if g := runtime.NumGoroutine() - before; g > 2 {
+				close(release)
+				t.Fatalf("%d goroutines more after %d posts, want at most 2 (the queue's worker)", g, n)
 			}
-			// Every request is queued and the turns are taken: none
-			// more may start its pwrite while these hold them.
-			window := time.After(100 * time.Millisecond)
-			for wait := true; wait; {
-				select {
-				case <-entered:
-					close(release)
-					t.Fatalf("a lease write started while all %d turns were held", turns)
-				case <-window:
-					wait = false
-				}
+			select {
+			case <-entered:
+				close(release)
+				t.Fatal("a second lease write started while the first held its pwrite")
+			case <-time.After(100 * time.Millisecond):
 			}
 			close(release)
 			for i, r := range reqs {
@@ -316,8 +301,8 @@ func TestLeaseIWriteTurns(t *testing.T) {
 					t.Fatalf("iwrite %d: %d, %v", i, m, err)
 				}
 			}
-			if p := peak.Load(); int(p) != turns {
-				t.Fatalf("%d lease writes in their pwrite at once, want %d", p, turns)
+			if p := peak.Load(); p != 1 {
+				t.Fatalf("%d lease writes in their pwrite at once, want 1", p)
 			}
 			if got := cl.Stats().LeaseWrites; got != int64(n) {
 				t.Fatalf("%d of %d nonblocking writes leased", got, n)

@@ -15,6 +15,12 @@ type Request struct {
 // servers acknowledged it.
 func (f *File) IWrite(mem [][]byte, ext []Extent, o IOOpts) (*Request, error) {
 	o.Ack, o.atomic, o.background = true, f.atomicNow(), true
+	if err := f.live(); err != nil {
+		return nil, err
+	}
+	if r, ok := f.iwriteLease(mem, ext, o); ok {
+		return r, nil
+	}
 	return f.start(mem, ext, func(mem [][]byte, ext []Extent) (int64, error) { return f.Write(mem, ext, o) })
 }
 
@@ -56,14 +62,19 @@ func (f *File) start(mem [][]byte, ext []Extent, op func([][]byte, []Extent) (in
 			requestStartHook()
 		}
 		r.n, r.err = op(mem, ext)
-		close(r.done)
-		f.mu.Lock()
-		if f.mu.reqs--; f.mu.reqs == 0 {
-			f.idle.Broadcast()
-		}
-		f.mu.Unlock()
+		f.requestDone(r)
 	}()
 	return r, nil
+}
+
+// requestDone completes r, one of f's nonblocking requests in progress.
+func (f *File) requestDone(r *Request) {
+	close(r.done)
+	f.mu.Lock()
+	if f.mu.reqs--; f.mu.reqs == 0 {
+		f.idle.Broadcast()
+	}
+	f.mu.Unlock()
 }
 
 // Test reports whether r is complete and, if so, its outcome.
