@@ -25,7 +25,7 @@ type stream struct {
 	rd   *wire.Reader
 	enc  *wire.Encoder
 	q    chan *request
-	data []byte // scratch for inline read results and bulk writes' data
+	data []byte // scratch for inline read results up to smallRead
 	// bulkHdr, bulkIOV: the header and writev list of bulk reads (bulk.go).
 	bulkHdr [wire.BulkHeaderSize]byte
 	bulkIOV net.Buffers
@@ -45,6 +45,9 @@ type request struct {
 	ext     wire.Extents // a write's or read's extents, validated (stream.extents)
 	err     error        // why it did not decode
 	payload []byte       // inline payload
+	// xfer is what the request counts in the transfer share (xfermem.go):
+	// its inline payload, its read result; released once it is answered.
+	xfer    int64
 	arrived time.Time
 	waited  time.Duration // in the queue
 	// sum is the summary of the file the request is about, set by its
@@ -111,8 +114,9 @@ func (st *stream) serve() {
 	}()
 	defer func() {
 		st.c.Close() // stops the reader if the worker quit first
-		for range st.q {
+		for r := range st.q {
 			st.ss.srv.stats.queueDepth.Add(-1)
+			st.ss.srv.xferMem.release(r.xfer)
 		}
 		<-done
 	}()
@@ -133,8 +137,10 @@ func (st *stream) serve() {
 			rep, payload := st.handle(r)
 			s.stats.queueDepth.Add(-1)
 			// Replies are held while more requests wait, so a pipelined
-			// batch is answered with one write.
+			// batch is answered with one write (a large result is written
+			// at once, a small one copied into the batch).
 			ok = st.reply(r.h, &rep, payload) == nil && ok
+			s.xferMem.release(r.xfer)
 		}
 		if ok && (len(st.q) == 0 || st.stopAfterReply) {
 			ok = st.sendReplies()
@@ -196,10 +202,8 @@ func (st *stream) readLoop() {
 			}
 		}
 		if h.PayloadLen > 0 && r.err == nil {
-			// Read as the bytes arrive: a header that announces 64 MiB
-			// and sends nothing costs nothing (issue 9).
-			if r.payload, err = st.rd.ReadPayloadAll(); err != nil {
-				if !isClosed(err) {
+			if err := st.readPayload(r); err != nil {
+				if !isClosed(err) && !errors.Is(err, wire.ECONNLOST) {
 					s.stats.badFrames.Add(1)
 					st.ss.log.Warn("bad frame, closing stream", "err", err)
 				}
@@ -309,13 +313,85 @@ func (st *stream) sendReplies() bool {
 	return err == nil
 }
 
-// buffer returns the stream's scratch buffer resized to n bytes; a large
-// buffer is not kept once a smaller request comes.
-func (st *stream) buffer(n int) []byte {
-	if cap(st.data) < n || (cap(st.data) > 8<<20 && n < 1<<20) {
-		st.data = make([]byte, n)
+// readPayload reads the current frame's inline payload into r.payload.
+// A payload over smallRead is counted whole in the transfer share
+// (xfermem.go) before a byte of it is read, so that all streams' payloads
+// together stay within the share and a reader never waits for room while
+// it holds some (two half-read payloads waiting for each other's room
+// would never finish); when no room comes (EAGAIN) the payload is read
+// and dropped, and the request fails with that error. Its buffer grows
+// with the bytes that arrive, so a frame that announces 64 MiB and sends
+// nothing costs no memory (issue 9), and each read of it is bounded by
+// bulkTimeout: a client that stops sending within a payload loses the
+// stream, and the room it held. A small payload is the stream's own, as a
+// small reply is: at most queueLen of them wait per stream. Any error but
+// EAGAIN ends the stream.
+func (st *stream) readPayload(r *request) error {
+	n := st.rd.PayloadLeft()
+	if n <= smallRead {
+		r.payload = make([]byte, n)
+		return st.rd.ReadPayload(r.payload)
 	}
-	return st.data[:n]
+	m := st.ss.srv.xferMem
+	if err := m.acquire(n, st.ss.closing); err != nil {
+		if !errors.Is(err, wire.EAGAIN) {
+			return err
+		}
+		if derr := st.rd.DiscardPayload(); derr != nil {
+			return derr
+		}
+		r.err = fmt.Errorf("write payload of %d bytes: %w", n, err)
+		st.bulkRefused(r.desc, true, r.err)
+		r.desc = nil
+		return nil
+	}
+	defer st.c.SetReadDeadline(time.Time{})
+	p := make([]byte, 0, smallRead)
+	for int64(len(p)) < n {
+		if len(p) == cap(p) {
+			q := make([]byte, len(p), min(n, 2*int64(cap(p))))
+			copy(q, p)
+			p = q
+		}
+		k := min(int64(cap(p)-len(p)), n-int64(len(p)), 1<<20)
+		_ = st.c.SetReadDeadline(time.Now().Add(bulkTimeout))
+		if err := st.rd.ReadPayload(p[len(p) : int64(len(p))+k]); err != nil {
+			m.release(n)
+			return err
+		}
+		p = p[:int64(len(p))+k]
+	}
+	r.payload, r.xfer = p, n
+	if payloadHook != nil {
+		payloadHook()
+	}
+	return nil
+}
+
+// payloadHook, when set (tests), runs on the reader once it has read an
+// inline payload (readPayload).
+var payloadHook func()
+
+// smallRead: a read result up to this size goes into the stream's own
+// scratch buffer, as a reply up to it goes into the stream's batch of
+// replies; larger ones are counted in the transfer share.
+const smallRead = 64 << 10
+
+// readBuffer returns memory for r's result of n bytes: the stream's
+// scratch buffer, or for more than smallRead a buffer counted in the
+// transfer share until r is answered (it may wait for room: EAGAIN).
+func (st *stream) readBuffer(r *request, n int64) ([]byte, error) {
+	if n <= smallRead {
+		if st.data == nil {
+			st.data = make([]byte, smallRead)
+		}
+		return st.data[:n], nil
+	}
+	if err := st.ss.srv.xferMem.acquire(n, st.ss.closing); err != nil {
+		return nil, err
+	}
+	r.xfer += n
+	return make([]byte, n), nil
 }
 
 // isClosed reports whether err means the peer or the session went away,
