@@ -134,6 +134,16 @@ func SetPayloadHookForTest(fn func()) (restore func()) {
 	return func() { payloadHook = old }
 }
 
+// SetOwnWaitHookForTest runs fn when a stream's reader waits for its
+// worker because the stream's queued small inline payloads reached their
+// bound, with those bytes; until restore. Not concurrent with other
+// servers.
+func SetOwnWaitHookForTest(fn func(queued int64)) (restore func()) {
+	old := ownWaitHook
+	ownWaitHook = fn
+	return func() { ownWaitHook = old }
+}
+
 // SetKeptRetryForTest sets the backoff of retries of kept data (flusher.go)
 // and runs hook after each idle flush of a kept file, until restore. Not
 // concurrent with other servers.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/route"
 	"github.com/delegate-io/delegate/internal/server"
 	"github.com/delegate-io/delegate/internal/testutil"
 	"github.com/delegate-io/delegate/internal/wire"
@@ -180,4 +181,55 @@ func TestInlineTransferBusy(t *testing.T) {
 	if st := c.Servers[0].Stats(); st.TransferBytes != 0 || st.TransferWaits < 2 {
 		t.Fatalf("transfer memory holds %d bytes at the end (want 0), %d waits (want 2)", st.TransferBytes, st.TransferWaits)
 	}
+}
+
+// TestInlineOwnQueueBounded: a stream whose worker cannot go on (it waits
+// in a collective's end marker for a rank that does not come) reads small
+// inline payloads (200 KiB, outside the transfer share) only up to the
+// stream's bound of 4 MiB, then waits for its worker: not queueLen of
+// them. Ending the session frees it.
+func TestInlineOwnQueueBounded(t *testing.T) {
+	waited := make(chan int64, 1)
+	t.Cleanup(server.SetOwnWaitHookForTest(func(q int64) {
+		select {
+		case waited <- q:
+		default:
+		}
+	}))
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.CollTimeout = time.Minute }})
+	ymx := rawSession(t, c)
+	st, err := ymx.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write(frame(wire.TOpen, &wire.Open{Path: filepath.Join(c.Dir, "own"), Flags: wire.ORdwr | wire.OCreat, RegionSize: route.DefaultRegionSize}))
+	rd := wire.NewReader(st, 4096)
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var o wire.Reply
+	if _, err := rd.Next(); err != nil || rd.Decode(&o) != nil || o.Code != wire.OK {
+		t.Fatalf("open: %v %+v", err, o)
+	}
+	// The worker waits here for rank 1 of 2, which never comes.
+	st.Write(frame(wire.TCollEnd, &wire.CollEnd{File: o.File, CollTag: wire.CollTag{Size: 2, Seq: 1}}))
+	const piece = 200 << 10
+	payload := bytes.Repeat([]byte{5}, piece)
+	go func() {
+		for i := range 60 { // under queueLen: only the byte bound stops the reader
+			var b wire.Builder
+			b.Add(int64(i)*piece, piece)
+			if _, err := st.Write(frame(wire.TWrite, &wire.Write{File: o.File, Ext: b.Bytes()}, payload)); err != nil {
+				return // the session ended
+			}
+		}
+	}()
+	select {
+	case q := <-waited:
+		if q > 4<<20 || q < 4<<20-piece {
+			t.Fatalf("the reader waited with %d bytes of small payloads queued, want just under 4 MiB", q)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reader never waited for its worker: small payloads queue without a bound")
+	}
+	ymx.Close() // the marker's wait ends with the session
+	works(t, c)
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/wire"
@@ -36,6 +37,11 @@ type stream struct {
 	// held: collective writes kept unanswered for their end marker
 	// (coll.go, stream.hold); only the worker touches it.
 	held heldColl
+	// ownQueued counts the bytes of queued inline payloads of at most
+	// ownPayload (not in the transfer share): the reader adds, the worker
+	// takes away and tells ownTaken (readPayload).
+	ownQueued atomic.Int64
+	ownTaken  chan struct{}
 }
 
 // request is a decoded frame waiting in the queue.
@@ -47,9 +53,10 @@ type request struct {
 	payload []byte       // inline payload
 	// xfer is what the request counts in the transfer share (xfermem.go):
 	// its inline payload, its read result; released once it is answered.
-	xfer    int64
-	arrived time.Time
-	waited  time.Duration // in the queue
+	// own is its payload's bytes in the stream's ownQueued.
+	xfer, own int64
+	arrived   time.Time
+	waited    time.Duration // in the queue
 	// sum is the summary of the file the request is about, set by its
 	// handler once it knows the file (filestats.go); nil for none.
 	sum *fileStats
@@ -101,7 +108,7 @@ const bigPayload = 64 << 10
 
 func newStream(ss *session, c net.Conn) *stream {
 	return &stream{ss: ss, c: c, rd: wire.NewReader(c, 256<<10), enc: wire.NewEncoder(wire.Compression{}),
-		q: make(chan *request, queueLen)}
+		q: make(chan *request, queueLen), ownTaken: make(chan struct{}, 1)}
 }
 
 // serve runs the worker; the reader runs beside it until the stream ends.
@@ -116,7 +123,7 @@ func (st *stream) serve() {
 		st.c.Close() // stops the reader if the worker quit first
 		for r := range st.q {
 			st.ss.srv.stats.queueDepth.Add(-1)
-			st.ss.srv.xferMem.release(r.xfer)
+			st.done(r)
 		}
 		<-done
 	}()
@@ -140,7 +147,7 @@ func (st *stream) serve() {
 			// batch is answered with one write (a large result is written
 			// at once, a small one copied into the batch).
 			ok = st.reply(r.h, &rep, payload) == nil && ok
-			s.xferMem.release(r.xfer)
+			st.done(r)
 		}
 		if ok && (len(st.q) == 0 || st.stopAfterReply) {
 			ok = st.sendReplies()
@@ -314,21 +321,41 @@ func (st *stream) sendReplies() bool {
 }
 
 // readPayload reads the current frame's inline payload into r.payload.
-// A payload over smallRead is counted whole in the transfer share
-// (xfermem.go) before a byte of it is read, so that all streams' payloads
-// together stay within the share and a reader never waits for room while
-// it holds some (two half-read payloads waiting for each other's room
-// would never finish); when no room comes (EAGAIN) the payload is read
-// and dropped, and the request fails with that error. Its buffer grows
-// with the bytes that arrive, so a frame that announces 64 MiB and sends
-// nothing costs no memory (issue 9), and each read of it is bounded by
-// bulkTimeout: a client that stops sending within a payload loses the
-// stream, and the room it held. A small payload is the stream's own, as a
-// small reply is: at most queueLen of them wait per stream. Any error but
-// EAGAIN ends the stream.
+//
+// A payload of at most ownPayload (what real clients send inline: writes
+// under the bulk threshold, small writes merged, a collective's piece when
+// the rank's ring is full) is the stream's own: the reader waits, for its
+// own worker only, while the stream's queued ones hold ownQueueBytes, so a
+// stream holds at most that much (no other stream's progress is needed,
+// so none can hold it up: a worker waiting in a collective's end marker
+// for another rank's stream must never keep that stream's reader from the
+// marker).
+//
+// A larger one is counted whole in the transfer share (xfermem.go) before
+// a byte of it is read, so that all streams' large payloads together stay
+// within the share and a reader never waits for room while it holds some
+// (two half-read payloads waiting for each other's room would never
+// finish); when no room comes (EAGAIN) the payload is read and dropped,
+// and the request fails with that error. Its buffer grows with the bytes
+// that arrive, so a frame that announces 64 MiB and sends nothing costs no
+// memory (issue 9), and each read of it is bounded by bulkTimeout: a
+// client that stops sending within a payload loses the stream, and the
+// room it held. Any error but EAGAIN ends the stream.
 func (st *stream) readPayload(r *request) error {
 	n := st.rd.PayloadLeft()
-	if n <= smallRead {
+	if n <= ownPayload {
+		for q := st.ownQueued.Load(); q > 0 && q+n > ownQueueBytes; q = st.ownQueued.Load() {
+			if ownWaitHook != nil {
+				ownWaitHook(q)
+			}
+			select {
+			case <-st.ownTaken:
+			case <-st.ss.closing:
+				return wire.Errorf(wire.ECONNLOST, "session closed")
+			}
+		}
+		st.ownQueued.Add(n)
+		r.own = n
 		r.payload = make([]byte, n)
 		return st.rd.ReadPayload(r.payload)
 	}
@@ -368,9 +395,34 @@ func (st *stream) readPayload(r *request) error {
 	return nil
 }
 
+// ownWaitHook, when set (tests), runs when a reader waits for its worker
+// to take queued small payloads (readPayload).
+var ownWaitHook func(queued int64)
+
 // payloadHook, when set (tests), runs on the reader once it has read an
 // inline payload (readPayload).
 var payloadHook func()
+
+// ownPayload and ownQueueBytes bound the inline payloads a stream holds
+// outside the transfer share (readPayload): each at most 256 KiB (a
+// client's merged small writes), 4 MiB queued in all.
+const (
+	ownPayload    = 256 << 10
+	ownQueueBytes = 4 << 20
+)
+
+// done gives back what r held once it is answered (or dropped with its
+// stream): its transfer memory and its place in the stream's own payloads.
+func (st *stream) done(r *request) {
+	st.ss.srv.xferMem.release(r.xfer)
+	if r.own > 0 {
+		st.ownQueued.Add(-r.own)
+		select {
+		case st.ownTaken <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // smallRead: a read result up to this size goes into the stream's own
 // scratch buffer, as a reply up to it goes into the stream's batch of

@@ -11,8 +11,9 @@ import (
 // Transfer memory: the data of a request between its arrival and its
 // handler, and of a read's result between its handler and its reply, in
 // the heap: bulk receive buffers (bulkRecv: a bulk write's data read into
-// memory before the handler places it), inline payloads of writes
-// (stream.readPayload) and inline read results (stream.readBuffer). All of
+// memory before the handler places it), large inline payloads of writes
+// (stream.readPayload; small ones are bounded per stream) and large inline
+// read results (stream.readBuffer). All of
 // it comes out of one share of --buffer, xferShareOf: the write-behind
 // budget is --buffer less the chunk pool and this share, so all three
 // together stay within --buffer, however many clients and streams there
