@@ -83,6 +83,8 @@ func serve(args []string) int {
 	collDirect := fs.Bool("coll-direct", def.CollDirect, "write a collective's contiguous runs of at least --direct straight from the ranks' shared-memory rings once every rank's end marker came (false: buffer collectives like other writes)")
 	fileStats := fs.Int("file-stats", def.FileStats, "keep a summary of this many files (more add into one entry; 0: none)")
 	stateDir := fs.String("state-dir", env("DELEGATE_STATE_DIR", "auto"), "keep buffered data here so that it survives a crash of the server; auto: /dev/shm/delegate-UID-HASH of --listen and --root; none: in memory only ($DELEGATE_STATE_DIR)")
+	backendDelay := fs.Duration("backend-delay", 0, "for tests: delay every backend write by this long (a slow file system; 0: none)")
+	backendReadDelay := fs.Duration("backend-read-delay", 0, "for tests: delay every backend read by this long (0: none)")
 	metrics := fs.String("metrics", env("DELEGATE_METRICS", ""), "serve Prometheus metrics on this host:port (/metrics)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
 	readyFD := fs.Int("ready-fd", -1, "write the listen address as a line to this descriptor once listening (used by delegate-run)")
@@ -116,6 +118,8 @@ func serve(args []string) int {
 	cfg.FlushFull = *flushFull
 	cfg.CollDirect = *collDirect
 	cfg.FileStats = *fileStats
+	cfg.BackendDelay = *backendDelay
+	cfg.BackendReadDelay = *backendReadDelay
 	for _, sz := range []struct {
 		flag string
 		val  string
