@@ -3,16 +3,24 @@ package backend
 import (
 	"errors"
 	"io/fs"
+	"sync/atomic"
 	"time"
 )
 
-// DelayFS wraps an FS and sleeps before every write (WriteAt, and a
-// vectored WriteAtv as one call) and, when ReadDelay is set, before every
-// read: a slow backend for tests. It widens every window in which data is
-// buffered at a server but not yet on the backend, which is where ordering
-// bugs of visibility hide (a read served from the backend beneath another
+// DelayFS wraps an FS and makes it slow, for tests: a write (WriteAt, or a
+// vectored WriteAtv as one call) sleeps WriteDelay first, and so does a
+// read when ReadDelay is set. It widens every window in which data is
+// buffered at a server but not yet on the backend, where ordering bugs of
+// visibility hide (a read served from the backend beneath another
 // server's buffer). The server wraps its backend in it only when asked
 // (server.Config.BackendDelay, --backend-delay); at zero nothing is wrapped.
+//
+// The delay is a latency, not a rate: once a file's write slept, the
+// file's writes in the next WriteDelay go at once (reads likewise). A
+// flush of a sparse buffer is tens of thousands of small writes, and Go
+// sleeps at least a millisecond; delaying each of them would turn a
+// seconds-long test into minutes and measure nothing more, since every
+// write of a flush already comes at least one delay after its start.
 //
 // A DelayFS file offers no descriptor (FDFile): the server's splice and
 // sendfile paths fall back to WriteAt and ReadAt, which are delayed.
@@ -33,18 +41,29 @@ func (d *DelayFS) OpenFile(path string, flag int, perm fs.FileMode) (File, error
 
 type delayFile struct {
 	File
-	fs *DelayFS
+	fs        *DelayFS
+	nextWrite atomic.Int64 // unix nanoseconds: writes before it are not delayed
+	nextRead  atomic.Int64
+}
+
+// wait sleeps d unless the file slept less than d ago (next).
+func wait(d time.Duration, next *atomic.Int64) {
+	if d <= 0 || time.Now().UnixNano() < next.Load() {
+		return
+	}
+	time.Sleep(d)
+	next.Store(time.Now().Add(d).UnixNano())
 }
 
 func (f *delayFile) WriteAt(p []byte, off int64) (int, error) {
-	time.Sleep(f.fs.WriteDelay)
+	wait(f.fs.WriteDelay, &f.nextWrite)
 	return f.File.WriteAt(p, off)
 }
 
 // WriteAtv implements VectorWriter: one delay, then the wrapped file's
 // vectored write, or WriteAt per buffer when it has none.
 func (f *delayFile) WriteAtv(bufs [][]byte, off int64) (int64, error) {
-	time.Sleep(f.fs.WriteDelay)
+	wait(f.fs.WriteDelay, &f.nextWrite)
 	if vw, ok := f.File.(VectorWriter); ok {
 		return vw.WriteAtv(bufs, off)
 	}
@@ -61,9 +80,7 @@ func (f *delayFile) WriteAtv(bufs [][]byte, off int64) (int64, error) {
 }
 
 func (f *delayFile) ReadAt(p []byte, off int64) (int, error) {
-	if f.fs.ReadDelay > 0 {
-		time.Sleep(f.fs.ReadDelay)
-	}
+	wait(f.fs.ReadDelay, &f.nextRead)
 	return f.File.ReadAt(p, off)
 }
 

@@ -104,11 +104,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Wrap, if set, wraps the backend file system (tests inject faults).
 	Wrap func(backend.FS) backend.FS
-	// BackendDelay and BackendReadDelay, for tests: every backend write
-	// (and read) sleeps this long first (backend.DelayFS, around Wrap's
-	// file system). A slow backend widens every window in which data is
-	// buffered but not yet on the backend, where ordering bugs of
-	// visibility hide. Zero (the default): the backend is not wrapped.
+	// BackendDelay and BackendReadDelay, for tests: a backend write (and
+	// read) of a file sleeps this long first, unless the file's last one
+	// slept less than this long ago (backend.DelayFS, around Wrap's file
+	// system: a latency, not a rate). A slow backend widens every window
+	// in which data is buffered but not yet on the backend, where ordering
+	// bugs of visibility hide. Zero (the default): nothing is wrapped.
 	BackendDelay     time.Duration
 	BackendReadDelay time.Duration
 }
