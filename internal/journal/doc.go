@@ -21,7 +21,10 @@
 //	4   pathLen uint32  at most 4032
 //	8   seq     uint64  when the slot was taken (journal-wide, increasing)
 //	16  off     int64   the chunk's offset in the file
-//	24  reserved, zero, up to 64
+//	24  dev     uint64  the backend file's device (0: not known)
+//	32  ino     uint64  and inode: recovery writes a chunk only to that
+//	                    file, not to another one created at the path since
+//	40  reserved, zero, up to 64
 //	64  path    the backend path, as the server opened it
 //
 // Bit i of the bitmap says byte i of the data was written and must reach

@@ -77,9 +77,11 @@ type Slot struct {
 // not reach the backend before the previous server stopped.
 type Pending struct {
 	Path string // the backend path
-	Off  int64  // the chunk's offset in the file
-	Seq  uint64 // newer slots have higher values (J4)
-	s    *Slot
+	// Dev and Ino name the file the chunk was buffered for (0: not known).
+	Dev, Ino uint64
+	Off      int64  // the chunk's offset in the file
+	Seq      uint64 // newer slots have higher values (J4)
+	s        *Slot
 }
 
 // Open opens or creates the state directory dir for chunks of chunk
@@ -155,7 +157,7 @@ func (j *Journal) load() ([]*Pending, error) {
 				continue
 			}
 			maxSeq = max(maxSeq, h.seq)
-			pend = append(pend, &Pending{Path: h.path, Off: h.off, Seq: h.seq, s: s})
+			pend = append(pend, &Pending{Path: h.path, Dev: h.dev, Ino: h.ino, Off: h.off, Seq: h.seq, s: s})
 			j.mu.inUse++
 			found++
 		}
@@ -293,11 +295,11 @@ func (j *Journal) Footprint() int64 { return j.geo.slot }
 // Dir returns the state directory.
 func (j *Journal) Dir() string { return j.dir }
 
-// Acquire takes a free slot for the chunk at off of path and commits its
-// header. It returns nil, and counts a failure, when the path is too long
-// or no slot can be had (the file system is full): the caller then
-// buffers in the heap.
-func (j *Journal) Acquire(path string, off int64) *Slot {
+// Acquire takes a free slot for the chunk at off of path, the file dev
+// and ino name (0: not known), and commits its header. It returns nil,
+// and counts a failure, when the path is too long or no slot can be had
+// (the file system is full): the caller then buffers in the heap.
+func (j *Journal) Acquire(path string, dev, ino uint64, off int64) *Slot {
 	if len(path) == 0 || len(path) > PathMax {
 		j.fails.Add(1)
 		return nil
@@ -307,7 +309,7 @@ func (j *Journal) Acquire(path string, off int64) *Slot {
 		j.fails.Add(1)
 		return nil
 	}
-	writeHeader(s.hdr, header{seq: j.seq.Add(1), off: off, path: path})
+	writeHeader(s.hdr, header{seq: j.seq.Add(1), off: off, dev: dev, ino: ino, path: path})
 	return s
 }
 

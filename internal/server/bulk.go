@@ -245,7 +245,7 @@ func (st *stream) bulkConn(i uint32) (net.Conn, error) {
 }
 
 // bulkRecv reads write w's data from its bulk connection into a bulk
-// receive buffer (bulkmem.go), which the caller gives back (bulkMem.put)
+// receive buffer (xfermem.go), which the caller gives back (xferMem.put)
 // once the request is done with it. An error closes the session: the
 // transfer was not taken whole, so the connection is out of step; except
 // when no buffer could be had (EAGAIN): then the transfer was taken and
@@ -274,7 +274,7 @@ func (st *stream) bulkRecvData(w *wire.Write) ([]byte, error) {
 	}
 	// The buffer before the header: while the server waits for room, the
 	// client's transfer waits in the socket (its header has no deadline).
-	m := st.ss.srv.bulkMem
+	m := st.ss.srv.xferMem
 	data, err := m.get(int(w.BulkLen), st.ss.closing)
 	if errors.Is(err, wire.EAGAIN) {
 		// No room for long: the transfer is taken through a small

@@ -436,7 +436,7 @@ func TestBulkBuffersBounded(t *testing.T) {
 		mu.Unlock()
 		<-release
 	}))
-	t.Cleanup(server.SetBulkMemWaitHookForTest(open))
+	t.Cleanup(server.SetXferMemWaitHookForTest(open))
 	// Started after the hooks: their restores run after it stopped.
 	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
 		cfg.BufferBytes, cfg.DirectBytes = buffer, 8<<20
@@ -481,15 +481,15 @@ func TestBulkBuffersBounded(t *testing.T) {
 	}
 	st := c.Servers[0].Stats()
 	t.Logf("bulk buffers: peak %d of %d, %d waits; write-behind limit %d; bulk in %d, spliced %d",
-		st.BulkBufferPeak, st.BulkBufferLimit, st.BulkBufferWaits, st.BufferLimit, st.BulkIn, st.BulkSpliced)
+		st.TransferPeak, st.TransferLimit, st.TransferWaits, st.BufferLimit, st.BulkIn, st.BulkSpliced)
 	if st.BulkIn != clients*rounds*piece || st.BulkSpliced != 0 {
 		t.Fatalf("bulk in %d, spliced %d: want %d read into memory", st.BulkIn, st.BulkSpliced, clients*rounds*piece)
 	}
-	if st.BulkBufferLimit <= 0 || st.BulkBufferPeak > st.BulkBufferLimit || st.BulkBufferPeak < piece || st.BulkBufferWaits == 0 {
-		t.Fatalf("bulk receive buffers peaked at %d bytes, share %d, %d waits for room (want some)", st.BulkBufferPeak, st.BulkBufferLimit, st.BulkBufferWaits)
+	if st.TransferLimit <= 0 || st.TransferPeak > st.TransferLimit || st.TransferPeak < piece || st.TransferWaits == 0 {
+		t.Fatalf("transfer memory peaked at %d bytes, share %d, %d waits for room (want some)", st.TransferPeak, st.TransferLimit, st.TransferWaits)
 	}
-	if st.BufferLimit+st.BulkBufferLimit > buffer-buffer/4 {
-		t.Fatalf("write-behind limit %d and bulk share %d exceed --buffer %d less the pool's quarter", st.BufferLimit, st.BulkBufferLimit, buffer)
+	if st.BufferLimit+st.TransferLimit > buffer-buffer/4 {
+		t.Fatalf("write-behind limit %d and bulk share %d exceed --buffer %d less the pool's quarter", st.BufferLimit, st.TransferLimit, buffer)
 	}
 }
 
@@ -497,7 +497,7 @@ func TestBulkBuffersBounded(t *testing.T) {
 // buffer for bulkTimeout fails with EAGAIN, its transfer taken and dropped:
 // the session stays in step and its next write succeeds.
 func TestBulkBufferBusy(t *testing.T) {
-	t.Cleanup(server.SetBulkMemWaitForTest(100 * time.Millisecond))
+	t.Cleanup(server.SetXferMemWaitForTest(100 * time.Millisecond))
 	arrived, release := make(chan struct{}), make(chan struct{})
 	var releaseOnce sync.Once
 	letGo := func() { releaseOnce.Do(func() { close(release) }) }
@@ -546,8 +546,8 @@ func TestBulkBufferBusy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st := c.Servers[0].Stats(); st.BulkErrors != 0 || st.BulkBufferWaits == 0 {
-		t.Fatalf("bulk errors %d (want 0: no session closed), waits %d", st.BulkErrors, st.BulkBufferWaits)
+	if st := c.Servers[0].Stats(); st.BulkErrors != 0 || st.TransferWaits == 0 {
+		t.Fatalf("bulk errors %d (want 0: no session closed), waits %d", st.BulkErrors, st.TransferWaits)
 	}
 	if b, err := os.ReadFile(filepath.Join(c.Dir, "busy")); err != nil || !bytes.Equal(b, small) {
 		t.Fatalf("busy file: %d bytes, %v", len(b), err)

@@ -79,7 +79,7 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 		// The backend refused the bytes: the rest of the transfer is
 		// taken and dropped, so that the connection stays in step, and
 		// the writer gets the backend's error, as from writeDirect.
-		if err := discardBulk(c, st.buffer(int(min(n-taken, 1<<20))), n-taken); err != nil {
+		if err := discardBulk(c, make([]byte, min(n-taken, 64<<10)), n-taken); err != nil {
 			return st.bulkFailed(err), true
 		}
 		s.stats.bulkIn.Add(n)

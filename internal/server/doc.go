@@ -22,8 +22,9 @@
 //	bulk.go      bulk connections: binding, a write's data read by the worker,
 //	             a read's data sent; bulksplice.go: direct writes spliced
 //	             from the socket into the backend file, clean reads sent
-//	             from it (sendfile); bulkmem.go: the receive buffers'
-//	             share of --buffer
+//	             from it (sendfile)
+//	xfermem.go   transfer memory: bulk receive buffers, large inline
+//	             payloads and read results, in one share of --buffer
 //	stats.go     counters and their snapshot (the Monitor client: internal/monitor)
 //	filestats.go the per-file summaries (stats.File): counted per request,
 //	             kept after close, capped (Config.FileStats)
@@ -55,7 +56,7 @@
 //	          -> file.pub (the handles watching the dirty state)
 //
 // Leaves: Server.mu, session.mu, budget.mu, colls.mu, every.mu,
-// bulkRegistry.mu, bulkSide.mu, bulkMem.mu, fileStatsTable.mu (taken when
+// bulkRegistry.mu, bulkSide.mu, xferMem.mu, fileStatsTable.mu (taken when
 // a file entry is made, under nothing).
 // No lock is held across network I/O; file.buf is never held across backend I/O
 // (read.go's lockWithSize stats the backend before taking it); flushMu is,

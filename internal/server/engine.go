@@ -28,7 +28,7 @@ type engine struct {
 	set     engineSettings
 	log     *slog.Logger
 	budget  *budget
-	bulkMem *bulkMem         // bulk receive buffers (bulkmem.go)
+	xferMem *xferMem         // transfer memory (xfermem.go)
 	pool    *extent.Pool     // chunk buffers recycled between flushes (heap mode)
 	journal *journal.Journal // Config.StateDir: where the buffers live; nil: the heap
 	stats   counters

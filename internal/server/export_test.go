@@ -108,21 +108,40 @@ func SetSpliceFailForTest(fail func() error) (restore func()) {
 	return func() { spliceFailHook = old }
 }
 
-// SetBulkMemWaitHookForTest runs fn whenever a bulk write starts waiting
-// for room for its receive buffer, until restore. Not concurrent with
-// other servers.
-func SetBulkMemWaitHookForTest(fn func()) (restore func()) {
-	old := bulkMemWaitHook
-	bulkMemWaitHook = fn
-	return func() { bulkMemWaitHook = old }
+// SetXferMemWaitHookForTest runs fn whenever a request starts waiting
+// for transfer memory (a bulk write's receive buffer, an inline payload, a
+// read's result), until restore. Not concurrent with other servers.
+func SetXferMemWaitHookForTest(fn func()) (restore func()) {
+	old := xferWaitHook
+	xferWaitHook = fn
+	return func() { xferWaitHook = old }
 }
 
-// SetBulkMemWaitForTest bounds a bulk write's wait for room for its
-// receive buffer, until restore. Not concurrent with other servers.
-func SetBulkMemWaitForTest(d time.Duration) (restore func()) {
-	old := bulkMemWait
-	bulkMemWait = d
-	return func() { bulkMemWait = old }
+// SetXferMemWaitForTest bounds a request's wait for transfer memory,
+// until restore. Not concurrent with other servers.
+func SetXferMemWaitForTest(d time.Duration) (restore func()) {
+	old := xferWait
+	xferWait = d
+	return func() { xferWait = old }
+}
+
+// SetPayloadHookForTest runs fn on a stream's reader each time it has
+// read an inline payload, counted in the transfer memory, before it
+// queues the request; until restore. Not concurrent with other servers.
+func SetPayloadHookForTest(fn func()) (restore func()) {
+	old := payloadHook
+	payloadHook = fn
+	return func() { payloadHook = old }
+}
+
+// SetOwnWaitHookForTest runs fn when a stream's reader waits for its
+// worker because the stream's queued small inline payloads reached their
+// bound, with those bytes; until restore. Not concurrent with other
+// servers.
+func SetOwnWaitHookForTest(fn func(queued int64)) (restore func()) {
+	old := ownWaitHook
+	ownWaitHook = fn
+	return func() { ownWaitHook = old }
 }
 
 // SetKeptRetryForTest sets the backoff of retries of kept data (flusher.go)

@@ -110,7 +110,7 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 		if err != nil {
 			return fail(err)
 		}
-		defer st.ss.srv.bulkMem.put(b) // the handler copies it or writes it out
+		defer st.ss.srv.xferMem.put(b) // the handler copies it or writes it out
 		if len(r.payload) != 0 || w.RingLen > 0 {
 			return fail(wire.Errorf(wire.EPROTO, "write has bulk data and a payload or ring slot"))
 		}
@@ -166,8 +166,8 @@ func (st *stream) read(r *request) (wire.Reply, []byte) {
 		if dst, err = st.slot(rd.RingOff, rd.RingLen); err != nil {
 			return fail(err)
 		}
-	} else {
-		dst = st.buffer(int(total))
+	} else if dst, err = st.readBuffer(r, total); err != nil {
+		return fail(err)
 	}
 	if err := st.checkOwned(hd, &r.ext, rd.Flags); err != nil {
 		return fail(err)

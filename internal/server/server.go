@@ -84,9 +84,10 @@ func New(cfg Config) (*Server, error) {
 	// data: a server that allocates fresh chunks for every burst spends
 	// half its time in page faults and zeroing (measured with 47,008-byte
 	// writes), and together they stay within --buffer.
-	// An eighth of it holds bulk receive buffers (bulkmem.go).
+	// An eighth of it holds transfers (xfermem.go): bulk receive
+	// buffers, inline payloads and large inline read results.
 	poolChunks := int(cfg.BufferBytes / 4 / cfg.ChunkBytes)
-	share := bulkShareOf(cfg.BufferBytes)
+	share := xferShareOf(cfg.BufferBytes)
 	limit := cfg.BufferBytes - int64(poolChunks)*cfg.ChunkBytes - share
 	if cfg.StateDir != "" {
 		// The slots are the buffers, and free ones are kept the same way;
@@ -104,7 +105,7 @@ func New(cfg Config) (*Server, error) {
 		s.pool = extent.NewPool(cfg.ChunkBytes, poolChunks)
 	}
 	s.budget = newBudget(limit, limit*int64(cfg.HighWaterPct)/100, s.kickFlusher)
-	s.bulkMem = newBulkMem(share)
+	s.xferMem = newXferMem(share)
 	s.stats.start = time.Now()
 	s.budget.sample = s.stats.sampleMemory
 	go s.flushLoop()
@@ -331,8 +332,8 @@ func (s *Server) Stats() stats.Snapshot {
 	r := s.recovery
 	snap.RecoveredFiles, snap.RecoveredChunks, snap.RecoveredBytes, snap.RecoveryDropped = r.Files, r.Chunks, r.Bytes, r.Dropped
 	snap.Stalls, snap.StallNanos = b.stalls, b.stallNanos
-	bm := s.bulkMem.stats()
-	snap.BulkBufferBytes, snap.BulkBufferPeak, snap.BulkBufferLimit, snap.BulkBufferWaits = bm.used, bm.peak, bm.limit, bm.waits
+	bm := s.xferMem.stats()
+	snap.TransferBytes, snap.TransferPeak, snap.TransferLimit, snap.TransferWaits = bm.used, bm.peak, bm.limit, bm.waits
 	snap.ChunkBytes = s.cfg.ChunkBytes
 	snap.Files = s.summaries.snapshot()
 	s.stats.sampleMemory()

@@ -27,13 +27,14 @@ import (
 // fresh heap chunk did (the pages are allocated, by fallocate), plus a
 // file creation and mmap once per segment of about 64 MiB.
 type fileSlots struct {
-	j    *journal.Journal
-	path string
-	warn func() // called when no slot could be had
+	j        *journal.Journal
+	path     string
+	dev, ino uint64 // the backend file (file.dev, file.ino)
+	warn     func() // called when no slot could be had
 }
 
 func (fs fileSlots) Acquire(off int64) extent.Slot {
-	if s := fs.j.Acquire(fs.path, off); s != nil {
+	if s := fs.j.Acquire(fs.path, fs.dev, fs.ino, off); s != nil {
 		return s
 	}
 	if fs.warn != nil {
@@ -50,7 +51,7 @@ func (fs fileSlots) Footprint() int64 { return fs.j.Footprint() }
 func (f *file) newIndex() *extent.Index {
 	x := f.eng.newIndex()
 	if j := f.eng.journal; j != nil && !f.unlinked.Load() {
-		x.UseSlots(fileSlots{j: j, path: f.path, warn: f.eng.warnFallback})
+		x.UseSlots(fileSlots{j: j, path: f.path, dev: f.dev, ino: f.ino, warn: f.eng.warnFallback})
 	}
 	return x
 }
@@ -119,6 +120,35 @@ func Recover(fsys backend.FS, pend []*journal.Pending, log *slog.Logger) (Recove
 		}
 		if err != nil {
 			return rec, fmt.Errorf("open %s: %w", path, err)
+		}
+		// A chunk goes only to the file it was buffered for: the path may
+		// name another one now (removed and created again, or renamed
+		// over, while no server ran), whose bytes it must not overwrite.
+		// A slot that names no file (written before slots recorded it)
+		// goes by path, as it always did.
+		var other []*journal.Pending
+		if dev, ino, ok := backend.IdentityOf(bf); ok {
+			mine := group[:0:0]
+			for _, p := range group {
+				if p.Ino != 0 && (p.Dev != dev || p.Ino != ino) {
+					other = append(other, p)
+				} else {
+					mine = append(mine, p)
+				}
+			}
+			group = mine
+		}
+		if len(other) > 0 {
+			log.Error("recovery: the path names another file than the one whose data was buffered (replaced while no server ran); that data is dropped",
+				"file", path, "chunks", len(other))
+			rec.Dropped += int64(len(other))
+			for _, p := range other {
+				p.Release()
+			}
+		}
+		if len(group) == 0 {
+			bf.Close() // opened for reading its identity: nothing written
+			continue
 		}
 		for _, p := range group { // oldest first: newer bytes land last
 			err = p.Runs(func(off int64, b []byte) error {

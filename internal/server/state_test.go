@@ -169,6 +169,61 @@ func TestCrashRecoversAcknowledged(t *testing.T) {
 	}
 }
 
+// TestCrashRecoveryReplacedPath: a file whose path was replaced (removed
+// and created again) while no server ran does not get the old file's
+// buffered chunks written over its bytes: they are dropped and counted;
+// a file beside it is recovered as usual.
+func TestCrashRecoveryReplacedPath(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	c := testutil.Start(t, testutil.Options{Mutate: stateConfig(stateDir)})
+	cl := c.Client(t, nil)
+	data := bytes.Repeat([]byte("buffered, not flushed "), 3000) // two 64 KiB chunks
+	for _, name := range []string{"replaced", "kept"} {
+		f, err := cl.Open(bg, filepath.Join(c.Dir, name), wire.ORdwr|wire.OCreat, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([][]byte{data[:1000]}, []client.Extent{{Off: 0, Len: 1000}}, client.IOOpts{Ack: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([][]byte{data[1000:]}, []client.Extent{{Off: 1000, Len: int64(len(data) - 1000)}}, client.IOOpts{Ack: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunks := c.Servers[0].Stats().StateSlots
+	if got, _ := os.ReadFile(filepath.Join(c.Dir, "kept")); bytes.Equal(got, data) {
+		t.Fatal("the data is on the backend before the crash: the test proves nothing")
+	}
+	c.Servers[0].CrashForTest()
+	replaced := filepath.Join(c.Dir, "replaced")
+	if err := os.Remove(replaced); err != nil {
+		t.Fatal(err)
+	}
+	fresh := []byte("another file, created at the path while no server ran")
+	if err := os.WriteFile(replaced, fresh, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := restartOn(t, stateDir)
+	defer func() {
+		ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	st := s.Stats()
+	if st.RecoveredFiles != 1 || st.RecoveryDropped != chunks/2 || st.RecoveredChunks != chunks/2 {
+		t.Errorf("recovered %d files, %d chunks, dropped %d (of %d): want the kept file's half recovered, the replaced one's dropped",
+			st.RecoveredFiles, st.RecoveredChunks, st.RecoveryDropped, chunks)
+	}
+	if got, _ := os.ReadFile(replaced); !bytes.Equal(got, fresh) {
+		t.Errorf("the file created at the replaced path holds %d bytes, not its own %d (first difference at %d)", len(got), len(fresh), firstDiff(got, fresh))
+	}
+	if got, _ := os.ReadFile(filepath.Join(c.Dir, "kept")); !bytes.Equal(got, data) {
+		t.Errorf("kept after recovery: %d bytes, want %d", len(got), len(data))
+	}
+}
+
 func firstDiff(a, b []byte) int {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/delegate-io/delegate/internal/wire"
@@ -25,7 +26,7 @@ type stream struct {
 	rd   *wire.Reader
 	enc  *wire.Encoder
 	q    chan *request
-	data []byte // scratch for inline read results and bulk writes' data
+	data []byte // scratch for inline read results up to smallRead
 	// bulkHdr, bulkIOV: the header and writev list of bulk reads (bulk.go).
 	bulkHdr [wire.BulkHeaderSize]byte
 	bulkIOV net.Buffers
@@ -36,6 +37,11 @@ type stream struct {
 	// held: collective writes kept unanswered for their end marker
 	// (coll.go, stream.hold); only the worker touches it.
 	held heldColl
+	// ownQueued counts the bytes of queued inline payloads of at most
+	// ownPayload (not in the transfer share): the reader adds, the worker
+	// takes away and tells ownTaken (readPayload).
+	ownQueued atomic.Int64
+	ownTaken  chan struct{}
 }
 
 // request is a decoded frame waiting in the queue.
@@ -45,8 +51,12 @@ type request struct {
 	ext     wire.Extents // a write's or read's extents, validated (stream.extents)
 	err     error        // why it did not decode
 	payload []byte       // inline payload
-	arrived time.Time
-	waited  time.Duration // in the queue
+	// xfer is what the request counts in the transfer share (xfermem.go):
+	// its inline payload, its read result; released once it is answered.
+	// own is its payload's bytes in the stream's ownQueued.
+	xfer, own int64
+	arrived   time.Time
+	waited    time.Duration // in the queue
 	// sum is the summary of the file the request is about, set by its
 	// handler once it knows the file (filestats.go); nil for none.
 	sum *fileStats
@@ -98,7 +108,7 @@ const bigPayload = 64 << 10
 
 func newStream(ss *session, c net.Conn) *stream {
 	return &stream{ss: ss, c: c, rd: wire.NewReader(c, 256<<10), enc: wire.NewEncoder(wire.Compression{}),
-		q: make(chan *request, queueLen)}
+		q: make(chan *request, queueLen), ownTaken: make(chan struct{}, 1)}
 }
 
 // serve runs the worker; the reader runs beside it until the stream ends.
@@ -111,8 +121,9 @@ func (st *stream) serve() {
 	}()
 	defer func() {
 		st.c.Close() // stops the reader if the worker quit first
-		for range st.q {
+		for r := range st.q {
 			st.ss.srv.stats.queueDepth.Add(-1)
+			st.done(r)
 		}
 		<-done
 	}()
@@ -133,8 +144,10 @@ func (st *stream) serve() {
 			rep, payload := st.handle(r)
 			s.stats.queueDepth.Add(-1)
 			// Replies are held while more requests wait, so a pipelined
-			// batch is answered with one write.
+			// batch is answered with one write (a large result is written
+			// at once, a small one copied into the batch).
 			ok = st.reply(r.h, &rep, payload) == nil && ok
+			st.done(r)
 		}
 		if ok && (len(st.q) == 0 || st.stopAfterReply) {
 			ok = st.sendReplies()
@@ -196,10 +209,8 @@ func (st *stream) readLoop() {
 			}
 		}
 		if h.PayloadLen > 0 && r.err == nil {
-			// Read as the bytes arrive: a header that announces 64 MiB
-			// and sends nothing costs nothing (issue 9).
-			if r.payload, err = st.rd.ReadPayloadAll(); err != nil {
-				if !isClosed(err) {
+			if err := st.readPayload(r); err != nil {
+				if !isClosed(err) && !errors.Is(err, wire.ECONNLOST) {
 					s.stats.badFrames.Add(1)
 					st.ss.log.Warn("bad frame, closing stream", "err", err)
 				}
@@ -309,13 +320,130 @@ func (st *stream) sendReplies() bool {
 	return err == nil
 }
 
-// buffer returns the stream's scratch buffer resized to n bytes; a large
-// buffer is not kept once a smaller request comes.
-func (st *stream) buffer(n int) []byte {
-	if cap(st.data) < n || (cap(st.data) > 8<<20 && n < 1<<20) {
-		st.data = make([]byte, n)
+// readPayload reads the current frame's inline payload into r.payload.
+//
+// A payload of at most ownPayload (what real clients send inline: writes
+// under the bulk threshold, small writes merged, a collective's piece when
+// the rank's ring is full) is the stream's own: the reader waits, for its
+// own worker only, while the stream's queued ones hold ownQueueBytes, so a
+// stream holds at most that much (no other stream's progress is needed,
+// so none can hold it up: a worker waiting in a collective's end marker
+// for another rank's stream must never keep that stream's reader from the
+// marker).
+//
+// A larger one is counted whole in the transfer share (xfermem.go) before
+// a byte of it is read, so that all streams' large payloads together stay
+// within the share and a reader never waits for room while it holds some
+// (two half-read payloads waiting for each other's room would never
+// finish); when no room comes (EAGAIN) the payload is read and dropped,
+// and the request fails with that error. Its buffer grows with the bytes
+// that arrive, so a frame that announces 64 MiB and sends nothing costs no
+// memory (issue 9), and each read of it is bounded by bulkTimeout: a
+// client that stops sending within a payload loses the stream, and the
+// room it held. Any error but EAGAIN ends the stream.
+func (st *stream) readPayload(r *request) error {
+	n := st.rd.PayloadLeft()
+	if n <= ownPayload {
+		for q := st.ownQueued.Load(); q > 0 && q+n > ownQueueBytes; q = st.ownQueued.Load() {
+			if ownWaitHook != nil {
+				ownWaitHook(q)
+			}
+			select {
+			case <-st.ownTaken:
+			case <-st.ss.closing:
+				return wire.Errorf(wire.ECONNLOST, "session closed")
+			}
+		}
+		st.ownQueued.Add(n)
+		r.own = n
+		r.payload = make([]byte, n)
+		return st.rd.ReadPayload(r.payload)
 	}
-	return st.data[:n]
+	m := st.ss.srv.xferMem
+	if err := m.acquire(n, st.ss.closing); err != nil {
+		if !errors.Is(err, wire.EAGAIN) {
+			return err
+		}
+		if derr := st.rd.DiscardPayload(); derr != nil {
+			return derr
+		}
+		r.err = fmt.Errorf("write payload of %d bytes: %w", n, err)
+		st.bulkRefused(r.desc, true, r.err)
+		r.desc = nil
+		return nil
+	}
+	defer st.c.SetReadDeadline(time.Time{})
+	p := make([]byte, 0, smallRead)
+	for int64(len(p)) < n {
+		if len(p) == cap(p) {
+			q := make([]byte, len(p), min(n, 2*int64(cap(p))))
+			copy(q, p)
+			p = q
+		}
+		k := min(int64(cap(p)-len(p)), n-int64(len(p)), 1<<20)
+		_ = st.c.SetReadDeadline(time.Now().Add(bulkTimeout))
+		if err := st.rd.ReadPayload(p[len(p) : int64(len(p))+k]); err != nil {
+			m.release(n)
+			return err
+		}
+		p = p[:int64(len(p))+k]
+	}
+	r.payload, r.xfer = p, n
+	if payloadHook != nil {
+		payloadHook()
+	}
+	return nil
+}
+
+// ownWaitHook, when set (tests), runs when a reader waits for its worker
+// to take queued small payloads (readPayload).
+var ownWaitHook func(queued int64)
+
+// payloadHook, when set (tests), runs on the reader once it has read an
+// inline payload (readPayload).
+var payloadHook func()
+
+// ownPayload and ownQueueBytes bound the inline payloads a stream holds
+// outside the transfer share (readPayload): each at most 256 KiB (a
+// client's merged small writes), 4 MiB queued in all.
+const (
+	ownPayload    = 256 << 10
+	ownQueueBytes = 4 << 20
+)
+
+// done gives back what r held once it is answered (or dropped with its
+// stream): its transfer memory and its place in the stream's own payloads.
+func (st *stream) done(r *request) {
+	st.ss.srv.xferMem.release(r.xfer)
+	if r.own > 0 {
+		st.ownQueued.Add(-r.own)
+		select {
+		case st.ownTaken <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// smallRead: a read result up to this size goes into the stream's own
+// scratch buffer, as a reply up to it goes into the stream's batch of
+// replies; larger ones are counted in the transfer share.
+const smallRead = 64 << 10
+
+// readBuffer returns memory for r's result of n bytes: the stream's
+// scratch buffer, or for more than smallRead a buffer counted in the
+// transfer share until r is answered (it may wait for room: EAGAIN).
+func (st *stream) readBuffer(r *request, n int64) ([]byte, error) {
+	if n <= smallRead {
+		if st.data == nil {
+			st.data = make([]byte, smallRead)
+		}
+		return st.data[:n], nil
+	}
+	if err := st.ss.srv.xferMem.acquire(n, st.ss.closing); err != nil {
+		return nil, err
+	}
+	r.xfer += n
+	return make([]byte, n), nil
 }
 
 // isClosed reports whether err means the peer or the session went away,

@@ -126,18 +126,19 @@ type Snapshot struct {
 	// flush freed more, the rest stays resident until then (a file written
 	// again soon reuses it).
 	BufferPooled int64 `codec:"buffer_pooled" json:"buffer_pooled"`
-	// Bulk receive buffers (a bulk write's data read into memory): their
-	// share of --buffer (an eighth; the write-behind buffer's limit is
-	// what is left of --buffer after the pool and this share), what they
-	// hold now (in use and kept), the most they held, and the requests
-	// that waited for room.
-	BulkBufferBytes int64 `codec:"bulk_buffer_bytes" json:"bulk_buffer_bytes"`
-	BulkBufferPeak  int64 `codec:"bulk_buffer_peak" json:"bulk_buffer_peak"`
-	BulkBufferLimit int64 `codec:"bulk_buffer_limit" json:"bulk_buffer_limit"`
-	BulkBufferWaits int64 `codec:"bulk_buffer_waits" json:"bulk_buffer_waits"`
-	Dirty           int64 `codec:"dirty" json:"dirty"` // bytes not yet on the backend
-	Stalls          int64 `codec:"stalls" json:"stalls"`
-	StallNanos      int64 `codec:"stall_ns" json:"stall_ns"`
+	// Transfer memory (requests' data between arrival and handler: bulk
+	// receive buffers, inline payloads over 256 KiB; inline read results over 64 KiB
+	// until their reply): its share of --buffer (an eighth; the
+	// write-behind buffer's limit is what is left of --buffer after the
+	// pool and this share), what it holds now (in use and kept), the most
+	// it held, and the requests that waited for room.
+	TransferBytes int64 `codec:"transfer_bytes" json:"transfer_bytes"`
+	TransferPeak  int64 `codec:"transfer_peak" json:"transfer_peak"`
+	TransferLimit int64 `codec:"transfer_limit" json:"transfer_limit"`
+	TransferWaits int64 `codec:"transfer_waits" json:"transfer_waits"`
+	Dirty         int64 `codec:"dirty" json:"dirty"` // bytes not yet on the backend
+	Stalls        int64 `codec:"stalls" json:"stalls"`
+	StallNanos    int64 `codec:"stall_ns" json:"stall_ns"`
 
 	// Flushes by cause ("sync", "close", "flush", "highwater", "idle",
 	// "shutdown", "resize"), bytes flushed, and failures.
@@ -248,8 +249,8 @@ func (s *Snapshot) Add(o *Snapshot) {
 		{&s.BackendSyncs, &o.BackendSyncs}, {&s.BufferBytes, &o.BufferBytes},
 		{&s.BufferPeak, &o.BufferPeak}, {&s.BufferLimit, &o.BufferLimit}, {&s.Dirty, &o.Dirty},
 		{&s.BufferPooled, &o.BufferPooled},
-		{&s.BulkBufferBytes, &o.BulkBufferBytes}, {&s.BulkBufferPeak, &o.BulkBufferPeak},
-		{&s.BulkBufferLimit, &o.BulkBufferLimit}, {&s.BulkBufferWaits, &o.BulkBufferWaits},
+		{&s.TransferBytes, &o.TransferBytes}, {&s.TransferPeak, &o.TransferPeak},
+		{&s.TransferLimit, &o.TransferLimit}, {&s.TransferWaits, &o.TransferWaits},
 		{&s.Stalls, &o.Stalls}, {&s.StallNanos, &o.StallNanos}, {&s.FlushBytes, &o.FlushBytes},
 		{&s.FlushErrors, &o.FlushErrors},
 		{&s.StateSlots, &o.StateSlots}, {&s.StateFallbacks, &o.StateFallbacks},
@@ -309,9 +310,9 @@ func (s Snapshot) String() string {
 	if s.BulkConns > 0 {
 		fmt.Fprintf(&b, "  bulk           %d connections, %s in (%s spliced to files), %s out (%s sent from files), %d failed transfers\n",
 			s.BulkConns, MiB(s.BulkIn), MiB(s.BulkSpliced), MiB(s.BulkOut), MiB(s.BulkSentFile), s.BulkErrors)
-		fmt.Fprintf(&b, "  bulk buffers   %s held now, %s peak, %s limit; %d waits for room\n",
-			MiB(s.BulkBufferBytes), MiB(s.BulkBufferPeak), MiB(s.BulkBufferLimit), s.BulkBufferWaits)
 	}
+	fmt.Fprintf(&b, "  transfers      %s held now, %s peak, %s limit; %d waits for room\n",
+		MiB(s.TransferBytes), MiB(s.TransferPeak), MiB(s.TransferLimit), s.TransferWaits)
 	if s.SpliceRefused > 0 {
 		fmt.Fprintf(&b, "  splice         refused by the backend for %d files (written with pwrite)\n", s.SpliceRefused)
 	}

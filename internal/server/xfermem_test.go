@@ -7,20 +7,20 @@ import (
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
-// TestBulkMem: buffers come out of the share, kept ones are reused (if at
+// TestXferMem: buffers come out of the share, kept ones are reused (if at
 // most twice the request) or give their room, one larger than the share is
 // admitted alone and not kept, and a request
 // that finds no room waits until a buffer comes back, the session closes
-// (ECONNLOST) or bulkMemWait passes (EAGAIN).
-func TestBulkMem(t *testing.T) {
-	old := bulkMemWait
-	bulkMemWait = 50 * time.Millisecond
-	defer func() { bulkMemWait = old }()
+// (ECONNLOST) or xferWait passes (EAGAIN).
+func TestXferMem(t *testing.T) {
+	old := xferWait
+	xferWait = 50 * time.Millisecond
+	defer func() { xferWait = old }()
 	never := make(chan struct{})
 	closed := make(chan struct{})
 	close(closed)
 
-	m := newBulkMem(4 << 20)
+	m := newXferMem(4 << 20)
 	a, err := m.get(3<<20, never)
 	if err != nil || len(a) != 3<<20 {
 		t.Fatalf("first get: %d bytes, %v", len(a), err)
@@ -97,23 +97,23 @@ func TestBulkMem(t *testing.T) {
 	}
 }
 
-// TestBulkMemFIFO: a request that waits for room is served before later
+// TestXferMemFIFO: a request that waits for room is served before later
 // ones that would fit: small requests arriving after a large one wait
 // behind it.
-func TestBulkMemFIFO(t *testing.T) {
-	old := bulkMemWait
-	bulkMemWait = 10 * time.Second
-	defer func() { bulkMemWait = old }()
+func TestXferMemFIFO(t *testing.T) {
+	old := xferWait
+	xferWait = 10 * time.Second
+	defer func() { xferWait = old }()
 	never := make(chan struct{})
-	m := newBulkMem(4 << 20)
+	m := newXferMem(4 << 20)
 	held, err := m.get(3<<20, never)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waiting := make(chan struct{}, 2)
-	oldHook := bulkMemWaitHook
-	bulkMemWaitHook = func() { waiting <- struct{}{} }
-	defer func() { bulkMemWaitHook = oldHook }()
+	oldHook := xferWaitHook
+	xferWaitHook = func() { waiting <- struct{}{} }
+	defer func() { xferWaitHook = oldHook }()
 	large := make(chan []byte, 1)
 	go func() {
 		b, _ := m.get(2<<20, never)
@@ -139,5 +139,46 @@ func TestBulkMemFIFO(t *testing.T) {
 	m.put(<-small)
 	if st := m.stats(); st.waits != 2 || st.used > st.limit {
 		t.Fatalf("after both: %+v, want 2 waits, used within the limit", st)
+	}
+}
+
+// TestXferMemAcquire: bytes counted by acquire share the limit and the
+// line with buffers: they take room from kept buffers, wait in turn for
+// room, time out (EAGAIN), and release wakes a waiter; one count larger
+// than the share is admitted alone.
+func TestXferMemAcquire(t *testing.T) {
+	old := xferWait
+	xferWait = 50 * time.Millisecond
+	defer func() { xferWait = old }()
+	never := make(chan struct{})
+	m := newXferMem(4 << 20)
+	kept, _ := m.get(2<<20, never)
+	m.put(kept) // kept: counted until someone needs its room
+	if err := m.acquire(3<<20, never); err != nil {
+		t.Fatalf("acquire beside a kept buffer: %v (the kept one gives its room)", err)
+	}
+	if st := m.stats(); st.used != 3<<20 {
+		t.Fatalf("after acquire: %d bytes counted, want 3 MiB (the kept buffer dropped)", st.used)
+	}
+	if err := m.acquire(2<<20, never); wire.CodeOf(err) != wire.EAGAIN {
+		t.Fatalf("acquire without room: %v, want EAGAIN", err)
+	}
+	if _, err := m.get(2<<20, never); wire.CodeOf(err) != wire.EAGAIN {
+		t.Fatalf("get without room: %v, want EAGAIN", err)
+	}
+	done := make(chan error, 1)
+	xferWait = 10 * time.Second
+	go func() { done <- m.acquire(2<<20, never) }()
+	m.release(3 << 20)
+	if err := <-done; err != nil {
+		t.Fatalf("waiter after release: %v", err)
+	}
+	m.release(2 << 20)
+	if err := m.acquire(9<<20, never); err != nil {
+		t.Fatalf("a count larger than the share, alone: %v", err)
+	}
+	m.release(9 << 20)
+	if st := m.stats(); st.used != 0 || st.peak != 9<<20 {
+		t.Fatalf("at the end: %+v, want nothing counted and a 9 MiB peak", st)
 	}
 }
