@@ -16,11 +16,14 @@ import (
 // (server.Config.BackendDelay, --backend-delay); at zero nothing is wrapped.
 //
 // The delay is a latency, not a rate: once a file's write slept, the
-// file's writes in the next WriteDelay go at once (reads likewise). A
-// flush of a sparse buffer is tens of thousands of small writes, and Go
-// sleeps at least a millisecond; delaying each of them would turn a
-// seconds-long test into minutes and measure nothing more, since every
-// write of a flush already comes at least one delay after its start.
+// file's writes in the next WriteDelay go at once (reads likewise), so a
+// busy file waits at most half of the time. A flush of a sparse buffer is
+// tens of thousands of small writes, and Go sleeps at least a millisecond;
+// delaying each of them would turn a seconds-long test into minutes
+// (differential seed 8 timed out at 2 ms). Delaying only the first write
+// after a pause keeps the windows too short: with 7dd16b0 reverted,
+// differential seed 44 failed 1 run in 3 with that at 20 ms, 7 in 8 with
+// this at 100 ms, and with a sleep before every write 3 in 3 (at 20 s a run).
 //
 // A DelayFS file offers no descriptor (FDFile): the server's splice and
 // sendfile paths fall back to WriteAt and ReadAt, which are delayed.
