@@ -83,6 +83,8 @@ func serve(args []string) int {
 	collDirect := fs.Bool("coll-direct", def.CollDirect, "write a collective's contiguous runs of at least --direct straight from the ranks' shared-memory rings once every rank's end marker came (false: buffer collectives like other writes)")
 	fileStats := fs.Int("file-stats", def.FileStats, "keep a summary of this many files (more add into one entry; 0: none)")
 	stateDir := fs.String("state-dir", env("DELEGATE_STATE_DIR", "auto"), "keep buffered data here so that it survives a crash of the server; auto: /dev/shm/delegate-UID-HASH of --listen and --root; none: in memory only ($DELEGATE_STATE_DIR)")
+	backendDelay := fs.String("backend-delay", env("DELEGATE_BACKEND_DELAY", "0"), "for tests: a slow file system: a backend write waits this long, unless the file's last write waited less than this long ago (0: none; $DELEGATE_BACKEND_DELAY)")
+	backendReadDelay := fs.String("backend-read-delay", env("DELEGATE_BACKEND_READ_DELAY", "0"), "for tests: the same for backend reads (0: none; $DELEGATE_BACKEND_READ_DELAY)")
 	metrics := fs.String("metrics", env("DELEGATE_METRICS", ""), "serve Prometheus metrics on this host:port (/metrics)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
 	readyFD := fs.Int("ready-fd", -1, "write the listen address as a line to this descriptor once listening (used by delegate-run)")
@@ -127,6 +129,15 @@ func serve(args []string) int {
 			return startFailed(2, fmt.Sprintf("delegate-server: --%s: %v", sz.flag, err))
 		}
 		*sz.dst = n
+	}
+	for _, d := range []struct {
+		flag string
+		val  string
+		dst  *time.Duration
+	}{{"backend-delay", *backendDelay, &cfg.BackendDelay}, {"backend-read-delay", *backendReadDelay, &cfg.BackendReadDelay}} {
+		if *d.dst, err = time.ParseDuration(d.val); err != nil {
+			return startFailed(2, fmt.Sprintf("delegate-server: --%s: %v", d.flag, err))
+		}
 	}
 	cfg.Logger = log
 	cfg.Insecure = *insecure
@@ -298,6 +309,9 @@ func serve(args []string) int {
 	go func() { serveErr <- srv.Serve(l) }()
 	if local != nil {
 		go func() { serveErr <- srv.Serve(local) }()
+	}
+	if cfg.BackendDelay > 0 || cfg.BackendReadDelay > 0 {
+		log.Warn("backend slowed for tests", "write-delay", cfg.BackendDelay, "read-delay", cfg.BackendReadDelay)
 	}
 	log.Info("delegate server listening", "addr", addr, "unix", cfg.LocalSocket, "root", cfg.Root, "peers", len(cfg.Peers), "index", cfg.Index,
 		"state_dir", cfg.StateDir)

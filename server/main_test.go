@@ -110,6 +110,8 @@ func TestRefusedAtStart(t *testing.T) {
 		{"empty DELEGATE_TOKEN", []string{"DELEGATE_TOKEN="}, []string{"--listen", sock}, "DELEGATE_TOKEN is set but empty"},
 		{"empty DELEGATE_TOKEN_FILE", []string{"DELEGATE_TOKEN_FILE=" + writeFile(t, "\n")}, []string{"--listen", sock}, "empty or only white space"},
 		{"TCP without a token", nil, []string{"--listen", "tcp:127.0.0.1:0"}, "--insecure"},
+		{"backend delay not a duration", nil, []string{"--listen", sock, "--backend-delay", "2"}, "--backend-delay"},
+		{"negative backend delay", []string{"DELEGATE_BACKEND_READ_DELAY=-1ms"}, []string{"--listen", sock}, "must not be negative"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -188,6 +190,20 @@ func TestPrintConfig(t *testing.T) {
 		t.Fatalf("%v; stderr:\n%s", err, stderr)
 	}
 	for _, want := range []string{"insecure           true", "max-hellos         9", "handshake-timeout  3s"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("print-config lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "backend-delay") {
+		t.Fatalf("print-config shows a backend delay nobody asked for:\n%s", out)
+	}
+	// the test knob, from the flag and from the environment
+	cmd, stderr = startServer(t, []string{"DELEGATE_BACKEND_READ_DELAY=5ms"}, "--listen", "unix:"+filepath.Join(t.TempDir(), "s.sock"),
+		"--backend-delay", "20ms", "--print-config")
+	if out, err = cmd.Output(); err != nil {
+		t.Fatalf("%v; stderr:\n%s", err, stderr)
+	}
+	for _, want := range []string{"backend-delay      20ms", "backend-read-delay 5ms"} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("print-config lacks %q:\n%s", want, out)
 		}

@@ -24,6 +24,12 @@
 #      (tests/conformance.sh);
 #   7. the differential test: 200 seeded random MPI-IO programs on ufs: and
 #      delegate:, files and reads compared (tests/differential.sh);
+#   7b. the same with a slow backend: 24 programs (seeds 37-60, seed 44
+#      among them), each in a job of its own, on servers whose backend
+#      writes wait 100 ms (--slow 100ms: --backend-delay), which widens every
+#      window where data is buffered but not on the backend (with the fix
+#      7dd16b0 reverted, seed 44 alone failed in 7 runs of 8 at 100 ms,
+#      against 0 in 8 at full speed);
 #   8. a server SIGKILLed and restarted under a running MPI program
 #      (tests/restart.sh);
 #   9. the fault matrix: a stopped server, a killed rank, a full backend,
@@ -71,6 +77,7 @@ step "cluster" timeout 600 "$top/tests/cluster.sh"
 step "slurm" timeout 900 "$top/tests/slurm.sh"
 step "conformance" timeout 2400 "$top/tests/conformance.sh"
 step "differential" timeout 1800 "$top/tests/differential.sh" --seeds 200
+step "differential, slow backend" timeout 300 "$top/tests/differential.sh" --slow 100ms --start 37 --seeds 24 --batch 1 --no-shrink
 step "server restart" timeout 300 "$top/tests/restart.sh"
 step "faults" timeout 900 "$top/tests/faults.sh"
 step "no state directory left in /dev/shm" statedirs_left

@@ -104,6 +104,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Wrap, if set, wraps the backend file system (tests inject faults).
 	Wrap func(backend.FS) backend.FS
+	// BackendDelay and BackendReadDelay, for tests: a backend write (and
+	// read) of a file sleeps this long first, unless the file's last one
+	// slept less than this long ago (backend.DelayFS, around Wrap's file
+	// system: a latency, not a rate). A slow backend widens every window
+	// in which data is buffered but not yet on the backend, where ordering
+	// bugs of visibility hide. Zero (the default): nothing is wrapped.
+	BackendDelay     time.Duration
+	BackendReadDelay time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -176,6 +184,9 @@ func (c *Config) Validate() error {
 	if c.DirectBytes < 4096 {
 		errs = append(errs, fmt.Errorf("direct bytes %d: want >= 4096", c.DirectBytes))
 	}
+	if c.BackendDelay < 0 || c.BackendReadDelay < 0 {
+		errs = append(errs, errors.New("backend delays must not be negative"))
+	}
 	if c.FileStats < 0 {
 		errs = append(errs, fmt.Errorf("file stats %d: want 0 or more", c.FileStats))
 	}
@@ -205,5 +216,9 @@ func (c Config) String() string {
 	fmt.Fprintf(&b, "direct             %d\n", c.DirectBytes)
 	fmt.Fprintf(&b, "coll-direct        %v\n", c.CollDirect)
 	fmt.Fprintf(&b, "state-dir          %s\n", c.StateDir)
+	if c.BackendDelay > 0 || c.BackendReadDelay > 0 {
+		fmt.Fprintf(&b, "backend-delay      %s\n", c.BackendDelay)
+		fmt.Fprintf(&b, "backend-read-delay %s\n", c.BackendReadDelay)
+	}
 	return b.String()
 }

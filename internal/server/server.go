@@ -76,6 +76,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Wrap != nil {
 		bfs = cfg.Wrap(fsys)
 	}
+	if cfg.BackendDelay > 0 || cfg.BackendReadDelay > 0 {
+		bfs = &backend.DelayFS{FS: bfs, WriteDelay: cfg.BackendDelay, ReadDelay: cfg.BackendReadDelay}
+	}
 	s.files = newFileTable(s.engine, bfs)
 	// A quarter of --buffer keeps chunk buffers for reuse, the rest holds
 	// data: a server that allocates fresh chunks for every burst spends
