@@ -23,8 +23,8 @@
 //	             a read's data sent; bulksplice.go: direct writes spliced
 //	             from the socket into the backend file, clean reads sent
 //	             from it (sendfile)
-//	xfermem.go   transfer memory: bulk receive buffers, large inline
-//	             payloads and read results, in one share of --buffer
+//	xfermem.go   transfer memory: bulk receive buffers and large inline
+//	             read results, in one share of --buffer
 //	stats.go     counters and their snapshot (the Monitor client: internal/monitor)
 //	filestats.go the per-file summaries (stats.File): counted per request,
 //	             kept after close, capped (Config.FileStats)

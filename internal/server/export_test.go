@@ -7,7 +7,8 @@ import (
 )
 
 // PanicOn makes requests of type t panic in the stream's worker (where ==
-// "worker": the handler) or its reader (where == "reader": decoding), until
+// "worker": the handler; "after": once the handler returned) or its
+// reader (where == "reader": decoding), until
 // the returned function restores the tables. Tests only; not concurrent
 // with running servers of other tests.
 func PanicOn(t wire.Type, where string) (restore func()) {
@@ -15,6 +16,11 @@ func PanicOn(t wire.Type, where string) (restore func()) {
 	switch where {
 	case "worker":
 		handlers[t] = func(*stream, *request) (wire.Reply, []byte) { panic("test: handler panics") }
+	case "after": // the handler runs, then panics (what it took is held)
+		handlers[t] = func(st *stream, r *request) (wire.Reply, []byte) {
+			h(st, r)
+			panic("test: handler panics after its work")
+		}
 	case "reader":
 		descs[t] = func() any { panic("test: reader panics") }
 	default:
@@ -109,8 +115,8 @@ func SetSpliceFailForTest(fail func() error) (restore func()) {
 }
 
 // SetXferMemWaitHookForTest runs fn whenever a request starts waiting
-// for transfer memory (a bulk write's receive buffer, an inline payload, a
-// read's result), until restore. Not concurrent with other servers.
+// for transfer memory (a bulk write's receive buffer, a read's result),
+// until restore. Not concurrent with other servers.
 func SetXferMemWaitHookForTest(fn func()) (restore func()) {
 	old := xferWaitHook
 	xferWaitHook = fn
@@ -125,17 +131,8 @@ func SetXferMemWaitForTest(d time.Duration) (restore func()) {
 	return func() { xferWait = old }
 }
 
-// SetPayloadHookForTest runs fn on a stream's reader each time it has
-// read an inline payload, counted in the transfer memory, before it
-// queues the request; until restore. Not concurrent with other servers.
-func SetPayloadHookForTest(fn func()) (restore func()) {
-	old := payloadHook
-	payloadHook = fn
-	return func() { payloadHook = old }
-}
-
 // SetOwnWaitHookForTest runs fn when a stream's reader waits for its
-// worker because the stream's queued small inline payloads reached their
+// worker because the stream's queued inline payloads reached their
 // bound, with those bytes; until restore. Not concurrent with other
 // servers.
 func SetOwnWaitHookForTest(fn func(queued int64)) (restore func()) {

@@ -85,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	// half its time in page faults and zeroing (measured with 47,008-byte
 	// writes), and together they stay within --buffer.
 	// An eighth of it holds transfers (xfermem.go): bulk receive
-	// buffers, inline payloads and large inline read results.
+	// buffers and large inline read results.
 	poolChunks := int(cfg.BufferBytes / 4 / cfg.ChunkBytes)
 	share := xferShareOf(cfg.BufferBytes)
 	limit := cfg.BufferBytes - int64(poolChunks)*cfg.ChunkBytes - share

@@ -37,9 +37,8 @@ type stream struct {
 	// held: collective writes kept unanswered for their end marker
 	// (coll.go, stream.hold); only the worker touches it.
 	held heldColl
-	// ownQueued counts the bytes of queued inline payloads of at most
-	// ownPayload (not in the transfer share): the reader adds, the worker
-	// takes away and tells ownTaken (readPayload).
+	// ownQueued counts the bytes of queued inline payloads: the reader
+	// adds, the worker takes away and tells ownTaken (readPayload).
 	ownQueued atomic.Int64
 	ownTaken  chan struct{}
 }
@@ -52,8 +51,8 @@ type request struct {
 	err     error        // why it did not decode
 	payload []byte       // inline payload
 	// xfer is what the request counts in the transfer share (xfermem.go):
-	// its inline payload, its read result; released once it is answered.
-	// own is its payload's bytes in the stream's ownQueued.
+	// its read result; released once it is answered. own is its inline
+	// payload's bytes in the stream's ownQueued.
 	xfer, own int64
 	arrived   time.Time
 	waited    time.Duration // in the queue
@@ -119,8 +118,12 @@ func (st *stream) serve() {
 		defer close(done)
 		st.readLoop()
 	}()
+	var cur *request // the request being handled: given back also after a panic
 	defer func() {
 		st.c.Close() // stops the reader if the worker quit first
+		if cur != nil {
+			st.done(cur)
+		}
 		for r := range st.q {
 			st.ss.srv.stats.queueDepth.Add(-1)
 			st.done(r)
@@ -130,6 +133,7 @@ func (st *stream) serve() {
 	defer st.recoverPanic("worker") // first: the stream closes before its cleanup waits
 	s := st.ss.srv
 	for r := range st.q {
+		cur = r
 		r.waited = time.Since(r.arrived)
 		s.stats.dequeued(r.waited)
 		ok := true
@@ -149,6 +153,7 @@ func (st *stream) serve() {
 			ok = st.reply(r.h, &rep, payload) == nil && ok
 			st.done(r)
 		}
+		cur = nil
 		if ok && (len(st.q) == 0 || st.stopAfterReply) {
 			ok = st.sendReplies()
 		}
@@ -322,58 +327,42 @@ func (st *stream) sendReplies() bool {
 
 // readPayload reads the current frame's inline payload into r.payload.
 //
-// A payload of at most ownPayload (what real clients send inline: writes
-// under the bulk threshold, small writes merged, a collective's piece when
-// the rank's ring is full) is the stream's own: the reader waits, for its
-// own worker only, while the stream's queued ones hold ownQueueBytes, so a
-// stream holds at most that much (no other stream's progress is needed,
-// so none can hold it up: a worker waiting in a collective's end marker
-// for another rank's stream must never keep that stream's reader from the
-// marker).
+// Inline payloads are the stream's own, not the transfer share's: the
+// reader waits, for its own worker only, while the stream's queued
+// payloads hold ownQueueBytes (one payload larger than that is read when
+// none is queued). No reader ever waits for another stream, nor for room
+// that requests queued behind its own worker hold: a worker waiting in a
+// collective's end marker for another rank (clients send the next
+// collective's pieces behind an unanswered marker) must never keep that
+// rank's reader from its marker, and a worker waiting for room for a read
+// result must never wait for payloads queued behind it. So every stream
+// holds at most ownQueueBytes of payloads, or one payload, which clients
+// keep within their request size (README, Memory).
 //
-// A larger one is counted whole in the transfer share (xfermem.go) before
-// a byte of it is read, so that all streams' large payloads together stay
-// within the share and a reader never waits for room while it holds some
-// (two half-read payloads waiting for each other's room would never
-// finish); when no room comes (EAGAIN) the payload is read and dropped,
-// and the request fails with that error. Its buffer grows with the bytes
-// that arrive, so a frame that announces 64 MiB and sends nothing costs no
-// memory (issue 9), and each read of it is bounded by bulkTimeout: a
-// client that stops sending within a payload loses the stream, and the
-// room it held. Any error but EAGAIN ends the stream.
+// A payload over ownPayload is read into a buffer that grows with the
+// bytes that arrive, each read bounded by bulkTimeout: a frame that
+// announces 64 MiB and sends nothing costs no memory (issue 9), and a
+// client that stops sending within a payload loses the stream.
 func (st *stream) readPayload(r *request) error {
 	n := st.rd.PayloadLeft()
-	if n <= ownPayload {
-		for q := st.ownQueued.Load(); q > 0 && q+n > ownQueueBytes; q = st.ownQueued.Load() {
-			if ownWaitHook != nil {
-				ownWaitHook(q)
-			}
-			select {
-			case <-st.ownTaken:
-			case <-st.ss.closing:
-				return wire.Errorf(wire.ECONNLOST, "session closed")
-			}
+	for q := st.ownQueued.Load(); q > 0 && q+n > ownQueueBytes; q = st.ownQueued.Load() {
+		if ownWaitHook != nil {
+			ownWaitHook(q)
 		}
-		st.ownQueued.Add(n)
-		r.own = n
+		select {
+		case <-st.ownTaken:
+		case <-st.ss.closing:
+			return wire.Errorf(wire.ECONNLOST, "session closed")
+		}
+	}
+	st.ownQueued.Add(n)
+	r.own = n
+	if n <= ownPayload {
 		r.payload = make([]byte, n)
 		return st.rd.ReadPayload(r.payload)
 	}
-	m := st.ss.srv.xferMem
-	if err := m.acquire(n, st.ss.closing); err != nil {
-		if !errors.Is(err, wire.EAGAIN) {
-			return err
-		}
-		if derr := st.rd.DiscardPayload(); derr != nil {
-			return derr
-		}
-		r.err = fmt.Errorf("write payload of %d bytes: %w", n, err)
-		st.bulkRefused(r.desc, true, r.err)
-		r.desc = nil
-		return nil
-	}
 	defer st.c.SetReadDeadline(time.Time{})
-	p := make([]byte, 0, smallRead)
+	p := make([]byte, 0, ownPayload)
 	for int64(len(p)) < n {
 		if len(p) == cap(p) {
 			q := make([]byte, len(p), min(n, 2*int64(cap(p))))
@@ -383,15 +372,11 @@ func (st *stream) readPayload(r *request) error {
 		k := min(int64(cap(p)-len(p)), n-int64(len(p)), 1<<20)
 		_ = st.c.SetReadDeadline(time.Now().Add(bulkTimeout))
 		if err := st.rd.ReadPayload(p[len(p) : int64(len(p))+k]); err != nil {
-			m.release(n)
 			return err
 		}
 		p = p[:int64(len(p))+k]
 	}
-	r.payload, r.xfer = p, n
-	if payloadHook != nil {
-		payloadHook()
-	}
+	r.payload = p
 	return nil
 }
 
@@ -399,13 +384,10 @@ func (st *stream) readPayload(r *request) error {
 // to take queued small payloads (readPayload).
 var ownWaitHook func(queued int64)
 
-// payloadHook, when set (tests), runs on the reader once it has read an
-// inline payload (readPayload).
-var payloadHook func()
-
-// ownPayload and ownQueueBytes bound the inline payloads a stream holds
-// outside the transfer share (readPayload): each at most 256 KiB (a
-// client's merged small writes), 4 MiB queued in all.
+// ownQueueBytes bounds the inline payloads a stream holds (readPayload);
+// a payload up to ownPayload (a client's merged small writes, a
+// collective's piece when the ring is full) is read at once, a larger one
+// as its bytes arrive.
 const (
 	ownPayload    = 256 << 10
 	ownQueueBytes = 4 << 20
@@ -422,6 +404,7 @@ func (st *stream) done(r *request) {
 		default:
 		}
 	}
+	r.xfer, r.own = 0, 0
 }
 
 // smallRead: a read result up to this size goes into the stream's own

@@ -8,18 +8,26 @@ import (
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
-// Transfer memory: the data of a request between its arrival and its
-// handler, and of a read's result between its handler and its reply, in
+// Transfer memory: what a stream's worker holds of a request's data in
 // the heap: bulk receive buffers (bulkRecv: a bulk write's data read into
-// memory before the handler places it), large inline payloads of writes
-// (stream.readPayload; small ones are bounded per stream) and large inline
-// read results (stream.readBuffer). All of
-// it comes out of one share of --buffer, xferShareOf: the write-behind
-// budget is --buffer less the chunk pool and this share, so all three
-// together stay within --buffer, however many clients and streams there
-// are. A separate share, not the budget itself: a stream holds its
-// request's data while its write waits in the budget for room, and
-// transfers in the budget could fill it with nothing a flush can free.
+// memory before the handler places it) and inline read results over 64
+// KiB (stream.readBuffer), from the handler until the reply. All of it
+// comes out of one share of --buffer, xferShareOf: the write-behind budget
+// is --buffer less the chunk pool and this share, so all three together
+// stay within --buffer, however many clients and streams there are. A
+// separate share, not the budget itself: a stream holds its request's
+// data while its write waits in the budget for room, and transfers in the
+// budget could fill it with nothing a flush can free.
+//
+// Only workers wait here, and a worker holds nothing of the share while
+// it waits for anything (budget, a collective's other ranks: it takes a
+// bulk buffer or a read's room, uses it, gives it back), so every holder
+// gives its room back without needing a waiter. Inline write payloads,
+// which a stream's reader reads ahead of its worker, are not counted here
+// but bounded per stream (stream.readPayload): a reader waiting for room
+// that requests queued behind a worker hold, or that another stream's
+// queued requests hold while that stream's worker waits for this stream's
+// collective end marker, would wait for ever.
 //
 // Bulk receive buffers are held for one request and then kept for the
 // next one (free), still counted; inline payloads and read results are
@@ -70,8 +78,8 @@ func (m *xferMem) get(n int, closing <-chan struct{}) ([]byte, error) {
 	return b, err
 }
 
-// acquire counts n bytes the caller allocates itself (an inline payload,
-// a read's result) until release gives them back; it waits as get does.
+// acquire counts n bytes the caller allocates itself (a read's result)
+// until release gives them back; it waits as get does.
 func (m *xferMem) acquire(n int64, closing <-chan struct{}) error {
 	return m.wait(closing, func() bool { return m.room(n) })
 }

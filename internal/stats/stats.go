@@ -126,9 +126,8 @@ type Snapshot struct {
 	// flush freed more, the rest stays resident until then (a file written
 	// again soon reuses it).
 	BufferPooled int64 `codec:"buffer_pooled" json:"buffer_pooled"`
-	// Transfer memory (requests' data between arrival and handler: bulk
-	// receive buffers, inline payloads over 256 KiB; inline read results over 64 KiB
-	// until their reply): its share of --buffer (an eighth; the
+	// Transfer memory (bulk receive buffers, inline read results over 64
+	// KiB until their reply): its share of --buffer (an eighth; the
 	// write-behind buffer's limit is what is left of --buffer after the
 	// pool and this share), what it holds now (in use and kept), the most
 	// it held, and the requests that waited for room.

@@ -1,0 +1,131 @@
+package server_test
+
+import (
+	"bytes"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/route"
+	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/testutil"
+	"github.com/delegate-io/delegate/internal/wire"
+	"github.com/hashicorp/yamux"
+)
+
+// rawOpen opens path on a new stream of ymx and returns the stream, its
+// reply reader and the file id.
+func rawOpen(t *testing.T, ymx *yamux.Session, path string) (*yamux.Stream, *wire.Reader, uint64) {
+	t.Helper()
+	st, err := ymx.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write(frame(wire.TOpen, &wire.Open{Path: path, Flags: wire.ORdwr | wire.OCreat, RegionSize: route.DefaultRegionSize}))
+	rd := wire.NewReader(st, 1<<20)
+	st.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var o wire.Reply
+	if _, err := rd.Next(); err != nil || rd.Decode(&o) != nil || o.Code != wire.OK {
+		t.Fatalf("open: %v %+v", err, o)
+	}
+	return st, rd, o.File
+}
+
+// TestTransferReadBehindOwnPayloads (found in review): one stream sends
+// a read answered inline (1 MiB), then two 3 MiB inline writes, while its
+// worker waits in a collective's end marker. When inline payloads came out
+// of the transfer share (4 MiB here), the reader took the first write's
+// room and waited for the second's, the worker then waited behind it for
+// the read's room, which only the first write, queued behind the read,
+// could give back: nothing moved for 30 s, then a write failed with
+// EAGAIN. Payloads are the stream's own now: the reader waits for its own
+// worker, the read gets its room, and every request succeeds.
+func TestTransferReadBehindOwnPayloads(t *testing.T) {
+	t.Cleanup(server.SetXferMemWaitForTest(3 * time.Second)) // a failure shows as EAGAIN after 3 s
+	waited := make(chan struct{}, 1)
+	t.Cleanup(server.SetOwnWaitHookForTest(func(int64) {
+		select {
+		case waited <- struct{}{}:
+		default:
+		}
+	}))
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.BufferBytes, cfg.DirectBytes, cfg.CollTimeout = 32<<20, 16<<20, time.Minute
+	}})
+	path := filepath.Join(c.Dir, "rb")
+	a, ard, fa := rawOpen(t, rawSession(t, c), path)
+	b, brd, fb := rawOpen(t, rawSession(t, c), path)
+	tag := wire.CollTag{Size: 2, Seq: 1}
+	a.Write(frameID(wire.TCollEnd, 10, &wire.CollEnd{File: fa, CollTag: tag})) // holds a's worker until rank 1's
+	var rx wire.Builder
+	rx.Add(0, 1<<20)
+	a.Write(frameID(wire.TRead, 11, &wire.Read{File: fa, Ext: rx.Bytes()}))
+	const piece = 3 << 20
+	go func() {
+		for i := range 2 {
+			var wx wire.Builder
+			wx.Add(int64(i)*piece, piece)
+			if _, err := a.Write(frameID(wire.TWrite, uint32(12+i), &wire.Write{File: fa, Ext: wx.Bytes()}, bytes.Repeat([]byte{byte(i + 1)}, piece))); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-waited: // the reader holds the first write and waits for its worker
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader never waited for its worker")
+	}
+	tag1 := tag
+	tag1.Rank = 1
+	b.Write(frameID(wire.TCollEnd, 20, &wire.CollEnd{File: fb, CollTag: tag1}))
+	var o wire.Reply
+	if _, err := brd.Next(); err != nil || brd.Decode(&o) != nil || o.Code != wire.OK {
+		t.Fatalf("rank 1's marker: %v %+v", err, o)
+	}
+	for range 4 {
+		h, err := ard.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep wire.Reply
+		if err := ard.Decode(&rep); err != nil {
+			t.Fatal(err)
+		}
+		ard.DiscardPayload()
+		if rep.Code != wire.OK {
+			t.Errorf("request %d: %v %s", h.ID, rep.Code, rep.Msg)
+		}
+	}
+	if st := c.Servers[0].Stats(); st.TransferWaits != 0 {
+		t.Errorf("%d waits for transfer memory: the read should have found room", st.TransferWaits)
+	}
+}
+
+// TestTransferReleasedAfterPanic (found in review): a handler that panics
+// after it took transfer memory (a read answered inline, 1 MiB) gives it
+// back with its stream: the worker's cleanup drained the queue but not
+// the request it was handling, and each panic kept its memory for good.
+func TestTransferReleasedAfterPanic(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	ymx := rawSession(t, c)
+	st, _, f := rawOpen(t, ymx, filepath.Join(c.Dir, "p"))
+	restore := server.PanicOn(wire.TRead, "after")
+	defer restore()
+	var b wire.Builder
+	b.Add(0, 1<<20)
+	st.Write(frame(wire.TRead, &wire.Read{File: f, Ext: b.Bytes()}))
+	if !closedWithin(st, 10*time.Second) {
+		t.Fatal("stream not closed after its handler panicked")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := c.Servers[0].Stats()
+		if s.Panics == 1 && s.TransferBytes == 0 && s.TransferPeak >= 1<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the panic: %d panics, transfer memory holds %d bytes (peak %d), want 1, 0, 1 MiB", s.Panics, s.TransferBytes, s.TransferPeak)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a counter, bounded
+	}
+}
