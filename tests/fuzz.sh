@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/fuzz.sh: run every decoder fuzz target of internal/wire (and the
 # size parser of internal/units, the handshake's frames in
-# internal/transport, the Lustre layout in internal/route) for a bounded
+# internal/transport, the Lustre layout in internal/route, the state
+# directory's headers in internal/journal) for a bounded
 # time each (FUZZTIME, default 20s; the whole run takes 4 to 5 minutes
 # with the default: about 10 s of build per target, 4m38s measured at load
 # 13, and each coordinator retry below adds a target's time; check.sh gives
@@ -17,10 +18,11 @@ export PATH="$PATH:/usr/local/go/bin"
 fuzztime=${FUZZTIME:-20s}
 targets=(internal/wire:FuzzReader internal/wire:FuzzDecompress internal/wire:FuzzUnmarshal
     internal/wire:FuzzParseHeader internal/wire:FuzzExtents internal/units:FuzzParseSize
-    internal/wire:FuzzBulkHeader internal/transport:FuzzHandshakeFrame internal/route:FuzzLustreLOV)
+    internal/wire:FuzzBulkHeader internal/transport:FuzzHandshakeFrame internal/route:FuzzLustreLOV
+    internal/journal:FuzzHeaders)
 # Every Fuzz function of these packages must be listed above, so that a new
 # decoder's target is not silently left out.
-declared=$(for d in internal/wire internal/units internal/transport internal/route; do
+declared=$(for d in internal/wire internal/units internal/transport internal/route internal/journal; do
     grep -ho '^func Fuzz[A-Za-z0-9_]*' $d/*_test.go | sed "s|^func |$d:|"
 done | sort)
 listed=$(printf '%s\n' "${targets[@]}" | sort)

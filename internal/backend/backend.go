@@ -69,6 +69,28 @@ func IdentityOf(f File) (dev, ino uint64, ok bool) {
 	return dev, ino, err == nil && ino != 0
 }
 
+// Birther is an optional File capability: the open file's birth time
+// (statx's btime, in nanoseconds; 0 when the file system does not keep
+// one). With the inode number it names a file across a removal: a file
+// created at a path after another was removed often gets the freed inode
+// number (ext4), never the same birth time.
+type Birther interface {
+	Birth() (uint64, error)
+}
+
+// BirthOf returns f's birth time, or 0 when f cannot say.
+func BirthOf(f File) uint64 {
+	b, is := f.(Birther)
+	if !is {
+		return 0
+	}
+	t, err := b.Birth()
+	if err != nil {
+		return 0
+	}
+	return t
+}
+
 // WriteRun writes bufs at off with one vectored call when f supports it.
 // It reports the number of backend calls it made.
 func WriteRun(f File, bufs [][]byte, off int64) (calls int, err error) {

@@ -52,3 +52,12 @@ func (f *errorFile) Identity() (dev, ino uint64, err error) {
 	}
 	return id.Identity()
 }
+
+// Birth implements Birther when the wrapped file does.
+func (f *errorFile) Birth() (uint64, error) {
+	b, ok := f.File.(Birther)
+	if !ok {
+		return 0, errors.ErrUnsupported
+	}
+	return b.Birth()
+}

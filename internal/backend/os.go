@@ -166,6 +166,19 @@ func (f *osFile) Identity() (dev, ino uint64, err error) {
 	return uint64(sys.Dev), sys.Ino, nil
 }
 
+// Birth implements Birther (statx of the descriptor; 0 when the file
+// system keeps no birth time).
+func (f *osFile) Birth() (uint64, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(int(f.f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_BTIME, &stx); err != nil {
+		return 0, err
+	}
+	if stx.Mask&unix.STATX_BTIME == 0 {
+		return 0, nil
+	}
+	return uint64(stx.Btime.Sec)*1e9 + uint64(stx.Btime.Nsec), nil
+}
+
 // SyscallConn implements FDFile.
 func (f *osFile) SyscallConn() (syscall.RawConn, error) { return f.f.SyscallConn() }
 

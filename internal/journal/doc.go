@@ -22,9 +22,11 @@
 //	8   seq     uint64  when the slot was taken (journal-wide, increasing)
 //	16  off     int64   the chunk's offset in the file
 //	24  dev     uint64  the backend file's device (0: not known)
-//	32  ino     uint64  and inode: recovery writes a chunk only to that
-//	                    file, not to another one created at the path since
-//	40  reserved, zero, up to 64
+//	32  ino     uint64  its inode number (0: not known)
+//	40  birth   uint64  its birth time, ns (statx btime; 0: not known):
+//	                    recovery writes a chunk only to that file, not to
+//	                    another one created at the path since
+//	48  reserved, zero, up to 64
 //	64  path    the backend path, as the server opened it
 //
 // Bit i of the bitmap says byte i of the data was written and must reach

@@ -65,15 +65,15 @@ func decodeSegHeader(b []byte) (g geometry, ok bool) {
 	return g, true
 }
 
-// header is a slot header's content. dev and ino name the backend file
-// the chunk belongs to (0: not known, as in slots written before they were
+// header is a slot header's content. id names the backend file the chunk
+// belongs to (zero: not known, as in slots written before it was
 // recorded): recovery writes a chunk only to the file it was buffered for,
 // not to another one created at its path since.
 type header struct {
-	seq      uint64
-	off      int64
-	dev, ino uint64
-	path     string
+	seq  uint64
+	off  int64
+	id   FileID
+	path string
 }
 
 // commitWord is the header's first word, read and written atomically (the
@@ -88,9 +88,10 @@ func writeHeader(b []byte, h header) {
 	le.PutUint32(b[4:], uint32(len(h.path)))
 	le.PutUint64(b[8:], h.seq)
 	le.PutUint64(b[16:], uint64(h.off))
-	le.PutUint64(b[24:], h.dev)
-	le.PutUint64(b[32:], h.ino)
-	clear(b[40:hdrFixed])
+	le.PutUint64(b[24:], h.id.Dev)
+	le.PutUint64(b[32:], h.id.Ino)
+	le.PutUint64(b[40:], h.id.Birth)
+	clear(b[48:hdrFixed])
 	copy(b[hdrFixed:], h.path)
 	commitWord(b).Store(checksum(b, len(h.path)))
 }
@@ -115,7 +116,8 @@ func readHeader(b []byte, chunk int64) (h header, ok bool) {
 	if c == 0 || n > PathMax || c != checksum(b, n) {
 		return h, false
 	}
-	h = header{seq: le.Uint64(b[8:]), off: int64(le.Uint64(b[16:])), dev: le.Uint64(b[24:]), ino: le.Uint64(b[32:]),
+	h = header{seq: le.Uint64(b[8:]), off: int64(le.Uint64(b[16:])),
+		id:   FileID{Dev: le.Uint64(b[24:]), Ino: le.Uint64(b[32:]), Birth: le.Uint64(b[40:])},
 		path: string(b[hdrFixed : hdrFixed+n])}
 	if h.off < 0 || h.off%chunk != 0 || n == 0 {
 		return h, false

@@ -77,11 +77,10 @@ type Slot struct {
 // not reach the backend before the previous server stopped.
 type Pending struct {
 	Path string // the backend path
-	// Dev and Ino name the file the chunk was buffered for (0: not known).
-	Dev, Ino uint64
-	Off      int64  // the chunk's offset in the file
-	Seq      uint64 // newer slots have higher values (J4)
-	s        *Slot
+	ID   FileID // the file the chunk was buffered for (zero: not known)
+	Off  int64  // the chunk's offset in the file
+	Seq  uint64 // newer slots have higher values (J4)
+	s    *Slot
 }
 
 // Open opens or creates the state directory dir for chunks of chunk
@@ -157,7 +156,7 @@ func (j *Journal) load() ([]*Pending, error) {
 				continue
 			}
 			maxSeq = max(maxSeq, h.seq)
-			pend = append(pend, &Pending{Path: h.path, Dev: h.dev, Ino: h.ino, Off: h.off, Seq: h.seq, s: s})
+			pend = append(pend, &Pending{Path: h.path, ID: h.id, Off: h.off, Seq: h.seq, s: s})
 			j.mu.inUse++
 			found++
 		}
@@ -295,11 +294,16 @@ func (j *Journal) Footprint() int64 { return j.geo.slot }
 // Dir returns the state directory.
 func (j *Journal) Dir() string { return j.dir }
 
-// Acquire takes a free slot for the chunk at off of path, the file dev
-// and ino name (0: not known), and commits its header. It returns nil,
-// and counts a failure, when the path is too long or no slot can be had
-// (the file system is full): the caller then buffers in the heap.
-func (j *Journal) Acquire(path string, dev, ino uint64, off int64) *Slot {
+// FileID names a backend file: device, inode number and birth time (each
+// 0 when not known). The birth time tells a file from a later one that
+// got the freed inode number of a removed one.
+type FileID struct{ Dev, Ino, Birth uint64 }
+
+// Acquire takes a free slot for the chunk at off of path, the file id
+// names, and commits its header. It returns nil, and counts a failure,
+// when the path is too long or no slot can be had (the file system is
+// full): the caller then buffers in the heap.
+func (j *Journal) Acquire(path string, id FileID, off int64) *Slot {
 	if len(path) == 0 || len(path) > PathMax {
 		j.fails.Add(1)
 		return nil
@@ -309,7 +313,7 @@ func (j *Journal) Acquire(path string, dev, ino uint64, off int64) *Slot {
 		j.fails.Add(1)
 		return nil
 	}
-	writeHeader(s.hdr, header{seq: j.seq.Add(1), off: off, dev: dev, ino: ino, path: path})
+	writeHeader(s.hdr, header{seq: j.seq.Add(1), off: off, id: id, path: path})
 	return s
 }
 

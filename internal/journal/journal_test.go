@@ -62,13 +62,13 @@ func TestCrashKeepsMarkedBytes(t *testing.T) {
 	if len(pend) != 0 {
 		t.Fatalf("%d pending slots in a new directory", len(pend))
 	}
-	a := j.Acquire("/data/a", 0, 0, 0)
-	b := j.Acquire("/data/b", 0, 0, 2*chunk)
+	a := j.Acquire("/data/a", FileID{}, 0)
+	b := j.Acquire("/data/b", FileID{}, 2*chunk)
 	write(a, 10, []byte("hello"))
 	write(a, 100, []byte("world"))
 	copy(a.Data()[200:], "never marked: not acknowledged") // J2: no mark, no replay
 	write(b, 0, []byte("bee"))
-	done := j.Acquire("/data/c", 0, 0, 0)
+	done := j.Acquire("/data/c", FileID{}, 0)
 	write(done, 0, []byte("flushed"))
 	done.Release() // on the backend: not replayed
 	crash(t, j)
@@ -108,7 +108,7 @@ func TestNewerSlotWins(t *testing.T) {
 		j, _ := open(t, dir, 4)
 		// Take two slots, and use them in the order the case wants, so
 		// that the slot position does not decide.
-		s1, s2 := j.Acquire("/f", 0, 0, 0), j.Acquire("/f", 0, 0, 0)
+		s1, s2 := j.Acquire("/f", FileID{}, 0), j.Acquire("/f", FileID{}, 0)
 		older, newer := s1, s2
 		if !olderFirst {
 			// Re-commit s1 after s2: s1 becomes the newer one.
@@ -129,15 +129,15 @@ func TestNewerSlotWins(t *testing.T) {
 func TestTornHeaderIgnored(t *testing.T) {
 	dir := t.TempDir()
 	j, _ := open(t, dir, 4)
-	good := j.Acquire("/good", 0, 0, 0)
+	good := j.Acquire("/good", FileID{}, 0)
 	write(good, 0, []byte("kept"))
 	// A header whose commit word was never stored: the server died while
 	// taking the slot, before any byte of it was written or acknowledged.
-	torn := j.Acquire("/torn", 0, 0, 0)
+	torn := j.Acquire("/torn", FileID{}, 0)
 	write(torn, 0, []byte("lost"))
 	clearHeader(torn.hdr)
 	// A header torn in its path (the CRC no longer matches).
-	bad := j.Acquire("/bad", 0, 0, 0)
+	bad := j.Acquire("/bad", FileID{}, 0)
 	write(bad, 0, []byte("lost"))
 	bad.hdr[hdrFixed] ^= 0xFF
 	crash(t, j)
@@ -153,13 +153,13 @@ func TestReusedSlotForgetsStaleMarks(t *testing.T) {
 	for _, keep := range []int{0, 4} { // punched, or kept resident
 		dir := t.TempDir()
 		j, _ := open(t, dir, keep)
-		s := j.Acquire("/old", 0, 0, 0)
+		s := j.Acquire("/old", FileID{}, 0)
 		write(s, 0, bytes.Repeat([]byte("x"), chunk))
 		s.Release()
 		if n := j.Trim(); n != 1-min(keep, 1) {
 			t.Fatalf("keep %d: trim punched %d slots", keep, n)
 		}
-		s = j.Acquire("/new", 0, 0, chunk)
+		s = j.Acquire("/new", FileID{}, chunk)
 		write(s, 8, []byte("y"))
 		crash(t, j)
 		j, pend := open(t, dir, keep)
@@ -174,7 +174,7 @@ func TestReusedSlotForgetsStaleMarks(t *testing.T) {
 func TestOtherChunkSizeRecoveredThenRemoved(t *testing.T) {
 	dir := t.TempDir()
 	j, _ := open(t, dir, 4)
-	write(j.Acquire("/f", 0, 0, chunk), 1, []byte("z"))
+	write(j.Acquire("/f", FileID{}, chunk), 1, []byte("z"))
 	crash(t, j)
 	j2, pend, err := Open(dir, 2*chunk, 4)
 	if err != nil {
@@ -215,13 +215,13 @@ func TestManySegmentsAndLongPaths(t *testing.T) {
 	var slots []*Slot
 	n := j.geo.n + 3 // spills into a second segment
 	for i := 0; i < n; i++ {
-		s := j.Acquire("/f", 0, 0, int64(i)*chunk)
+		s := j.Acquire("/f", FileID{}, int64(i)*chunk)
 		if s == nil {
 			t.Fatalf("slot %d: none", i)
 		}
 		slots = append(slots, s)
 	}
-	if j.Acquire(string(bytes.Repeat([]byte("p"), PathMax+1)), 0, 0, 0) != nil || j.Stats().Fails != 1 {
+	if j.Acquire(string(bytes.Repeat([]byte("p"), PathMax+1)), FileID{}, 0) != nil || j.Stats().Fails != 1 {
 		t.Fatal("a path longer than PathMax got a slot")
 	}
 	for _, s := range slots {
@@ -259,7 +259,7 @@ func TestReusedSlotClearsTouchedPages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := j.Acquire("/old", 0, 0, 0)
+			s := j.Acquire("/old", FileID{}, 0)
 			for _, m := range tc.marks {
 				write(s, m[0], bytes.Repeat([]byte("x"), int(m[1])))
 			}
@@ -273,7 +273,7 @@ func TestReusedSlotClearsTouchedPages(t *testing.T) {
 			} else {
 				s.Release()
 			}
-			s = j.Acquire("/new", 0, 0, big)
+			s = j.Acquire("/new", FileID{}, big)
 			write(s, 2*pageBytes+8, []byte("y"))
 			crash(t, j)
 			j, pend, err := Open(dir, big, 4)
@@ -296,7 +296,7 @@ func TestTrimKeepsKeep(t *testing.T) {
 		j, _ := open(t, dir, tc.keep)
 		var ss []*Slot
 		for i := 0; i < tc.slots; i++ {
-			s := j.Acquire("/f", 0, 0, int64(i)*chunk)
+			s := j.Acquire("/f", FileID{}, int64(i)*chunk)
 			write(s, 0, []byte("a"))
 			ss = append(ss, s)
 		}
@@ -310,7 +310,7 @@ func TestTrimKeepsKeep(t *testing.T) {
 			t.Fatalf("keep %d: trimmed %d, %d resident", tc.keep, n, j.Stats().Resident)
 		}
 		for i := 0; i < tc.slots; i++ {
-			s := j.Acquire("/g", 0, 0, int64(i)*chunk)
+			s := j.Acquire("/g", FileID{}, int64(i)*chunk)
 			write(s, 1, []byte("b"))
 		}
 		crash(t, j)

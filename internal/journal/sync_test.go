@@ -37,7 +37,7 @@ func benchBatch(b *testing.B, durable bool) {
 		b.Fatal(err)
 	}
 	defer j.Close(true)
-	s := j.Acquire("/bench", 0, 0, 0)
+	s := j.Acquire("/bench", FileID{}, 0)
 	p := make([]byte, batch)
 	b.SetBytes(batch)
 	b.ResetTimer()

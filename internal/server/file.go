@@ -29,6 +29,7 @@ type file struct {
 	// it reached this file. The descriptor may be replaced by a writable
 	// one (reopenWritable), never by one of another file.
 	dev, ino uint64
+	birth    uint64 // its birth time (backend.BirthOf; 0: not known), for the journal
 
 	mu struct {
 		sync.Mutex

@@ -34,10 +34,10 @@ func newFileTable(e *engine, fsys backend.FS) *fileTable {
 
 func needsWrite(flags uint32) bool { return flags&(wire.OWronly|wire.ORdwr) != 0 }
 
-// newFile makes the table's entry for bf; dev and ino name it (0: not
-// known).
-func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writable bool, dev, ino uint64) *file {
-	f := &file{eng: t.eng, path: path, regionSize: regionSize, sum: t.eng.summaries.attach(path), dev: dev, ino: ino}
+// newFile makes the table's entry for bf; dev, ino and birth name it (0:
+// not known).
+func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writable bool, dev, ino, birth uint64) *file {
+	f := &file{eng: t.eng, path: path, regionSize: regionSize, sum: t.eng.summaries.attach(path), dev: dev, ino: ino, birth: birth}
 	f.mu.bf, f.mu.writable, f.mu.refs = bf, writable, 1
 	f.buf.live = f.newIndex()
 	return f
@@ -107,13 +107,14 @@ func (t *fileTable) open(o *wire.Open) (*file, error) {
 		if err != nil {
 			return nil, err
 		}
-		dev, ino, _ := backend.IdentityOf(bf) // an fstat: before the lock
+		dev, ino, _ := backend.IdentityOf(bf) // an fstat and a statx: before the lock
+		birth := backend.BirthOf(bf)
 		if openRaceHook != nil {
 			openRaceHook(o.Path)
 		}
 		t.mu.Lock()
 		if t.mu.byPath[o.Path] == nil {
-			nf := t.newFile(o.Path, o.RegionSize, bf, needsWrite(o.Flags), dev, ino)
+			nf := t.newFile(o.Path, o.RegionSize, bf, needsWrite(o.Flags), dev, ino, birth)
 			t.mu.byPath[o.Path] = nf
 			t.mu.all[nf] = struct{}{}
 			t.mu.Unlock()
