@@ -29,7 +29,12 @@ type file struct {
 	// it reached this file. The descriptor may be replaced by a writable
 	// one (reopenWritable), never by one of another file.
 	dev, ino uint64
-	birth    uint64 // its birth time (backend.BirthOf; 0: not known), for the journal
+	// birth is its birth time (backend.BirthOf; 0: not known), for the
+	// journal's slots: read again from the writable descriptor by
+	// reopenWritable (an overlay file system copies a file up when it is
+	// first opened for writing: same inode number, another birth time),
+	// and only writes take slots.
+	birth atomic.Uint64
 
 	mu struct {
 		sync.Mutex

@@ -28,13 +28,13 @@ import (
 // file creation and mmap once per segment of about 64 MiB.
 type fileSlots struct {
 	j    *journal.Journal
-	path string
-	id   journal.FileID // the backend file (file.dev, ino, birth)
-	warn func()         // called when no slot could be had
+	f    *file  // names its backend file in each slot (dev, ino, birth)
+	warn func() // called when no slot could be had
 }
 
 func (fs fileSlots) Acquire(off int64) extent.Slot {
-	if s := fs.j.Acquire(fs.path, fs.id, off); s != nil {
+	id := journal.FileID{Dev: fs.f.dev, Ino: fs.f.ino, Birth: fs.f.birth.Load()}
+	if s := fs.j.Acquire(fs.f.path, id, off); s != nil {
 		return s
 	}
 	if fs.warn != nil {
@@ -51,7 +51,7 @@ func (fs fileSlots) Footprint() int64 { return fs.j.Footprint() }
 func (f *file) newIndex() *extent.Index {
 	x := f.eng.newIndex()
 	if j := f.eng.journal; j != nil && !f.unlinked.Load() {
-		x.UseSlots(fileSlots{j: j, path: f.path, id: journal.FileID{Dev: f.dev, Ino: f.ino, Birth: f.birth}, warn: f.eng.warnFallback})
+		x.UseSlots(fileSlots{j: j, f: f, warn: f.eng.warnFallback})
 	}
 	return x
 }
@@ -125,16 +125,24 @@ func Recover(fsys backend.FS, pend []*journal.Pending, log *slog.Logger) (Recove
 		// name another one now (removed and created again, or renamed
 		// over, while no server ran), whose bytes it must not overwrite.
 		// The inode number and the birth time tell (a new file often gets
-		// a removed one's inode number, never its birth time); not the
-		// device, which a remount may renumber under the same file. A
-		// slot that names no file (written before slots recorded it)
-		// goes by path, as it always did.
+		// a removed one's inode number, never its birth time), not the
+		// device, which a remount may renumber under the same file; where
+		// a birth time is not known (a file system without one), the
+		// device and inode number, which a reused inode number fools. A
+		// slot that names no file (written before slots recorded it) goes
+		// by path, as it always did.
 		var other []*journal.Pending
-		if _, ino, ok := backend.IdentityOf(bf); ok {
+		if dev, ino, ok := backend.IdentityOf(bf); ok {
 			birth := backend.BirthOf(bf)
 			mine := group[:0:0]
 			for _, p := range group {
-				if p.ID.Ino != 0 && (p.ID.Ino != ino || (p.ID.Birth != 0 && birth != 0 && p.ID.Birth != birth)) {
+				same := p.ID.Ino == ino
+				if p.ID.Birth != 0 && birth != 0 {
+					same = same && p.ID.Birth == birth
+				} else {
+					same = same && p.ID.Dev == dev
+				}
+				if p.ID.Ino != 0 && !same {
 					other = append(other, p)
 				} else {
 					mine = append(mine, p)

@@ -36,7 +36,7 @@ func benchIndex(b *testing.B, slots bool, size int) {
 	newIndex := func() *extent.Index {
 		x := extent.NewPooled(chunk, 512, pool)
 		if slots {
-			x.UseSlots(fileSlots{j: j, path: "/bench"})
+			x.UseSlots(fileSlots{j: j, f: &file{path: "/bench"}})
 		}
 		return x
 	}
@@ -82,7 +82,7 @@ func benchRandom(b *testing.B, slots bool) {
 	for i := 0; i < b.N; i++ {
 		x := extent.NewPooled(chunk, 512, pool)
 		if slots {
-			x.UseSlots(fileSlots{j: j, path: "/bench"})
+			x.UseSlots(fileSlots{j: j, f: &file{path: "/bench"}})
 		}
 		for k := int64(0); k < n; k++ {
 			for rank := int64(0); rank < 2; rank++ {
@@ -121,7 +121,7 @@ func benchStrided(b *testing.B, piece int64, runs bool) {
 	b.SetBytes(total)
 	for i := 0; i < b.N; i++ {
 		x := extent.NewPooled(chunk, 512, pool)
-		x.UseSlots(fileSlots{j: j, path: "/bench"})
+		x.UseSlots(fileSlots{j: j, f: &file{path: "/bench"}})
 		for base := int64(0); base < total; base += 2 * batch * piece {
 			for rank := int64(0); rank < 2; rank++ {
 				off := base + rank*piece

@@ -37,7 +37,8 @@ func needsWrite(flags uint32) bool { return flags&(wire.OWronly|wire.ORdwr) != 0
 // newFile makes the table's entry for bf; dev, ino and birth name it (0:
 // not known).
 func (t *fileTable) newFile(path string, regionSize int64, bf backend.File, writable bool, dev, ino, birth uint64) *file {
-	f := &file{eng: t.eng, path: path, regionSize: regionSize, sum: t.eng.summaries.attach(path), dev: dev, ino: ino, birth: birth}
+	f := &file{eng: t.eng, path: path, regionSize: regionSize, sum: t.eng.summaries.attach(path), dev: dev, ino: ino}
+	f.birth.Store(birth)
 	f.mu.bf, f.mu.writable, f.mu.refs = bf, writable, 1
 	f.buf.live = f.newIndex()
 	return f
@@ -226,12 +227,16 @@ func (f *file) reopenWritable(fsys backend.FS) error {
 	// One upgrade per file at most leaves it (writable never goes back),
 	// except for two writers racing here: then the later one's descriptor
 	// is retired too.
+	birth := backend.BirthOf(bf) // a statx: before the locks
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
 	f.mu.Lock()
 	f.mu.retired = append(f.mu.retired, f.mu.bf)
 	f.mu.bf, f.mu.writable = bf, true
 	f.mu.Unlock()
+	if birth != 0 {
+		f.birth.Store(birth)
+	}
 	return nil
 }
 

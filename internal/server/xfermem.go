@@ -20,9 +20,11 @@ import (
 // budget could fill it with nothing a flush can free.
 //
 // Only workers wait here, and a worker holds nothing of the share while
-// it waits for anything (budget, a collective's other ranks: it takes a
-// bulk buffer or a read's room, uses it, gives it back), so every holder
-// gives its room back without needing a waiter. Inline write payloads,
+// it waits for anything but its own reply's write (budget, a collective's
+// other ranks: it takes a bulk buffer or a read's room, uses it, gives it
+// back), so no holder needs a waiter to give its room back; a client that
+// stops reading its replies keeps a read's room until its session ends
+// (its keepalive), and others wait 30 s, then get EAGAIN. Inline write payloads,
 // which a stream's reader reads ahead of its worker, are not counted here
 // but bounded per stream (stream.readPayload): a reader waiting for room
 // that requests queued behind a worker hold, or that another stream's
