@@ -441,44 +441,7 @@ func TestBulkBuffersBounded(t *testing.T) {
 	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
 		cfg.BufferBytes, cfg.DirectBytes = buffer, 8<<20
 	}})
-	var wg sync.WaitGroup
-	errs := make([]error, clients)
-	for i := range clients {
-		cl := c.Client(t, nil)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = func() error {
-				path := filepath.Join(c.Dir, fmt.Sprintf("bounded-%d", i))
-				f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
-				if err != nil {
-					return err
-				}
-				data := bytes.Repeat([]byte{byte(i + 1)}, piece)
-				for r := range rounds {
-					ext := []client.Extent{{Off: int64(r) * piece, Len: piece}}
-					if _, err := f.Write([][]byte{data}, ext, client.IOOpts{Ack: true}); err != nil {
-						f.Close()
-						return err
-					}
-				}
-				if err := f.Close(); err != nil {
-					return err
-				}
-				got, err := os.ReadFile(path)
-				if err != nil || !bytes.Equal(got, bytes.Repeat(data, rounds)) {
-					return fmt.Errorf("%s: %d bytes, %v; not the written ones", path, len(got), err)
-				}
-				return nil
-			}()
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeRounds(t, c, func() *client.Client { return c.Client(t, nil) }, "bounded", clients, piece, rounds)
 	st := c.Servers[0].Stats()
 	t.Logf("bulk buffers: peak %d of %d, %d waits; write-behind limit %d; bulk in %d, spliced %d",
 		st.TransferPeak, st.TransferLimit, st.TransferWaits, st.BufferLimit, st.BulkIn, st.BulkSpliced)
@@ -551,5 +514,51 @@ func TestBulkBufferBusy(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(c.Dir, "busy")); err != nil || !bytes.Equal(b, small) {
 		t.Fatalf("busy file: %d bytes, %v", len(b), err)
+	}
+}
+
+// writeRounds has clients clients (made by newClient) at once each write
+// rounds pieces of piece bytes, acknowledged, to a file of its own
+// (name-i in c.Dir), close it and check its bytes; it fails t on the first
+// error.
+func writeRounds(t *testing.T, c *testutil.Cluster, newClient func() *client.Client, name string, clients, piece, rounds int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	for i := range clients {
+		cl := newClient()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = func() error {
+				path := filepath.Join(c.Dir, fmt.Sprintf("%s-%d", name, i))
+				f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
+				if err != nil {
+					return err
+				}
+				data := bytes.Repeat([]byte{byte(i + 1)}, piece)
+				for r := range rounds {
+					ext := []client.Extent{{Off: int64(r * piece), Len: int64(piece)}}
+					if _, err := f.Write([][]byte{data}, ext, client.IOOpts{Ack: true}); err != nil {
+						f.Close()
+						return err
+					}
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				got, err := os.ReadFile(path)
+				if err != nil || !bytes.Equal(got, bytes.Repeat(data, rounds)) {
+					return fmt.Errorf("%s: %d bytes, %v; not the written ones", path, len(got), err)
+				}
+				return nil
+			}()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -37,44 +36,7 @@ func TestInlinePayloadsOwn(t *testing.T) {
 	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) {
 		cfg.BufferBytes, cfg.DirectBytes = buffer, 8<<20
 	}})
-	var wg sync.WaitGroup
-	errs := make([]error, clients)
-	for i := range clients {
-		cl := inlineClient(t, c)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = func() error {
-				path := filepath.Join(c.Dir, fmt.Sprintf("inline-%d", i))
-				f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
-				if err != nil {
-					return err
-				}
-				data := bytes.Repeat([]byte{byte(i + 1)}, piece)
-				for r := range rounds {
-					ext := []client.Extent{{Off: int64(r) * piece, Len: piece}}
-					if _, err := f.Write([][]byte{data}, ext, client.IOOpts{Ack: true}); err != nil {
-						f.Close()
-						return err
-					}
-				}
-				if err := f.Close(); err != nil {
-					return err
-				}
-				got, err := os.ReadFile(path)
-				if err != nil || !bytes.Equal(got, bytes.Repeat(data, rounds)) {
-					return fmt.Errorf("%s: %d bytes, %v; not the written ones", path, len(got), err)
-				}
-				return nil
-			}()
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeRounds(t, c, func() *client.Client { return inlineClient(t, c) }, "inline", clients, piece, rounds)
 	st := c.Servers[0].Stats()
 	if st.BulkIn != 0 || st.TransferPeak != 0 || st.TransferWaits != 0 {
 		t.Fatalf("bulk in %d, transfer memory peak %d, %d waits: want every byte inline, none of it in the share", st.BulkIn, st.TransferPeak, st.TransferWaits)
