@@ -56,14 +56,8 @@ func (f *File) leaseOK(ext []Extent, st *opState, o *IOOpts) bool {
 // leaseCheck is leaseOK; without mayWait it never waits for a round trip
 // (it says no where leaseOK would wait).
 func (f *File) leaseCheck(ext []Extent, st *opState, o *IOOpts, mayWait bool) bool {
-	lim := f.leaseMin()
-	if lim <= 0 || o.Coll != nil || st.flags&(wire.IOAtomic|wire.IOColl) != 0 {
+	if o.Coll != nil || st.flags&(wire.IOAtomic|wire.IOColl) != 0 || !f.leaseQuick(ext, o) {
 		return false
-	}
-	for _, e := range ext {
-		if e.Len < lim {
-			return false
-		}
 	}
 	f.mu.Lock()
 	for _, c := range f.mu.corked {

@@ -339,10 +339,10 @@ func (st *stream) sendReplies() bool {
 // holds at most ownQueueBytes of payloads, or one payload, which clients
 // keep within their request size (README, Memory).
 //
-// A payload over ownPayload is read into a buffer that grows with the
-// bytes that arrive, each read bounded by bulkTimeout: a frame that
-// announces 64 MiB and sends nothing costs no memory (issue 9), and a
-// client that stops sending within a payload loses the stream.
+// The payload is read into a buffer that grows with the bytes that
+// arrive (wire.Reader.ReadPayloadAll): a frame that announces 64 MiB and
+// sends nothing costs no memory (issue 9); it holds up only its own
+// stream.
 func (st *stream) readPayload(r *request) error {
 	n := st.rd.PayloadLeft()
 	for q := st.ownQueued.Load(); q > 0 && q+n > ownQueueBytes; q = st.ownQueued.Load() {
@@ -357,41 +357,17 @@ func (st *stream) readPayload(r *request) error {
 	}
 	st.ownQueued.Add(n)
 	r.own = n
-	if n <= ownPayload {
-		r.payload = make([]byte, n)
-		return st.rd.ReadPayload(r.payload)
-	}
-	defer st.c.SetReadDeadline(time.Time{})
-	p := make([]byte, 0, ownPayload)
-	for int64(len(p)) < n {
-		if len(p) == cap(p) {
-			q := make([]byte, len(p), min(n, 2*int64(cap(p))))
-			copy(q, p)
-			p = q
-		}
-		k := min(int64(cap(p)-len(p)), n-int64(len(p)), 1<<20)
-		_ = st.c.SetReadDeadline(time.Now().Add(bulkTimeout))
-		if err := st.rd.ReadPayload(p[len(p) : int64(len(p))+k]); err != nil {
-			return err
-		}
-		p = p[:int64(len(p))+k]
-	}
-	r.payload = p
-	return nil
+	var err error
+	r.payload, err = st.rd.ReadPayloadAll()
+	return err
 }
 
 // ownWaitHook, when set (tests), runs when a reader waits for its worker
 // to take queued small payloads (readPayload).
 var ownWaitHook func(queued int64)
 
-// ownQueueBytes bounds the inline payloads a stream holds (readPayload);
-// a payload up to ownPayload (a client's merged small writes, a
-// collective's piece when the ring is full) is read at once, a larger one
-// as its bytes arrive.
-const (
-	ownPayload    = 256 << 10
-	ownQueueBytes = 4 << 20
-)
+// ownQueueBytes bounds the inline payloads a stream holds (readPayload).
+const ownQueueBytes = 4 << 20
 
 // done gives back what r held once it is answered (or dropped with its
 // stream): its transfer memory and its place in the stream's own payloads.

@@ -91,7 +91,6 @@ func TestTransferReadBehindOwnPayloads(t *testing.T) {
 		if err := ard.Decode(&rep); err != nil {
 			t.Fatal(err)
 		}
-		ard.DiscardPayload()
 		if rep.Code != wire.OK {
 			t.Errorf("request %d: %v %s", h.ID, rep.Code, rep.Msg)
 		}

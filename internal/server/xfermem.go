@@ -32,8 +32,8 @@ import (
 // collective end marker, would wait for ever.
 //
 // Bulk receive buffers are held for one request and then kept for the
-// next one (free), still counted; inline payloads and read results are
-// the callers' own allocations, counted from acquire to release. A
+// next one (free), still counted; read results are the worker's own
+// allocations, counted from acquire to release. A
 // request that needs room drops kept buffers first, then waits for room to
 // come back, bounded by xferWait (then EAGAIN: the data is taken and
 // dropped, and only that request fails) and ended by the session's close.

@@ -343,16 +343,6 @@ func (r *Reader) ReadPayload(p []byte) error {
 	return nil
 }
 
-// DiscardPayload reads and drops the rest of the current frame's payload.
-func (r *Reader) DiscardPayload() error {
-	n, err := r.br.Discard(int(r.payload))
-	r.payload -= int64(n)
-	if err != nil {
-		return r.truncated(err)
-	}
-	return nil
-}
-
 // ReadPayloadAll reads the rest of the current frame's payload into a new
 // buffer that grows as the bytes arrive, so a frame that announces more
 // than it sends costs no more memory than what it sent.
