@@ -250,11 +250,13 @@ func (s *session) grow(t *call, n, limit int64) bool {
 
 // reserveData gives c room for n bytes, or fewer (the room it gave is
 // returned): a ring slot (waiting while the ring is full, which is how the
-// server's backpressure reaches the writer) or an inline buffer counted
-// against the session's inflight limit.
+// server's backpressure reaches the writer) or an inline buffer of at most
+// wire.MaxInline bytes (servers refuse more: the writer cuts the rest into
+// more requests) counted against the session's inflight limit.
 func (f *File) reserveData(s *session, c *call, n int64) (int64, error) {
 	if s.ring == nil {
 		c.flags &^= wire.IOHold // only ring slots are held
+		n = min(n, wire.MaxInline)
 		return n, f.reserveInline(s, c, n)
 	}
 	slot := s.ring.TryAlloc(uint64(n))
@@ -266,7 +268,7 @@ func (f *File) reserveData(s *session, c *call, n int64) (int64, error) {
 		// apply and answer what it holds (wire/spec.md, "Collectives");
 		// small, since the ring is free again soon after.
 		c.flags &^= wire.IOHold
-		n = min(n, inlineMin)
+		n = min(n, inlineMin, wire.MaxInline)
 		return n, f.reserveInline(s, c, n)
 	}
 	if slot == nil {
@@ -283,12 +285,13 @@ func (f *File) reserveData(s *session, c *call, n int64) (int64, error) {
 	return n, nil
 }
 
-// reserveInline gives c an inline buffer for n bytes, counted against the
+// reserveInline gives c an inline buffer for n bytes (at most
+// wire.MaxInline, as later writes joined to it: grow), counted against the
 // session's inflight limit.
 func (f *File) reserveInline(s *session, c *call, n int64) error {
 	size := n
 	if n <= f.cl.cfg.MergeBytes {
-		size = max(n, inlineMin)
+		size = min(max(n, inlineMin), wire.MaxInline)
 	}
 	if err := s.reserve(c, size); err != nil {
 		return err

@@ -17,6 +17,14 @@ const (
 	MaxPayload = 64 << 20 // inline payload bytes
 )
 
+// MaxInline bounds the inline payload of a request frame: clients cut
+// larger data into more requests (or send it in a ring slot or on a bulk
+// connection), and a server answers a request that carries more with
+// EPROTO, skipping the payload. It is what a server's stream reads ahead
+// of its worker (README, Memory). Replies may carry up to MaxPayload (a
+// read's result: the client's memory).
+const MaxInline = 1 << 20
+
 // Type is a message type. A reply has the type of its request with ReplyBit set.
 type Type uint8
 
