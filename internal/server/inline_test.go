@@ -115,7 +115,7 @@ func TestInlineTransferBusy(t *testing.T) {
 // TestInlineOwnQueueBounded: a stream whose worker cannot go on (it waits
 // in a collective's end marker for a rank that does not come) reads small
 // inline payloads (200 KiB, outside the transfer share) only up to the
-// stream's bound of 4 MiB, then waits for its worker: not queueLen of
+// stream's bound of wire.MaxInline, then waits for its worker: not queueLen of
 // them. Ending the session frees it.
 func TestInlineOwnQueueBounded(t *testing.T) {
 	waited := make(chan int64, 1)
@@ -153,8 +153,8 @@ func TestInlineOwnQueueBounded(t *testing.T) {
 	}()
 	select {
 	case q := <-waited:
-		if q > 4<<20 || q < 4<<20-piece {
-			t.Fatalf("the reader waited with %d bytes of small payloads queued, want just under 4 MiB", q)
+		if q > wire.MaxInline || q <= wire.MaxInline-piece {
+			t.Fatalf("the reader waited with %d bytes of small payloads queued, want just under wire.MaxInline (%d)", q, wire.MaxInline)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the reader never waited for its worker: small payloads queue without a bound")

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/delegate-io/delegate/internal/transport"
 	"github.com/delegate-io/delegate/internal/wire"
 	"github.com/hashicorp/yamux"
 )
@@ -105,8 +106,26 @@ var descs = [wire.NumTypes]func() any{
 // copied into the batch of replies.
 const bigPayload = 64 << 10
 
+// replyBatchBytes: the batch of replies goes out once it holds this much,
+// even while more requests wait, so that a stream's batch holds at most
+// this plus one reply of up to bigPayload (README, Memory), not queueLen
+// of them.
+const replyBatchBytes = 256 << 10
+
+// readerBytes is the buffer of a stream's frame reader.
+const readerBytes = 256 << 10
+
+// transitPerStream is the most a stream holds of requests in transit
+// outside --buffer (README, Memory): what yamux keeps of the client's
+// unread data (at most its window, in a bytes.Buffer that may grow to
+// twice that), the inline payloads read ahead (ownQueueBytes, the one the
+// worker handles included), the frame reader's buffer, the read scratch
+// (smallRead), and the batch of replies (replyBatchBytes and one reply of
+// up to bigPayload, in a buffer that may grow to twice that).
+const transitPerStream = 2*transport.ServerStreamWindow + ownQueueBytes + readerBytes + smallRead + 2*(replyBatchBytes+bigPayload)
+
 func newStream(ss *session, c net.Conn) *stream {
-	return &stream{ss: ss, c: c, rd: wire.NewReader(c, 256<<10), enc: wire.NewEncoder(wire.Compression{}),
+	return &stream{ss: ss, c: c, rd: wire.NewReader(c, readerBytes), enc: wire.NewEncoder(wire.Compression{}),
 		q: make(chan *request, queueLen), ownTaken: make(chan struct{}, 1)}
 }
 
@@ -154,7 +173,7 @@ func (st *stream) serve() {
 			st.done(r)
 		}
 		cur = nil
-		if ok && (len(st.q) == 0 || st.stopAfterReply) {
+		if ok && (len(st.q) == 0 || st.stopAfterReply || st.enc.Len() >= replyBatchBytes) {
 			ok = st.sendReplies()
 		}
 		if st.stopAfterReply {
@@ -207,6 +226,12 @@ func (st *stream) readLoop() {
 			if r.err = st.rd.Decode(r.desc); r.err == nil {
 				decoded = true
 				r.err = st.extents(h, r.desc, &r.ext)
+			}
+			if r.err == nil && h.PayloadLen > wire.MaxInline {
+				// Not read: Next skips it. The stream goes on.
+				r.err = wire.Errorf(wire.EPROTO, "%v request carries %d bytes inline, more than %d (wire.MaxInline): larger data goes in more requests",
+					t, h.PayloadLen, wire.MaxInline)
+				st.ss.log.Warn("request over the inline limit, refused", "type", t.String(), "payload", h.PayloadLen, "max_inline", wire.MaxInline)
 			}
 			if r.err != nil {
 				st.bulkRefused(r.desc, decoded, r.err) // its data on a bulk connection will not be taken
@@ -312,9 +337,21 @@ func (st *stream) reply(h wire.Header, rep *wire.Reply, payload []byte) error {
 	if !st.sendReplies() {
 		return errors.New("stream closed")
 	}
-	_, err := st.c.Write(payload)
-	return err
+	// In pieces: yamux's send loop copies each write into a buffer its
+	// session keeps (README, Memory).
+	for p := payload; len(p) > 0; {
+		n := min(len(p), sendPiece)
+		if _, err := st.c.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
 }
+
+// sendPiece bounds one write of a large reply on a stream: yamux copies
+// each into its session's send buffer, which keeps the largest.
+const sendPiece = 1 << 20
 
 func (st *stream) sendReplies() bool {
 	if st.enc.Len() == 0 {
@@ -329,23 +366,23 @@ func (st *stream) sendReplies() bool {
 //
 // Inline payloads are the stream's own, not the transfer share's: the
 // reader waits, for its own worker only, while the stream's queued
-// payloads hold ownQueueBytes (one payload larger than that is read when
-// none is queued). No reader ever waits for another stream, nor for room
-// that requests queued behind its own worker hold: a worker waiting in a
-// collective's end marker for another rank (clients send the next
-// collective's pieces behind an unanswered marker) must never keep that
-// rank's reader from its marker, and a worker waiting for room for a read
-// result must never wait for payloads queued behind it. So every stream
-// holds at most ownQueueBytes of payloads, or one payload, which clients
-// keep within their request size (README, Memory).
+// payloads and this one would hold more than ownQueueBytes (wire.MaxInline:
+// no request carries more, readLoop refuses it unread). No reader ever
+// waits for another stream, nor for room that requests queued behind its
+// own worker hold: a worker waiting in a collective's end marker for
+// another rank (clients send the next collective's pieces behind an
+// unanswered marker) must never keep that rank's reader from its marker,
+// and a worker waiting for room for a read result must never wait for
+// payloads queued behind it. So every stream holds at most ownQueueBytes
+// of payloads, the one its worker handles included (README, Memory).
 //
 // The payload is read into a buffer that grows with the bytes that
-// arrive (wire.Reader.ReadPayloadAll): a frame that announces 64 MiB and
+// arrive (wire.Reader.ReadPayloadAll): a frame that announces 1 MiB and
 // sends nothing costs no memory (issue 9); it holds up only its own
 // stream.
 func (st *stream) readPayload(r *request) error {
 	n := st.rd.PayloadLeft()
-	for q := st.ownQueued.Load(); q > 0 && q+n > ownQueueBytes; q = st.ownQueued.Load() {
+	for q := st.ownQueued.Load(); q+n > ownQueueBytes; q = st.ownQueued.Load() {
 		if ownWaitHook != nil {
 			ownWaitHook(q)
 		}
@@ -367,7 +404,7 @@ func (st *stream) readPayload(r *request) error {
 var ownWaitHook func(queued int64)
 
 // ownQueueBytes bounds the inline payloads a stream holds (readPayload).
-const ownQueueBytes = 4 << 20
+const ownQueueBytes = wire.MaxInline
 
 // done gives back what r held once it is answered (or dropped with its
 // stream): its transfer memory and its place in the stream's own payloads.

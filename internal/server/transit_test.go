@@ -32,7 +32,8 @@ func rawOpen(t *testing.T, ymx *yamux.Session, path string) (*yamux.Stream, *wir
 }
 
 // TestTransferReadBehindOwnPayloads (found in review): one stream sends
-// a read answered inline (1 MiB), then two 3 MiB inline writes, while its
+// a read answered inline (1 MiB), then two inline writes (3 MiB in review,
+// wire.MaxInline now), while its
 // worker waits in a collective's end marker. When inline payloads came out
 // of the transfer share (4 MiB here), the reader took the first write's
 // room and waited for the second's, the worker then waited behind it for
@@ -60,7 +61,7 @@ func TestTransferReadBehindOwnPayloads(t *testing.T) {
 	var rx wire.Builder
 	rx.Add(0, 1<<20)
 	a.Write(frameID(wire.TRead, 11, &wire.Read{File: fa, Ext: rx.Bytes()}))
-	const piece = 3 << 20
+	const piece = wire.MaxInline
 	go func() {
 		for i := range 2 {
 			var wx wire.Builder

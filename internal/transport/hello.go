@@ -256,9 +256,11 @@ func parseRights(oob []byte) []int {
 	return out
 }
 
-// YamuxConfig is the yamux configuration of both sides. Keepalives detect a
-// silent peer within about keepalive + 10 s; the stream window is large
-// enough that a batch of descriptions never waits for a window update.
+// YamuxConfig is the yamux configuration of both sides (a server then
+// narrows it: ServerYamuxConfig). Keepalives detect a silent peer within
+// about keepalive + 10 s; the stream window, which bounds what the side
+// receives and has not read, is large enough that a batch of descriptions
+// or read replies never waits for a window update.
 func YamuxConfig(log *slog.Logger, keepalive time.Duration) *yamux.Config {
 	c := yamux.DefaultConfig()
 	c.EnableKeepAlive = keepalive > 0
@@ -287,3 +289,23 @@ func (y yamuxLogger) Printf(format string, v ...any) {
 	y.l.Debug("yamux", "msg", fmt.Sprintf(format, v...))
 }
 func (y yamuxLogger) Println(v ...any) { y.l.Debug("yamux", "msg", fmt.Sprint(v...)) }
+
+// ServerStreamWindow is a server's yamux stream window: what a client may
+// send on a stream that the server has not read yet, held in the server's
+// memory per stream (README, Memory). The client's own window stays at
+// YamuxConfig's: it bounds the client's memory.
+const ServerStreamWindow = 1 << 20
+
+// ServerAcceptBacklog bounds the streams a client has opened that the
+// server has not accepted yet; yamux resets those beyond it. The server
+// accepts at once and serves at most a few per session.
+const ServerAcceptBacklog = 8
+
+// ServerYamuxConfig is YamuxConfig with a server's stream window and
+// accept backlog.
+func ServerYamuxConfig(log *slog.Logger, keepalive time.Duration) *yamux.Config {
+	c := YamuxConfig(log, keepalive)
+	c.MaxStreamWindowSize = ServerStreamWindow
+	c.AcceptBacklog = ServerAcceptBacklog
+	return c
+}
