@@ -70,6 +70,7 @@ func serve(args []string) int {
 	insecure := fs.Bool("insecure", false, "allow a TCP listener without a token (anyone who reaches the port gets in)")
 	handshakeTimeout := fs.Duration("handshake-timeout", def.HandshakeTimeout, "a new connection must finish its hello (and authenticate) within this")
 	maxHellos := fs.Int("max-hellos", def.MaxHellos, "connections allowed in the hello at once; new ones beyond it are closed")
+	maxSessions := fs.String("max-sessions", env("DELEGATE_MAX_SESSIONS", strconv.Itoa(def.MaxSessions)), "client sessions served at once; a client beyond it gets an error naming the limit (monitors get 4 more) ($DELEGATE_MAX_SESSIONS)")
 	logLevel := fs.String("log-level", env("DELEGATE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	logFormat := fs.String("log-format", env("DELEGATE_LOG_FORMAT", "text"), "text or json")
 	keepalive := fs.Duration("keepalive", def.KeepAlive, "keepalive interval; a silent client is dropped after it plus 10s")
@@ -143,6 +144,9 @@ func serve(args []string) int {
 	cfg.Insecure = *insecure
 	cfg.HandshakeTimeout = *handshakeTimeout
 	cfg.MaxHellos = *maxHellos
+	if cfg.MaxSessions, err = strconv.Atoi(*maxSessions); err != nil {
+		return startFailed(2, fmt.Sprintf("delegate-server: --max-sessions %q: want a number", *maxSessions))
+	}
 	if cfg.Token, err = readToken(*tokenFile); err != nil {
 		return startFailed(2, "delegate-server:", err)
 	}

@@ -50,6 +50,12 @@ type Config struct {
 	// yet authenticated); a connection beyond it is closed at once, so
 	// idle connections cannot use up the server's descriptors.
 	MaxHellos int
+	// MaxSessions bounds the client sessions served at once: a hello
+	// beyond it is refused with an error that names the limit, so that
+	// the memory sessions hold in transit stays bounded (README, Memory).
+	// Monitor sessions (stats) get MonitorReserve more, so an operator can
+	// see a full server.
+	MaxSessions int
 	// KeepAlive is the yamux keepalive interval; a silent client is
 	// dropped about 10 s after a missed keepalive.
 	KeepAlive time.Duration
@@ -120,6 +126,7 @@ func DefaultConfig() Config {
 		Root:             "/",
 		HandshakeTimeout: 5 * time.Second,
 		MaxHellos:        64,
+		MaxSessions:      1024,
 		KeepAlive:        5 * time.Second,
 		MaxReadBytes:     64 << 20,
 		BufferBytes:      1 << 30,
@@ -150,6 +157,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxHellos < 1 {
 		errs = append(errs, fmt.Errorf("max hellos %d: want at least 1", c.MaxHellos))
+	}
+	if c.MaxSessions < 1 || c.MaxSessions > 1<<20 {
+		errs = append(errs, fmt.Errorf("max sessions %d: want 1 to %d", c.MaxSessions, 1<<20))
 	}
 	if c.Token != "" && strings.TrimSpace(c.Token) == "" {
 		errs = append(errs, errors.New("token is only white space"))
@@ -204,6 +214,7 @@ func (c Config) String() string {
 	fmt.Fprintf(&b, "insecure           %v\n", c.Insecure)
 	fmt.Fprintf(&b, "handshake-timeout  %s\n", c.HandshakeTimeout)
 	fmt.Fprintf(&b, "max-hellos         %d\n", c.MaxHellos)
+	fmt.Fprintf(&b, "max-sessions       %d\n", c.MaxSessions)
 	fmt.Fprintf(&b, "keepalive          %s\n", c.KeepAlive)
 	fmt.Fprintf(&b, "max-read-bytes     %d\n", c.MaxReadBytes)
 	fmt.Fprintf(&b, "buffer             %d\n", c.BufferBytes)

@@ -167,3 +167,13 @@ func SetKeptDropHookForTest(hook func(path string)) (restore func()) {
 	keptDropHook = hook
 	return func() { keptDropHook = old }
 }
+
+// TransitPerStream is transitPerStream: the most a stream holds of
+// requests in transit outside --buffer.
+const TransitPerStream = transitPerStream
+
+// MaxStreams and MonitorReserve are the session limits' constants.
+const (
+	MaxStreams     = maxStreams
+	MonitorReserve = monitorReserve
+)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 
@@ -46,6 +47,9 @@ func (ss *session) handshake() error {
 	switch {
 	case h.Monitor:
 		ss.monitor = true
+		if err := ss.admit(); err != nil {
+			return refuse(err)
+		}
 		rep := ss.srv.helloReply(false)
 		auth.Sign(&rep)
 		return transport.ServerReply(ss.conn, &rep)
@@ -57,6 +61,9 @@ func (ss *session) handshake() error {
 			cfg.Name, cfg.Index, len(cfg.Peers), h.Index, h.Servers))
 	}
 	ss.servers, ss.index = int(h.Servers), int(h.Index)
+	if err := ss.admit(); err != nil {
+		return refuse(err)
+	}
 	if h.RingSize > 0 {
 		if fd < 0 {
 			return refuse(wire.Errorf(wire.EPROTO, "server %s: hello announces a ring but no descriptor came with it", cfg.Name))
@@ -80,6 +87,58 @@ func (ss *session) handshake() error {
 	}
 	auth.Sign(&rep)
 	return transport.ServerReply(ss.conn, &rep)
+}
+
+// monitorReserve is how many monitor sessions (stats) a server admits
+// beyond Config.MaxSessions, so that an operator can see why it is full.
+const monitorReserve = 4
+
+// admit takes the session's place among the sessions the server serves
+// (Config.MaxSessions clients, monitorReserve more monitors), or refuses
+// it with an error that names the limit; cleanup gives the place back.
+func (ss *session) admit() *wire.Error {
+	s := ss.srv
+	max := s.cfg.MaxSessions
+	s.adm.Lock()
+	ok := s.adm.all < max+monitorReserve && (ss.monitor || s.adm.clients < max)
+	if ok {
+		s.adm.all++
+		if !ss.monitor {
+			s.adm.clients++
+		}
+		ss.admitted = true
+	}
+	s.adm.Unlock()
+	if ok {
+		return nil
+	}
+	s.stats.sessRefused.Add(1)
+	ss.full = true // logged here, rate-limited, not once per client by run
+	if log, held := s.adm.log.allow(time.Second); log {
+		s.log.Warn("serving the maximum of sessions, refusing new ones", "max_sessions", max, "monitor_reserve", monitorReserve,
+			"client", ss.client, "remote", ss.conn.RemoteAddr().String(), "refused_since_last_line", held)
+	}
+	what := fmt.Sprintf("its maximum of %d sessions (--max-sessions)", max)
+	if ss.monitor {
+		what = fmt.Sprintf("its maximum of %d sessions (--max-sessions) and %d monitors", max, monitorReserve)
+	}
+	return wire.Errorf(wire.EUNREACHABLE, "server %s serves %s: try again once a job has ended, or start it with a larger --max-sessions",
+		s.cfg.Name, what)
+}
+
+// leave gives back the place admit took.
+func (ss *session) leave() {
+	if !ss.admitted {
+		return
+	}
+	ss.admitted = false
+	s := ss.srv
+	s.adm.Lock()
+	s.adm.all--
+	if !ss.monitor {
+		s.adm.clients--
+	}
+	s.adm.Unlock()
 }
 
 // authenticate runs the challenge-response when the server has a secret

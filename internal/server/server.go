@@ -40,6 +40,13 @@ type Server struct {
 		sessions  map[*session]struct{}
 		closed    bool
 	}
+	// adm counts the sessions admitted (session.admit): clients, and
+	// clients and monitors together; log rate-limits the refusal line.
+	adm struct {
+		sync.Mutex
+		clients, all int
+		log          every
+	}
 	wg         sync.WaitGroup // Serve loops and sessions
 	shutdownCh chan struct{}
 	closeOnce  sync.Once

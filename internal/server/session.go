@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/delegate-io/delegate/internal/route"
 	"github.com/delegate-io/delegate/internal/shm"
@@ -28,6 +29,11 @@ type session struct {
 	ring    *shm.Region
 	monitor bool      // a stats-only session (delegate-server stats, delegate-run)
 	bulk    *bulkSide // bulk connections offered in the hello (bulk.go); nil: none
+	// admitted: counted among the sessions the server serves (admit),
+	// until cleanup; full: refused by admit, the server serves its maximum.
+	admitted, full bool
+	// open counts the streams being served (run, maxStreams).
+	open atomic.Int32
 
 	mu struct {
 		sync.Mutex
@@ -76,10 +82,12 @@ func (ss *session) run() {
 	defer ss.recoverPanic()
 	if err := ss.hello(); err != nil {
 		s.stats.rejected.Add(1)
-		ss.log.Warn("client refused", "err", err)
+		if !ss.full {
+			ss.log.Warn("client refused", "err", err)
+		}
 		return
 	}
-	ymx, err := yamux.Server(ss.conn, transport.YamuxConfig(ss.log, s.cfg.KeepAlive))
+	ymx, err := yamux.Server(ss.conn, transport.ServerYamuxConfig(ss.log, s.cfg.KeepAlive))
 	if err != nil {
 		ss.log.Error("yamux", "err", err)
 		return
@@ -96,10 +104,27 @@ func (ss *session) run() {
 	s.stats.sessionsTotal.Add(1)
 	defer s.stats.sessions.Add(-1)
 	ss.log.Info("client connected", "client", ss.client, "ring", ss.ring != nil)
+	extra := 0
 	for first := true; ; first = false {
 		c, err := ymx.AcceptStream()
 		if err != nil {
 			break
+		}
+		if ss.open.Load() >= maxStreams {
+			// Clients open one stream, monitors one: each stream holds
+			// memory in transit (README, Memory), so a session gets a few.
+			c.Close()
+			s.stats.strmRefused.Add(1)
+			if extra++; extra == 1 {
+				ss.log.Warn("session opened more streams than a client does, closing the extra ones", "max_streams", maxStreams)
+			}
+			if extra > maxStreams {
+				// A closed stream still takes what the client sends until
+				// it closes its side: a session that keeps opening them ends.
+				ss.log.Warn("session keeps opening streams, closing it", "extra_streams", extra)
+				ss.close()
+			}
+			continue
 		}
 		if first && !ss.monitor {
 			// Counted at the first stream: a client that moves to the
@@ -107,8 +132,10 @@ func (ss *session) run() {
 			ss.countTransport()
 		}
 		ss.streams.Add(1)
+		ss.open.Add(1)
 		go func() {
 			defer ss.streams.Done()
+			defer ss.open.Add(-1)
 			defer ss.recoverPanic()
 			newStream(ss, c).serve()
 		}()
@@ -116,6 +143,11 @@ func (ss *session) run() {
 	ss.streams.Wait()
 	ss.log.Info("client disconnected", "client", ss.client)
 }
+
+// maxStreams bounds the streams a session has served at once; more are
+// closed at once, and a session that opened more than maxStreams extra
+// ones is closed.
+const maxStreams = 4
 
 // countTransport counts the session by how it reached the server.
 func (ss *session) countTransport() {
@@ -175,6 +207,7 @@ func (ss *session) close() {
 func (ss *session) cleanup() {
 	ss.close()
 	ss.conn.Close()
+	ss.leave()
 	ss.mu.Lock()
 	hs := ss.mu.handles
 	ss.mu.handles = map[uint64]*handle{}

@@ -47,6 +47,8 @@ type counters struct {
 	sessionsUnix  atomic.Int64 // over a Unix socket without a ring
 	sessionsRing  atomic.Int64 // over a Unix socket with the shared-memory ring
 	rejected      atomic.Int64
+	sessRefused   atomic.Int64 // hellos refused: --max-sessions reached
+	strmRefused   atomic.Int64 // streams beyond maxStreams, closed
 	badFrames     atomic.Int64
 	requests      [wire.NumTypes]atomic.Int64
 	errors        [wire.NumTypes]atomic.Int64
@@ -152,6 +154,8 @@ func (s *counters) snapshot() stats.Snapshot {
 		SessionsUnix:      s.sessionsUnix.Load(),
 		SessionsRing:      s.sessionsRing.Load(),
 		Rejected:          s.rejected.Load(),
+		SessionsRefused:   s.sessRefused.Load(),
+		StreamsRefused:    s.strmRefused.Load(),
 		BadFrames:         s.badFrames.Load(),
 		Requests:          map[string]int64{},
 		Errors:            map[string]int64{},

@@ -43,6 +43,11 @@ type Snapshot struct {
 	SessionsRing int64 `codec:"sessions_ring" json:"sessions_ring"`
 	SessionsUnix int64 `codec:"sessions_unix" json:"sessions_unix"`
 	Rejected     int64 `codec:"rejected" json:"rejected"`
+	// SessionsRefused: hellos refused because the server served its
+	// --max-sessions (also in Rejected); StreamsRefused: streams beyond a
+	// session's few, closed at once.
+	SessionsRefused int64 `codec:"sessions_refused" json:"sessions_refused"`
+	StreamsRefused  int64 `codec:"streams_refused" json:"streams_refused"`
 	// Bulk connections bound (wire spec.md), the data that came and went
 	// on them, and the transfers that failed (each closed its session).
 	BulkConns int64 `codec:"bulk_conns" json:"bulk_conns"`
@@ -209,6 +214,8 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.SessionsRing += o.SessionsRing
 	s.SessionsUnix += o.SessionsUnix
 	s.Rejected += o.Rejected
+	s.SessionsRefused += o.SessionsRefused
+	s.StreamsRefused += o.StreamsRefused
 	s.BulkConns += o.BulkConns
 	s.BulkIn += o.BulkIn
 	s.BulkOut += o.BulkOut
@@ -304,7 +311,11 @@ func MiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 func (s Snapshot) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server %s (up %.0fs)\n", s.Name, s.Uptime)
-	fmt.Fprintf(&b, "  sessions       %d now, %d total, %d refused; %d files open\n", s.Sessions, s.SessionsTotal, s.Rejected, s.OpenFiles)
+	fmt.Fprintf(&b, "  sessions       %d now, %d total, %d refused (%d over --max-sessions); %d files open\n",
+		s.Sessions, s.SessionsTotal, s.Rejected, s.SessionsRefused, s.OpenFiles)
+	if s.StreamsRefused > 0 {
+		fmt.Fprintf(&b, "  streams        %d refused (beyond a session's few)\n", s.StreamsRefused)
+	}
 	fmt.Fprintf(&b, "  transports     %d shared memory, %d unix, %d tcp\n", s.SessionsRing, s.SessionsUnix, s.SessionsTCP)
 	if s.BulkConns > 0 {
 		fmt.Fprintf(&b, "  bulk           %d connections, %s in (%s spliced to files), %s out (%s sent from files), %d failed transfers\n",
@@ -407,6 +418,8 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	one("bad_frames_total", "counter", "Malformed frames received.", s.BadFrames)
 	one("panics_total", "counter", "Panics recovered in a session or stream (each closed it).", s.Panics)
 	one("accept_retries_total", "counter", "Accept errors (such as EMFILE) retried after a pause.", s.AcceptRetries)
+	one("sessions_refused_total", "counter", "Hellos refused: the server served its --max-sessions.", s.SessionsRefused)
+	one("streams_refused_total", "counter", "Streams closed at once: beyond a session's few.", s.StreamsRefused)
 	one("hello_overflow_total", "counter", "Connections closed at once: too many still in the hello.", s.HelloOverflow)
 	one("hello_in_progress", "gauge", "Connections that have not finished the hello.", s.HelloInProgress)
 	one("queue_depth", "gauge", "Requests read and not yet answered.", s.QueueDepth)

@@ -1,0 +1,431 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/backend"
+	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/monitor"
+	"github.com/delegate-io/delegate/internal/route"
+	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/testutil"
+	"github.com/delegate-io/delegate/internal/wire"
+	"github.com/hashicorp/yamux"
+)
+
+// openRaw opens (creating) name on a new stream of a new raw session and
+// returns the stream, its reader and the file id.
+func openRaw(t *testing.T, c *testutil.Cluster, name string) (*yamux.Stream, *wire.Reader, uint64) {
+	t.Helper()
+	st, err := rawSession(t, c).OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write(frame(wire.TOpen, &wire.Open{Path: filepath.Join(c.Dir, name), Flags: wire.ORdwr | wire.OCreat, RegionSize: route.DefaultRegionSize}))
+	rd := wire.NewReader(st, 64<<10)
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var o wire.Reply
+	if _, err := rd.Next(); err != nil || rd.Decode(&o) != nil || o.Code != wire.OK {
+		t.Fatalf("open: %v %+v", err, o)
+	}
+	return st, rd, o.File
+}
+
+// writeHead is a write frame's header and description for n bytes at off,
+// without the payload (the caller writes it after).
+func writeHead(file uint64, off, n int64) []byte {
+	var b wire.Builder
+	b.Add(off, n)
+	e := wire.NewEncoder(wire.Compression{})
+	if err := e.Begin(wire.TWrite, 1, &wire.Write{File: file, Ext: b.Bytes()}, int(n)); err != nil {
+		panic(err)
+	}
+	return append([]byte(nil), e.Bytes()...)
+}
+
+// sendSmall writes p in pieces of 64 KiB: yamux's send loop copies each
+// write into a buffer of its session (kept), which in these tests would be
+// the test's memory in the server's process.
+func sendSmall(w io.Writer, p []byte) error {
+	for len(p) > 0 {
+		n := min(len(p), 64<<10)
+		if _, err := w.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// TestInlineOverLimit: a request that carries more than wire.MaxInline
+// inline is answered EPROTO with a message naming the limit, its payload
+// skipped unread, counted as a bad frame; the stream serves the next
+// request.
+func TestInlineOverLimit(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	st, rd, file := openRaw(t, c, "over")
+	big := bytes.Repeat([]byte{7}, wire.MaxInline+1)
+	st.Write(append(writeHead(file, 0, int64(len(big))), big...))
+	st.Write(frame(wire.TWrite, &wire.Write{File: file, Ext: func() []byte { var b wire.Builder; b.Add(0, 4); return b.Bytes() }()}, []byte("next")))
+	var rep wire.Reply
+	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil {
+		t.Fatalf("reply to the oversize write: %v", err)
+	}
+	if rep.Code != wire.EPROTO || !strings.Contains(rep.Msg, "MaxInline") {
+		t.Fatalf("oversize write: %v %q, want EPROTO naming wire.MaxInline", rep.Code, rep.Msg)
+	}
+	rep = wire.Reply{}
+	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil || rep.Code != wire.OK || rep.N != 4 {
+		t.Fatalf("the write after it: %v %+v, want 4 bytes stored", err, rep)
+	}
+	st.Close()
+	if s := c.Servers[0].Stats(); s.BadFrames != 1 {
+		t.Fatalf("bad frames %d, want 1", s.BadFrames)
+	}
+	works(t, c)
+	if b, err := os.ReadFile(filepath.Join(c.Dir, "over")); err != nil || string(b) != "next" {
+		t.Fatalf("file holds %q (%v), want only the second write's bytes", b, err)
+	}
+}
+
+// TestInlineSplitByClient: a 5 MiB write of a client without bulk
+// connections (and without a ring: TCP) reaches the server as requests of
+// at most wire.MaxInline, byte-exact: the server refuses larger ones.
+func TestInlineSplitByClient(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{TCP: true})
+	cl := inlineClient(t, c)
+	path := filepath.Join(c.Dir, "split")
+	f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 5<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i>>12)
+	}
+	if n, err := f.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{Ack: true}); err != nil || n != int64(len(data)) {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("file: %d bytes (%v), want the 5 MiB written", len(b), err)
+	}
+	s := c.Servers[0].Stats()
+	if s.BadFrames != 0 || s.BulkIn != 0 || s.Requests["write"] < 5 {
+		t.Fatalf("bad frames %d, bulk in %d, %d write requests: want 0, 0 and at least 5 (5 MiB inline in pieces of at most 1 MiB)",
+			s.BadFrames, s.BulkIn, s.Requests["write"])
+	}
+}
+
+// liveHeap is the heap's live bytes after a collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// TestTransitMemoryBounded is the reviewer's case: a server with --buffer
+// 32M and eight clients that each send 16 MiB inline. Sent as single
+// 16 MiB payloads, the server refuses them unread; sent as 1 MiB writes
+// (as clients cut them) against a backend that does not answer, every
+// stream holds at most server.TransitPerStream: the live heap grows by at
+// most eight of them (before the inline limit and the 1 MiB window, about
+// 8 MiB per stream: yamux's 4 MiB window and 4 MiB of queued payloads).
+func TestTransitMemoryBounded(t *testing.T) {
+	const (
+		sessions = 8
+		total    = 16 << 20
+		slack    = 4 << 20 // goroutines, the sessions' own state
+	)
+	bound := int64(sessions*server.TransitPerStream + slack)
+	t.Run("one-payload", func(t *testing.T) {
+		// The backend does not answer until the payloads were sent: a
+		// server that took them would hold all of them at once.
+		efs := &backend.ErrorFS{Gate: make(chan struct{})}
+		var gateOnce sync.Once
+		open := func() { gateOnce.Do(func() { close(efs.Gate) }) }
+		defer open()
+		c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+			cfg.BufferBytes = 32 << 20
+			cfg.Wrap = func(f backend.FS) backend.FS { efs.FS = f; return efs }
+		}})
+		payload := bytes.Repeat([]byte{9}, total) // the clients' memory, before the baseline
+		type conn struct {
+			st   *yamux.Stream
+			rd   *wire.Reader
+			file uint64
+		}
+		conns := make([]conn, sessions)
+		for i := range conns {
+			st, rd, file := openRaw(t, c, fmt.Sprintf("one-%d", i))
+			conns[i] = conn{st, rd, file}
+		}
+		base := liveHeap()
+		var wg sync.WaitGroup
+		var sent, answered atomic.Int32
+		codes := make([]wire.Code, sessions)
+		for i, cn := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cn.st.Write(writeHead(cn.file, 0, total))
+				sendSmall(cn.st, payload)
+				sent.Add(1)
+				var rep wire.Reply
+				cn.st.SetReadDeadline(time.Now().Add(30 * time.Second))
+				if _, err := cn.rd.Next(); err == nil && cn.rd.Decode(&rep) == nil {
+					codes[i] = rep.Code
+				}
+				answered.Add(1)
+			}()
+		}
+		// Sample the live heap until every payload was sent (taken by
+		// the server, or refused and skipped) or answered.
+		var peak int64
+		deadline := time.Now().Add(30 * time.Second)
+		for answered.Load() < sessions && sent.Load() < sessions && time.Now().Before(deadline) {
+			peak = max(peak, liveHeap()-base)
+		}
+		peak = max(peak, liveHeap()-base)
+		open()
+		wg.Wait()
+		for i, code := range codes {
+			if code != wire.EPROTO {
+				t.Fatalf("session %d: a 16 MiB inline write answered %v, want EPROTO", i, code)
+			}
+		}
+		t.Logf("live heap growth at most %.1f MiB (bound %.1f MiB)", float64(peak)/(1<<20), float64(bound)/(1<<20))
+		if peak > bound {
+			t.Fatalf("live heap grew by %d bytes, want at most %d", peak, bound)
+		}
+	})
+	t.Run("pipelined", func(t *testing.T) {
+		efs := &backend.ErrorFS{Gate: make(chan struct{})}
+		var gateOnce sync.Once
+		open := func() { gateOnce.Do(func() { close(efs.Gate) }) }
+		defer open()
+		// A reader waits once for its worker here: the worker never
+		// finishes a write while the backend is stopped.
+		var nwait atomic.Int32
+		t.Cleanup(server.SetOwnWaitHookForTest(func(int64) { nwait.Add(1) }))
+		c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+			cfg.BufferBytes = 32 << 20
+			cfg.DirectBytes = 64 << 10 // every write straight to the (stopped) backend: the workers wait there
+			cfg.Wrap = func(f backend.FS) backend.FS { efs.FS = f; return efs }
+		}})
+		const piece = wire.MaxInline
+		payloads := make([][]byte, sessions)
+		for i := range payloads {
+			payloads[i] = bytes.Repeat([]byte{byte(i + 1)}, piece)
+		}
+		type conn struct {
+			st   *yamux.Stream
+			rd   *wire.Reader
+			file uint64
+		}
+		conns := make([]conn, sessions)
+		for i := range conns {
+			st, rd, file := openRaw(t, c, fmt.Sprintf("pipe-%d", i))
+			conns[i] = conn{st, rd, file}
+		}
+		base := liveHeap()
+		var sent atomic.Int64 // pieces sent, all sessions
+		var wg sync.WaitGroup
+		errs := make([]error, sessions)
+		for i, cn := range conns {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				for k := int64(0); k < total/piece; k++ {
+					if _, err := cn.st.Write(writeHead(cn.file, k*piece, piece)); err != nil {
+						return
+					}
+					if sendSmall(cn.st, payloads[i]) != nil {
+						return
+					}
+					sent.Add(1)
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				errs[i] = func() error {
+					cn.st.SetReadDeadline(time.Now().Add(60 * time.Second))
+					for k := 0; k < total/piece; k++ {
+						var rep wire.Reply
+						if _, err := cn.rd.Next(); err != nil {
+							return err
+						}
+						if err := cn.rd.Decode(&rep); err != nil {
+							return err
+						}
+						if rep.Code != wire.OK || rep.N != piece {
+							return fmt.Errorf("write %d: %v %q, %d bytes", k, rep.Code, rep.Msg, rep.N)
+						}
+					}
+					return nil
+				}()
+			}()
+		}
+		// Every reader waits for its worker, which waits for the backend;
+		// the clients stop once the streams' windows are full. Sample the
+		// live heap until the pieces sent stay the same over a sample.
+		var peak int64
+		deadline := time.Now().Add(30 * time.Second)
+		var stalled int64
+		for last := int64(-1); ; {
+			peak = max(peak, liveHeap()-base)
+			n := sent.Load()
+			stalled = n
+			if nwait.Load() >= sessions && n == last {
+				break
+			}
+			if time.Now().After(deadline) {
+				open()
+				t.Fatalf("the clients did not stall: %d pieces sent, %d reader waits", n, nwait.Load())
+			}
+			last = n
+		}
+		open()
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("session %d: %v", i, err)
+			}
+		}
+		for i := range conns {
+			b, err := os.ReadFile(filepath.Join(c.Dir, fmt.Sprintf("pipe-%d", i)))
+			if err != nil || int64(len(b)) != total || !bytes.Equal(b[:piece], payloads[i]) || !bytes.Equal(b[total-piece:], payloads[i]) {
+				t.Fatalf("file %d: %d bytes (%v), want %d of byte %d", i, len(b), err, total, i+1)
+			}
+		}
+		t.Logf("%d pieces of 1 MiB sent before the clients stalled; live heap growth at most %.1f MiB (bound %.1f MiB: %d streams of %.2f MiB and %.0f MiB)",
+			stalled, float64(peak)/(1<<20), float64(bound)/(1<<20), sessions, float64(server.TransitPerStream)/(1<<20), float64(slack)/(1<<20))
+		if peak > bound {
+			t.Fatalf("live heap grew by %d bytes with every stream stalled, want at most %d", peak, bound)
+		}
+	})
+}
+
+// TestMaxSessions: with --max-sessions 2 a third client gets an error that
+// names the server and the limit; a monitor still gets in and sees the
+// refusal counted; once a client leaves, a new one gets in.
+func TestMaxSessions(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.MaxSessions = 2 }})
+	a, _ := c.Client(t, nil), c.Client(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := client.New(ctx, c.Config())
+	if err == nil || wire.CodeOf(err) != wire.EUNREACHABLE || !strings.Contains(err.Error(), "maximum of 2 sessions (--max-sessions)") ||
+		!strings.Contains(err.Error(), c.Servers[0].Stats().Name) {
+		t.Fatalf("third client: %v (code %v), want EUNREACHABLE naming the server and --max-sessions", err, wire.CodeOf(err))
+	}
+	var mons []*monitor.Monitor
+	for i := range server.MonitorReserve {
+		m, err := monitor.Connect(ctx, c.Addrs[0].String(), "", nil, 5*time.Second)
+		if err != nil {
+			t.Fatalf("monitor %d on a full server: %v", i, err)
+		}
+		mons = append(mons, m)
+	}
+	s, err := mons[0].Stats()
+	if err != nil || s.SessionsRefused != 1 || s.Sessions != 2+server.MonitorReserve {
+		t.Fatalf("stats: %v, %d refused (want 1), %d sessions (want %d)", err, s.SessionsRefused, s.Sessions, 2+server.MonitorReserve)
+	}
+	if _, err := monitor.Connect(ctx, c.Addrs[0].String(), "", nil, 5*time.Second); err == nil || !strings.Contains(err.Error(), "monitors") {
+		t.Fatalf("a monitor beyond the reserve: %v, want refused", err)
+	}
+	for _, m := range mons {
+		m.Close()
+	}
+	a.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cl, err := client.New(ctx, c.Config())
+		if err == nil {
+			cl.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a client after one left: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // the server notices the departure when the connection ends
+	}
+	works(t, c)
+}
+
+// TestExtraStreamsClosed: a session that opens more streams than
+// server.MaxStreams gets the extra ones closed at once and counted, its
+// first ones still served; one that keeps opening them is closed.
+func TestExtraStreamsClosed(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	ymx := rawSession(t, c)
+	var kept []rawStream
+	for range server.MaxStreams {
+		st, err := ymx.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, rawStream{st, wire.NewReader(st, 4096)})
+	}
+	// Each served stream answers a stat: they are all accepted before the
+	// extra one is opened.
+	for _, k := range kept {
+		k.st.Write(frame(wire.TStat, &wire.FileOp{File: 99}))
+		k.st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var rep wire.Reply
+		if _, err := k.rd.Next(); err != nil || k.rd.Decode(&rep) != nil || rep.Code != wire.EBADF {
+			t.Fatalf("stat on a served stream: %v %+v, want EBADF", err, rep)
+		}
+	}
+	extra, err := ymx.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.Write(frame(wire.TStat, &wire.FileOp{File: 99}))
+	extra.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := io.Copy(io.Discard, extra); err != nil || n != 0 {
+		t.Fatalf("extra stream: %d bytes, %v: want closed without an answer", n, err)
+	}
+	if n := c.Servers[0].Stats().StreamsRefused; n != 1 {
+		t.Fatalf("streams refused %d, want 1", n)
+	}
+	kept[0].st.Write(frame(wire.TStat, &wire.FileOp{File: 99}))
+	var rep wire.Reply
+	if _, err := kept[0].rd.Next(); err != nil || kept[0].rd.Decode(&rep) != nil || rep.Code != wire.EBADF {
+		t.Fatalf("a served stream after the extra one: %v %+v", err, rep)
+	}
+	// A hostile session keeps opening streams: the session ends.
+	for i := 0; i < 4*server.MaxStreams && !ymx.IsClosed(); i++ {
+		if st, err := ymx.OpenStream(); err == nil {
+			st.Write(frame(wire.TStat, &wire.FileOp{File: 99}))
+		}
+	}
+	select {
+	case <-ymx.CloseChan():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a session that keeps opening streams is still open")
+	}
+	if n := c.Servers[0].Stats().StreamsRefused; n <= server.MaxStreams {
+		t.Fatalf("streams refused %d, want more than %d", n, server.MaxStreams)
+	}
+	works(t, c)
+}
+
+type rawStream struct {
+	st *yamux.Stream
+	rd *wire.Reader
+}
