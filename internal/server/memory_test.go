@@ -89,6 +89,11 @@ func TestInlineOverLimit(t *testing.T) {
 	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil || rep.Code != wire.OK || rep.N != 4 {
 		t.Fatalf("the write after it: %v %+v, want 4 bytes stored", err, rep)
 	}
+	st.Write(frame(wire.TClose, &wire.Close{File: file}))
+	rep = wire.Reply{}
+	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil || rep.Code != wire.OK {
+		t.Fatalf("close: %v %+v", err, rep)
+	}
 	st.Close()
 	if s := c.Servers[0].Stats(); s.BadFrames != 1 {
 		t.Fatalf("bad frames %d, want 1", s.BadFrames)
