@@ -177,3 +177,18 @@ const (
 	MaxStreams     = maxStreams
 	MonitorReserve = monitorReserve
 )
+
+// SetReplyBatchHookForTest runs fn with the size of each batch of replies
+// a stream writes, until restore. Not concurrent with other tests' servers.
+func SetReplyBatchHookForTest(fn func(n int)) (restore func()) {
+	old := replyBatchHook
+	replyBatchHook = fn
+	return func() { replyBatchHook = old }
+}
+
+// ReplyBatchBytes and BigPayload: the batch of replies goes out at
+// ReplyBatchBytes; replies up to BigPayload join it.
+const (
+	ReplyBatchBytes = replyBatchBytes
+	BigPayload      = bigPayload
+)

@@ -437,3 +437,55 @@ type rawStream struct {
 	st *yamux.Stream
 	rd *wire.Reader
 }
+
+// TestReplyBatchBounded: a worker that answers a full queue of reads of
+// 64 KiB (each copied into the batch of replies) sends the batch once it
+// holds server.ReplyBatchBytes, not once the queue is empty (64 of them:
+// 4 MiB). The worker is held at a collective's end marker until the reads
+// are queued.
+func TestReplyBatchBounded(t *testing.T) {
+	var most atomic.Int64
+	t.Cleanup(server.SetReplyBatchHookForTest(func(n int) {
+		for m := most.Load(); int64(n) > m && !most.CompareAndSwap(m, int64(n)); m = most.Load() {
+		}
+	}))
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.CollTimeout = time.Minute }})
+	a, ard, fa := openRaw(t, c, "batch")
+	b, brd, fb := openRaw(t, c, "batch")
+	tag := wire.CollTag{Size: 2, Seq: 1}
+	a.Write(frameID(wire.TCollEnd, 1, &wire.CollEnd{File: fa, CollTag: tag})) // a's worker waits for rank 1
+	const reads = 60
+	var out []byte
+	for i := range reads {
+		var x wire.Builder
+		x.Add(int64(i)*server.BigPayload, server.BigPayload)
+		out = append(out, frameID(wire.TRead, uint32(2+i), &wire.Read{File: fa, Ext: x.Bytes()})...)
+	}
+	a.Write(out)
+	// Rank 1's marker releases a's worker once a's reads are queued: the
+	// queue depth says so.
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Servers[0].Stats().QueueDepth < reads {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue depth %d, want %d reads queued", c.Servers[0].Stats().QueueDepth, reads)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter, bounded
+	}
+	tag.Rank = 1
+	b.Write(frameID(wire.TCollEnd, 1, &wire.CollEnd{File: fb, CollTag: tag}))
+	var rep wire.Reply
+	if _, err := brd.Next(); err != nil || brd.Decode(&rep) != nil || rep.Code != wire.OK {
+		t.Fatalf("rank 1's marker: %v %+v", err, rep)
+	}
+	for i := range reads + 1 {
+		rep = wire.Reply{}
+		if _, err := ard.Next(); err != nil || ard.Decode(&rep) != nil || rep.Code != wire.OK {
+			t.Fatalf("reply %d: %v %+v", i, err, rep)
+		}
+	}
+	limit := int64(server.ReplyBatchBytes + 2*server.BigPayload)
+	t.Logf("largest batch of replies %d KiB (bound %d KiB)", most.Load()>>10, limit>>10)
+	if most.Load() > limit || most.Load() < server.ReplyBatchBytes {
+		t.Fatalf("largest batch of replies %d bytes, want from %d to %d", most.Load(), server.ReplyBatchBytes, limit)
+	}
+}

@@ -357,6 +357,9 @@ func (st *stream) sendReplies() bool {
 	if st.enc.Len() == 0 {
 		return true
 	}
+	if replyBatchHook != nil {
+		replyBatchHook(st.enc.Len())
+	}
 	_, err := st.c.Write(st.enc.Bytes())
 	st.enc.Reset()
 	return err == nil
@@ -398,6 +401,10 @@ func (st *stream) readPayload(r *request) error {
 	r.payload, err = st.rd.ReadPayloadAll()
 	return err
 }
+
+// replyBatchHook, when set (tests), sees the size of each batch of
+// replies written (sendReplies).
+var replyBatchHook func(n int)
 
 // ownWaitHook, when set (tests), runs when a reader waits for its worker
 // to take queued small payloads (readPayload).
