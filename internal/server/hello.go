@@ -98,9 +98,9 @@ const monitorReserve = 4
 // it with an error that names the limit; cleanup gives the place back.
 func (ss *session) admit() *wire.Error {
 	s := ss.srv
-	max := s.cfg.MaxSessions
+	limit := s.cfg.MaxSessions
 	s.adm.Lock()
-	ok := s.adm.all < max+monitorReserve && (ss.monitor || s.adm.clients < max)
+	ok := s.adm.all < limit+monitorReserve && (ss.monitor || s.adm.clients < limit)
 	if ok {
 		s.adm.all++
 		if !ss.monitor {
@@ -115,12 +115,12 @@ func (ss *session) admit() *wire.Error {
 	s.stats.sessRefused.Add(1)
 	ss.full = true // logged here, rate-limited, not once per client by run
 	if log, held := s.adm.log.allow(time.Second); log {
-		s.log.Warn("serving the maximum of sessions, refusing new ones", "max_sessions", max, "monitor_reserve", monitorReserve,
+		s.log.Warn("serving the maximum of sessions, refusing new ones", "max_sessions", limit, "monitor_reserve", monitorReserve,
 			"client", ss.client, "remote", ss.conn.RemoteAddr().String(), "refused_since_last_line", held)
 	}
-	what := fmt.Sprintf("its maximum of %d sessions (--max-sessions)", max)
+	what := fmt.Sprintf("its maximum of %d sessions (--max-sessions)", limit)
 	if ss.monitor {
-		what = fmt.Sprintf("its maximum of %d sessions (--max-sessions) and %d monitors", max, monitorReserve)
+		what = fmt.Sprintf("its maximum of %d sessions (--max-sessions) and %d monitors", limit, monitorReserve)
 	}
 	return wire.Errorf(wire.EUNREACHABLE, "server %s serves %s: try again once a job has ended, or start it with a larger --max-sessions",
 		s.cfg.Name, what)
