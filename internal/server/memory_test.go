@@ -360,19 +360,22 @@ func TestMaxSessions(t *testing.T) {
 		m.Close()
 	}
 	a.Close()
+	// The server sees the departures when the connections end.
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		cl, err := client.New(ctx, c.Config())
-		if err == nil {
-			cl.Close()
-			break
-		}
+	for c.Servers[0].Stats().Sessions != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("a client after one left: %v", err)
+			t.Fatalf("%d sessions after one client and the monitors left, want 1", c.Servers[0].Stats().Sessions)
 		}
-		time.Sleep(10 * time.Millisecond) // the server notices the departure when the connection ends
+		time.Sleep(5 * time.Millisecond) // polling a counter, bounded
 	}
-	works(t, c)
+	cl, err := client.New(ctx, c.Config())
+	if err != nil {
+		t.Fatalf("a client after one left: %v", err)
+	}
+	cl.Close()
+	if n := c.Servers[0].Stats().SessionsRefused; n != 2 {
+		t.Fatalf("sessions refused %d, want 2 (a client, a monitor)", n)
+	}
 }
 
 // TestExtraStreamsClosed: a session that opens more streams than
@@ -461,27 +464,41 @@ func TestReplyBatchBounded(t *testing.T) {
 		x.Add(int64(i)*server.BigPayload, server.BigPayload)
 		out = append(out, frameID(wire.TRead, uint32(2+i), &wire.Read{File: fa, Ext: x.Bytes()})...)
 	}
-	a.Write(out)
-	// Rank 1's marker releases a's worker once a's reads are queued: the
-	// queue depth says so.
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Servers[0].Stats().QueueDepth < reads {
-		if time.Now().After(deadline) {
-			t.Fatalf("queue depth %d, want %d reads queued", c.Servers[0].Stats().QueueDepth, reads)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a counter, bounded
+	// Then two writes of wire.MaxInline: the reader waits before the
+	// second for its worker, every read queued before it.
+	var wx wire.Builder
+	wx.Add(0, wire.MaxInline)
+	for i := range 2 {
+		out = append(out, frameID(wire.TWrite, uint32(100+i), &wire.Write{File: fa, Ext: wx.Bytes()}, make([]byte, wire.MaxInline))...)
 	}
+	waited := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(server.SetOwnWaitHookForTest(func(int64) { once.Do(func() { close(waited) }) }))
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := a.Write(out)
+		wrote <- err
+	}()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader never waited for its worker")
+	}
+	// Rank 1's marker releases a's worker.
 	tag.Rank = 1
 	b.Write(frameID(wire.TCollEnd, 1, &wire.CollEnd{File: fb, CollTag: tag}))
 	var rep wire.Reply
 	if _, err := brd.Next(); err != nil || brd.Decode(&rep) != nil || rep.Code != wire.OK {
 		t.Fatalf("rank 1's marker: %v %+v", err, rep)
 	}
-	for i := range reads + 1 {
+	for i := range reads + 3 {
 		rep = wire.Reply{}
 		if _, err := ard.Next(); err != nil || ard.Decode(&rep) != nil || rep.Code != wire.OK {
 			t.Fatalf("reply %d: %v %+v", i, err, rep)
 		}
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
 	}
 	limit := int64(server.ReplyBatchBytes + 2*server.BigPayload)
 	t.Logf("largest batch of replies %d KiB (bound %d KiB)", most.Load()>>10, limit>>10)
