@@ -42,6 +42,8 @@ type stream struct {
 	// adds, the worker takes away and tells ownTaken (readPayload).
 	ownQueued atomic.Int64
 	ownTaken  chan struct{}
+	// warnedInline: the reader logged a request over wire.MaxInline.
+	warnedInline bool
 }
 
 // request is a decoded frame waiting in the queue.
@@ -231,7 +233,10 @@ func (st *stream) readLoop() {
 				// Not read: Next skips it. The stream goes on.
 				r.err = wire.Errorf(wire.EPROTO, "%v request carries %d bytes inline, more than %d (wire.MaxInline): larger data goes in more requests",
 					t, h.PayloadLen, wire.MaxInline)
-				st.ss.log.Warn("request over the inline limit, refused", "type", t.String(), "payload", h.PayloadLen, "max_inline", wire.MaxInline)
+				if !st.warnedInline { // once per stream; bad_frames counts them
+					st.warnedInline = true
+					st.ss.log.Warn("request over the inline limit, refused", "type", t.String(), "payload", h.PayloadLen, "max_inline", wire.MaxInline)
+				}
 			}
 			if r.err != nil {
 				st.bulkRefused(r.desc, decoded, r.err) // its data on a bulk connection will not be taken
