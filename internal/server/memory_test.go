@@ -104,34 +104,53 @@ func TestInlineOverLimit(t *testing.T) {
 	}
 }
 
-// TestInlineSplitByClient: a 5 MiB write of a client without bulk
+// TestInlineSplitByClient: 5 MiB written by a client without bulk
 // connections (and without a ring: TCP) reaches the server as requests of
-// at most wire.MaxInline, byte-exact: the server refuses larger ones.
+// at most wire.MaxInline, byte-exact (the server refuses larger ones, and
+// counts them as bad frames): one large write, small writes merged into
+// the queued request, and small writes corked into batches of 4 MiB.
 func TestInlineSplitByClient(t *testing.T) {
-	c := testutil.Start(t, testutil.Options{TCP: true})
-	cl := inlineClient(t, c)
-	path := filepath.Join(c.Dir, "split")
-	f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := make([]byte, 5<<20)
-	for i := range data {
-		data[i] = byte(i*7 + i>>12)
-	}
-	if n, err := f.Write([][]byte{data}, []client.Extent{{Off: 0, Len: int64(len(data))}}, client.IOOpts{Ack: true}); err != nil || n != int64(len(data)) {
-		t.Fatalf("write: %d, %v", n, err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {
-		t.Fatalf("file: %d bytes (%v), want the 5 MiB written", len(b), err)
-	}
-	s := c.Servers[0].Stats()
-	if s.BadFrames != 0 || s.BulkIn != 0 || s.Requests["write"] < 5 {
-		t.Fatalf("bad frames %d, bulk in %d, %d write requests: want 0, 0 and at least 5 (5 MiB inline in pieces of at most 1 MiB)",
-			s.BadFrames, s.BulkIn, s.Requests["write"])
+	const total = 5 << 20
+	for _, tc := range []struct {
+		name  string
+		piece int
+		hints map[string]string
+	}{
+		{"one-write", total, nil},
+		{"merged", 60 << 10, nil},
+		{"corked", 4 << 10, map[string]string{"delegate_cork": "true", "delegate_cork_size": "4M"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{TCP: true})
+			cl := inlineClient(t, c)
+			path := filepath.Join(c.Dir, "split")
+			f, err := cl.Open(context.Background(), path, wire.ORdwr|wire.OCreat, 0o644, tc.hints)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, total)
+			for i := range data {
+				data[i] = byte(i*7 + i>>12)
+			}
+			for off := 0; off < total; off += tc.piece {
+				p := data[off : off+min(tc.piece, total-off)]
+				if n, err := f.Write([][]byte{p}, []client.Extent{{Off: int64(off), Len: int64(len(p))}}, client.IOOpts{}); err != nil || n != int64(len(p)) {
+					t.Fatalf("write at %d: %d, %v", off, n, err)
+				}
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("file: %d bytes (%v), want the 5 MiB written", len(b), err)
+			}
+			s := c.Servers[0].Stats()
+			if s.BadFrames != 0 || s.BulkIn != 0 || s.Requests["write"] < total/wire.MaxInline {
+				t.Fatalf("bad frames %d, bulk in %d, %d write requests: want 0, 0 and at least %d (5 MiB inline in pieces of at most 1 MiB)",
+					s.BadFrames, s.BulkIn, s.Requests["write"], total/wire.MaxInline)
+			}
+			t.Logf("%d write requests", s.Requests["write"])
+		})
 	}
 }
 
