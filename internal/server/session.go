@@ -102,7 +102,10 @@ func (ss *session) run() {
 	ss.mu.Unlock()
 	s.stats.sessions.Add(1)
 	s.stats.sessionsTotal.Add(1)
-	defer s.stats.sessions.Add(-1)
+	defer func() {
+		ss.leave() // before the gauge drops: a client that sees it drop gets in
+		s.stats.sessions.Add(-1)
+	}()
 	ss.log.Info("client connected", "client", ss.client, "ring", ss.ring != nil)
 	extra := 0
 	for first := true; ; first = false {
