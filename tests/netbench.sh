@@ -6,7 +6,10 @@
 # link's speed (one stream, and two); then one delegate server on host 2
 # (TCP, backend a tmpfs directory under /dev/shm so that no disk bounds it)
 # and 1 or 2 ranks on host 1 write TOTAL bytes in PIECE-sized calls
-# (tests/prog/netbench.c) and read them back. Prints, per case, the median
+# (tests/prog/netbench.c) and read them back, then write them once more into
+# /dev/null on host 2 ("sink": the server splices the bytes there and
+# drops them, as iperf3's receiver does, so the row measures the network
+# data path without the backend). Prints, per case, the median
 # MB/s of REPS runs, its ratio to iperf3 (one stream, the faster of a run
 # before and one after delegate's, so that a busy machine does not flatter
 # the ratio), and the server's CPU-seconds (user + system, /proc/PID/stat)
@@ -112,9 +115,14 @@ for n in $ranks; do
         declare -A mbps=() cpu=()
         for r in $(seq "$reps"); do
             f=$work/data/f.$n.$p.$r
-            for op in w r; do
+            for op in w r s; do
+                # s: the same writes into /dev/null on the server's host
+                # (spliced there and dropped, as iperf3's receiver drops
+                # its bytes): the data path without the backend.
+                path=$f mode=$op
+                [ $op = s ] && path=/dev/null mode=w
                 c0=$(cpu_ticks)
-                out=$(on 1 mpiexec -n "$n" "$bin" $op "delegate:$f" "$total" "$p" 2>&1)
+                out=$(on 1 mpiexec -n "$n" "$bin" $mode "delegate:$path" "$total" "$p" 2>&1)
                 c1=$(cpu_ticks)
                 b=$(field bytes <<<"$out")
                 if [ -z "$b" ] || ! grep -q 'bad=0' <<<"$out"; then
@@ -127,12 +135,13 @@ for n in $ranks; do
             done
             rm -f "$f"
         done
-        for op in w r; do
+        for op in w r s; do
             [ -n "${mbps[$op]:-}" ] || continue
             m=$(tr ' ' '\n' <<<"${mbps[$op]}" | grep . | median)
             c=$(tr ' ' '\n' <<<"${cpu[$op]}" | grep . | median)
-            rows+=("$n $p $([ $op = w ] && echo write || echo read) $m $c ${mbps[$op]}")
-            printf '%-5s %-6s %-5s %9.0f %10.2f %s\n' "$n" "$p" "$([ $op = w ] && echo write || echo read)" "$m" "$c" "${mbps[$op]}"
+            name=$(case $op in w) echo write ;; r) echo read ;; s) echo sink ;; esac)
+            rows+=("$n $p $name $m $c ${mbps[$op]}")
+            printf '%-5s %-6s %-5s %9.0f %10.2f %s\n' "$n" "$p" "$name" "$m" "$c" "${mbps[$op]}"
         done
         unset mbps cpu
     done
@@ -150,5 +159,6 @@ for row in "${rows[@]}"; do
 done
 echo "$total per run, $reps runs per case, median; x-iperf: MB/s over iperf3's one-stream MB/s;"
 echo "x-backend (writes): MB/s over the backend's own one-writer MB/s ($bk, dd above);"
+echo "sink: the writes into /dev/null on the server's host, the data path without the backend;"
 echo "cpu-s/GiB: the server's CPU seconds (user + system) per GiB moved; runs: MB/s of each run."
 exit $failed
