@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -127,5 +130,50 @@ func TestTransferReleasedAfterPanic(t *testing.T) {
 			t.Fatalf("after the panic: %d panics, transfer memory holds %d bytes (peak %d), want 1, 0, 1 MiB", s.Panics, s.TransferBytes, s.TransferPeak)
 		}
 		time.Sleep(10 * time.Millisecond) // polling a counter, bounded
+	}
+}
+
+// TestLargeReplyNotRead: a read answered inline holds its result in the
+// transfer share until the reply is written; a client that asks and then
+// stops reading must not keep it for ever. The stream ends once a piece of
+// the reply waits longer than the bulk timeout, and the share is empty again.
+func TestLargeReplyNotRead(t *testing.T) {
+	t.Cleanup(server.SetBulkTimeoutForTest(300 * time.Millisecond))
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.BufferBytes = 256 << 20
+	}})
+	st, _, f := rawOpen(t, rawSession(t, c), filepath.Join(c.Dir, "silent"))
+	var rx wire.Builder
+	rx.Add(0, 16<<20) // beyond the client's yamux window: the worker's write blocks
+	if _, err := st.Write(frameID(wire.TRead, 2, &wire.Read{File: f, Ext: rx.Bytes()})); err != nil {
+		t.Fatal(err)
+	}
+	srv := c.Servers[0]
+	deadline := time.Now().Add(20 * time.Second)
+	held := false
+	for time.Now().Before(deadline) {
+		tb := srv.Stats().TransferBytes
+		if tb > 0 {
+			held = true
+		}
+		if held && tb == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // polling a counter, bounded by deadline
+	}
+	s := srv.Stats()
+	if !held {
+		t.Fatal("the read's result never counted in the transfer share")
+	}
+	if s.TransferBytes != 0 {
+		t.Fatalf("transfer share still holds %d bytes 20 s after the client stopped reading", s.TransferBytes)
+	}
+	// The stream is gone: the client's next read finds it closed.
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, st); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("the stream stayed open")
+		}
 	}
 }

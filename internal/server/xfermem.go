@@ -23,8 +23,9 @@ import (
 // it waits for anything but its own reply's write (budget, a collective's
 // other ranks: it takes a bulk buffer or a read's room, uses it, gives it
 // back), so no holder needs a waiter to give its room back; a client that
-// stops reading its replies keeps a read's room until its session ends
-// (its keepalive), and others wait 30 s, then get EAGAIN. Inline write payloads,
+// stops reading its replies loses its stream once a piece of a large reply
+// waits bulkTimeout (stream.reply), which gives the read's room back.
+// Inline write payloads,
 // which a stream's reader reads ahead of its worker, are not counted here
 // but bounded per stream (stream.readPayload): a reader waiting for room
 // that requests queued behind a worker hold, or that another stream's
