@@ -222,14 +222,28 @@ func (r *Reader) Next() (Header, error) {
 	if err != nil {
 		return h, err
 	}
+	limit := descLimit(h.Type)
+	if int(h.DescLen) > limit {
+		// A request's description over MaxRequestDesc is skipped unread,
+		// with its payload: the stream can go on.
+		if _, err := r.br.Discard(int(h.DescLen)); err != nil {
+			return h, r.truncated(err)
+		}
+		r.payload = int64(h.PayloadLen)
+		return h, Errorf(EPROTO, "%v request's description of %d bytes exceeds %d (wire.MaxRequestDesc): %w",
+			h.Type, h.DescLen, limit, ErrSkipped)
+	}
 	// ParseHeader bounded DescLen; the buffer grows only as bytes arrive.
 	if r.desc, err = readGrow(r.br, r.desc, int(h.DescLen)); err != nil {
 		return h, r.truncated(err)
 	}
 	r.body = r.desc
 	if h.Flags&FlagLZ4 != 0 {
-		if r.body, err = r.decompress(r.desc); err != nil {
+		if r.body, err = r.decompress(r.desc, h.Type, limit); err != nil {
 			r.body = nil
+			if errors.Is(err, ErrSkipped) {
+				r.payload = int64(h.PayloadLen) // the whole frame is skipped
+			}
 			return h, err
 		}
 	}
@@ -245,6 +259,20 @@ func (r *Reader) Next() (Header, error) {
 	return h, nil
 }
 
+// ErrSkipped is in the chain of Next's error for a frame it refused and
+// skipped whole (a request's description over MaxRequestDesc): the next
+// frame can be read.
+var ErrSkipped = errors.New("frame skipped")
+
+// descLimit is the most description bytes a frame of type t may carry,
+// after decompression: MaxRequestDesc for a request, MaxDesc for a reply.
+func descLimit(t Type) int {
+	if t.IsReply() {
+		return MaxDesc
+	}
+	return MaxRequestDesc
+}
+
 func (r *Reader) truncated(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return Errorf(EPROTO, "truncated frame: %w", err)
@@ -256,7 +284,11 @@ func (r *Reader) truncated(err error) error {
 // few bytes stands for at most 255 output bytes per length byte.
 const maxLZ4Ratio = 255
 
-func (r *Reader) decompress(z []byte) ([]byte, error) {
+func (r *Reader) decompress(z []byte, t Type, limit int) ([]byte, error) {
+	if n, k := binary.Uvarint(z); k > 0 && n > uint64(limit) && n <= MaxDesc {
+		return nil, Errorf(EPROTO, "%v request's compressed description of %d bytes exceeds %d (wire.MaxRequestDesc): %w",
+			t, n, limit, ErrSkipped)
+	}
 	raw, err := decompress(z, r.raw)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/binary"
 	"math"
+	"unsafe"
 )
 
 // An Extents encoding is a list of file extents (offset, length), in order,
@@ -26,6 +27,7 @@ type Builder struct {
 	prevEnd int64
 	total   int64
 	pieces  int64
+	runs    int // flushed
 	cur     run
 }
 
@@ -79,6 +81,7 @@ func (b *Builder) flushRun() {
 		b.buf = binary.AppendVarint(b.buf, c.stride)
 	}
 	b.prevEnd = c.end()
+	b.runs++
 	*c = run{}
 }
 
@@ -94,6 +97,15 @@ func (b *Builder) Total() int64 { return b.total }
 
 // Pieces returns the number of extents added (before merging).
 func (b *Builder) Pieces() int64 { return b.pieces }
+
+// Runs returns the number of runs added so far, the pending one included:
+// what a receiver's Extents.Parse counts against MaxRequestRuns.
+func (b *Builder) Runs() int {
+	if b.cur.count > 0 {
+		return b.runs + 1
+	}
+	return b.runs
+}
 
 // Len returns the encoded size so far, pending run excluded.
 func (b *Builder) Len() int { return len(b.buf) }
@@ -180,13 +192,35 @@ func (x *Extents) parse(enc []byte, limit int64) error {
 				return Errorf(EPROTO, "extent list: strided run leaves the offset range")
 			}
 		}
+		if len(x.runs) == MaxRequestRuns {
+			return Errorf(EPROTO, "extent list of more than %d runs (wire.MaxRequestRuns): larger lists go in more requests", MaxRequestRuns)
+		}
 		x.runs = append(x.runs, Run{Off: c.off, Len: c.len, Stride: c.stride, Count: c.count})
 		x.count += c.count
 		it.prevEnd = c.end()
 	}
 	x.total = it.total
+	if n := len(x.runs); n > 1 && cap(x.runs)-n > n/8 {
+		// What a queued request keeps (Mem): not append's spare room.
+		x.runs = append(make([]Run, 0, n), x.runs...)
+	}
 	return nil
 }
+
+// runBytes is the memory of one Run.
+const runBytes = int64(unsafe.Sizeof(Run{}))
+
+// Mem returns the bytes x holds beyond itself: its runs' memory, at most
+// MaxRequestRuns runs' (MaxRunsMem), a little more than the runs take.
+func (x *Extents) Mem() int64 {
+	if len(x.runs) <= 1 {
+		return 0 // in x.one
+	}
+	return int64(cap(x.runs)) * runBytes
+}
+
+// MaxRunsMem bounds what a parsed extent list holds (Extents.Mem).
+const MaxRunsMem = (MaxRequestRuns + MaxRequestRuns/8) * runBytes
 
 // Total returns the bytes the extents cover.
 func (x *Extents) Total() int64 { return x.total }

@@ -25,6 +25,22 @@ const (
 // read's result: the client's memory).
 const MaxInline = 1 << 20
 
+// MaxRequestDesc bounds a request's description, after decompression, and
+// MaxRequestRuns the runs of a request's extent list (Extents.Parse): what
+// a server holds of one queued request's description is at most
+// MaxRequestDesc bytes and MaxRequestRuns runs (README, Memory in transit).
+// Clients cut an extent list into requests of at most MaxRequestRuns runs;
+// a run encodes in at most MaxRunBytes, so such a request's description
+// (640 KiB of runs at most, and a few fields) stays under MaxRequestDesc.
+// A server answers a request over either with EPROTO (a description over
+// MaxRequestDesc is skipped unread with its payload, Reader.Next: the
+// stream goes on). Replies may carry descriptions of up to MaxDesc.
+const (
+	MaxRequestDesc = 1 << 20
+	MaxRequestRuns = 16 << 10
+	MaxRunBytes    = 4 * binary.MaxVarintLen64 // four varints
+)
+
 // Type is a message type. A reply has the type of its request with ReplyBit set.
 type Type uint8
 
@@ -147,3 +163,7 @@ func ParseHeader(b []byte) (Header, error) {
 	}
 	return h, nil
 }
+
+// A request of MaxRequestRuns runs, each encoded at its largest, and its
+// other fields fits under MaxRequestDesc (clients rely on it).
+var _ = [1]struct{}{}[MaxRequestRuns*MaxRunBytes/(MaxRequestDesc-4<<10)]
