@@ -209,12 +209,17 @@ type heldColl struct {
 	reqs   []*request
 	pieces []*collPiece // one per request
 	bytes  int64        // their ring bytes
+	desc   int64        // their extent lists' memory (wire.Extents.Mem)
 }
 
 // maxHeldReqs bounds the requests a stream holds for one collective (a
 // client merges a collective's pieces into about one request per chunk,
 // so a real one stays far below it). A variable for tests.
 var maxHeldReqs = 1024
+
+// maxHeldDesc bounds the memory of the extent lists of the pieces a
+// stream holds (hold): they left the stream's own queue (admit).
+const maxHeldDesc = wire.MaxRunsMem
 
 // heldHook, when set (tests), is told how many requests a stream holds
 // each time it takes one.
@@ -249,7 +254,9 @@ func (st *stream) hold(r *request) bool {
 	// server): at most maxHeldReqs requests and a ring's worth of bytes.
 	// Past it, what is held is applied and answered, and holding starts
 	// again with this request.
-	if len(st.held.reqs) >= maxHeldReqs || st.held.bytes+int64(len(data)) > int64(len(st.ss.ring.Bytes())) {
+	// Their extent lists at most maxHeldDesc (one at most wire.MaxRunsMem).
+	if len(st.held.reqs) >= maxHeldReqs || st.held.bytes+int64(len(data)) > int64(len(st.ss.ring.Bytes())) ||
+		(len(st.held.reqs) > 0 && st.held.desc+r.ext.Mem() > maxHeldDesc) {
 		if !st.releaseHeld() {
 			return false
 		}
@@ -261,6 +268,7 @@ func (st *stream) hold(r *request) bool {
 	st.held.reqs = append(st.held.reqs, r)
 	st.held.pieces = append(st.held.pieces, &collPiece{ext: &r.ext, data: data})
 	st.held.bytes += int64(len(data))
+	st.held.desc += r.ext.Mem()
 	s.stats.collHeld.Add(1)
 	return true
 }

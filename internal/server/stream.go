@@ -38,12 +38,14 @@ type stream struct {
 	// held: collective writes kept unanswered for their end marker
 	// (coll.go, stream.hold); only the worker touches it.
 	held heldColl
-	// ownQueued counts the bytes of queued inline payloads: the reader
-	// adds, the worker takes away and tells ownTaken (readPayload).
+	// ownQueued counts the bytes of queued requests' inline payloads and
+	// descriptions: the reader adds, the worker takes away and tells
+	// ownTaken (admit).
 	ownQueued atomic.Int64
 	ownTaken  chan struct{}
-	// warnedInline: the reader logged a request over wire.MaxInline.
-	warnedInline bool
+	// warnedInline, warnedDesc: the reader logged a request over
+	// wire.MaxInline, over wire.MaxRequestDesc.
+	warnedInline, warnedDesc bool
 }
 
 // request is a decoded frame waiting in the queue.
@@ -54,8 +56,8 @@ type request struct {
 	err     error        // why it did not decode
 	payload []byte       // inline payload
 	// xfer is what the request counts in the transfer share (xfermem.go):
-	// its read result; released once it is answered. own is its inline
-	// payload's bytes in the stream's ownQueued.
+	// its read result; released once it is answered. own is what its
+	// inline payload and description count in the stream's ownQueued.
 	xfer, own int64
 	arrived   time.Time
 	waited    time.Duration // in the queue
@@ -120,11 +122,29 @@ const readerBytes = 256 << 10
 // transitPerStream is the most a stream holds of requests in transit
 // outside --buffer (README, Memory): what yamux keeps of the client's
 // unread data (at most its window, in a bytes.Buffer that may grow to
-// twice that), the inline payloads read ahead (ownQueueBytes, the one the
-// worker handles included), the frame reader's buffer, the read scratch
-// (smallRead), and the batch of replies (replyBatchBytes and one reply of
-// up to bigPayload, in a buffer that may grow to twice that).
-const transitPerStream = 2*transport.ServerStreamWindow + ownQueueBytes + readerBytes + smallRead + 2*(replyBatchBytes+bigPayload)
+// twice that), the requests read ahead (ownQueueMax, the one the worker
+// handles included), the frame the reader holds while it waits for room
+// (readerFrameMax), the descriptions of held collective pieces
+// (maxHeldDesc), the frame reader's buffer, the read scratch (smallRead),
+// and the batch of replies (replyBatchBytes and one reply of up to
+// bigPayload, in a buffer that may grow to twice that).
+const transitPerStream = 2*transport.ServerStreamWindow + ownQueueMax + readerFrameMax + maxHeldDesc +
+	readerBytes + smallRead + 2*(replyBatchBytes+bigPayload)
+
+// maxDescMem is the most one request's description counts (descMem): its
+// bytes and its extent list's runs.
+const maxDescMem = wire.MaxRequestDesc + wire.MaxRunsMem
+
+// ownQueueMax bounds what a stream's queued requests hold (admit): past
+// ownQueueBytes only when a single request holds more, its payload and
+// description at their limits.
+const ownQueueMax = wire.MaxInline + maxDescMem
+
+// readerFrameMax is what the reader holds of the frame it waits with
+// (admit): the wire.Reader's description buffer and, for a compressed
+// one, its decompressed form (each at most wire.MaxRequestDesc), and the
+// decoded request (descMem's count of it).
+const readerFrameMax = 2*wire.MaxRequestDesc + maxDescMem
 
 func newStream(ss *session, c net.Conn) *stream {
 	return &stream{ss: ss, c: c, rd: wire.NewReader(c, readerBytes), enc: wire.NewEncoder(wire.Compression{}),
@@ -160,8 +180,10 @@ func (st *stream) serve() {
 		ok := true
 		if st.hold(r) {
 			// Answered before its end marker (collEnd) or before whatever
-			// else comes first (releaseHeld).
+			// else comes first (releaseHeld). Its share of the own queue
+			// goes back now: the marker is behind it (admit).
 			s.stats.queueDepth.Add(-1)
+			st.done(r)
 		} else {
 			if !st.passesHeld(r) {
 				ok = st.releaseHeld()
@@ -205,6 +227,18 @@ func (st *stream) readLoop() {
 	s := st.ss.srv
 	for {
 		h, err := st.rd.Next()
+		if errors.Is(err, wire.ErrSkipped) {
+			// A description over wire.MaxRequestDesc: skipped unread with
+			// its payload, answered EPROTO (bad_frames counts it); the
+			// stream goes on.
+			if !st.warnedDesc { // once per stream
+				st.warnedDesc = true
+				st.ss.log.Warn("request over the description limit, refused", "type", h.Type.String(),
+					"desc", h.DescLen, "max_request_desc", wire.MaxRequestDesc, "err", err)
+			}
+			st.push(&request{h: h, err: err})
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !isClosed(err) {
 				s.stats.badFrames.Add(1)
@@ -243,8 +277,8 @@ func (st *stream) readLoop() {
 				r.desc = nil
 			}
 		}
-		if h.PayloadLen > 0 && r.err == nil {
-			if err := st.readPayload(r); err != nil {
+		if r.err == nil {
+			if err := st.admit(r); err != nil {
 				if !isClosed(err) && !errors.Is(err, wire.ECONNLOST) {
 					s.stats.badFrames.Add(1)
 					st.ss.log.Warn("bad frame, closing stream", "err", err)
@@ -273,7 +307,9 @@ func (st *stream) extents(h wire.Header, desc any, x *wire.Extents) error {
 		if d.BulkLen > 0 {
 			n = int64(min(d.BulkLen, math.MaxInt64))
 		}
-		if err := x.Parse(d.Ext, n); err != nil {
+		err := x.Parse(d.Ext, n)
+		d.Ext = nil // parsed: the request keeps x (descMem)
+		if err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 		if x.Total() != n {
@@ -281,7 +317,9 @@ func (st *stream) extents(h wire.Header, desc any, x *wire.Extents) error {
 		}
 	case *wire.Read:
 		limit := st.ss.srv.cfg.MaxReadBytes
-		if err := x.Parse(d.Ext, limit); err != nil {
+		err := x.Parse(d.Ext, limit)
+		d.Ext = nil
+		if err != nil {
 			return fmt.Errorf("read: %w (at most %d bytes per request)", err, limit)
 		}
 	}
@@ -380,27 +418,31 @@ func (st *stream) sendReplies() bool {
 	return err == nil
 }
 
-// readPayload reads the current frame's inline payload into r.payload.
+// admit counts r's description (descMem) and inline payload in the
+// stream's own queue and reads the payload into r.payload.
 //
-// Inline payloads are the stream's own, not the transfer share's: the
-// reader waits, for its own worker only, while the stream's queued
-// payloads and this one would hold more than ownQueueBytes (wire.MaxInline:
-// no request carries more, readLoop refuses it unread). No reader ever
+// Inline payloads and descriptions are the stream's own, not the transfer
+// share's: the reader waits, for its own worker only, while the stream's
+// queued requests hold anything and with this one would hold more than
+// ownQueueBytes (a request alone may hold more: wire.MaxInline of payload
+// and its description at wire.MaxRequestDesc; readLoop refuses more
+// unread). No reader ever
 // waits for another stream, nor for room that requests queued behind its
 // own worker hold: a worker waiting in a collective's end marker for
 // another rank (clients send the next collective's pieces behind an
 // unanswered marker) must never keep that rank's reader from its marker,
 // and a worker waiting for room for a read result must never wait for
-// payloads queued behind it. So every stream holds at most ownQueueBytes
-// of payloads, the one its worker handles included (README, Memory).
+// payloads queued behind it; a held collective piece gives its share back
+// when it is held (serve). So every stream's queue holds at most
+// ownQueueMax, the request its worker handles included (README, Memory).
 //
 // The payload is read into a buffer that grows with the bytes that
 // arrive (wire.Reader.ReadPayloadAll): a frame that announces 1 MiB and
 // sends nothing costs no memory (issue 9); it holds up only its own
 // stream.
-func (st *stream) readPayload(r *request) error {
-	n := st.rd.PayloadLeft()
-	for q := st.ownQueued.Load(); q+n > ownQueueBytes; q = st.ownQueued.Load() {
+func (st *stream) admit(r *request) error {
+	n := st.rd.PayloadLeft() + descMem(r, st.rd.Desc())
+	for q := st.ownQueued.Load(); q > 0 && q+n > ownQueueBytes; q = st.ownQueued.Load() {
 		if ownWaitHook != nil {
 			ownWaitHook(q)
 		}
@@ -417,16 +459,26 @@ func (st *stream) readPayload(r *request) error {
 	return err
 }
 
+// descMem is what a decoded request keeps of its description raw: the
+// description's size (an open's path, counted for every request, a
+// write's and a read's extent bytes, dropped once parsed, over-counted)
+// and its parsed extent list's runs (wire.Extents.Mem). At most maxDescMem.
+func descMem(r *request, raw []byte) int64 {
+	return int64(len(raw)) + r.ext.Mem()
+}
+
 // replyBatchHook, when set (tests), sees the size of each batch of
 // replies written (sendReplies).
 var replyBatchHook func(n int)
 
 // ownWaitHook, when set (tests), runs when a reader waits for its worker
-// to take queued small payloads (readPayload).
+// to take queued requests (admit).
 var ownWaitHook func(queued int64)
 
-// ownQueueBytes bounds the inline payloads a stream holds (readPayload).
-const ownQueueBytes = wire.MaxInline
+// ownQueueBytes bounds what a stream's queued requests hold (admit): a
+// MiB of inline payloads (wire.MaxInline) and room for the descriptions
+// of a queue of ordinary requests (tens of bytes each) beside them.
+const ownQueueBytes = wire.MaxInline + 64<<10
 
 // done gives back what r held once it is answered (or dropped with its
 // stream): its transfer memory and its place in the stream's own payloads.

@@ -27,7 +27,7 @@ import (
 // waits bulkTimeout (stream.reply), which gives the read's room back.
 // Inline write payloads,
 // which a stream's reader reads ahead of its worker, are not counted here
-// but bounded per stream (stream.readPayload): a reader waiting for room
+// but bounded per stream (stream.admit): a reader waiting for room
 // that requests queued behind a worker hold, or that another stream's
 // queued requests hold while that stream's worker waits for this stream's
 // collective end marker, would wait for ever.
