@@ -1,6 +1,7 @@
 package client
 
 import (
+	"errors"
 	"fmt"
 	"github.com/delegate-io/delegate/internal/wire"
 )
@@ -31,10 +32,16 @@ func (r *reader) run(mem [][]byte, ext []Extent) (int64, error) {
 	}
 	cur := memCursor{mem: mem}
 	var got int64
+	maxExt := len(ext)
 	for len(ext) > 0 {
-		var win []Extent
-		win, ext = cutWindow(ext, window)
+		win, rest := cutWindow(ext, window, maxExt)
 		n, short, err := r.window(win, &cur)
+		if errors.Is(err, errTooManyRuns) {
+			// Nothing was sent: the window again, in halves.
+			maxExt = max(1, min(maxExt, len(win))/2)
+			continue
+		}
+		ext = rest
 		got += n
 		if err != nil {
 			return got, err
@@ -46,10 +53,19 @@ func (r *reader) run(mem [][]byte, ext []Extent) (int64, error) {
 	return got, nil
 }
 
-// cutWindow splits off a prefix of ext holding at most limit bytes.
-func cutWindow(ext []Extent, limit int64) (win, rest []Extent) {
+// errTooManyRuns: a window's request to some server would have more than
+// wire.MaxRequestRuns runs in its extent list (servers refuse it); the
+// window is cut smaller and tried again.
+var errTooManyRuns = errors.New("too many runs for one request")
+
+// cutWindow splits off a prefix of ext holding at most limit bytes and
+// maxExt extents.
+func cutWindow(ext []Extent, limit int64, maxExt int) (win, rest []Extent) {
 	var sum int64
 	for i, e := range ext {
+		if i == maxExt {
+			return ext[:i], ext[i:]
+		}
 		if sum+e.Len > limit {
 			k := limit - sum
 			if k == 0 {
@@ -157,6 +173,13 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 				off, n = off+k, n-k
 			}
 		})
+	}
+	for i := range calls {
+		for _, c := range parts[i] {
+			if c.ext.Runs() > wire.MaxRequestRuns {
+				return 0, false, errTooManyRuns // the deferred cleanup frees what was taken
+			}
+		}
 	}
 	for i := range calls {
 		for _, c := range parts[i] {

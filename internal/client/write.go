@@ -48,7 +48,7 @@ func (c *call) take(k int64, cur *memCursor) {
 
 func (w *writer) put(off, n int64, cur *memCursor) error {
 	for n > 0 {
-		if w.room == 0 {
+		if w.room == 0 || !w.runsRoom(1) {
 			if err := w.next(); err != nil {
 				return err
 			}
@@ -71,7 +71,7 @@ func (w *writer) put(off, n int64, cur *memCursor) error {
 // split by put.
 func (w *writer) putRun(off, n, stride, count int64, cur *memCursor) error {
 	for count > 0 {
-		if w.room == 0 {
+		if w.room == 0 || !w.runsRoom(2) {
 			if err := w.next(); err != nil {
 				return err
 			}
@@ -94,6 +94,20 @@ func (w *writer) putRun(off, n, stride, count int64, cur *memCursor) error {
 		off, count = off+k*stride, count-k
 	}
 	return nil
+}
+
+// runsRoom reports whether the current request's extent list can take k
+// more runs (a piece adds at most one, putRun's pieces at most two) and
+// stay within wire.MaxRequestRuns, which servers refuse more of; if not,
+// the room left in it goes back to w.left for the next request, which
+// next starts (w.c == nil: there is none yet, and room is 0).
+func (w *writer) runsRoom(k int) bool {
+	if w.c == nil || w.c.ext.Runs()+k <= wire.MaxRequestRuns {
+		return true
+	}
+	w.left += w.room
+	w.room = 0
+	return false
 }
 
 // runAt returns the length of the run of extents that starts at ext[0]:
@@ -166,7 +180,8 @@ func (w *writer) join() bool {
 }
 
 func (w *writer) compatible(t *call) bool {
-	return t.t == wire.TWrite && t.flags == w.st.flags && t.coll == w.st.tag
+	return t.t == wire.TWrite && t.flags == w.st.flags && t.coll == w.st.tag &&
+		t.ext.Runs()+2 <= wire.MaxRequestRuns
 }
 
 // release hands the current request over: a joined one is unlocked, a new
