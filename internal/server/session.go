@@ -150,7 +150,7 @@ func (ss *session) run() {
 // maxStreams bounds the streams a session has served at once; more are
 // closed at once, and a session that opened more than maxStreams extra
 // ones is closed.
-const maxStreams = 4
+const maxStreams = 2
 
 // countTransport counts the session by how it reached the server.
 func (ss *session) countTransport() {
