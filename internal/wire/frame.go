@@ -6,7 +6,7 @@ import (
 )
 
 // Version is the protocol version carried in every frame header.
-const Version = 2
+const Version = 3
 
 // HeaderSize is the size of the fixed frame header.
 const HeaderSize = 16
