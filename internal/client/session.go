@@ -160,7 +160,7 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 			conn.Close()
 			conn, rep, s.via = lconn, lrep, local
 		} else {
-			s.log.Warn("the server's unix socket does not answer, staying on tcp", "path", rep.Local, "err", err)
+			s.log.Warn("the server's unix socket refused the session or did not answer, staying on tcp", "path", rep.Local, "err", err)
 		}
 	}
 	s.name = rep.Name

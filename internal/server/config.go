@@ -126,7 +126,7 @@ func DefaultConfig() Config {
 		Root:             "/",
 		HandshakeTimeout: 5 * time.Second,
 		MaxHellos:        64,
-		MaxSessions:      1024,
+		MaxSessions:      8192,
 		KeepAlive:        5 * time.Second,
 		MaxReadBytes:     64 << 20,
 		BufferBytes:      1 << 30,

@@ -89,56 +89,119 @@ func (ss *session) handshake() error {
 	return transport.ServerReply(ss.conn, &rep)
 }
 
-// monitorReserve is how many monitor sessions (stats) a server admits
-// beyond Config.MaxSessions, so that an operator can see why it is full.
+// monitorReserve is how many monitor sessions (stats) a server admits at
+// once, beside Config.MaxSessions clients, so that an operator can see
+// why it is full.
 const monitorReserve = 4
 
 // admit takes the session's place among the sessions the server serves
-// (Config.MaxSessions clients, monitorReserve more monitors), or refuses
-// it with an error that names the limit; cleanup gives the place back.
+// (Config.MaxSessions clients; monitorReserve monitors beside them, which
+// never take a client's place), or refuses it with an error that
+// names the limit; cleanup gives the place back (leave).
+//
+// A client on the server's host that named its TCP address first moves
+// to the Unix socket: its Unix hello comes while its TCP session still
+// holds a place (it closes that one once the move succeeded). A Unix
+// hello from the client name of an admitted TCP session pairs with it and
+// takes no place of its own while both live, so a move never needs two
+// places, at the limit or beside other clients (review). A client that
+// lies about its name can pair with another's TCP session: at worst each
+// TCP session serves two.
 func (ss *session) admit() *wire.Error {
 	s := ss.srv
 	limit := s.cfg.MaxSessions
-	s.adm.Lock()
-	ok := s.adm.all < limit+monitorReserve && (ss.monitor || s.adm.clients < limit)
-	if ok {
-		s.adm.all++
-		if !ss.monitor {
-			s.adm.clients++
+	a := &s.adm
+	a.Lock()
+	held := a.clients - a.moving // places the clients hold
+	ok := false
+	switch {
+	case ss.monitor:
+		ok = a.monitors < monitorReserve
+		if ok {
+			a.monitors++
 		}
-		ss.admitted = true
+	default:
+		if !isTCPConn(ss.conn) {
+			if l := a.tcp[ss.client]; len(l) > 0 {
+				tcp := l[len(l)-1]
+				a.dropTCP(tcp)
+				p := new(movePair)
+				tcp.move, ss.move = p, p
+				a.moving++
+				ok = true
+			}
+		}
+		ok = ok || held < limit
+		if ok {
+			a.clients++
+			if isTCPConn(ss.conn) {
+				if a.tcp == nil {
+					a.tcp = map[string][]*session{}
+				}
+				a.tcp[ss.client] = append(a.tcp[ss.client], ss)
+			}
+		}
 	}
-	s.adm.Unlock()
+	ss.admitted = ok
+	a.Unlock()
 	if ok {
 		return nil
 	}
 	s.stats.sessRefused.Add(1)
 	ss.full = true // logged here, rate-limited, not once per client by run
-	if log, held := s.adm.log.allow(time.Second); log {
+	if log, held := a.log.allow(time.Second); log {
 		s.log.Warn("serving the maximum of sessions, refusing new ones", "max_sessions", limit, "monitor_reserve", monitorReserve,
 			"client", ss.client, "remote", ss.conn.RemoteAddr().String(), "refused_since_last_line", held)
 	}
 	what := fmt.Sprintf("its maximum of %d sessions (--max-sessions)", limit)
 	if ss.monitor {
-		what = fmt.Sprintf("its maximum of %d sessions (--max-sessions) and %d monitors", limit, monitorReserve)
+		what = fmt.Sprintf("its maximum of %d monitors (beside --max-sessions %d)", monitorReserve, limit)
 	}
 	return wire.Errorf(wire.EUNREACHABLE, "server %s serves %s: try again once a job has ended, or start it with a larger --max-sessions",
 		s.cfg.Name, what)
 }
 
+// movePair links a client's TCP session and the Unix session it moved to
+// (admit): while both live they hold one place; done once either left.
+type movePair struct{ done bool }
+
+// dropTCP forgets ss among the TCP sessions a Unix hello may pair with.
+// Under a's lock.
+func (a *admission) dropTCP(ss *session) {
+	l := a.tcp[ss.client]
+	for i, x := range l {
+		if x == ss {
+			l = append(l[:i], l[i+1:]...)
+			break
+		}
+	}
+	if len(l) == 0 {
+		delete(a.tcp, ss.client)
+	} else {
+		a.tcp[ss.client] = l
+	}
+}
+
 // leave gives back the place admit took.
 func (ss *session) leave() {
+	s := ss.srv
+	a := &s.adm
+	a.Lock()
+	defer a.Unlock()
 	if !ss.admitted {
 		return
 	}
 	ss.admitted = false
-	s := ss.srv
-	s.adm.Lock()
-	s.adm.all--
-	if !ss.monitor {
-		s.adm.clients--
+	if ss.monitor {
+		a.monitors--
+		return
 	}
-	s.adm.Unlock()
+	a.clients--
+	a.dropTCP(ss)
+	if p := ss.move; p != nil && !p.done {
+		p.done = true
+		a.moving--
+	}
 }
 
 // authenticate runs the challenge-response when the server has a secret

@@ -40,13 +40,7 @@ type Server struct {
 		sessions  map[*session]struct{}
 		closed    bool
 	}
-	// adm counts the sessions admitted (session.admit): clients, and
-	// clients and monitors together; log rate-limits the refusal line.
-	adm struct {
-		sync.Mutex
-		clients, all int
-		log          every
-	}
+	adm        admission
 	wg         sync.WaitGroup // Serve loops and sessions
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
@@ -64,6 +58,17 @@ type Server struct {
 }
 
 // New returns a server for cfg.
+// admission counts the sessions admitted (session.admit): clients (both
+// of a pair moving from TCP to the Unix socket, counted once by moving),
+// monitors; tcp: admitted TCP client sessions a Unix hello of the same
+// client may pair with; log rate-limits the refusal line.
+type admission struct {
+	sync.Mutex
+	clients, monitors, moving int
+	tcp                       map[string][]*session
+	log                       every
+}
+
 func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("server config: %w", err)

@@ -32,6 +32,7 @@ type session struct {
 	// admitted: counted among the sessions the server serves (admit),
 	// until cleanup; full: refused by admit, the server serves its maximum.
 	admitted, full bool
+	move           *movePair // paired with the session of its move to the Unix socket (admit); under srv.adm
 	// open counts the streams being served (run, maxStreams).
 	open atomic.Int32
 
@@ -107,27 +108,20 @@ func (ss *session) run() {
 		s.stats.sessions.Add(-1)
 	}()
 	ss.log.Info("client connected", "client", ss.client, "ring", ss.ring != nil)
-	extra := 0
 	for first := true; ; first = false {
 		c, err := ymx.AcceptStream()
 		if err != nil {
 			break
 		}
 		if ss.open.Load() >= maxStreams {
-			// Clients open one stream, monitors one: each stream holds
-			// memory in transit (README, Memory), so a session gets a few.
+			// Clients open one stream, monitors one. A stream the server
+			// closes still takes what the client sends into it, up to its
+			// window, until the client closes its side: the session ends.
 			c.Close()
 			s.stats.strmRefused.Add(1)
-			if extra++; extra == 1 {
-				ss.log.Warn("session opened more streams than a client does, closing the extra ones", "max_streams", maxStreams)
-			}
-			if extra > maxStreams {
-				// A closed stream still takes what the client sends until
-				// it closes its side: a session that keeps opening them ends.
-				ss.log.Warn("session keeps opening streams, closing it", "extra_streams", extra)
-				ss.close()
-			}
-			continue
+			ss.log.Warn("session opened more streams than a client does, closing it", "max_streams", maxStreams)
+			ss.close()
+			break
 		}
 		if first && !ss.monitor {
 			// Counted at the first stream: a client that moves to the
@@ -139,6 +133,11 @@ func (ss *session) run() {
 		go func() {
 			defer ss.streams.Done()
 			defer ss.open.Add(-1)
+			// Whatever ended the stream (the client's close, a bad frame,
+			// a failed reply, a panic) ends its session: a client has no
+			// other, and a session that could go on opening streams after
+			// the server closed them would keep what it sends into them.
+			defer ss.close()
 			defer ss.recoverPanic()
 			newStream(ss, c).serve()
 		}()
@@ -147,10 +146,9 @@ func (ss *session) run() {
 	ss.log.Info("client disconnected", "client", ss.client)
 }
 
-// maxStreams bounds the streams a session has served at once; more are
-// closed at once, and a session that opened more than maxStreams extra
-// ones is closed.
-const maxStreams = 4
+// maxStreams bounds the streams a session has open at once; a session
+// that opens more is closed, as one whose stream ended (run).
+const maxStreams = 1
 
 // countTransport counts the session by how it reached the server.
 func (ss *session) countTransport() {

@@ -161,7 +161,11 @@ func (st *stream) serve() {
 	}()
 	var cur *request // the request being handled: given back also after a panic
 	defer func() {
-		st.c.Close() // stops the reader if the worker quit first
+		// The session ends with its stream (session.run): closing it
+		// also stops the reader if the worker quit first (a stream the
+		// server only closes goes on taking what the client sends).
+		st.c.Close()
+		st.ss.close()
 		if cur != nil {
 			st.done(cur)
 		}

@@ -6,7 +6,7 @@ import (
 )
 
 // Version is the protocol version carried in every frame header.
-const Version = 2
+const Version = 3
 
 // HeaderSize is the size of the fixed frame header.
 const HeaderSize = 16
@@ -31,13 +31,13 @@ const MaxInline = 1 << 20
 // MaxRequestDesc bytes and MaxRequestRuns runs (README, Memory in transit).
 // Clients cut an extent list into requests of at most MaxRequestRuns runs;
 // a run encodes in at most MaxRunBytes, so such a request's description
-// (640 KiB of runs at most, and a few fields) stays under MaxRequestDesc.
+// (160 KiB of runs at most, and a few fields) stays under MaxRequestDesc.
 // A server answers a request over either with EPROTO (a description over
 // MaxRequestDesc is skipped unread with its payload, Reader.Next: the
 // stream goes on). Replies may carry descriptions of up to MaxDesc.
 const (
-	MaxRequestDesc = 1 << 20
-	MaxRequestRuns = 16 << 10
+	MaxRequestDesc = 256 << 10
+	MaxRequestRuns = 4 << 10
 	MaxRunBytes    = 4 * binary.MaxVarintLen64 // four varints
 )
 
