@@ -544,12 +544,14 @@ func TestDescriptionCompression(t *testing.T) {
 	for _, tcp := range []bool{true, false} {
 		c := testutil.Start(t, testutil.Options{TCP: tcp})
 		f := open(t, c.Client(t, nil), filepath.Join(c.Dir, "z"), wire.ORdwr|wire.OCreat, nil)
-		// Alternating lengths defeat the stride folding but repeat well.
+		// Alternating lengths defeat the stride folding but repeat well;
+		// 4 KiB apart, each run takes 4 bytes, so that a request of
+		// wire.MaxRequestRuns runs is over the threshold (16 KiB).
 		var ext []client.Extent
 		var total int64
 		for i := int64(0); i < 20000; i++ {
 			l := 1 + i%2
-			ext = append(ext, client.Extent{Off: i * 8, Len: l})
+			ext = append(ext, client.Extent{Off: i * 4096, Len: l})
 			total += l
 		}
 		if _, err := f.Write([][]byte{make([]byte, total)}, ext, client.IOOpts{Ack: true}); err != nil {
