@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"unsafe"
 )
@@ -141,7 +142,8 @@ type Run struct {
 func (r Run) End() int64 { return r.Off + (r.Count-1)*r.Stride + r.Len }
 
 // ParseExtents decodes and validates enc, accepting at most limit bytes in
-// all. Every error is EPROTO: a well-behaved client never sends one.
+// all and MaxRequestRuns runs. Every error is EPROTO: a well-behaved client
+// never sends one.
 func ParseExtents(enc []byte, limit int64) (Extents, error) {
 	var x Extents
 	err := x.Parse(enc, limit)
@@ -191,9 +193,6 @@ func (x *Extents) parse(enc []byte, limit int64) error {
 			if last < 0 || !CheckExtent(last, c.len) {
 				return Errorf(EPROTO, "extent list: strided run leaves the offset range")
 			}
-		}
-		if len(x.runs) == MaxRequestRuns {
-			return Errorf(EPROTO, "extent list of more than %d runs (wire.MaxRequestRuns): larger lists go in more requests", MaxRequestRuns)
 		}
 		x.runs = append(x.runs, Run{Off: c.off, Len: c.len, Stride: c.stride, Count: c.count})
 		x.count += c.count
@@ -245,8 +244,8 @@ func (x *Extents) Iter() ExtentIter {
 //
 // Over an Extents (Iter) it never fails. Over an encoding (NewExtentIter)
 // it decodes as it goes and stops with an EPROTO error at malformed input,
-// at an extent outside [0, MaxInt64], or once the total would exceed limit,
-// so a hostile encoding cannot make the receiver loop or allocate without
+// at an extent outside [0, MaxInt64], once the total would exceed limit,
+// or past MaxRequestRuns runs, so a hostile encoding cannot make the receiver loop or allocate without
 // bound; receivers validate with ParseExtents instead.
 type ExtentIter struct {
 	buf       []byte
@@ -256,6 +255,7 @@ type ExtentIter struct {
 	total     int64
 	prevEnd   int64
 	cur       run
+	nruns     int   // runs read (readRun), at most MaxRequestRuns
 	left      int64 // extents left in cur
 	next      int64 // offset of the next extent of cur
 	err       error
@@ -315,6 +315,10 @@ func (it *ExtentIter) readRun() bool {
 		it.buf = nil
 		return false
 	}
+	if it.nruns == MaxRequestRuns {
+		return fail(fmt.Sprintf("more than %d runs (wire.MaxRequestRuns): larger lists go in more requests", MaxRequestRuns))
+	}
+	it.nruns++
 	h, k := binary.Uvarint(it.buf)
 	if k <= 0 {
 		return fail("bad run header")
