@@ -5,6 +5,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -415,5 +416,33 @@ func TestConfigPrintsHardening(t *testing.T) {
 		if !strings.Contains(s, k) {
 			t.Fatalf("config lacks %q:\n%s", k, s)
 		}
+	}
+}
+
+// TestHelloOtherVersion (found in review): a hello of another protocol
+// version was closed without a word, and an older client reported "closed
+// the connection in the handshake (a server that requires TLS?)". The
+// server answers it in its own version, naming both.
+func TestHelloOtherVersion(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	conn, err := transport.Dial(context.Background(), c.Addrs[0], time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	b := frame(wire.THello, &wire.Hello{Client: "old", Servers: 1})
+	b[0] = wire.Version - 1
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	rd := wire.NewReader(conn, 4096)
+	var rep wire.Reply
+	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil {
+		t.Fatalf("no answer to a hello of version %d: %v", wire.Version-1, err)
+	}
+	want := fmt.Sprintf("protocol version %d, want %d", wire.Version-1, wire.Version)
+	if rep.Code != wire.EPROTO || !strings.Contains(rep.Msg, want) {
+		t.Fatalf("answer %v %q, want EPROTO naming %q", rep.Code, rep.Msg, want)
 	}
 }

@@ -22,6 +22,12 @@ func (ss *session) handshake() error {
 	defer ss.conn.SetDeadline(time.Time{})
 	h, fd, frame, err := transport.ServerHello(ss.conn)
 	if err != nil {
+		if errors.Is(err, wire.ErrVersion) {
+			// Answered in this version's format: the client's own check
+			// of the reply names both versions.
+			rep := wire.ReplyTo(wire.Errorf(wire.EPROTO, "server %s: %w", cfg.Name, err))
+			_ = transport.ServerReply(ss.conn, &rep)
+		}
 		return err
 	}
 	defer func() {

@@ -381,16 +381,19 @@ func (st *stream) reply(h wire.Header, rep *wire.Reply, payload []byte) error {
 	if err := st.enc.Begin(t, h.ID, rep, len(payload)); err != nil {
 		return err
 	}
+	// A large result holds transfer memory until it is written, so a
+	// client that stops reading loses its stream instead of holding the
+	// share for ever: the replies batched before it and its header must
+	// leave within bulkTimeout (review: a window already full held the
+	// share at this flush), each piece within bulkTimeout, the whole reply
+	// within the time a bulk send gets. In pieces: yamux's send loop copies
+	// each write into a buffer its session keeps (README, Memory).
+	end := time.Now().Add(bulkTimeout + time.Duration(len(payload)>>20)*time.Second)
+	defer st.c.SetWriteDeadline(time.Time{})
+	_ = st.c.SetWriteDeadline(time.Now().Add(bulkTimeout))
 	if !st.sendReplies() {
 		return errors.New("stream closed")
 	}
-	// In pieces: yamux's send loop copies each write into a buffer its
-	// session keeps (README, Memory). A large result holds transfer memory
-	// until it is written, so a client that stops reading loses its stream
-	// instead of holding the share for ever: each piece must leave within
-	// bulkTimeout, the whole reply within the time a bulk send gets.
-	end := time.Now().Add(bulkTimeout + time.Duration(len(payload)>>20)*time.Second)
-	defer st.c.SetWriteDeadline(time.Time{})
 	for p := payload; len(p) > 0; {
 		n := min(len(p), sendPiece)
 		d := time.Now().Add(bulkTimeout)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -176,4 +177,83 @@ func TestLargeReplyNotRead(t *testing.T) {
 			t.Fatal("the stream stayed open")
 		}
 	}
+}
+
+// rawOpenRO opens an existing path read-write on a new stream and returns
+// the stream, reader, file id and the bytes the open reply took of the
+// stream's window.
+func rawOpenRO(t *testing.T, ymx *yamux.Session, path string) (*yamux.Stream, *wire.Reader, uint64, int) {
+	t.Helper()
+	st, err := ymx.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write(frame(wire.TOpen, &wire.Open{Path: path, Flags: wire.ORdwr, RegionSize: route.DefaultRegionSize}))
+	rd := wire.NewReader(st, 64<<10)
+	st.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var o wire.Reply
+	h, err := rd.Next()
+	if err != nil || rd.Decode(&o) != nil || o.Code != wire.OK {
+		t.Fatalf("open: %v %+v", err, o)
+	}
+	return st, rd, o.File, wire.HeaderSize + int(h.DescLen) + int(h.PayloadLen)
+}
+
+// TestLargeReplyHeaderDeadline (found in review): the pieces of a large
+// reply were under a write deadline, but its header (and the small replies
+// batched before it) went out with none, after the result's room was taken
+// in the transfer share. A client that let an earlier reply fill its
+// window exactly, then asked for a large read and stopped reading, held
+// that read's room for ever.
+func TestLargeReplyHeaderDeadline(t *testing.T) {
+	t.Cleanup(server.SetBulkTimeoutForTest(300 * time.Millisecond))
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.BufferBytes = 256 << 20
+	}})
+	path := filepath.Join(c.Dir, "big")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	const window = 4 << 20 // the client's yamux stream window (transport.YamuxConfig)
+	// Calibration: the size of a read reply's header for a result near 4 MiB.
+	st, rd, f, openBytes := rawOpenRO(t, rawSession(t, c), path)
+	var rx wire.Builder
+	rx.Add(0, window-4096)
+	st.Write(frameID(wire.TRead, 2, &wire.Read{File: f, Ext: rx.Bytes()}))
+	h, err := rd.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := wire.HeaderSize + int(h.DescLen)
+	st.Close()
+	t.Logf("open reply %d bytes, read reply header %d bytes", openBytes, hdr)
+
+	// The real client: one read that fills the window exactly, then 16 MiB.
+	st2, _, f2, open2 := rawOpenRO(t, rawSession(t, c), path)
+	nA := window - open2 - hdr
+	var xa, xb wire.Builder
+	xa.Add(0, int64(nA))
+	xb.Add(0, 16<<20)
+	st2.Write(frameID(wire.TRead, 2, &wire.Read{File: f2, Ext: xa.Bytes()}))
+	st2.Write(frameID(wire.TRead, 3, &wire.Read{File: f2, Ext: xb.Bytes()}))
+	srv := c.Servers[0]
+	held := false
+	deadline := time.Now().Add(10 * time.Second) // bulk timeout 300 ms: 33 times over
+	for time.Now().Before(deadline) {
+		tb := srv.Stats().TransferBytes
+		if tb >= 16<<20 {
+			held = true
+		}
+		if held && tb == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !held {
+		t.Fatal("the 16 MiB read never counted in the transfer share")
+	}
+	t.Fatalf("transfer share still holds %d bytes 10 s after the client stopped reading (bulk timeout 300 ms)", srv.Stats().TransferBytes)
 }

@@ -44,8 +44,8 @@ type Snapshot struct {
 	SessionsUnix int64 `codec:"sessions_unix" json:"sessions_unix"`
 	Rejected     int64 `codec:"rejected" json:"rejected"`
 	// SessionsRefused: hellos refused because the server served its
-	// --max-sessions (also in Rejected); StreamsRefused: streams beyond a
-	// session's few, closed at once.
+	// --max-sessions (also in Rejected); StreamsRefused: second streams of
+	// a session, which closed the session.
 	SessionsRefused int64 `codec:"sessions_refused" json:"sessions_refused"`
 	StreamsRefused  int64 `codec:"streams_refused" json:"streams_refused"`
 	// Bulk connections bound (wire spec.md), the data that came and went
@@ -314,7 +314,7 @@ func (s Snapshot) String() string {
 	fmt.Fprintf(&b, "  sessions       %d now, %d total, %d refused (%d over --max-sessions); %d files open\n",
 		s.Sessions, s.SessionsTotal, s.Rejected, s.SessionsRefused, s.OpenFiles)
 	if s.StreamsRefused > 0 {
-		fmt.Fprintf(&b, "  streams        %d refused (beyond a session's few)\n", s.StreamsRefused)
+		fmt.Fprintf(&b, "  streams        %d refused (a session's second: the session closed)\n", s.StreamsRefused)
 	}
 	fmt.Fprintf(&b, "  transports     %d shared memory, %d unix, %d tcp\n", s.SessionsRing, s.SessionsUnix, s.SessionsTCP)
 	if s.BulkConns > 0 {
@@ -419,7 +419,7 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	one("panics_total", "counter", "Panics recovered in a session or stream (each closed it).", s.Panics)
 	one("accept_retries_total", "counter", "Accept errors (such as EMFILE) retried after a pause.", s.AcceptRetries)
 	one("sessions_refused_total", "counter", "Hellos refused: the server served its --max-sessions.", s.SessionsRefused)
-	one("streams_refused_total", "counter", "Streams closed at once: beyond a session's few.", s.StreamsRefused)
+	one("streams_refused_total", "counter", "Second streams of a session, which closed it.", s.StreamsRefused)
 	one("hello_overflow_total", "counter", "Connections closed at once: too many still in the hello.", s.HelloOverflow)
 	one("hello_in_progress", "gauge", "Connections that have not finished the hello.", s.HelloInProgress)
 	one("queue_depth", "gauge", "Requests read and not yet answered.", s.QueueDepth)

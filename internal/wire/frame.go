@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -134,13 +135,17 @@ func (h *Header) Put(b []byte) {
 	binary.LittleEndian.PutUint32(b[12:], h.PayloadLen)
 }
 
+// ErrVersion is in the chain of ParseHeader's error for a frame of
+// another protocol version.
+var ErrVersion = errors.New("client and servers must come from the same build")
+
 // ParseHeader decodes and checks a header.
 func ParseHeader(b []byte) (Header, error) {
 	if len(b) < HeaderSize {
 		return Header{}, Errorf(EPROTO, "short frame header (%d bytes)", len(b))
 	}
 	if b[0] != Version {
-		return Header{}, Errorf(EPROTO, "protocol version %d, want %d", b[0], Version)
+		return Header{}, Errorf(EPROTO, "protocol version %d, want %d: %w", b[0], Version, ErrVersion)
 	}
 	h := Header{
 		Type:       Type(b[1]),
