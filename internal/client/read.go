@@ -37,8 +37,14 @@ func (r *reader) run(mem [][]byte, ext []Extent) (int64, error) {
 		win, rest := cutWindow(ext, window, maxExt)
 		n, short, err := r.window(win, &cur)
 		if errors.Is(err, errTooManyRuns) {
-			// Nothing was sent: the window again, in halves.
-			maxExt = max(1, min(maxExt, len(win))/2)
+			// Nothing was sent: the window again, in halves (of its
+			// extents; one extent that the servers' regions cut into more
+			// runs than that, of its bytes).
+			if len(win) > 1 {
+				maxExt = len(win) / 2
+			} else {
+				window = max(1, window/2)
+			}
 			continue
 		}
 		ext = rest
