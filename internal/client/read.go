@@ -131,8 +131,10 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 				c.slot = slot
 				c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
 			} else if s.useBulk(t) {
-				// An atomic read is one request: the server applies it as one
-				// unit, and no write may land between two parts.
+				// An atomic read's window is one request (not cut in parts):
+				// the server applies it as one unit, and no write may land
+				// between two parts. A call of several windows (over a
+				// request's bytes or runs) is several units (README).
 				conns, err := s.takeBulkParts(t, r.flags&wire.IOAtomic == 0)
 				if err != nil {
 					return 0, false, err

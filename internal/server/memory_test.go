@@ -555,3 +555,53 @@ func TestMonitorsKeepClientPlaces(t *testing.T) {
 		t.Errorf("a client at a server that serves no client but %d monitors: %v", server.MonitorReserve, err)
 	}
 }
+
+// TestRefusedKeepsNoRuns (found in review): a write whose extent list of
+// wire.MaxRequestRuns runs parses but does not cover the bytes it names
+// (stream.extents) is queued with its error and never admitted (admit
+// counts only what it takes), and it kept its parsed runs (~128 KiB): 64
+// of them behind a worker held in a collective end marker held ~9 MiB
+// outside the own-queue count, beyond server.TransitPerStream, for ~16 KiB
+// each on the wire. A refused request keeps nothing now.
+func TestRefusedKeepsNoRuns(t *testing.T) {
+	const n = 64
+	c := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.CollTimeout = time.Minute
+	}})
+	path := filepath.Join(c.Dir, "held")
+	a, ard, fa := rawOpen(t, rawSession(t, c), path)
+	b, brd, fb := rawOpen(t, rawSession(t, c), path)
+	frames := make([][]byte, n)
+	for i := range frames {
+		enc, total := manyRuns(int64(i)<<20, wire.MaxRequestRuns)
+		// RingLen one byte more than the list covers: parsed, then refused.
+		frames[i] = frameID(wire.TWrite, uint32(100+i), &wire.Write{File: fa, Ext: enc, RingOff: 0, RingLen: uint64(total + 1)})
+	}
+	tag := wire.CollTag{Size: 2, Seq: 1}
+	base := liveHeap()
+	a.Write(frameID(wire.TCollEnd, 10, &wire.CollEnd{File: fa, CollTag: tag}))
+	go func() {
+		a.SetWriteDeadline(time.Now().Add(60 * time.Second))
+		for _, f := range frames {
+			if sendSmall(a, f) != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for c.Servers[0].Stats().QueueDepth < n+1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	peak := liveHeap() - base
+	t.Logf("queued %d, live heap growth %.2f MiB, TransitPerStream %.2f MiB",
+		c.Servers[0].Stats().QueueDepth, float64(peak)/(1<<20), float64(server.TransitPerStream)/(1<<20))
+	if peak > server.TransitPerStream {
+		t.Errorf("live heap grew by %d bytes with the reader never waiting, want at most TransitPerStream %d", peak, server.TransitPerStream)
+	}
+	tag1 := tag
+	tag1.Rank = 1
+	b.Write(frameID(wire.TCollEnd, 20, &wire.CollEnd{File: fb, CollTag: tag1}))
+	brd.Next()
+	ard.Next()
+	runtime.KeepAlive(frames)
+}

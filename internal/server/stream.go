@@ -240,6 +240,13 @@ func (st *stream) readLoop() {
 				st.ss.log.Warn("request over the description limit, refused", "type", h.Type.String(),
 					"desc", h.DescLen, "max_request_desc", wire.MaxRequestDesc, "err", err)
 			}
+			// A write or read on a session with bulk connections may have
+			// named a transfer nobody will take: the connection would be
+			// out of step, so the session ends, as for a description that
+			// does not decode (bulkRefused).
+			if t := h.Type; (t == wire.TWrite || t == wire.TRead) && st.ss.bulk != nil {
+				st.bulkFailed(err)
+			}
 			st.push(&request{h: h, err: err})
 			continue
 		}
@@ -278,7 +285,10 @@ func (st *stream) readLoop() {
 			}
 			if r.err != nil {
 				st.bulkRefused(r.desc, decoded, r.err) // its data on a bulk connection will not be taken
-				r.desc = nil
+				// Nothing of a refused request stays queued: admit counts
+				// only what it takes (review: a refused write's parsed runs
+				// went uncounted, 9 MiB per stream).
+				r.desc, r.ext = nil, wire.Extents{}
 			}
 		}
 		if r.err == nil {
