@@ -562,3 +562,33 @@ func writeRounds(t *testing.T, c *testutil.Cluster, newClient func() *client.Cli
 		}
 	}
 }
+
+// TestBulkSkippedDescription (found in review): a write skipped for its
+// description's size (over wire.MaxRequestDesc) on a session with bulk
+// connections may have named a transfer nobody will take; the session
+// ends at once, counted, as for a description that does not decode,
+// instead of failing a later, valid transfer on that connection.
+func TestBulkSkippedDescription(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{TCP: true})
+	ymx, rep := bulkSession(t, c, 1)
+	key := transport.BulkKey(c.Token)
+	tag := transport.BulkTag(key, rep.BulkID, rep.BulkNonce, 0)
+	b := bulkBind(t, c, rep.BulkID, 0, tag[:])
+	acked(t, b, rep.BulkID, 0)
+	st, err := ymx.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write(frame(wire.TOpen, &wire.Open{Path: filepath.Join(c.Dir, "f"), Flags: wire.ORdwr | wire.OCreat, RegionSize: route.DefaultRegionSize}))
+	st.Write(frame(wire.TWrite, &wire.Write{File: 1, Ext: make([]byte, wire.MaxRequestDesc+1), BulkRef: wire.BulkRef{BulkLen: 1 << 20, BulkSeq: 1}}))
+	if !closedWithin(st, 5*time.Second) {
+		t.Fatal("the session stayed open")
+	}
+	if !closedWithin(b, 5*time.Second) {
+		t.Fatal("the bulk connection stayed open")
+	}
+	if s := c.Servers[0].Stats(); s.BulkErrors != 1 {
+		t.Fatalf("%d failed bulk transfers counted, want 1", s.BulkErrors)
+	}
+	rawSession(t, c)
+}
