@@ -199,16 +199,7 @@ func TestBulkTransferBroken(t *testing.T) {
 			t.Cleanup(server.SetBulkHooksForTest(func() { <-release }, unblock)) // after the server stopped
 			defer unblock()
 			c := testutil.Start(t, testutil.Options{TCP: true})
-			ymx, rep := bulkSession(t, c, 1)
-			key := transport.BulkKey(c.Token)
-			tag := transport.BulkTag(key, rep.BulkID, rep.BulkNonce, 0)
-			b := bulkBind(t, c, rep.BulkID, 0, tag[:])
-			acked(t, b, rep.BulkID, 0)
-			st, err := ymx.OpenStream()
-			if err != nil {
-				t.Fatal(err)
-			}
-			st.Write(frame(wire.TOpen, &wire.Open{Path: filepath.Join(c.Dir, "f"), Flags: wire.ORdwr | wire.OCreat, RegionSize: route.DefaultRegionSize}))
+			st, b := bulkStream(t, c)
 			var xb wire.Builder
 			xb.Add(0, 1<<20)
 			bl := tc.bulkLen
@@ -570,16 +561,7 @@ func writeRounds(t *testing.T, c *testutil.Cluster, newClient func() *client.Cli
 // instead of failing a later, valid transfer on that connection.
 func TestBulkSkippedDescription(t *testing.T) {
 	c := testutil.Start(t, testutil.Options{TCP: true})
-	ymx, rep := bulkSession(t, c, 1)
-	key := transport.BulkKey(c.Token)
-	tag := transport.BulkTag(key, rep.BulkID, rep.BulkNonce, 0)
-	b := bulkBind(t, c, rep.BulkID, 0, tag[:])
-	acked(t, b, rep.BulkID, 0)
-	st, err := ymx.OpenStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Write(frame(wire.TOpen, &wire.Open{Path: filepath.Join(c.Dir, "f"), Flags: wire.ORdwr | wire.OCreat, RegionSize: route.DefaultRegionSize}))
+	st, b := bulkStream(t, c)
 	st.Write(frame(wire.TWrite, &wire.Write{File: 1, Ext: make([]byte, wire.MaxRequestDesc+1), BulkRef: wire.BulkRef{BulkLen: 1 << 20, BulkSeq: 1}}))
 	if !closedWithin(st, 5*time.Second) {
 		t.Fatal("the session stayed open")
@@ -591,4 +573,21 @@ func TestBulkSkippedDescription(t *testing.T) {
 		t.Fatalf("%d failed bulk transfers counted, want 1", s.BulkErrors)
 	}
 	rawSession(t, c)
+}
+
+// bulkStream opens a raw session with one bound bulk connection, opens its
+// stream and sends the open of file 1 (c.Dir/f, unanswered yet).
+func bulkStream(t *testing.T, c *testutil.Cluster) (*yamux.Stream, net.Conn) {
+	t.Helper()
+	ymx, rep := bulkSession(t, c, 1)
+	key := transport.BulkKey(c.Token)
+	tag := transport.BulkTag(key, rep.BulkID, rep.BulkNonce, 0)
+	b := bulkBind(t, c, rep.BulkID, 0, tag[:])
+	acked(t, b, rep.BulkID, 0)
+	st, err := ymx.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write(frame(wire.TOpen, &wire.Open{Path: filepath.Join(c.Dir, "f"), Flags: wire.ORdwr | wire.OCreat, RegionSize: route.DefaultRegionSize}))
+	return st, b
 }

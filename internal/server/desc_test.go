@@ -71,33 +71,7 @@ func TestDescOverLimit(t *testing.T) {
 			if err := sendSmall(st, tc.frame(file)); err != nil {
 				t.Fatal(err)
 			}
-			var nx wire.Builder
-			nx.Add(0, 4)
-			st.Write(frame(wire.TWrite, &wire.Write{File: file, Ext: nx.Bytes()}, []byte("next")))
-			st.SetReadDeadline(time.Now().Add(30 * time.Second))
-			var rep wire.Reply
-			if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil {
-				t.Fatalf("reply to the oversize request: %v", err)
-			}
-			if rep.Code != wire.EPROTO || !strings.Contains(rep.Msg, tc.want) {
-				t.Fatalf("oversize request: %v %q, want EPROTO naming wire.%s", rep.Code, rep.Msg, tc.want)
-			}
-			rep = wire.Reply{}
-			if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil || rep.Code != wire.OK || rep.N != 4 {
-				t.Fatalf("the write after it: %v %+v, want 4 bytes stored", err, rep)
-			}
-			st.Write(frame(wire.TClose, &wire.Close{File: file}))
-			rep = wire.Reply{}
-			if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil || rep.Code != wire.OK {
-				t.Fatalf("close: %v %+v", err, rep)
-			}
-			st.Close()
-			if s := c.Servers[0].Stats(); s.BadFrames != 1 {
-				t.Fatalf("bad frames %d, want 1", s.BadFrames)
-			}
-			if b, err := os.ReadFile(filepath.Join(c.Dir, "over")); err != nil || string(b) != "next" {
-				t.Fatalf("file holds %q (%v), want only the second write's bytes", b, err)
-			}
+			refusedThenNext(t, c, st, rd, file, "over", tc.want)
 		})
 	}
 }

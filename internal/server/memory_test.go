@@ -77,31 +77,8 @@ func TestInlineOverLimit(t *testing.T) {
 	st, rd, file := openRaw(t, c, "over")
 	big := bytes.Repeat([]byte{7}, wire.MaxInline+1)
 	st.Write(append(writeHead(file, 0, int64(len(big))), big...))
-	st.Write(frame(wire.TWrite, &wire.Write{File: file, Ext: func() []byte { var b wire.Builder; b.Add(0, 4); return b.Bytes() }()}, []byte("next")))
-	var rep wire.Reply
-	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil {
-		t.Fatalf("reply to the oversize write: %v", err)
-	}
-	if rep.Code != wire.EPROTO || !strings.Contains(rep.Msg, "MaxInline") {
-		t.Fatalf("oversize write: %v %q, want EPROTO naming wire.MaxInline", rep.Code, rep.Msg)
-	}
-	rep = wire.Reply{}
-	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil || rep.Code != wire.OK || rep.N != 4 {
-		t.Fatalf("the write after it: %v %+v, want 4 bytes stored", err, rep)
-	}
-	st.Write(frame(wire.TClose, &wire.Close{File: file}))
-	rep = wire.Reply{}
-	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil || rep.Code != wire.OK {
-		t.Fatalf("close: %v %+v", err, rep)
-	}
-	st.Close()
-	if s := c.Servers[0].Stats(); s.BadFrames != 1 {
-		t.Fatalf("bad frames %d, want 1", s.BadFrames)
-	}
+	refusedThenNext(t, c, st, rd, file, "over", "MaxInline")
 	works(t, c)
-	if b, err := os.ReadFile(filepath.Join(c.Dir, "over")); err != nil || string(b) != "next" {
-		t.Fatalf("file holds %q (%v), want only the second write's bytes", b, err)
-	}
 }
 
 // TestInlineSplitByClient: 5 MiB written by a client without bulk
@@ -191,16 +168,7 @@ func TestTransitMemoryBounded(t *testing.T) {
 			cfg.Wrap = func(f backend.FS) backend.FS { efs.FS = f; return efs }
 		}})
 		payload := bytes.Repeat([]byte{9}, total) // the clients' memory, before the baseline
-		type conn struct {
-			st   *yamux.Stream
-			rd   *wire.Reader
-			file uint64
-		}
-		conns := make([]conn, sessions)
-		for i := range conns {
-			st, rd, file := openRaw(t, c, fmt.Sprintf("one-%d", i))
-			conns[i] = conn{st, rd, file}
-		}
+		conns := openConns(t, c, "one", sessions)
 		base := liveHeap()
 		var wg sync.WaitGroup
 		var sent, answered atomic.Int32
@@ -259,16 +227,7 @@ func TestTransitMemoryBounded(t *testing.T) {
 		for i := range payloads {
 			payloads[i] = bytes.Repeat([]byte{byte(i + 1)}, piece)
 		}
-		type conn struct {
-			st   *yamux.Stream
-			rd   *wire.Reader
-			file uint64
-		}
-		conns := make([]conn, sessions)
-		for i := range conns {
-			st, rd, file := openRaw(t, c, fmt.Sprintf("pipe-%d", i))
-			conns[i] = conn{st, rd, file}
-		}
+		conns := openConns(t, c, "pipe", sessions)
 		base := liveHeap()
 		var sent atomic.Int64 // pieces sent, all sessions
 		var wg sync.WaitGroup
@@ -604,4 +563,57 @@ func TestRefusedKeepsNoRuns(t *testing.T) {
 	brd.Next()
 	ard.Next()
 	runtime.KeepAlive(frames)
+}
+
+// refusedThenNext follows a request the server refuses and skips (over a
+// limit) on st: it sends a write of "next", and checks that the refusal is
+// EPROTO naming want, the write is stored, the close succeeds, one bad
+// frame is counted and the file (name, in c.Dir) holds only "next".
+func refusedThenNext(t *testing.T, c *testutil.Cluster, st *yamux.Stream, rd *wire.Reader, file uint64, name, want string) {
+	t.Helper()
+	var nx wire.Builder
+	nx.Add(0, 4)
+	st.Write(frame(wire.TWrite, &wire.Write{File: file, Ext: nx.Bytes()}, []byte("next")))
+	st.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var rep wire.Reply
+	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil {
+		t.Fatalf("reply to the oversize request: %v", err)
+	}
+	if rep.Code != wire.EPROTO || !strings.Contains(rep.Msg, want) {
+		t.Fatalf("oversize request: %v %q, want EPROTO naming wire.%s", rep.Code, rep.Msg, want)
+	}
+	rep = wire.Reply{}
+	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil || rep.Code != wire.OK || rep.N != 4 {
+		t.Fatalf("the write after it: %v %+v, want 4 bytes stored", err, rep)
+	}
+	st.Write(frame(wire.TClose, &wire.Close{File: file}))
+	rep = wire.Reply{}
+	if _, err := rd.Next(); err != nil || rd.Decode(&rep) != nil || rep.Code != wire.OK {
+		t.Fatalf("close: %v %+v", err, rep)
+	}
+	st.Close()
+	if s := c.Servers[0].Stats(); s.BadFrames != 1 {
+		t.Fatalf("bad frames %d, want 1", s.BadFrames)
+	}
+	if b, err := os.ReadFile(filepath.Join(c.Dir, name)); err != nil || string(b) != "next" {
+		t.Fatalf("file holds %q (%v), want only the second write's bytes", b, err)
+	}
+}
+
+// rawConn is a raw session's stream with its reply reader and a file open.
+type rawConn struct {
+	st   *yamux.Stream
+	rd   *wire.Reader
+	file uint64
+}
+
+// openConns opens n raw sessions, each with file prefix-i open.
+func openConns(t *testing.T, c *testutil.Cluster, prefix string, n int) []rawConn {
+	t.Helper()
+	conns := make([]rawConn, n)
+	for i := range conns {
+		st, rd, file := openRaw(t, c, fmt.Sprintf("%s-%d", prefix, i))
+		conns[i] = rawConn{st, rd, file}
+	}
+	return conns
 }
