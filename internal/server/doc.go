@@ -12,7 +12,8 @@
 //	config.go    Config, its defaults, validation and String
 //	session.go   one client connection: yamux, handles, the ring
 //	hello.go     its handshake: the challenge-response over the job secret,
-//	             the routing check, the reply with the server's identity
+//	             the routing check, admission (--max-sessions, monitors,
+//	             a move to the Unix socket), the reply with the server's identity
 //	stream.go    one yamux stream: read loop, queue, worker, replies in order
 //	handlers.go  one function per request type; they check ownership (route)
 //	             and call into the engine
@@ -56,7 +57,8 @@
 //	          -> file.pub (the handles watching the dirty state)
 //
 // Leaves: Server.mu, session.mu, budget.mu, colls.mu, every.mu,
-// bulkRegistry.mu, bulkSide.mu, xferMem.mu, fileStatsTable.mu (taken when
+// bulkRegistry.mu, bulkSide.mu, xferMem.mu, admission (Server.adm: session
+// places, hello.go), fileStatsTable.mu (taken when
 // a file entry is made, under nothing).
 // No lock is held across network I/O; file.buf is never held across backend I/O
 // (read.go's lockWithSize stats the backend before taking it); flushMu is,
