@@ -57,7 +57,6 @@ type Server struct {
 	drainErr    error
 }
 
-// New returns a server for cfg.
 // admission counts the sessions admitted (session.admit): clients (both
 // of a pair moving from TCP to the Unix socket, counted once by moving),
 // monitors; tcp: admitted TCP client sessions a Unix hello of the same
@@ -69,6 +68,7 @@ type admission struct {
 	log                       every
 }
 
+// New returns a server for cfg.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("server config: %w", err)

@@ -133,11 +133,11 @@ func (ss *session) run() {
 		go func() {
 			defer ss.streams.Done()
 			defer ss.open.Add(-1)
-			// Whatever ended the stream (the client's close, a bad frame,
-			// a failed reply, a panic) ends its session: a client has no
-			// other, and a session that could go on opening streams after
-			// the server closed them would keep what it sends into them.
-			defer ss.close()
+			// Whatever ends the stream (the client's close, a bad frame, a
+			// failed reply, a panic) ends its session: serve closes it, as
+			// recoverPanic does. A client has no other, and a session that
+			// could go on opening streams after the server closed them
+			// would keep what it sends into them.
 			defer ss.recoverPanic()
 			newStream(ss, c).serve()
 		}()

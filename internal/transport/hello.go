@@ -298,7 +298,7 @@ const ServerStreamWindow = 1 << 20
 
 // ServerAcceptBacklog bounds the streams a client has opened that the
 // server has not accepted yet; yamux resets those beyond it. The server
-// accepts at once and serves at most a few per session.
+// accepts at once and serves one per session (a second ends it).
 const ServerAcceptBacklog = 8
 
 // ServerYamuxConfig is YamuxConfig with a server's stream window and
