@@ -301,57 +301,79 @@ func TestCounterSizeResize(t *testing.T) {
 	}
 }
 
-// TestAtomicAcrossServers: two clients overwrite the same range, which spans
-// three servers' regions, concurrently and in atomic mode. Every read sees
-// one writer's bytes throughout, never a mix.
-func TestAtomicAcrossServers(t *testing.T) {
-	c := testutil.Start(t, testutil.Options{Servers: 3})
-	path := filepath.Join(c.Dir, "atomic")
-	const region = 64 << 10
-	const span = 3 * region
-	var files []*client.File
-	for i := 0; i < 2; i++ {
-		cl := c.Client(t, nil)
-		f := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
-		if err := f.SetAtomic(true); err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, f)
-	}
-	done := make(chan error, 2)
-	for i, f := range files {
-		go func() {
-			buf := bytes.Repeat([]byte{byte('A' + i)}, span)
-			for k := 0; k < 40; k++ {
-				if _, err := f.Write([][]byte{buf}, []client.Extent{{Off: 0, Len: span}}, client.IOOpts{}); err != nil {
-					done <- err
-					return
+// TestAtomicCalls: two clients overwrite the same range concurrently and
+// in atomic mode while one of them reads it. Every read sees one writer's
+// bytes throughout, never a mix, and so does the file. "across servers":
+// the range spans three servers' regions (the home applies all of it).
+// The others are calls larger than one request, sent as several
+// (wire.IOMore), which the home applies as one unit: 16 ring slots of
+// 64 KiB, 3 inline requests (wire.MaxInline), 4 bulk transfers of 256 KiB;
+// reads are cut into windows the same way.
+func TestAtomicCalls(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		servers int
+		tcp     bool
+		span    int64
+		cfg     func(*client.Config)
+	}{
+		{"across servers", 3, false, 3 * 64 << 10, nil},
+		{"ring slots", 1, false, 1 << 20, func(c *client.Config) { c.MaxRequestBytes = 64 << 10 }},
+		{"inline", 2, true, 5 * wire.MaxInline / 2, func(c *client.Config) { c.BulkConns = 0 }},
+		{"bulk", 1, true, 1 << 20, func(c *client.Config) { c.MaxRequestBytes = 256 << 10 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{Servers: tc.servers, TCP: tc.tcp})
+			path := filepath.Join(c.Dir, "atomic")
+			hints := map[string]string{"delegate_region_size": fmt.Sprint(64 << 10)}
+			var files []*client.File
+			for i := 0; i < 2; i++ {
+				cl := c.Client(t, tc.cfg)
+				f := open(t, cl, path, wire.ORdwr|wire.OCreat, hints)
+				if err := f.SetAtomic(true); err != nil {
+					t.Fatal(err)
+				}
+				files = append(files, f)
+			}
+			span := tc.span
+			done := make(chan error, 2)
+			for i, f := range files {
+				go func() {
+					buf := bytes.Repeat([]byte{byte('A' + i)}, int(span))
+					for k := 0; k < 30; k++ {
+						if _, err := f.Write([][]byte{buf}, []client.Extent{{Off: 0, Len: span}}, client.IOOpts{}); err != nil {
+							done <- err
+							return
+						}
+					}
+					done <- f.WaitAcked()
+				}()
+			}
+			got := make([]byte, span)
+			for k := 0; k < 30; k++ {
+				n, err := files[0].Read([][]byte{got}, []client.Extent{{Off: 0, Len: span}}, client.IOOpts{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == span && bytes.Count(got, got[:1]) != int(span) {
+					t.Fatalf("read %d: a mix of writers (%d of %d bytes are %q)", k, bytes.Count(got, got[:1]), span, got[0])
 				}
 			}
-			done <- f.WaitAcked()
-		}()
-	}
-	got := make([]byte, span)
-	for k := 0; k < 40; k++ {
-		n, err := files[0].Read([][]byte{got}, []client.Extent{{Off: 0, Len: span}}, client.IOOpts{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == span && bytes.Count(got, got[:1]) != span {
-			t.Fatalf("read %d: a mix of writers", k)
-		}
-	}
-	for range files {
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, f := range files {
-		f.Close()
-	}
-	b, _ := os.ReadFile(path)
-	if len(b) != span || bytes.Count(b, b[:1]) != span {
-		t.Fatal("the file holds a mix of writers")
+			for range files {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, f := range files {
+				if err := f.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b, _ := os.ReadFile(path)
+			if int64(len(b)) != span || bytes.Count(b, b[:1]) != int(span) {
+				t.Fatal("the file holds a mix of writers")
+			}
+		})
 	}
 }
 

@@ -358,7 +358,11 @@ func (f *File) begin(op string, o *IOOpts) (opState, error) {
 	}
 	st := opState{cork: f.mu.hints.Cork, corkBytes: f.mu.hints.CorkBytes, ack: o.Ack || f.mu.hints.WriteAck}
 	if f.mu.atomic || o.atomic {
+		// Not corked: a corked request would wait, and an atomic call cut
+		// into several requests holds the server's lock on the file from
+		// its first to its last (wire.IOMore).
 		st.flags |= wire.IOAtomic
+		st.cork = false
 	}
 	if o.Coll != nil {
 		st.flags |= wire.IOColl
@@ -433,7 +437,7 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 func (f *File) place(mem [][]byte, ext []Extent, total int64, st *opState) ([]*call, error) {
 	cur := memCursor{mem: mem}
 	if len(f.sess) == 1 {
-		w := writer{f: f, s: f.sess[0], left: total, st: *st, merge: true}
+		w := writer{f: f, s: f.sess[0], left: total, st: *st, merge: st.flags&wire.IOAtomic == 0}
 		var err error
 		for i := 0; i < len(ext) && err == nil; {
 			if k, stride := runAt(ext[i:]); k > 1 {
@@ -453,7 +457,7 @@ func (f *File) place(mem [][]byte, ext []Extent, total int64, st *opState) ([]*c
 	ws := make([]*writer, len(totals))
 	for i, t := range totals {
 		if t > 0 {
-			ws[i] = &writer{f: f, s: f.sess[i], left: t, st: *st, merge: owners == 1}
+			ws[i] = &writer{f: f, s: f.sess[i], left: t, st: *st, merge: owners == 1 && st.flags&wire.IOAtomic == 0}
 		}
 	}
 	var err error

@@ -15,6 +15,10 @@ type reader struct {
 	flags  uint32
 	tag    wire.CollTag
 	pieces []rpiece
+	// more: in atomic mode, the window being read is not the call's last;
+	// its request carries wire.IOMore, so that the server applies the
+	// call's windows as one unit.
+	more bool
 }
 
 // rpiece is a piece of the list: n bytes at file offset off, found at pos
@@ -35,6 +39,7 @@ func (r *reader) run(mem [][]byte, ext []Extent) (int64, error) {
 	maxExt := len(ext)
 	for len(ext) > 0 {
 		win, rest := cutWindow(ext, window, maxExt)
+		r.more = r.flags&wire.IOAtomic != 0 && len(rest) > 0
 		n, short, err := r.window(win, &cur)
 		if errors.Is(err, errTooManyRuns) {
 			// Nothing was sent: the window again, in halves (of its
@@ -89,6 +94,10 @@ func cutWindow(ext []Extent, limit int64, maxExt int) (win, rest []Extent) {
 func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, err error) {
 	f := r.f
 	totals, _ := f.perServer(win, r.flags)
+	flags := r.flags
+	if r.more {
+		flags |= wire.IOMore
+	}
 	// calls[i] is server i's request; a bulk read large enough is cut into
 	// parts (parts[i], calls[i] the first), each on its own bulk
 	// connection, received at once by as many goroutines (recvParts).
@@ -121,7 +130,7 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			}
 			s := f.sess[i]
 			c := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
-			c.file, c.flags, c.coll = f, r.flags, r.tag
+			c.file, c.flags, c.coll = f, flags, r.tag
 			calls[i], parts[i] = c, []*call{c}
 			if s.ring != nil {
 				slot, err := s.ring.Alloc(uint64(t))
@@ -131,10 +140,10 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 				c.slot = slot
 				c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
 			} else if s.useBulk(t) {
-				// An atomic read's window is one request (not cut in parts):
-				// the server applies it as one unit, and no write may land
-				// between two parts. A call of several windows (over a
-				// request's bytes or runs) is several units (README).
+				// An atomic read's window is one request (not cut in parts
+				// on several connections, which the server would serve in
+				// any order): a call of several windows is one unit by
+				// wire.IOMore, which needs its parts in the stream's order.
 				conns, err := s.takeBulkParts(t, r.flags&wire.IOAtomic == 0)
 				if err != nil {
 					return 0, false, err
@@ -142,7 +151,7 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 				c.viaBulk, c.bulk = true, conns[0] // received straight into the caller's memory (recvBulk)
 				for _, b := range conns[1:] {
 					p := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
-					p.file, p.flags, p.coll = f, r.flags, r.tag
+					p.file, p.flags, p.coll = f, flags, r.tag
 					p.viaBulk, p.bulk = true, b
 					parts[i] = append(parts[i], p)
 				}

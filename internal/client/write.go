@@ -127,6 +127,12 @@ func runAt(ext []Extent) (count int, stride int64) {
 
 // next hands over the current request and starts the next one.
 func (w *writer) next() error {
+	if w.c != nil && w.st.flags&wire.IOAtomic != 0 {
+		// The call goes on in the next request: the server applies its
+		// parts as one unit (wire.IOMore). Atomic requests never join
+		// others (place), so the flag stays on this call's parts.
+		w.c.flags |= wire.IOMore
+	}
 	if err := w.release(); err != nil {
 		return err
 	}

@@ -17,6 +17,8 @@
 //	stream.go    one yamux stream: read loop, queue, worker, replies in order
 //	handlers.go  one function per request type; they check ownership (route)
 //	             and call into the engine
+//	atomic.go    atomic mode: a call's requests applied as one unit under
+//	             the file's atomic lock (wire.IOMore), the bound on its gaps
 //	coll.go      collectives: the group's arrival, the end marker, the
 //	             pieces a stream holds for it; collwrite.go: a complete
 //	             collective written from the ranks' rings
@@ -49,7 +51,7 @@
 // Take locks only in this order; a lock not listed is a leaf (taken alone,
 // nothing called under it takes another):
 //
-//	file.atomic (atomic mode, handlers.go)
+//	file.atomic (atomic mode, atomic.go; held across the requests of one call)
 //	  -> file.flushMu (serializes everything that writes the backend)
 //	    -> fileTable.mu
 //	      -> file.mu (backend descriptor, references, counters)
@@ -60,7 +62,9 @@
 // bulkRegistry.mu, bulkSide.mu, xferMem.mu, admission (Server.adm: session
 // places, hello.go), fileStatsTable.mu (taken when
 // a file entry is made, under nothing).
-// No lock is held across network I/O; file.buf is never held across backend I/O
+// No lock is held across network I/O but file.atomic, by design: an atomic
+// call of several requests holds it from its first to its last, at most
+// atomicGap between two (atomic.go); file.buf is never held across backend I/O
 // (read.go's lockWithSize stats the backend before taking it); flushMu is,
 // by design (a collective written from the rings holds it for its whole
 // merge and its pwritev calls, collwrite.go). The budget never calls into a file under its lock: a writer

@@ -192,3 +192,12 @@ const (
 	ReplyBatchBytes = replyBatchBytes
 	BigPayload      = bigPayload
 )
+
+// SetAtomicForTest sets the bound on an atomic call's gap between parts
+// and a hook run when an atomic request finds its file's lock taken, until
+// restore.
+func SetAtomicForTest(gap time.Duration, waitHook func()) (restore func()) {
+	oldGap, oldHook := atomicGap, atomicWaitHook
+	atomicGap, atomicWaitHook = gap, waitHook
+	return func() { atomicGap, atomicWaitHook = oldGap, oldHook }
+}

@@ -99,6 +99,26 @@ func (st *stream) checkOwned(hd *handle, x *wire.Extents, flags uint32) error {
 
 func (st *stream) write(r *request) (wire.Reply, []byte) {
 	w := r.desc.(*wire.Write)
+	if w.Flags&wire.IOAtomic == 0 {
+		return st.writeOne(r, nil)
+	}
+	// The lock before the data, so that a request waiting for it holds no
+	// transfer memory (atomic.go); a refusal comes after the data is taken.
+	hd, err := st.fileHandle(r, w.File)
+	if err != nil {
+		return st.writeOne(r, nil) // fails there
+	}
+	if err := st.atomicEnter(hd.f, w.File, true, w.Flags); err != nil {
+		return st.writeOne(r, err)
+	}
+	rep, payload := st.writeOne(r, nil)
+	st.atomicLeave(rep.Code != wire.OK)
+	return rep, payload
+}
+
+// writeOne applies a write, or fails it with refuse once its data is taken.
+func (st *stream) writeOne(r *request, refuse error) (wire.Reply, []byte) {
+	w := r.desc.(*wire.Write)
 	data := r.payload
 	if w.BulkLen > 0 {
 		// First, whatever else is wrong: the data is on its way and must
@@ -115,6 +135,9 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 			return fail(wire.Errorf(wire.EPROTO, "write has bulk data and a payload or ring slot"))
 		}
 		data = b
+	}
+	if refuse != nil {
+		return fail(refuse)
 	}
 	hd, err := st.fileHandle(r, w.File)
 	if err != nil {
@@ -133,10 +156,6 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 	}
 	if err := st.checkOwned(hd, &r.ext, w.Flags); err != nil {
 		return fail(err)
-	}
-	if w.Flags&wire.IOAtomic != 0 {
-		hd.f.atomic.Lock()
-		defer hd.f.atomic.Unlock()
 	}
 	s := st.ss.srv
 	if w.Flags&wire.IOColl != 0 {
@@ -157,7 +176,24 @@ func (st *stream) read(r *request) (wire.Reply, []byte) {
 	if err != nil {
 		return fail(err)
 	}
+	if rd.Flags&wire.IOAtomic == 0 {
+		return st.readOne(r, hd)
+	}
+	// The lock before the result's buffer (atomic.go). A part that stops
+	// at the end of file is the call's last: the client stops there.
+	if err := st.atomicEnter(hd.f, rd.File, false, rd.Flags); err != nil {
+		return fail(err)
+	}
+	rep, data := st.readOne(r, hd)
+	st.atomicLeave(rep.Code != wire.OK || rep.N < r.ext.Total())
+	return rep, data
+}
+
+// readOne applies a read of the file hd.
+func (st *stream) readOne(r *request, hd *handle) (wire.Reply, []byte) {
+	rd := r.desc.(*wire.Read)
 	total := r.ext.Total()
+	var err error
 	var dst []byte
 	if rd.RingLen > 0 {
 		if rd.RingLen != uint64(total) {
@@ -171,10 +207,6 @@ func (st *stream) read(r *request) (wire.Reply, []byte) {
 	}
 	if err := st.checkOwned(hd, &r.ext, rd.Flags); err != nil {
 		return fail(err)
-	}
-	if rd.Flags&wire.IOAtomic != 0 {
-		hd.f.atomic.RLock()
-		defer hd.f.atomic.RUnlock()
 	}
 	it := r.ext.Iter()
 	valid, size, err := hd.f.read(&it, dst)

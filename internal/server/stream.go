@@ -38,6 +38,10 @@ type stream struct {
 	// held: collective writes kept unanswered for their end marker
 	// (coll.go, stream.hold); only the worker touches it.
 	held heldColl
+	// atom: the atomic lock held for the call being applied, atomBuf its
+	// storage (atomic.go); only the worker touches them.
+	atom    *atomicGroup
+	atomBuf atomicGroup
 	// ownQueued counts the bytes of queued requests' inline payloads and
 	// descriptions: the reader adds, the worker takes away and tells
 	// ownTaken (admit).
@@ -166,6 +170,7 @@ func (st *stream) serve() {
 		// server only closes goes on taking what the client sends).
 		st.c.Close()
 		st.ss.close()
+		st.atomEnd() // the call's other parts will not come
 		if cur != nil {
 			st.done(cur)
 		}
@@ -177,10 +182,17 @@ func (st *stream) serve() {
 	}()
 	defer st.recoverPanic("worker") // first: the stream closes before its cleanup waits
 	s := st.ss.srv
-	for r := range st.q {
+	for {
+		r, more := st.nextRequest()
+		if !more {
+			break
+		}
 		cur = r
 		r.waited = time.Since(r.arrived)
 		s.stats.dequeued(r.waited)
+		if st.atom != nil && !st.atom.continuedBy(r) {
+			st.atomEnd()
+		}
 		ok := true
 		if st.hold(r) {
 			// Answered before its end marker (collEnd) or before whatever

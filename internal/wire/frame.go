@@ -7,7 +7,7 @@ import (
 )
 
 // Version is the protocol version carried in every frame header.
-const Version = 3
+const Version = 4
 
 // HeaderSize is the size of the fixed frame header.
 const HeaderSize = 16

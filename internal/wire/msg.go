@@ -33,6 +33,11 @@ const (
 	// no cork, not atomic) and sends a piece that finds the ring full
 	// without it, inline, which makes the server apply what it holds.
 	IOHold uint32 = 0x10
+	// IOMore, on an atomic write or read, says that the call goes on in
+	// the stream's next request of the same file and kind: the server
+	// applies the parts as one unit, keeping the file's atomic lock from
+	// the first to the last (the one without IOMore; server/atomic.go).
+	IOMore uint32 = 0x20
 )
 
 // CollTag names one rank's part of one collective call on one file. It is
