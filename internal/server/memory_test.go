@@ -152,8 +152,8 @@ func TestTransitMemoryBounded(t *testing.T) {
 		total    = 16 << 20
 		slack    = 4 << 20 // goroutines, the sessions' own state
 	)
-	if float64(server.TransitPerStream) > 5.36*(1<<20) {
-		t.Fatalf("a stream may hold %d bytes in transit, more than README says (5.36 MiB)", server.TransitPerStream)
+	if float64(server.TransitPerStream) > 5.18*(1<<20) {
+		t.Fatalf("a stream may hold %d bytes in transit, more than README says (5.18 MiB)", server.TransitPerStream)
 	}
 	bound := int64(sessions*server.TransitPerStream + slack)
 	t.Run("one-payload", func(t *testing.T) {

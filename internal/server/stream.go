@@ -121,7 +121,7 @@ const bigPayload = 64 << 10
 const replyBatchBytes = 256 << 10
 
 // readerBytes is the buffer of a stream's frame reader.
-const readerBytes = 256 << 10
+const readerBytes = 64 << 10
 
 // transitPerStream is the most a stream holds of requests in transit
 // outside --buffer (README, Memory): what yamux keeps of the client's
