@@ -105,7 +105,11 @@ func (f *File) readDirect(mem [][]byte, ext []Extent) (int64, error) {
 	d := f.backendFile()
 	if d == nil {
 		r := reader{f: f}
-		return r.run(mem, ext)
+		var total int64
+		for _, e := range ext {
+			total += e.Len
+		}
+		return r.run(mem, ext, total)
 	}
 	cur := memCursor{mem: mem}
 	var got int64

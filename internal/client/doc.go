@@ -16,5 +16,10 @@
 // complete then writeDone), and never holds one across network I/O or a
 // dial (Client.sessions dials outside Client.mu) or a call into C. The
 // shared mapping of a session is reference-counted (mapping.go) and
-// unmapped by its last holder, never under a lock.
+// unmapped by its last holder, never under a lock. One lock is held across
+// network I/O, by design: session.atomicMu, by an atomic-mode call while
+// it sends its requests (a read: until its last reply), so that two calls'
+// parts never interleave on the stream (File.atomicCall). A call takes it
+// before anything else (ring space, bulk connections), so no holder of
+// those waits for it.
 package client

@@ -334,6 +334,7 @@ func (f *File) maxChunk(s *session) int64 {
 type opState struct {
 	flags     uint32
 	tag       wire.CollTag // with wire.IOColl
+	ag        uint64       // with wire.IOAtomic: the call's id (atomicCall)
 	cork      bool
 	corkBytes int64
 	ack       bool
@@ -407,6 +408,15 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 		}
 		return f.writeLease(mem, ext)
 	}
+	if st.flags&wire.IOAtomic != 0 {
+		// Held until every request of the call is sent (not while it
+		// waits for acknowledgements): the server applies them in order.
+		var done func()
+		st.ag, done = f.atomicCall()
+		calls, err := f.place(mem, ext, total, &st)
+		done()
+		return f.placed(calls, total, &st, err)
+	}
 	if st.flags&(wire.IOColl|wire.IOAtomic) == wire.IOColl && !st.ack && !st.cork {
 		// Nothing here waits for the pieces' answers before the end
 		// marker (endCollective, deferred above): the servers may hold
@@ -414,6 +424,12 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 		st.flags |= wire.IOHold
 	}
 	calls, err := f.place(mem, ext, total, &st)
+	return f.placed(calls, total, &st, err)
+}
+
+// placed finishes a Write whose requests place made: with st.ack it waits
+// for their acknowledgements.
+func (f *File) placed(calls []*call, total int64, st *opState, err error) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
@@ -429,6 +445,19 @@ func (f *File) Write(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// atomicCall starts an atomic-mode call: it takes the atomic lock of the
+// file's home session (every atomic request goes there) and returns the
+// call's id and the lock's release. Taken before anything else of the call
+// (ring space, bulk connections, a wait for either), so that no holder of
+// those waits for it; held across the call's waits for them, and for a
+// read's replies (its windows go one after another).
+func (f *File) atomicCall() (id uint64, done func()) {
+	s := f.sess[f.rule.Home()]
+	s.atomicMu.Lock()
+	s.atomicID++
+	return s.atomicID, s.atomicMu.Unlock
 }
 
 // place puts a write's data into requests, per server, and queues them (or
@@ -505,5 +534,10 @@ func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 		return f.readDirect(mem, ext)
 	}
 	r := reader{f: f, flags: st.flags, tag: st.tag}
-	return r.run(mem, ext)
+	if st.flags&wire.IOAtomic != 0 {
+		var done func()
+		r.ag, done = f.atomicCall()
+		defer done()
+	}
+	return r.run(mem, ext, total)
 }

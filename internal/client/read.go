@@ -15,9 +15,11 @@ type reader struct {
 	flags  uint32
 	tag    wire.CollTag
 	pieces []rpiece
-	// more: in atomic mode, the window being read is not the call's last;
-	// its request carries wire.IOMore, so that the server applies the
-	// call's windows as one unit.
+	// In atomic mode, ag is the call's id (File.atomicCall) and more says
+	// that the window being read is not the call's last: its request
+	// carries wire.IOMore, so that the server applies the call's windows
+	// as one unit.
+	ag   uint64
 	more bool
 }
 
@@ -28,7 +30,8 @@ type rpiece struct {
 	pos, off, n int64
 }
 
-func (r *reader) run(mem [][]byte, ext []Extent) (int64, error) {
+// run reads the extents ext, of total bytes, into mem.
+func (r *reader) run(mem [][]byte, ext []Extent, total int64) (int64, error) {
 	f := r.f
 	window := f.cl.cfg.MaxRequestBytes
 	for _, s := range f.sess {
@@ -39,7 +42,14 @@ func (r *reader) run(mem [][]byte, ext []Extent) (int64, error) {
 	maxExt := len(ext)
 	for len(ext) > 0 {
 		win, rest := cutWindow(ext, window, maxExt)
-		r.more = r.flags&wire.IOAtomic != 0 && len(rest) > 0
+		var winBytes int64
+		for _, e := range win {
+			winBytes += e.Len
+		}
+		// Bytes, not extents, after this window: zero-length extents left
+		// over send nothing, and a part flagged IOMore with no part after
+		// it would keep the server's lock waiting (found in review).
+		r.more = r.flags&wire.IOAtomic != 0 && total-winBytes > 0
 		n, short, err := r.window(win, &cur)
 		if errors.Is(err, errTooManyRuns) {
 			// Nothing was sent: the window again, in halves (of its
@@ -52,7 +62,7 @@ func (r *reader) run(mem [][]byte, ext []Extent) (int64, error) {
 			}
 			continue
 		}
-		ext = rest
+		ext, total = rest, total-winBytes
 		got += n
 		if err != nil {
 			return got, err
@@ -129,7 +139,7 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 				continue
 			}
 			s := f.sess[i]
-			c := newCall(wire.TRead, &wire.Read{File: f.ids[i]})
+			c := newCall(wire.TRead, &wire.Read{File: f.ids[i], AG: r.ag})
 			c.file, c.flags, c.coll = f, flags, r.tag
 			calls[i], parts[i] = c, []*call{c}
 			if s.ring != nil {

@@ -124,6 +124,13 @@ type session struct {
 		// (sendNow); the other one queues meanwhile.
 		sending bool
 	}
+	// atomicMu serializes the atomic-mode calls sent on this session (as
+	// their files' home): a call cut into several requests holds the
+	// server's lock on its file from its first part to its last, which
+	// must not interleave with another call's (File.atomicCall).
+	// atomicID, under it, numbers the calls (wire.Write.AG).
+	atomicMu sync.Mutex
+	atomicID uint64
 	wdone    atomic.Int64 // fenced calls completed
 	fencers  atomic.Int32 // fences waiting on acked
 	released sync.Once    // the session's reference to shmem

@@ -142,7 +142,7 @@ func (w *writer) next() error {
 	}
 	n := min(w.left, w.f.maxChunk(w.s))
 	var err error
-	c := newCall(wire.TWrite, &wire.Write{File: w.f.ids[w.s.idx]})
+	c := newCall(wire.TWrite, &wire.Write{File: w.f.ids[w.s.idx], AG: w.st.ag})
 	c.file, c.flags, c.coll = w.f, w.st.flags, w.st.tag
 	if bulk {
 		// The data stays in the caller's memory until sendBulk.

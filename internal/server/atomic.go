@@ -10,23 +10,33 @@ import (
 // (route.Rule.Home), which applies it under the file's atomic lock:
 // exclusively for a write, shared for a read. A call larger than one
 // request (wire.MaxInline inline, a ring slot, wire.MaxRequestRuns runs)
-// comes as several, every one but the last flagged wire.IOMore: the
-// stream keeps the lock from the first part to the last, so no other
-// atomic request of the file lands between them and the call is one unit,
-// as MPI's atomic mode asks (ROMIO's ufs: locks the call's whole range).
+// comes as several, all carrying the call's id (wire.Write.AG) and all but
+// the last flagged wire.IOMore: the stream keeps the lock from the first
+// part to the last, so no other atomic request of the file lands between
+// them and the call is one unit, as MPI's atomic mode asks (ROMIO's ufs:
+// locks the call's whole range). A client sends one atomic call at a time
+// per session (client.File.atomicCall), so parts of two calls never
+// interleave; its other requests may come between two parts and are
+// applied as usual, the group going on (they take no atomic lock).
 //
-// The lock is held across requests, and so across the worker's wait for
-// the next part and its replies (the one lock held across network I/O,
-// by design). What bounds it:
-//   - the group ends at its last part, at a part that fails (the client
-//     stops a read there; a write's later parts start a group of their
-//     own), at a read part that reaches the end of file (the client stops
-//     there), at any request of the stream that is not the next part
-//     (another file, another kind, not atomic), and when the stream ends;
-//   - a next part that does not come within atomicGap (bulkTimeout) ends
-//     it too: the lock goes, a warning is logged, and the part that comes
-//     later fails with ETIMEDOUT, so the call reports that it was not one
-//     unit.
+// The lock is held across requests, and so across the worker's waits
+// between them (the one lock held across network I/O, by design). What
+// bounds it:
+//   - the group ends at its last part, at a part that fails (the call's
+//     remaining parts fail too), at a read part that reaches the end of
+//     file (the client stops there), at an atomic request of another call,
+//     and when the stream ends;
+//   - every wait on the client while the lock is held is bounded by
+//     bulkTimeout: the next part (atomicGap), a batch of replies
+//     (sendReplies), a large reply or a bulk transfer (bulk.go);
+//   - what would wait for other streams ends it: a collective's end marker
+//     between two parts (the other ranks' requests may wait for this lock).
+//
+// A group whose lock went early (atomicGap, an end marker) is broken: the
+// lock is let go, a warning is logged, atomic_broken is counted, and the
+// call's remaining parts fail (ETIMEDOUT, EBUSY), so the call reports that
+// it was not applied as one unit and no part of it lands after the gap.
+// So do the remaining parts of a call one of whose parts failed.
 //
 // A request waiting for the lock holds no transfer memory or buffer space
 // yet (write and read take the lock before their data), so the holder's
@@ -44,33 +54,66 @@ var atomicWaitHook func()
 type atomicGroup struct {
 	f     *file
 	id    uint64 // the handle the parts name
+	ag    uint64 // the call's id (wire.Write.AG)
 	write bool   // held exclusively
 	more  bool   // the last part applied said more parts follow
-	err   error  // the lock was let go (atomicGap): the next part fails with it
+	err   error  // broken: the lock was let go, and the call's next parts fail with it
 }
 
-// continuedBy reports whether r is the next part of the group.
+// continuedBy reports whether r is a part of the group's call.
 func (g *atomicGroup) continuedBy(r *request) bool {
 	if r.err != nil {
 		return false
 	}
 	switch d := r.desc.(type) {
 	case *wire.Write:
-		return g.write && d.File == g.id && d.Flags&wire.IOAtomic != 0
+		return g.write && d.File == g.id && d.AG == g.ag && d.Flags&wire.IOAtomic != 0
 	case *wire.Read:
-		return !g.write && d.File == g.id && d.Flags&wire.IOAtomic != 0
+		return !g.write && d.File == g.id && d.AG == g.ag && d.Flags&wire.IOAtomic != 0
 	}
 	return false
 }
 
+// atomicOther reports whether r is an atomic request (of another call
+// than a group's, which continuedBy tells).
+func atomicOther(r *request) bool {
+	switch d := r.desc.(type) {
+	case *wire.Write:
+		return d.Flags&wire.IOAtomic != 0
+	case *wire.Read:
+		return d.Flags&wire.IOAtomic != 0
+	}
+	return false
+}
+
+// atomicBefore settles the stream's group before the worker handles r: a
+// part of its call goes on in it, an atomic request of another call ends
+// it, a collective's end marker breaks it (the marker waits for other
+// ranks, whose requests may wait for this lock), and anything else is
+// applied inside it.
+func (st *stream) atomicBefore(r *request) {
+	g := st.atom
+	switch {
+	case g == nil || g.continuedBy(r):
+	case atomicOther(r):
+		st.atomEnd()
+	case r.err == nil && r.h.Type.Request() == wire.TCollEnd && g.err == nil:
+		st.atomBreak(wire.Errorf(wire.EBUSY, "%s: a collective's end marker came between two parts of an atomic call on this session; the call was not applied as one unit",
+			g.f.path))
+	}
+}
+
 // atomicEnter takes f's atomic lock for an atomic request (a write if
-// write) of handle id, or finds it held by the request's group. On
+// write) of handle id and call ag, or finds it held by the request's
+// group. On
 // success the handler calls atomicLeave once done with the file.
-func (st *stream) atomicEnter(f *file, id uint64, write bool, flags uint32) error {
+func (st *stream) atomicEnter(f *file, id uint64, write bool, flags uint32, ag uint64) error {
 	more := flags&wire.IOMore != 0
-	if g := st.atom; g != nil { // the worker ended any group r does not continue
+	if g := st.atom; g != nil { // r continues it (atomicBefore ended any other)
 		if g.err != nil {
-			st.atom = nil
+			if !more {
+				st.atom = nil // the call's last part
+			}
 			return g.err
 		}
 		g.more = more
@@ -86,18 +129,36 @@ func (st *stream) atomicEnter(f *file, id uint64, write bool, flags uint32) erro
 			f.atomic.RLock()
 		}
 	}
-	st.atomBuf = atomicGroup{f: f, id: id, write: write, more: more}
+	st.atomBuf = atomicGroup{f: f, id: id, ag: ag, write: write, more: more}
 	st.atom = &st.atomBuf
 	return nil
 }
 
-// atomicLeave ends the request's hold on the lock: the group goes on only
-// if the request said more parts follow and end is false (the request
-// failed, or a read reached the end of file).
-func (st *stream) atomicLeave(end bool) {
-	if g := st.atom; g != nil && g.err == nil && (end || !g.more) {
+// atomicLeave ends the hold of a request that atomicEnter let in, given
+// its reply: the group goes on if the request said more parts follow,
+// succeeded and, a read, did not stop at the end of file (short). A part
+// that failed lets the lock go and the call's remaining parts fail, so
+// that no part lands after a hole.
+func (st *stream) atomicLeave(rep *wire.Reply, short bool) {
+	g := st.atom
+	switch {
+	case g == nil || g.err != nil:
+	case rep.Code != wire.OK && g.more:
+		g.unlock()
+		g.err = wire.Errorf(rep.Code, "%s: an earlier part of this atomic call failed: %s", g.f.path, rep.Msg)
+	case rep.Code != wire.OK || !g.more || short:
 		st.atomEnd()
 	}
+}
+
+// atomBreak lets the lock of an open group go early: the call's remaining
+// parts fail with err.
+func (st *stream) atomBreak(err error) {
+	g := st.atom
+	g.unlock()
+	g.err = err
+	st.ss.srv.stats.atomicBroken.Add(1)
+	st.ss.log.Warn("atomic call not applied as one unit", "file", g.f.path, "err", err)
 }
 
 // atomEnd lets the group's lock go and forgets the group.
@@ -136,11 +197,8 @@ func (st *stream) nextRequest() (r *request, ok bool) {
 		return r, ok
 	case <-t.C:
 	}
-	g.unlock()
-	g.err = wire.Errorf(wire.ETIMEDOUT, "%s: the next part of an atomic call did not come within %v; the call was not applied as one unit",
-		g.f.path, atomicGap)
-	st.ss.srv.stats.atomicGaps.Add(1)
-	st.ss.log.Warn("atomic call's next part late: lock released", "file", g.f.path, "after", atomicGap)
+	st.atomBreak(wire.Errorf(wire.ETIMEDOUT, "%s: the next part of an atomic call did not come within %v; the call was not applied as one unit",
+		g.f.path, atomicGap))
 	r, ok = <-st.q
 	return r, ok
 }

@@ -63,8 +63,9 @@
 // places, hello.go), fileStatsTable.mu (taken when
 // a file entry is made, under nothing).
 // No lock is held across network I/O but file.atomic, by design: an atomic
-// call of several requests holds it from its first to its last, at most
-// atomicGap between two (atomic.go); file.buf is never held across backend I/O
+// call of several requests holds it from its first to its last, every wait
+// on the client meanwhile bounded by bulkTimeout (atomic.go); file.buf is
+// never held across backend I/O
 // (read.go's lockWithSize stats the backend before taking it); flushMu is,
 // by design (a collective written from the rings holds it for its whole
 // merge and its pwritev calls, collwrite.go). The budget never calls into a file under its lock: a writer

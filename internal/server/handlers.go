@@ -108,11 +108,11 @@ func (st *stream) write(r *request) (wire.Reply, []byte) {
 	if err != nil {
 		return st.writeOne(r, nil) // fails there
 	}
-	if err := st.atomicEnter(hd.f, w.File, true, w.Flags); err != nil {
+	if err := st.atomicEnter(hd.f, w.File, true, w.Flags, w.AG); err != nil {
 		return st.writeOne(r, err)
 	}
 	rep, payload := st.writeOne(r, nil)
-	st.atomicLeave(rep.Code != wire.OK)
+	st.atomicLeave(&rep, false)
 	return rep, payload
 }
 
@@ -181,11 +181,11 @@ func (st *stream) read(r *request) (wire.Reply, []byte) {
 	}
 	// The lock before the result's buffer (atomic.go). A part that stops
 	// at the end of file is the call's last: the client stops there.
-	if err := st.atomicEnter(hd.f, rd.File, false, rd.Flags); err != nil {
+	if err := st.atomicEnter(hd.f, rd.File, false, rd.Flags, rd.AG); err != nil {
 		return fail(err)
 	}
 	rep, data := st.readOne(r, hd)
-	st.atomicLeave(rep.Code != wire.OK || rep.N < r.ext.Total())
+	st.atomicLeave(&rep, rep.N < r.ext.Total())
 	return rep, data
 }
 

@@ -88,7 +88,7 @@ type counters struct {
 	acceptRetries   atomic.Int64 // temporary accept errors waited out
 	helloOverflow   atomic.Int64 // connections closed: too many in the hello
 	helloInProgress atomic.Int64 // connections accepted, hello not done
-	atomicGaps      atomic.Int64 // atomic groups whose next part came too late (atomic.go)
+	atomicBroken    atomic.Int64 // atomic calls not applied as one unit (atomic.go)
 }
 
 // enqueued counts a request entering the queue.
@@ -191,7 +191,7 @@ func (s *counters) snapshot() stats.Snapshot {
 	out.AcceptRetries = s.acceptRetries.Load()
 	out.HelloOverflow = s.helloOverflow.Load()
 	out.HelloInProgress = s.helloInProgress.Load()
-	out.AtomicGaps = s.atomicGaps.Load()
+	out.AtomicBroken = s.atomicBroken.Load()
 	for t := 1; t < wire.NumTypes; t++ {
 		if n := s.requests[t].Load(); n > 0 {
 			out.Requests[wire.Type(t).String()] = n

@@ -190,9 +190,7 @@ func (st *stream) serve() {
 		cur = r
 		r.waited = time.Since(r.arrived)
 		s.stats.dequeued(r.waited)
-		if st.atom != nil && !st.atom.continuedBy(r) {
-			st.atomEnd()
-		}
+		st.atomicBefore(r)
 		ok := true
 		if st.hold(r) {
 			// Answered before its end marker (collEnd) or before whatever
@@ -441,6 +439,12 @@ func (st *stream) sendReplies() bool {
 	}
 	if replyBatchHook != nil {
 		replyBatchHook(st.enc.Len())
+	}
+	if g := st.atom; g != nil && g.err == nil {
+		// The file's atomic lock is held (atomic.go): a client that stops
+		// reading its replies loses its stream, not others the lock.
+		_ = st.c.SetWriteDeadline(time.Now().Add(bulkTimeout))
+		defer st.c.SetWriteDeadline(time.Time{})
 	}
 	_, err := st.c.Write(st.enc.Bytes())
 	st.enc.Reset()

@@ -83,9 +83,11 @@ type Snapshot struct {
 	HelloOverflow   int64 `codec:"hello_overflow" json:"hello_overflow"`
 	HelloInProgress int64 `codec:"hello_in_progress" json:"hello_in_progress"`
 	OpenFiles       int64 `codec:"open_files" json:"open_files"`
-	// AtomicGaps: atomic calls of several requests whose next part did
-	// not come within the server's bound, so their lock was let go.
-	AtomicGaps int64 `codec:"atomic_gaps" json:"atomic_gaps"`
+	// AtomicBroken: atomic calls of several requests whose lock went
+	// before their last part (a part later than the server's bound, or a
+	// collective's end marker between two parts): their remaining parts
+	// failed.
+	AtomicBroken int64 `codec:"atomic_broken" json:"atomic_broken"`
 
 	// Requests and errors by message type ("write", "read", ...). A file
 	// that does not exist (an open without create, a stat, a delete the
@@ -234,7 +236,7 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.AcceptRetries += o.AcceptRetries
 	s.HelloOverflow += o.HelloOverflow
 	s.HelloInProgress += o.HelloInProgress
-	s.AtomicGaps += o.AtomicGaps
+	s.AtomicBroken += o.AtomicBroken
 	s.OpenFiles += o.OpenFiles
 	s.Requests = addMap(s.Requests, o.Requests)
 	s.Errors = addMap(s.Errors, o.Errors)
@@ -335,9 +337,9 @@ func (s Snapshot) String() string {
 	if len(s.Answers) > 0 {
 		fmt.Fprintf(&b, "  no such file   %s (or exists, for an exclusive create): answers, not failures\n", kv(s.Answers))
 	}
-	if s.Panics+s.AcceptRetries+s.HelloOverflow+s.AtomicGaps > 0 {
-		fmt.Fprintf(&b, "  faults         %d panics recovered, %d accept errors retried, %d connections over the hello limit, %d atomic calls' parts too far apart\n",
-			s.Panics, s.AcceptRetries, s.HelloOverflow, s.AtomicGaps)
+	if s.Panics+s.AcceptRetries+s.HelloOverflow+s.AtomicBroken > 0 {
+		fmt.Fprintf(&b, "  faults         %d panics recovered, %d accept errors retried, %d connections over the hello limit, %d atomic calls not applied as one unit\n",
+			s.Panics, s.AcceptRetries, s.HelloOverflow, s.AtomicBroken)
 	}
 	fmt.Fprintf(&b, "  queue          depth %d now, %d peak; time in queue p50 %s, p99 %s\n",
 		s.QueueDepth, s.QueuePeak, s.Quantile(0.50), s.Quantile(0.99))
@@ -425,7 +427,7 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	one("sessions_refused_total", "counter", "Hellos refused: the server served its --max-sessions.", s.SessionsRefused)
 	one("streams_refused_total", "counter", "Second streams of a session, which closed it.", s.StreamsRefused)
 	one("hello_overflow_total", "counter", "Connections closed at once: too many still in the hello.", s.HelloOverflow)
-	one("atomic_gaps_total", "counter", "Atomic calls whose next part came too late: their lock was let go.", s.AtomicGaps)
+	one("atomic_broken_total", "counter", "Atomic calls not applied as one unit: a part came too late, or an end marker between two parts.", s.AtomicBroken)
 	one("hello_in_progress", "gauge", "Connections that have not finished the hello.", s.HelloInProgress)
 	one("queue_depth", "gauge", "Requests read and not yet answered.", s.QueueDepth)
 	one("queue_depth_peak", "gauge", "Largest queue depth seen.", s.QueuePeak)

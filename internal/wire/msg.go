@@ -33,10 +33,10 @@ const (
 	// no cork, not atomic) and sends a piece that finds the ring full
 	// without it, inline, which makes the server apply what it holds.
 	IOHold uint32 = 0x10
-	// IOMore, on an atomic write or read, says that the call goes on in
-	// the stream's next request of the same file and kind: the server
-	// applies the parts as one unit, keeping the file's atomic lock from
-	// the first to the last (the one without IOMore; server/atomic.go).
+	// IOMore, on an atomic write or read, says that the call (AG) goes on
+	// in a later request of the stream: the server applies the parts as
+	// one unit, keeping the file's atomic lock from the first to the last
+	// (the one without IOMore; server/atomic.go).
 	IOMore uint32 = 0x20
 )
 
@@ -128,6 +128,9 @@ type Write struct {
 	BulkRef
 	Flags   uint32 `codec:"fl,omitempty"` // IO*
 	CollTag        // with IOColl; inline: cs, cr, cn, cg
+	// AG, with IOAtomic: the atomic call's id, the same on each of its
+	// requests (IOMore), unique on the session.
+	AG uint64 `codec:"ag,omitempty"`
 }
 
 // Read fetches the extents Ext. The data goes into RingLen bytes at RingOff
@@ -145,6 +148,7 @@ type Read struct {
 	BulkRef
 	Flags   uint32 `codec:"fl,omitempty"`
 	CollTag        // with IOColl; inline: cs, cr, cn, cg
+	AG      uint64 `codec:"ag,omitempty"` // with IOAtomic: as Write's
 }
 
 // CollEnd is a collective's end marker: each rank sends one to every server

@@ -1,0 +1,134 @@
+package client_test
+
+import (
+	"bytes"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/client"
+	"github.com/delegate-io/delegate/internal/testutil"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// TestAtomicReadZeroLengthTail (found in review): an atomic read whose
+// extent list is cut by errTooManyRuns (reader.run halves maxExt) ended in
+// windows of zero-length extents only. Those send nothing, yet the last
+// window sent carried IOMore (it looked at extents left, not bytes): the
+// server kept the file's atomic lock for a part that never came, another
+// rank's atomic write waited 30 s, and this rank's next atomic read, a new
+// call, failed with the ETIMEDOUT meant for the old one.
+func TestAtomicReadZeroLengthTail(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	path := filepath.Join(c.Dir, "atomic")
+	cl1, cl2 := c.Client(t, nil), c.Client(t, nil)
+	f1 := open(t, cl1, path, wire.ORdwr|wire.OCreat, nil)
+	f2 := open(t, cl2, path, wire.ORdwr|wire.OCreat, nil)
+	for _, f := range []*client.File{f1, f2} {
+		if err := f.SetAtomic(true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	one := []byte{'x'}
+	if _, err := f1.Write([][]byte{one}, []client.Extent{{Off: 41e6, Len: 1}}, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	const pieces, zeros = 9000, 9000
+	var ext []client.Extent
+	for i := int64(0); i < pieces; i++ {
+		ext = append(ext, client.Extent{Off: i * (i + 3) / 2, Len: 1})
+	}
+	for i := 0; i < zeros; i++ {
+		ext = append(ext, client.Extent{Off: 0, Len: 0})
+	}
+	buf := make([]byte, pieces)
+	if n, err := f1.Read([][]byte{buf}, ext, client.IOOpts{}); err != nil || n != pieces {
+		t.Fatalf("read %d %v", n, err)
+	}
+	done := make(chan time.Duration, 1)
+	start := time.Now()
+	go func() {
+		f2.Write([][]byte{one}, []client.Extent{{Off: 0, Len: 1}}, client.IOOpts{Ack: true})
+		done <- time.Since(start)
+	}()
+	select {
+	case d := <-done:
+		t.Logf("other rank's atomic write took %v", d)
+	case <-time.After(5 * time.Second):
+		d := <-done
+		t.Errorf("other rank's atomic write waited %v for a read call that had ended", d)
+	}
+	small := make([]byte, 1)
+	if _, err := f1.Read([][]byte{small}, []client.Extent{{Off: 0, Len: 1}}, client.IOOpts{}); err != nil {
+		t.Errorf("the next, unrelated atomic read failed: %v", err)
+	}
+}
+
+// TestAtomicNonblockingCalls (found in review): two nonblocking atomic
+// writes of one rank (each run by its own goroutine, request.go start)
+// share the session's stream. Their parts interleaved, and the server took
+// one call's parts as continuing the other's group, ending it at the
+// other's last part, so another rank's atomic write landed in the middle
+// of a call, which a third rank's atomic read saw. A session now sends one
+// atomic call at a time (File.atomicCall), and the parts carry the call's
+// id.
+func TestAtomicNonblockingCalls(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	path := filepath.Join(c.Dir, "atomic")
+	cfg := func(c *client.Config) { c.MaxRequestBytes = 64 << 10 }
+	var fs []*client.File
+	for i := 0; i < 3; i++ {
+		f := open(t, c.Client(t, cfg), path, wire.ORdwr|wire.OCreat, nil)
+		if err := f.SetAtomic(true); err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, f)
+	}
+	f1, f2, f3 := fs[0], fs[1], fs[2]
+	const span = 1 << 20
+	fill := func(b byte) [][]byte { return [][]byte{bytes.Repeat([]byte{b}, span)} }
+	region := func(i int64) []client.Extent { return []client.Extent{{Off: i * span, Len: span}} }
+	if _, err := f1.Write(fill('B'), region(1), client.IOOpts{Ack: true}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // rank 1: two nonblocking atomic writes at a time
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ra, _ := f1.IWrite(fill('A'), region(0), client.IOOpts{})
+			rb, _ := f1.IWrite(fill('B'), region(1), client.IOOpts{})
+			ra.Wait()
+			rb.Wait()
+		}
+	}()
+	go func() { // rank 2: atomic writes over B's region
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f2.Write(fill('C'), region(1), client.IOOpts{})
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	got := make([]byte, span)
+	deadline := time.Now().Add(3 * time.Second)
+	for k := 0; time.Now().Before(deadline); k++ {
+		if _, err := f3.Read([][]byte{got}, region(1), client.IOOpts{}); err != nil {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(got, got[:1]); n != span {
+			t.Fatalf("read %d: region 1 holds a mix of rank 1's IWrite and rank 2's write (%d of %d bytes %q)", k, n, span, got[0])
+		}
+	}
+}
