@@ -9,6 +9,8 @@
 #    collective write, RMA fence) and two handles in one process: 0 stale;
 #  - with the fence turned off (DELEGATE_FENCE=0) reads must be stale, or
 #    the cases above prove nothing;
+#  - atomic mode: calls larger than one request are one unit
+#    (tests/prog/atomictest.c), on ufs: and delegate: with 1 and 2 servers;
 #  - delegate_write_ack=sync as an extra.
 # Needs build/env.sh (tests/setup.sh). Every command is bounded by timeout.
 set -uo pipefail
@@ -68,6 +70,25 @@ rm -f "$work"/nofence*
 echo "== extra: delegate_write_ack=sync"
 out=$(run delegate-run --quiet --servers 2 -- mpiexec -n 4 "$vis" "delegate:$work/ack" 50 --ack --modes barrier,sendrecv 2>&1)
 check "write_ack=sync, 4 ranks, 2 servers" 6 "$out"
+
+echo "== atomic mode: calls larger than one request (tests/prog/atomictest.c, 3 ranks, 10 rounds)"
+# Every rank overwrites one range, rank 0 reads it between: one writer's
+# bytes throughout. A 20 MiB call and a view of 6,000 blocks are two
+# requests each; the build before atomic calls were one unit (f648c93)
+# fails here at once, its reads a mix.
+at=$top/build/tests/atomictest
+atomic_case() { # NAME OUTPUT
+    if grep -q "atomictest ok" <<<"$2"; then
+        ok "$1: $(grep -c 'every read one writer' <<<"$2") shapes, every read one writer's"
+    else
+        bad "$1: $(grep -E 'atomictest|rror' <<<"$2" | head -2 | tr '\n' ' ')"
+    fi
+}
+atomic_case "ufs:" "$(run mpiexec -n 3 "$at" "ufs:$work/at-ufs" 10 2>&1)"
+for ns in 1 2; do
+    atomic_case "delegate:, $ns server(s)" "$(run delegate-run --quiet --servers $ns -- mpiexec -n 3 "$at" "delegate:$work/at.$ns" 10 2>&1)"
+done
+rm -f "$work"/at*
 
 echo "== lease writes: 4 MiB writes straight to the backend (tests/prog/leasetest.c)"
 # One server started here, so that its counters can be read around each
