@@ -13,7 +13,10 @@
 # MB/s of REPS runs, its ratio to iperf3 (one stream, the faster of a run
 # before and one after delegate's, so that a busy machine does not flatter
 # the ratio), and the server's CPU-seconds (user + system, /proc/PID/stat)
-# per GiB moved.
+# per GiB moved. A second yardstick, rawread (tests/prog/rawread.c), moves
+# the same bytes with nothing of delegate's (a request, sendfile, a recv
+# into the destination): what a read of real data costs on this machine,
+# where iperf3's buffers stay in the CPU's cache.
 #
 #   tests/netbench.sh [REPS]          (default 3; NETBENCH_TOTAL=1G, NETBENCH_PIECES="4M 64K",
 #                                      NETBENCH_RANKS="1 2", NETBENCH_SERVER_OPTS="...")
@@ -88,6 +91,34 @@ backend_mbps() {
 bk=$(backend_mbps)
 echo "backend (tmpfs, one writer, dd bs=4M, new file): $bk MB/s"
 
+# The least a read of real data costs here (tests/prog/rawread.c): one
+# request per piece, answered by sendfile() from a file of the backend,
+# received into a destination of $total bytes. iperf3 moves one cache-hot
+# buffer; a read moves bytes from memory to memory, which is what bounds
+# delegate's reads on one host's memory bus (README, Across hosts).
+dd if=/dev/zero of="$work/data/raw" bs=4M count="$total" iflag=count_bytes status=none
+declare -A raw=() rawfirst=()
+for p in $pieces; do
+    bytes=$(numfmt --from=iec "$total")
+    pb=$(numfmt --from=iec "$p")
+    runs=
+    firsts=
+    for r in $(seq "$reps"); do
+        port=$((20000 + RANDOM % 20000))
+        ip netns exec "$tag-2" "$top/build/tests/rawread" serve 10.77.0.2 $port "$work/data/raw" >/dev/null 2>&1 &
+        rp=$!
+        out=$(on 1 "$top/build/tests/rawread" read 10.77.0.2 $port "$bytes" "$pb" 2>&1)
+        kill $rp 2>/dev/null # gone once its client left; still waiting if it never came
+        wait $rp 2>/dev/null
+        runs+="$(field MBps <<<"$out") "
+        firsts+="$(field first_us <<<"$out") "
+    done
+    raw[$p]=$(tr ' ' '\n' <<<"$runs" | grep . | median)
+    rawfirst[$p]=$(tr ' ' '\n' <<<"$firsts" | grep . | median)
+    echo "rawread $p pieces (sendfile, then recv into the destination): ${raw[$p]:-?} MB/s, first byte ${rawfirst[$p]:-?} us after the request (runs: $runs)"
+done
+rm -f "$work/data/raw"
+
 # One server on host 2 for every run; each run's CPU time is the change of
 # the server's utime + stime.
 head -c 32 /dev/urandom | base64 >"$work/token"
@@ -155,10 +186,12 @@ for row in "${rows[@]}"; do
     read -r n p op m c runs <<<"$row"
     xb=-
     [ "$op" = write ] && [ "${bk:-0}" -gt 0 ] 2>/dev/null && xb=$(python3 -c "print(f'{$m / $bk:.2f}')")
+    [ "$op" = read ] && [ "${raw[$p]:-0}" -gt 0 ] 2>/dev/null && xb=$(python3 -c "print(f'{$m / ${raw[$p]}:.2f}r')")
     printf '%-5s %-6s %-5s %9.0f %7.2f %9s %10.2f %s\n' "$n" "$p" "$op" "$m" "$(python3 -c "print($m / $ref)")" "$xb" "$c" "$runs"
 done
 echo "$total per run, $reps runs per case, median; x-iperf: MB/s over iperf3's one-stream MB/s;"
-echo "x-backend (writes): MB/s over the backend's own one-writer MB/s ($bk, dd above);"
+echo "x-backend: writes, MB/s over the backend's own one-writer MB/s ($bk, dd above); reads (r),"
+echo "MB/s over rawread's of the same pieces (the least a read of real data costs, above);"
 echo "sink: the writes into /dev/null on the server's host, the data path without the backend;"
 echo "cpu-s/GiB: the server's CPU seconds (user + system) per GiB moved; runs: MB/s of each run."
 exit $failed
