@@ -132,3 +132,61 @@ func TestAtomicNonblockingCalls(t *testing.T) {
 		}
 	}
 }
+
+// TestReadSendsCorkedBatches (found in review): a corked batch of file h
+// holds ring space at the ring's tail; a read of file f on the same
+// session, larger than one window, waited for ever for ring space that
+// only the sending of h's batch frees (the reader, unlike the writer,
+// never sent corked batches). In atomic mode the read held the session's
+// atomic lock and the server's lock of f meanwhile.
+func TestReadSendsCorkedBatches(t *testing.T) {
+	for _, atomic := range []bool{false, true} {
+		name := "plain"
+		if atomic {
+			name = "atomic"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{})
+			cl := c.Client(t, nil)
+			f := open(t, cl, filepath.Join(c.Dir, "f"), wire.ORdwr|wire.OCreat, nil)
+			h := open(t, cl, filepath.Join(c.Dir, "h"), wire.ORdwr|wire.OCreat, nil)
+			const span = 24 << 20
+			piece := bytes.Repeat([]byte{'f'}, 512<<10)
+			for off := int64(0); off < span; off += 512 << 10 { // buffered by the server: no direct read
+				if _, err := f.Write([][]byte{piece}, []client.Extent{{Off: off, Len: 512 << 10}}, client.IOOpts{Ack: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if atomic {
+				if err := f.SetAtomic(true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := h.Cork(); err != nil {
+				t.Fatal(err)
+			}
+			small := bytes.Repeat([]byte{'h'}, 4096)
+			for i := int64(0); i < 256; i++ { // 1 MiB corked, in small writes (no lease)
+				if _, err := h.Write([][]byte{small}, []client.Extent{{Off: i * 4096, Len: 4096}}, client.IOOpts{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() {
+				got := make([]byte, span)
+				_, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: span}}, client.IOOpts{})
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				h.Uncork() // let it go
+				<-done
+				t.Fatal("a read of f waited 10 s for ring space held by h's corked batch")
+			}
+		})
+	}
+}

@@ -143,9 +143,17 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			c.file, c.flags, c.coll = f, flags, r.tag
 			calls[i], parts[i] = c, []*call{c}
 			if s.ring != nil {
-				slot, err := s.ring.Alloc(uint64(t))
-				if err != nil {
-					return 0, false, err
+				slot := s.ring.TryAlloc(uint64(t))
+				if slot == nil {
+					// Corked batches hold ring space until they are sent,
+					// another file's too: send them before waiting for
+					// space, as a writer does (reserveData), or the wait
+					// never ends (found in review).
+					f.cl.sendAllCorked()
+					var err error
+					if slot, err = s.ring.Alloc(uint64(t)); err != nil {
+						return 0, false, err
+					}
 				}
 				c.slot = slot
 				c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())

@@ -27,14 +27,17 @@ import (
 //     file (the client stops there), at an atomic request of another call,
 //     and when the stream ends;
 //   - every wait on the client while the lock is held is bounded by
-//     bulkTimeout: the next part (atomicGap), a batch of replies
-//     (sendReplies), a large reply or a bulk transfer (bulk.go);
-//   - what would wait for other streams ends it: a collective's end marker
-//     between two parts (the other ranks' requests may wait for this lock).
+//     bulkTimeout: the next part (atomicGap after the last, whatever the
+//     stream sends meanwhile), a batch of replies (sendReplies), a large
+//     reply or a bulk transfer (bulk.go);
+//   - what would wait for other streams breaks it: a collective's end
+//     marker between two parts (the other ranks' requests may wait for
+//     this lock); so does a request refused on arrival (it may have been
+//     a part).
 //
 // A group whose lock went early (atomicGap, an end marker) is broken: the
 // lock is let go, a warning is logged, atomic_broken is counted, and the
-// call's remaining parts fail (ETIMEDOUT, EBUSY), so the call reports that
+// call's remaining parts fail (ETIMEDOUT, EIO), so the call reports that
 // it was not applied as one unit and no part of it lands after the gap.
 // So do the remaining parts of a call one of whose parts failed.
 //
@@ -58,6 +61,10 @@ type atomicGroup struct {
 	write bool   // held exclusively
 	more  bool   // the last part applied said more parts follow
 	err   error  // broken: the lock was let go, and the call's next parts fail with it
+	// due: the next part must come by then (atomicGap after the last),
+	// whatever else the stream sends meanwhile (review: a stat every
+	// second restarted the wait, and the lock was never let go).
+	due time.Time
 }
 
 // continuedBy reports whether r is a part of the group's call.
@@ -94,11 +101,25 @@ func atomicOther(r *request) bool {
 func (st *stream) atomicBefore(r *request) {
 	g := st.atom
 	switch {
-	case g == nil || g.continuedBy(r):
+	case g == nil:
+	case g.err == nil && time.Now().After(g.due):
+		// The worker was busy with the stream's other requests when the
+		// part was due: late all the same.
+		st.atomLate()
+		if !g.continuedBy(r) && atomicOther(r) {
+			st.atomEnd()
+		}
+	case g.continuedBy(r):
 	case atomicOther(r):
 		st.atomEnd()
-	case r.err == nil && r.h.Type.Request() == wire.TCollEnd && g.err == nil:
-		st.atomBreak(wire.Errorf(wire.EBUSY, "%s: a collective's end marker came between two parts of an atomic call on this session; the call was not applied as one unit",
+	case g.err != nil:
+	case r.err != nil:
+		// Refused on arrival (its description is gone): it may have been
+		// a part of the call, which must not go on past a hole.
+		st.atomBreak(wire.Errorf(wire.EIO, "%s: a request refused on arrival (%v) came between two parts of an atomic call; the call was not applied as one unit",
+			g.f.path, r.err))
+	case r.h.Type.Request() == wire.TCollEnd:
+		st.atomBreak(wire.Errorf(wire.EIO, "%s: a collective's end marker came between two parts of an atomic call on this session; the call was not applied as one unit",
 			g.f.path))
 	}
 }
@@ -116,7 +137,7 @@ func (st *stream) atomicEnter(f *file, id uint64, write bool, flags uint32, ag u
 			}
 			return g.err
 		}
-		g.more = more
+		g.more, g.due = more, time.Now().Add(atomicGap)
 		return nil
 	}
 	if write && !f.atomic.TryLock() || !write && !f.atomic.TryRLock() {
@@ -129,7 +150,7 @@ func (st *stream) atomicEnter(f *file, id uint64, write bool, flags uint32, ag u
 			f.atomic.RLock()
 		}
 	}
-	st.atomBuf = atomicGroup{f: f, id: id, ag: ag, write: write, more: more}
+	st.atomBuf = atomicGroup{f: f, id: id, ag: ag, write: write, more: more, due: time.Now().Add(atomicGap)}
 	st.atom = &st.atomBuf
 	return nil
 }
@@ -182,23 +203,28 @@ func (g *atomicGroup) unlock() {
 }
 
 // nextRequest takes the stream's next request; ok is false once the
-// reader is done. While a group waits for its next part, the wait is
-// bounded by atomicGap.
+// reader is done. While a group waits for its next part, the wait ends
+// when the part is due.
 func (st *stream) nextRequest() (r *request, ok bool) {
 	g := st.atom
 	if g == nil || g.err != nil {
 		r, ok = <-st.q
 		return r, ok
 	}
-	t := time.NewTimer(atomicGap)
+	t := time.NewTimer(time.Until(g.due))
 	defer t.Stop()
 	select {
 	case r, ok = <-st.q:
 		return r, ok
 	case <-t.C:
 	}
-	st.atomBreak(wire.Errorf(wire.ETIMEDOUT, "%s: the next part of an atomic call did not come within %v; the call was not applied as one unit",
-		g.f.path, atomicGap))
+	st.atomLate()
 	r, ok = <-st.q
 	return r, ok
+}
+
+// atomLate breaks the group whose next part is overdue.
+func (st *stream) atomLate() {
+	st.atomBreak(wire.Errorf(wire.ETIMEDOUT, "%s: the next part of an atomic call did not come within %v; the call was not applied as one unit",
+		st.atom.f.path, atomicGap))
 }

@@ -186,7 +186,7 @@ func TestAtomicCallOfSeveralRequests(t *testing.T) {
 			a.send(wire.TCollEnd, &wire.CollEnd{File: a.f, CollTag: wire.CollTag{Seq: 1, Size: 1}})
 			a.ok("end marker")
 		},
-		after:  failsRest(wire.EBUSY),
+		after:  failsRest(wire.EIO),
 		broken: 1,
 	}, {
 		name:  "another call ends the call",
@@ -317,5 +317,71 @@ func TestAtomicReplyDeadline(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a client that does not read its replies keeps the lock: b's atomic write waited 10 s")
+	}
+}
+
+// TestAtomicGapNotRestarted (found in review): the bound on the wait for
+// a call's next part restarted at every request of the stream, so a
+// session whose call stopped after its first part, but which went on
+// sending other requests (another thread's stats, say), kept the file's
+// lock for as long. Session a sends stats without a pause; b's atomic
+// write gets the lock once the part is due (300 ms here).
+func TestAtomicGapNotRestarted(t *testing.T) {
+	const half = 64 << 10
+	waited := make(chan struct{}, 8)
+	t.Cleanup(server.SetAtomicForTest(300*time.Millisecond, func() { waited <- struct{}{} }))
+	c := testutil.Start(t, testutil.Options{})
+	path := filepath.Join(c.Dir, "f")
+	a, b := newAtomicPeer(t, c, path), newAtomicPeer(t, c, path)
+	a.write(1, 0, half, 'a', wire.IOAtomic|wire.IOMore)
+	a.ok("first part")
+	b.write(7, 0, half, 'b', wire.IOAtomic)
+	bRep := b.replyLater()
+	select {
+	case <-waited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("b's write did not wait for a's call")
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		select {
+		case r := <-bRep:
+			if r.Code != wire.OK {
+				t.Fatalf("b's write: %+v", r)
+			}
+			a.write(1, half, half, 'a', wire.IOAtomic)
+			if r, _, err := a.reply(); err != nil || r.Code != wire.ETIMEDOUT {
+				t.Fatalf("a's late last part: %+v %v, want ETIMEDOUT", r, err)
+			}
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b's atomic write waited 10 s: a's other requests keep its call's lock")
+		}
+		a.send(wire.TStat, &wire.FileOp{File: a.f})
+		a.ok("stat")
+	}
+}
+
+// TestAtomicRefusedPartBreaksCall (found in review): a part refused on
+// arrival (its extents do not cover its payload; its description is
+// dropped) neither ended nor broke the call, whose next part was applied
+// after the hole. It breaks the call now: the later parts fail.
+func TestAtomicRefusedPartBreaksCall(t *testing.T) {
+	const half = 64 << 10
+	c := testutil.Start(t, testutil.Options{})
+	a := newAtomicPeer(t, c, filepath.Join(c.Dir, "f"))
+	a.write(1, 0, half, 'a', wire.IOAtomic|wire.IOMore)
+	a.ok("first part")
+	a.send(wire.TWrite, &wire.Write{File: a.f, Ext: oneExtent(half, 10), Flags: wire.IOAtomic | wire.IOMore, AG: 1}, make([]byte, 20))
+	if r, _, err := a.reply(); err != nil || r.Code != wire.EPROTO {
+		t.Fatalf("malformed part: %+v %v, want EPROTO", r, err)
+	}
+	a.write(1, 2*half, half, 'a', wire.IOAtomic)
+	if r, _, err := a.reply(); err != nil || r.Code != wire.EIO {
+		t.Fatalf("the part after a refused part: %+v %v, want EIO (not applied)", r, err)
+	}
+	if n := c.Servers[0].Stats().AtomicBroken; n != 1 {
+		t.Fatalf("atomic_broken %d, want 1", n)
 	}
 }

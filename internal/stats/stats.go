@@ -84,9 +84,9 @@ type Snapshot struct {
 	HelloInProgress int64 `codec:"hello_in_progress" json:"hello_in_progress"`
 	OpenFiles       int64 `codec:"open_files" json:"open_files"`
 	// AtomicBroken: atomic calls of several requests whose lock went
-	// before their last part (a part later than the server's bound, or a
-	// collective's end marker between two parts): their remaining parts
-	// failed.
+	// before their last part (a part later than the server's bound, a
+	// collective's end marker or a request refused on arrival between two
+	// parts): their remaining parts failed.
 	AtomicBroken int64 `codec:"atomic_broken" json:"atomic_broken"`
 
 	// Requests and errors by message type ("write", "read", ...). A file
@@ -427,7 +427,7 @@ func (s *Snapshot) WritePrometheus(w io.Writer) {
 	one("sessions_refused_total", "counter", "Hellos refused: the server served its --max-sessions.", s.SessionsRefused)
 	one("streams_refused_total", "counter", "Second streams of a session, which closed it.", s.StreamsRefused)
 	one("hello_overflow_total", "counter", "Connections closed at once: too many still in the hello.", s.HelloOverflow)
-	one("atomic_broken_total", "counter", "Atomic calls not applied as one unit: a part came too late, or an end marker between two parts.", s.AtomicBroken)
+	one("atomic_broken_total", "counter", "Atomic calls not applied as one unit: a part came too late, or an end marker or a refused request between two parts.", s.AtomicBroken)
 	one("hello_in_progress", "gauge", "Connections that have not finished the hello.", s.HelloInProgress)
 	one("queue_depth", "gauge", "Requests read and not yet answered.", s.QueueDepth)
 	one("queue_depth_peak", "gauge", "Largest queue depth seen.", s.QueuePeak)
