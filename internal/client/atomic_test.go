@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,5 +189,59 @@ func TestReadSendsCorkedBatches(t *testing.T) {
 				t.Fatal("a read of f waited 10 s for ring space held by h's corked batch")
 			}
 		})
+	}
+}
+
+// TestCorkedBatchOrder (found in review): writer.release put its new batch
+// c in f.mu.corked, unlocked f.mu, and only then submitted the batch c
+// replaced (prev). A sendCorked in between (a File.Read of the file on
+// another thread, or any read that finds its ring full, via
+// sendAllCorked) submitted c before prev: the older write was applied
+// after the newer one over the same bytes (3 runs in 4). Write i covers
+// blocks i..i+19 (4 KiB) with value v(i); block i must end with v(i).
+func TestCorkedBatchOrder(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	cl := c.Client(t, nil)
+	h := open(t, cl, filepath.Join(c.Dir, "h"), wire.ORdwr|wire.OCreat, nil)
+	if err := h.Cork(); err != nil {
+		t.Fatal(err)
+	}
+	const blk, span, n = 4096, 20, 3000
+	v := func(i int) byte { return byte(i%251 + 1) }
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() { // another thread: reads of the corked file send its batches
+		defer close(done)
+		b := make([]byte, 1)
+		for !stop.Load() {
+			h.Read([][]byte{b}, []client.Extent{{Off: 0, Len: 1}}, client.IOOpts{})
+		}
+	}()
+	for i := 0; i < n; i++ {
+		data := bytes.Repeat([]byte{v(i)}, blk*span)
+		if _, err := h.Write([][]byte{data}, []client.Extent{{Off: int64(i) * blk, Len: blk * span}}, client.IOOpts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	<-done
+	if err := h.Uncork(); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, n*blk)
+	if _, err := h.Read([][]byte{got}, []client.Extent{{Off: 0, Len: n * blk}}, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for i := 0; i < n; i++ {
+		if got[i*blk] != v(i) {
+			if bad < 5 {
+				t.Errorf("block %d holds the value of write %d's era (%d), want %d: an older batch landed after a newer one", i, int(got[i*blk]), got[i*blk], v(i))
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d blocks out of order", bad, n)
 	}
 }

@@ -484,9 +484,16 @@ func (f *File) place(mem [][]byte, ext []Extent, total int64, st *opState) ([]*c
 	}
 	totals, owners := f.perServer(ext, st.flags)
 	ws := make([]*writer, len(totals))
+	var all []*writer
 	for i, t := range totals {
 		if t > 0 {
 			ws[i] = &writer{f: f, s: f.sess[i], left: t, st: *st, merge: owners == 1 && st.flags&wire.IOAtomic == 0}
+			all = append(all, ws[i])
+		}
+	}
+	if len(all) > 1 {
+		for _, w := range all {
+			w.others = all
 		}
 	}
 	var err error

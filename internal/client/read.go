@@ -3,6 +3,8 @@ package client
 import (
 	"errors"
 	"fmt"
+
+	"github.com/delegate-io/delegate/internal/shm"
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
@@ -74,6 +76,42 @@ func (r *reader) run(mem [][]byte, ext []Extent, total int64) (int64, error) {
 	return got, nil
 }
 
+// ringSlots takes a ring slot of totals[i] bytes on each server i with a
+// ring and bytes in the window, all or none: when one ring is full it lets
+// the others go, sends the client's corked batches (another file's hold
+// ring space too, until they are sent: found in review), waits for that
+// ring's space and tries again.
+func (r *reader) ringSlots(totals []int64) ([]*shm.Slot, error) {
+	f := r.f
+	slots := make([]*shm.Slot, len(totals))
+	for {
+		missing := -1
+		for i, t := range totals {
+			if t > 0 && f.sess[i].ring != nil && slots[i] == nil {
+				if slots[i] = f.sess[i].ring.TryAlloc(uint64(t)); slots[i] == nil {
+					missing = i
+					break
+				}
+			}
+		}
+		if missing < 0 {
+			return slots, nil
+		}
+		for i, sl := range slots {
+			if sl != nil {
+				f.sess[i].ring.Free(sl)
+				slots[i] = nil
+			}
+		}
+		f.cl.sendAllCorked()
+		sl, err := f.sess[missing].ring.Alloc(uint64(totals[missing]))
+		if err != nil {
+			return nil, err
+		}
+		slots[missing] = sl
+	}
+}
+
 // errTooManyRuns: a window's request to some server would have more than
 // wire.MaxRequestRuns runs in its extent list (servers refuse it); the
 // window is cut smaller and tried again.
@@ -132,7 +170,15 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 	partLen := make([]int64, len(totals))
 	// Ring slots first, bulk connections after: a reader never holds bulk
 	// connections while it waits for ring space, since a writer may hold a
-	// ring slot while it waits for a bulk connection.
+	// ring slot while it waits for a bulk connection. And the ring slots
+	// all or none: a reader that waited for one ring's space holding
+	// another's slot, unsent, waited for ever for a writer of the same
+	// process that held the first ring's space the other way round (a ring
+	// reuses space in order only; found in review).
+	slots, err := r.ringSlots(totals)
+	if err != nil {
+		return 0, false, err
+	}
 	for pass := 0; pass < 2; pass++ {
 		for i, t := range totals {
 			if t == 0 || (f.sess[i].ring != nil) != (pass == 0) {
@@ -143,18 +189,7 @@ func (r *reader) window(win []Extent, cur *memCursor) (got int64, short bool, er
 			c.file, c.flags, c.coll = f, flags, r.tag
 			calls[i], parts[i] = c, []*call{c}
 			if s.ring != nil {
-				slot := s.ring.TryAlloc(uint64(t))
-				if slot == nil {
-					// Corked batches hold ring space until they are sent,
-					// another file's too: send them before waiting for
-					// space, as a writer does (reserveData), or the wait
-					// never ends (found in review).
-					f.cl.sendAllCorked()
-					var err error
-					if slot, err = s.ring.Alloc(uint64(t)); err != nil {
-						return 0, false, err
-					}
-				}
+				slot := slots[i]
 				c.slot = slot
 				c.data = s.shmem.slice(s.ring.Off(slot), slot.Len())
 			} else if s.useBulk(t) {

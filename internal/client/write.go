@@ -24,6 +24,9 @@ type writer struct {
 	room   int64 // bytes c can still take from this write
 	joined int   // c was created by someone else and is locked: joinedCork or joinedQueue
 	calls  []*call
+	// others: the writers of the same Write for other servers (place),
+	// whose filled ring slots go out before this one waits for ring space.
+	others []*writer
 }
 
 const (
@@ -148,7 +151,7 @@ func (w *writer) next() error {
 		// The data stays in the caller's memory until sendBulk.
 		c.viaBulk = true
 		c.flags &^= wire.IOHold // only ring slots are held
-	} else if n, err = w.f.reserveData(w.s, c, n); err != nil {
+	} else if n, err = w.f.reserveData(w.s, c, n, w.handOverOthers); err != nil {
 		return err
 	}
 	w.f.mu.Lock()
@@ -158,6 +161,22 @@ func (w *writer) next() error {
 	w.f.mu.Unlock()
 	w.c, w.room, w.left = c, n, w.left-n
 	return nil
+}
+
+// handOverOthers sends the requests in ring slots that the writers for
+// other servers are filling, before w waits for ring space: a ring reuses
+// space in order only, so a slot kept unsent while waiting for another
+// ring could wait for ever for a reader or writer of the same process
+// that waits the other way round (found in review). Their next bytes go
+// in new requests.
+func (w *writer) handOverOthers() {
+	for _, o := range w.others {
+		if o != w && o.c != nil && o.joined == 0 && o.c.slot != nil {
+			o.left += o.room
+			o.room = 0
+			_ = o.release() // a ring slot's request is queued: no error
+		}
+	}
 }
 
 // join appends to the file's newest unsent write on this server, if it has
@@ -218,12 +237,23 @@ func (w *writer) release() error {
 		return s.sendBulk(c)
 	}
 	if w.st.cork {
+		// The batch c replaces goes out first, before c is where another
+		// thread's sendCorked can take it: published first, c could be
+		// sent ahead of the older batch, whose bytes then landed over
+		// c's (found in review).
 		f.mu.Lock()
 		prev := f.mu.corked[s.idx]
-		f.mu.corked[s.idx] = c
+		f.mu.corked[s.idx] = nil
 		f.mu.Unlock()
 		if prev != nil {
 			s.submit(prev) // replaced by a newer batch: a full batch goes out
+		}
+		f.mu.Lock()
+		other := f.mu.corked[s.idx] // another thread's, corked meanwhile
+		f.mu.corked[s.idx] = c
+		f.mu.Unlock()
+		if other != nil {
+			s.submit(other)
 		}
 		return nil
 	}
@@ -271,10 +301,10 @@ func (s *session) grow(t *call, n, limit int64) bool {
 
 // reserveData gives c room for n bytes, or fewer (the room it gave is
 // returned): a ring slot (waiting while the ring is full, which is how the
-// server's backpressure reaches the writer) or an inline buffer of at most
+// server's backpressure reaches the writer, after beforeWait) or an inline buffer of at most
 // wire.MaxInline bytes (servers refuse more: the writer cuts the rest into
 // more requests) counted against the session's inflight limit.
-func (f *File) reserveData(s *session, c *call, n int64) (int64, error) {
+func (f *File) reserveData(s *session, c *call, n int64, beforeWait func()) (int64, error) {
 	if s.ring == nil {
 		c.flags &^= wire.IOHold // only ring slots are held
 		n = min(n, wire.MaxInline)
@@ -294,7 +324,12 @@ func (f *File) reserveData(s *session, c *call, n int64) (int64, error) {
 	}
 	if slot == nil {
 		// Corked batches hold ring space until they are sent: send them
-		// before waiting for space, or the wait would never end.
+		// before waiting for space, or the wait would never end; so do
+		// the write's own requests for other servers (beforeWait, first:
+		// corked, they become batches).
+		if beforeWait != nil {
+			beforeWait()
+		}
 		f.cl.sendAllCorked()
 		var err error
 		if slot, err = s.ring.Alloc(uint64(n)); err != nil {

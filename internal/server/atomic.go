@@ -27,9 +27,9 @@ import (
 //     file (the client stops there), at an atomic request of another call,
 //     and when the stream ends;
 //   - every wait on the client while the lock is held is bounded by
-//     bulkTimeout: the next part (atomicGap after the last, whatever the
-//     stream sends meanwhile), a batch of replies (sendReplies), a large
-//     reply or a bulk transfer (bulk.go);
+//     bulkTimeout: the next part (it must arrive within atomicGap of the
+//     last one's reply, whatever the stream sends meanwhile), a batch of
+//     replies (sendReplies), a large reply or a bulk transfer (bulk.go);
 //   - what would wait for other streams breaks it: a collective's end
 //     marker between two parts (the other ranks' requests may wait for
 //     this lock); so does a request refused on arrival (it may have been
@@ -53,7 +53,8 @@ var atomicGap = bulkTimeout
 var atomicWaitHook func()
 
 // atomicGroup is the atomic lock a stream holds for the call it is
-// applying; only the stream's worker touches it.
+// applying; only the stream's worker touches it. A broken group (err set)
+// holds no lock, and its f may be nil.
 type atomicGroup struct {
 	f     *file
 	id    uint64 // the handle the parts name
@@ -61,10 +62,15 @@ type atomicGroup struct {
 	write bool   // held exclusively
 	more  bool   // the last part applied said more parts follow
 	err   error  // broken: the lock was let go, and the call's next parts fail with it
-	// due: the next part must come by then (atomicGap after the last),
-	// whatever else the stream sends meanwhile (review: a stat every
-	// second restarted the wait, and the lock was never let go).
-	due time.Time
+	// due: the next part must arrive by then (atomicGap after the last
+	// part was applied and its reply sent), whatever else the stream
+	// sends meanwhile (review: a stat every second restarted the wait,
+	// and the lock was never let go). Judged by when a request arrived,
+	// not when the worker gets to it: a slow request of the stream before
+	// a part that came in time does not make it late (review). replied:
+	// the last part's reply is still to be sent (due starts after it).
+	due     time.Time
+	replied bool
 }
 
 // continuedBy reports whether r is a part of the group's call.
@@ -79,6 +85,29 @@ func (g *atomicGroup) continuedBy(r *request) bool {
 		return !g.write && d.File == g.id && d.AG == g.ag && d.Flags&wire.IOAtomic != 0
 	}
 	return false
+}
+
+// atomicPart is what the server keeps of an atomic request refused on
+// arrival (its description is dropped): which call it was part of, and
+// whether more parts follow.
+type atomicPart struct {
+	file, ag    uint64
+	write, more bool
+}
+
+// refusedPart returns the atomic call desc is a part of, if any.
+func refusedPart(desc any) atomicPart {
+	switch d := desc.(type) {
+	case *wire.Write:
+		if d.Flags&wire.IOAtomic != 0 {
+			return atomicPart{file: d.File, ag: d.AG, write: true, more: d.Flags&wire.IOMore != 0}
+		}
+	case *wire.Read:
+		if d.Flags&wire.IOAtomic != 0 {
+			return atomicPart{file: d.File, ag: d.AG, more: d.Flags&wire.IOMore != 0}
+		}
+	}
+	return atomicPart{}
 }
 
 // atomicOther reports whether r is an atomic request (of another call
@@ -102,9 +131,18 @@ func (st *stream) atomicBefore(r *request) {
 	g := st.atom
 	switch {
 	case g == nil:
-	case g.err == nil && time.Now().After(g.due):
-		// The worker was busy with the stream's other requests when the
-		// part was due: late all the same.
+		if p := r.refused; p.more {
+			// A call's part refused on arrival, no group open: its later
+			// parts must not land after the hole either (review).
+			st.atomBuf = atomicGroup{id: p.file, ag: p.ag, write: p.write,
+				err: wire.Errorf(wire.EIO, "a part of this atomic call was refused on arrival (%v); the call was not applied as one unit", r.err)}
+			st.atom = &st.atomBuf
+			st.ss.srv.stats.atomicBroken.Add(1)
+		}
+	case g.err == nil && r.arrived.After(g.due):
+		// r came after the next part was due, and the part did not come
+		// before it (the queue is in order): late, whether or not r is
+		// the part.
 		st.atomLate()
 		if !g.continuedBy(r) && atomicOther(r) {
 			st.atomEnd()
@@ -137,7 +175,7 @@ func (st *stream) atomicEnter(f *file, id uint64, write bool, flags uint32, ag u
 			}
 			return g.err
 		}
-		g.more, g.due = more, time.Now().Add(atomicGap)
+		g.more = more
 		return nil
 	}
 	if write && !f.atomic.TryLock() || !write && !f.atomic.TryRLock() {
@@ -150,7 +188,7 @@ func (st *stream) atomicEnter(f *file, id uint64, write bool, flags uint32, ag u
 			f.atomic.RLock()
 		}
 	}
-	st.atomBuf = atomicGroup{f: f, id: id, ag: ag, write: write, more: more, due: time.Now().Add(atomicGap)}
+	st.atomBuf = atomicGroup{f: f, id: id, ag: ag, write: write, more: more}
 	st.atom = &st.atomBuf
 	return nil
 }
@@ -169,6 +207,16 @@ func (st *stream) atomicLeave(rep *wire.Reply, short bool) {
 		g.err = wire.Errorf(rep.Code, "%s: an earlier part of this atomic call failed: %s", g.f.path, rep.Msg)
 	case rep.Code != wire.OK || !g.more || short:
 		st.atomEnd()
+	default: // the call goes on: its next part is due once this reply is sent
+		g.due, g.replied = time.Now().Add(atomicGap), true
+	}
+}
+
+// atomicReplied starts the wait for the next part once the last part's
+// reply is sent (the client may wait for it before sending the next).
+func (st *stream) atomicReplied() {
+	if g := st.atom; g != nil && g.err == nil && g.replied {
+		g.due, g.replied = time.Now().Add(atomicGap), false
 	}
 }
 
@@ -217,6 +265,11 @@ func (st *stream) nextRequest() (r *request, ok bool) {
 	case r, ok = <-st.q:
 		return r, ok
 	case <-t.C:
+	}
+	select { // a request that came as the timer fired is judged by its arrival (atomicBefore)
+	case r, ok = <-st.q:
+		return r, ok
+	default:
 	}
 	st.atomLate()
 	r, ok = <-st.q

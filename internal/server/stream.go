@@ -68,6 +68,9 @@ type request struct {
 	// sum is the summary of the file the request is about, set by its
 	// handler once it knows the file (filestats.go); nil for none.
 	sum *fileStats
+	// refused: the atomic call a request refused on arrival was a part of
+	// (atomic.go), its description being dropped.
+	refused atomicPart
 }
 
 // queueLen bounds the requests read ahead of the worker per stream.
@@ -213,6 +216,7 @@ func (st *stream) serve() {
 		cur = nil
 		if ok && (len(st.q) == 0 || st.stopAfterReply || st.enc.Len() >= replyBatchBytes) {
 			ok = st.sendReplies()
+			st.atomicReplied()
 		}
 		if st.stopAfterReply {
 			// Whether or not the reply could be written (the monitor may
@@ -294,6 +298,9 @@ func (st *stream) readLoop() {
 				}
 			}
 			if r.err != nil {
+				if decoded {
+					r.refused = refusedPart(r.desc)
+				}
 				st.bulkRefused(r.desc, decoded, r.err) // its data on a bulk connection will not be taken
 				// Nothing of a refused request stays queued: admit counts
 				// only what it takes (review: a refused write's parsed runs
