@@ -245,3 +245,79 @@ func TestCorkedBatchOrder(t *testing.T) {
 		t.Fatalf("%d of %d blocks out of order", bad, n)
 	}
 }
+
+// TestCorkedBatchTakenFirst (found in review): a sendCorked took a
+// file's corked batch X (holding W1) out of the file, unlocked it, and was
+// preempted before it submitted X; meanwhile the same thread's W2 over the
+// same bytes went into a new batch that another sendCorked sent: X landed
+// after it, W1 over W2. Whoever takes a batch now holds File.corkMu until
+// it is submitted. The hook pauses the first sendCorked there; W2 and a
+// read that sends its batch run meanwhile in a goroutine, given 300 ms
+// (without the fix they finish in that time, and the bytes end up 1).
+func TestCorkedBatchTakenFirst(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	cl := c.Client(t, nil)
+	h := open(t, cl, filepath.Join(c.Dir, "h"), wire.ORdwr|wire.OCreat, nil)
+	if err := h.Cork(); err != nil {
+		t.Fatal(err)
+	}
+	write := func(v byte) error {
+		_, err := h.Write([][]byte{bytes.Repeat([]byte{v}, 4096)}, []client.Extent{{Off: 0, Len: 4096}}, client.IOOpts{})
+		return err
+	}
+	read := func() (byte, error) {
+		b := make([]byte, 1)
+		_, err := h.Read([][]byte{b}, []client.Extent{{Off: 0, Len: 1}}, client.IOOpts{})
+		return b[0], err
+	}
+	if err := write(1); err != nil { // W1, corked in X
+		t.Fatal(err)
+	}
+	var n atomic.Int32
+	entered, release := make(chan struct{}), make(chan struct{})
+	t.Cleanup(client.SetCorkTakenHookForTest(func() {
+		if n.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+	}))
+	first := make(chan error, 1)
+	go func() { // another thread's read of the file: its sendCorked takes X
+		_, err := read()
+		first <- err
+	}()
+	<-entered
+	second := make(chan error, 1)
+	go func() { // W2 over the same bytes, and a read that sends its batch
+		if err := write(2); err != nil {
+			second <- err
+			return
+		}
+		_, err := read()
+		second <- err
+	}()
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	for _, ch := range []chan error{first, second} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a read or write waits for ever")
+		}
+	}
+	if err := h.Uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := read(); err != nil || v != 2 {
+		t.Fatalf("byte 0 = %d (%v) after W1 (1) then W2 (2) by one thread: the older batch landed over the newer", v, err)
+	}
+}

@@ -17,3 +17,11 @@ func SetLeaseTurnHookForTest(h func(turn bool)) (restore func()) {
 	leaseTurnHook = h
 	return func() { leaseTurnHook = old }
 }
+
+// SetCorkTakenHookForTest sets a function that sendCorked runs between
+// taking a file's corked batches and submitting them, until restore.
+func SetCorkTakenHookForTest(h func()) (restore func()) {
+	old := corkTakenHook
+	corkTakenHook = h
+	return func() { corkTakenHook = old }
+}

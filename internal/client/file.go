@@ -39,6 +39,14 @@ type File struct {
 	// used only if it names that file on every server (sameFile).
 	inodes []fileID
 
+	// corkMu orders the sending of corked batches: whoever takes a batch
+	// out of mu.corked holds it until the batch is submitted, so that a
+	// newer batch for the same server, published meanwhile, cannot be
+	// sent ahead of it (found in review: an older write's bytes landed
+	// over a newer one's). Taken before mu, never under it; submit does
+	// not block.
+	corkMu sync.Mutex
+
 	mu struct {
 		sync.Mutex
 		hints   Hints

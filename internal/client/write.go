@@ -168,7 +168,8 @@ func (w *writer) next() error {
 // space in order only, so a slot kept unsent while waiting for another
 // ring could wait for ever for a reader or writer of the same process
 // that waits the other way round (found in review). Their next bytes go
-// in new requests.
+// in new requests. Never in atomic mode: all of an atomic call goes to one
+// server (its parts need wire.IOMore, which next sets).
 func (w *writer) handOverOthers() {
 	for _, o := range w.others {
 		if o != w && o.c != nil && o.joined == 0 && o.c.slot != nil {
@@ -237,24 +238,17 @@ func (w *writer) release() error {
 		return s.sendBulk(c)
 	}
 	if w.st.cork {
-		// The batch c replaces goes out first, before c is where another
-		// thread's sendCorked can take it: published first, c could be
-		// sent ahead of the older batch, whose bytes then landed over
-		// c's (found in review).
+		// The batch c replaces goes out before anyone can take c
+		// (File.corkMu).
+		f.corkMu.Lock()
 		f.mu.Lock()
 		prev := f.mu.corked[s.idx]
-		f.mu.corked[s.idx] = nil
+		f.mu.corked[s.idx] = c
 		f.mu.Unlock()
 		if prev != nil {
 			s.submit(prev) // replaced by a newer batch: a full batch goes out
 		}
-		f.mu.Lock()
-		other := f.mu.corked[s.idx] // another thread's, corked meanwhile
-		f.mu.corked[s.idx] = c
-		f.mu.Unlock()
-		if other != nil {
-			s.submit(other)
-		}
+		f.corkMu.Unlock()
 		return nil
 	}
 	s.submit(c)
@@ -268,6 +262,8 @@ func (w *writer) finish() error {
 		return err
 	}
 	f, s := w.f, w.s
+	f.corkMu.Lock()
+	defer f.corkMu.Unlock()
 	f.mu.Lock()
 	var full *call
 	if t := f.mu.corked[s.idx]; t != nil && t.filled >= w.st.corkBytes {
@@ -371,11 +367,16 @@ func (cl *Client) sendAllCorked() {
 
 // sendCorked sends the file's corked batches.
 func (f *File) sendCorked() error {
+	f.corkMu.Lock()
+	defer f.corkMu.Unlock()
 	f.mu.Lock()
 	batches := make([]*call, len(f.mu.corked))
 	copy(batches, f.mu.corked)
 	clear(f.mu.corked)
 	f.mu.Unlock()
+	if corkTakenHook != nil {
+		corkTakenHook()
+	}
 	var first error
 	for i, c := range batches {
 		if c == nil {
@@ -387,6 +388,10 @@ func (f *File) sendCorked() error {
 	}
 	return first
 }
+
+// corkTakenHook, for tests, runs in sendCorked between taking the batches
+// and submitting them.
+var corkTakenHook func()
 
 // inlineBufs keeps the inline buffers of small writes (inlineMin bytes)
 // between requests: a small write over TCP does not get 256 KiB of freshly

@@ -129,20 +129,34 @@ func atomicOther(r *request) bool {
 // applied inside it.
 func (st *stream) atomicBefore(r *request) {
 	g := st.atom
-	switch {
-	case g == nil:
-		if p := r.refused; p.more {
-			// A call's part refused on arrival, no group open: its later
-			// parts must not land after the hole either (review).
+	if r.err != nil {
+		// Refused on arrival (its description is gone, but what call it
+		// was part of is kept: refusedPart).
+		p := r.refused
+		switch {
+		case g != nil && g.err == nil && (!p.more || g.is(p)):
+			// It may have been, or was, a part of the open call, which
+			// must not go on past the hole.
+			st.atomBreak(wire.Errorf(wire.EIO, "%s: a request refused on arrival (%v) came between two parts of an atomic call; the call was not applied as one unit",
+				g.f.path, r.err))
+		case p.more:
+			// A part of a call with more to come: its later parts must
+			// not land after the hole either, whatever came before
+			// (review: a stale broken record hid it).
+			st.atomEnd()
 			st.atomBuf = atomicGroup{id: p.file, ag: p.ag, write: p.write,
 				err: wire.Errorf(wire.EIO, "a part of this atomic call was refused on arrival (%v); the call was not applied as one unit", r.err)}
 			st.atom = &st.atomBuf
 			st.ss.srv.stats.atomicBroken.Add(1)
 		}
-	case g.err == nil && r.arrived.After(g.due):
-		// r came after the next part was due, and the part did not come
-		// before it (the queue is in order): late, whether or not r is
-		// the part.
+		return
+	}
+	switch {
+	case g == nil:
+	case g.err == nil && !g.replied && r.arrived.After(g.due):
+		// r came after the next part was due (counted from the last
+		// part's reply), and the part did not come before it (the queue
+		// is in order): late, whether or not r is the part.
 		st.atomLate()
 		if !g.continuedBy(r) && atomicOther(r) {
 			st.atomEnd()
@@ -151,15 +165,15 @@ func (st *stream) atomicBefore(r *request) {
 	case atomicOther(r):
 		st.atomEnd()
 	case g.err != nil:
-	case r.err != nil:
-		// Refused on arrival (its description is gone): it may have been
-		// a part of the call, which must not go on past a hole.
-		st.atomBreak(wire.Errorf(wire.EIO, "%s: a request refused on arrival (%v) came between two parts of an atomic call; the call was not applied as one unit",
-			g.f.path, r.err))
 	case r.h.Type.Request() == wire.TCollEnd:
 		st.atomBreak(wire.Errorf(wire.EIO, "%s: a collective's end marker came between two parts of an atomic call on this session; the call was not applied as one unit",
 			g.f.path))
 	}
+}
+
+// is reports whether p is a part of g's call.
+func (g *atomicGroup) is(p atomicPart) bool {
+	return g.id == p.file && g.ag == p.ag && g.write == p.write
 }
 
 // atomicEnter takes f's atomic lock for an atomic request (a write if
@@ -255,7 +269,7 @@ func (g *atomicGroup) unlock() {
 // when the part is due.
 func (st *stream) nextRequest() (r *request, ok bool) {
 	g := st.atom
-	if g == nil || g.err != nil {
+	if g == nil || g.err != nil || g.replied { // replied: its reply is not sent, so requests wait
 		r, ok = <-st.q
 		return r, ok
 	}
