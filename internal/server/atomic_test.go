@@ -302,11 +302,7 @@ func TestAtomicReplyDeadline(t *testing.T) {
 	a.ok("first part")
 	b.write(7, 0, half, 'b', wire.IOAtomic)
 	bRep := b.replyLater()
-	select {
-	case <-waited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("b's write did not wait for a's call")
-	}
+	waitedFor(t, waited)
 	for i := 0; i < 80; i++ { // 5 MiB of replies, never read
 		a.read(0, 0, half, 0)
 	}
@@ -337,11 +333,7 @@ func TestAtomicGapNotRestarted(t *testing.T) {
 	a.ok("first part")
 	b.write(7, 0, half, 'b', wire.IOAtomic)
 	bRep := b.replyLater()
-	select {
-	case <-waited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("b's write did not wait for a's call")
-	}
+	waitedFor(t, waited)
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		select {
 		case r := <-bRep:
@@ -383,5 +375,16 @@ func TestAtomicRefusedPartBreaksCall(t *testing.T) {
 	}
 	if n := c.Servers[0].Stats().AtomicBroken; n != 1 {
 		t.Fatalf("atomic_broken %d, want 1", n)
+	}
+}
+
+// waitedFor fails the test unless an atomic request waits for a file's
+// lock (the server's hook says so on waited) within 20 s.
+func waitedFor(t *testing.T, waited <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-waited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("b's write did not wait for a's call")
 	}
 }
