@@ -321,3 +321,40 @@ func TestCorkedBatchTakenFirst(t *testing.T) {
 		t.Fatalf("byte 0 = %d (%v) after W1 (1) then W2 (2) by one thread: the older batch landed over the newer", v, err)
 	}
 }
+
+// TestCorkThenAtomic (found in review): one thread, one server. W1 is
+// corked; the thread turns atomic mode on (with one server SetAtomic sent
+// nothing) and writes W2 over the same bytes, which is not corked and went
+// out at once; the corked W1 went later (Uncork) and landed over W2.
+// SetAtomic(true) sends the corked batches first now.
+func TestCorkThenAtomic(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	cl := c.Client(t, nil)
+	h := open(t, cl, filepath.Join(c.Dir, "h"), wire.ORdwr|wire.OCreat, nil)
+	if err := h.Cork(); err != nil {
+		t.Fatal(err)
+	}
+	write := func(v byte) {
+		if _, err := h.Write([][]byte{bytes.Repeat([]byte{v}, 4096)}, []client.Extent{{Off: 0, Len: 4096}}, client.IOOpts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1)
+	if err := h.SetAtomic(true); err != nil {
+		t.Fatal(err)
+	}
+	write(2)
+	if err := h.SetAtomic(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Uncork(); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := h.Read([][]byte{b}, []client.Extent{{Off: 0, Len: 1}}, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 2 {
+		t.Fatalf("byte 0 = %d after W1 (1, corked) then W2 (2, atomic) by one thread", b[0])
+	}
+}

@@ -261,6 +261,14 @@ func (f *File) SetAtomic(on bool) error {
 	}
 	changed := f.mu.atomic != on
 	f.mu.Unlock()
+	if changed && on {
+		// Atomic writes are not corked: batches corked before go first,
+		// or they would land over the atomic writes after them (found in
+		// review).
+		if err := f.sendCorked(); err != nil {
+			return err
+		}
+	}
 	if changed && len(f.sess) > 1 {
 		// Routing changes (route.Rule.Route): what went to the home in
 		// atomic mode must be on the backend before the owners serve its

@@ -93,21 +93,22 @@ func (g *atomicGroup) continuedBy(r *request) bool {
 type atomicPart struct {
 	file, ag    uint64
 	write, more bool
+	known       bool // its description decoded: whether it was a part is known
 }
 
-// refusedPart returns the atomic call desc is a part of, if any.
+// refusedPart returns the atomic call desc, decoded, is a part of, if any.
 func refusedPart(desc any) atomicPart {
 	switch d := desc.(type) {
 	case *wire.Write:
 		if d.Flags&wire.IOAtomic != 0 {
-			return atomicPart{file: d.File, ag: d.AG, write: true, more: d.Flags&wire.IOMore != 0}
+			return atomicPart{file: d.File, ag: d.AG, write: true, more: d.Flags&wire.IOMore != 0, known: true}
 		}
 	case *wire.Read:
 		if d.Flags&wire.IOAtomic != 0 {
-			return atomicPart{file: d.File, ag: d.AG, more: d.Flags&wire.IOMore != 0}
+			return atomicPart{file: d.File, ag: d.AG, more: d.Flags&wire.IOMore != 0, known: true}
 		}
 	}
-	return atomicPart{}
+	return atomicPart{known: true}
 }
 
 // atomicOther reports whether r is an atomic request (of another call
@@ -134,9 +135,9 @@ func (st *stream) atomicBefore(r *request) {
 		// was part of is kept: refusedPart).
 		p := r.refused
 		switch {
-		case g != nil && g.err == nil && (!p.more || g.is(p)):
-			// It may have been, or was, a part of the open call, which
-			// must not go on past the hole.
+		case g != nil && g.err == nil && (!p.known || g.is(p)):
+			// It may have been (it did not decode), or was, a part of the
+			// open call, which must not go on past the hole.
 			st.atomBreak(wire.Errorf(wire.EIO, "%s: a request refused on arrival (%v) came between two parts of an atomic call; the call was not applied as one unit",
 				g.f.path, r.err))
 		case p.more:
@@ -224,6 +225,16 @@ func (st *stream) atomicLeave(rep *wire.Reply, short bool) {
 	default: // the call goes on: its next part is due once this reply is sent
 		g.due, g.replied = time.Now().Add(atomicGap), true
 	}
+}
+
+// atomicReplyDue reports whether the reply of a part after which more
+// parts follow waits in the batch: the worker sends it at once (the
+// client may wait for it before it sends the next part, which is due
+// within atomicGap of it; review: a stream of large replies, or of slow
+// requests, kept the batch from going out, and the lock beyond the bound).
+func (st *stream) atomicReplyDue() bool {
+	g := st.atom
+	return g != nil && g.err == nil && g.replied
 }
 
 // atomicReplied starts the wait for the next part once the last part's

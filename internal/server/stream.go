@@ -214,7 +214,7 @@ func (st *stream) serve() {
 			st.done(r)
 		}
 		cur = nil
-		if ok && (len(st.q) == 0 || st.stopAfterReply || st.enc.Len() >= replyBatchBytes) {
+		if ok && (len(st.q) == 0 || st.stopAfterReply || st.enc.Len() >= replyBatchBytes || st.atomicReplyDue()) {
 			ok = st.sendReplies()
 			st.atomicReplied()
 		}
