@@ -27,9 +27,10 @@ import (
 //     file (the client stops there), at an atomic request of another call,
 //     and when the stream ends;
 //   - every wait on the client while the lock is held is bounded by
-//     bulkTimeout: the next part (it must arrive within atomicGap of the
-//     last one's reply, whatever the stream sends meanwhile), a batch of
-//     replies (sendReplies), a large reply or a bulk transfer (bulk.go);
+//     bulkTimeout: the next part (its frame must arrive within atomicGap
+//     of the last one's reply, whatever the stream sends meanwhile), a
+//     batch of replies (sendReplies), a large reply or a bulk transfer
+//     (bulk.go: bulkTimeout plus 1 s per MiB, the whole of it);
 //   - what would wait for other streams breaks it: a collective's end
 //     marker between two parts (the other ranks' requests may wait for
 //     this lock); so does a request refused on arrival (it may have been
@@ -295,6 +296,17 @@ func (st *stream) nextRequest() (r *request, ok bool) {
 	case r, ok = <-st.q:
 		return r, ok
 	default:
+	}
+	if h := st.holding.Load(); h != 0 && time.Unix(0, h).Before(g.due) {
+		// The reader holds a request that came in time and waits to
+		// queue it (admit: the stream's earlier requests held its room;
+		// review): it is judged when it comes, within another gap.
+		t.Reset(atomicGap)
+		select {
+		case r, ok = <-st.q:
+			return r, ok
+		case <-t.C:
+		}
 	}
 	st.atomLate()
 	r, ok = <-st.q

@@ -292,11 +292,18 @@ func (st *stream) bulkRecvData(w *wire.Write) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := readBulkWriteHeader(c, w); err != nil {
+	var end time.Time
+	if g := st.atom; g != nil && g.err == nil {
+		// The file's atomic lock is held (atomic.go): the whole transfer,
+		// not only each read, is bounded, as a large reply's is (review:
+		// a client that trickled its data held the lock for hours).
+		end = time.Now().Add(bulkTimeout + time.Duration(len(data)>>20)*time.Second)
+	}
+	if err := readBulkWriteHeader(c, w, end); err != nil {
 		m.put(data)
 		return nil, err
 	}
-	if err := readFullBy(c, data); err != nil {
+	if err := readFullBy(c, data, end); err != nil {
 		m.put(data)
 		return nil, err
 	}
@@ -311,9 +318,9 @@ func (e busyError) Error() string { return e.err.Error() }
 
 // readBulkWriteHeader reads the BulkWrite header that opens write w's data
 // on c and checks that it announces exactly that transfer.
-func readBulkWriteHeader(c net.Conn, w *wire.Write) error {
+func readBulkWriteHeader(c net.Conn, w *wire.Write, end ...time.Time) error {
 	var hb [wire.BulkHeaderSize]byte
-	if err := readFullBy(c, hb[:]); err != nil {
+	if err := readFullBy(c, hb[:], end...); err != nil {
 		return err
 	}
 	h, err := wire.ParseBulkHeader(hb[:])
@@ -329,10 +336,14 @@ func readBulkWriteHeader(c net.Conn, w *wire.Write) error {
 
 // readFullBy fills b from c, each read bounded by bulkTimeout: a client that
 // announces data and stops sending loses its session, it does not hold the
-// worker.
-func readFullBy(c net.Conn, b []byte) error {
+// worker. A non-zero end bounds the whole transfer too.
+func readFullBy(c net.Conn, b []byte, end ...time.Time) error {
 	for len(b) > 0 {
-		_ = c.SetReadDeadline(time.Now().Add(bulkTimeout))
+		d := time.Now().Add(bulkTimeout)
+		if len(end) > 0 && !end[0].IsZero() && end[0].Before(d) {
+			d = end[0]
+		}
+		_ = c.SetReadDeadline(d)
 		if bulkWaitHook != nil {
 			bulkWaitHook()
 		}

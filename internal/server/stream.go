@@ -47,6 +47,10 @@ type stream struct {
 	// ownTaken (admit).
 	ownQueued atomic.Int64
 	ownTaken  chan struct{}
+	// holding: when the frame the reader holds, not yet queued, arrived
+	// (UnixNano; 0: none), for the worker's wait for an atomic call's next
+	// part (atomic.go, nextRequest).
+	holding atomic.Int64
 	// warnedInline, warnedDesc: the reader logged a request over
 	// wire.MaxInline, over wire.MaxRequestDesc.
 	warnedInline, warnedDesc bool
@@ -245,6 +249,12 @@ func (st *stream) readLoop() {
 	s := st.ss.srv
 	for {
 		h, err := st.rd.Next()
+		// A request arrived when its frame did, not when the reader
+		// could queue it (admit may wait for the worker): atomic.go
+		// judges an atomic call's parts by it, and meanwhile holding
+		// tells the worker that the reader has one.
+		at := time.Now()
+		st.holding.Store(at.UnixNano())
 		if errors.Is(err, wire.ErrSkipped) {
 			// A description over wire.MaxRequestDesc: skipped unread with
 			// its payload, answered EPROTO (bad_frames counts it); the
@@ -261,7 +271,7 @@ func (st *stream) readLoop() {
 			if t := h.Type; (t == wire.TWrite || t == wire.TRead) && st.ss.bulk != nil {
 				st.bulkFailed(err)
 			}
-			st.push(&request{h: h, err: err})
+			st.push(&request{h: h, err: err, arrived: at})
 			continue
 		}
 		if err != nil {
@@ -269,12 +279,12 @@ func (st *stream) readLoop() {
 				s.stats.badFrames.Add(1)
 				st.ss.log.Warn("bad frame, closing stream", "err", err)
 				if errors.Is(err, wire.EPROTO) && h.Type.Valid() {
-					st.push(&request{h: h, err: err})
+					st.push(&request{h: h, err: err, arrived: at})
 				}
 			}
 			return
 		}
-		r := &request{h: h}
+		r := &request{h: h, arrived: at}
 		t := h.Type
 		switch {
 		case t.IsReply() || descs[t] == nil:
@@ -369,9 +379,9 @@ func (st *stream) recoverPanic(who string) {
 }
 
 func (st *stream) push(r *request) {
-	r.arrived = time.Now()
 	st.ss.srv.stats.enqueued()
 	st.q <- r
+	st.holding.Store(0)
 }
 
 // handle dispatches one request and counts it.

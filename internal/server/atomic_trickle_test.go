@@ -1,0 +1,90 @@
+package server_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/delegate-io/delegate/internal/server"
+	"github.com/delegate-io/delegate/internal/testutil"
+	"github.com/delegate-io/delegate/internal/wire"
+)
+
+// TestAtomicTimelyPartHeldInAdmit (found in review): as
+// TestAtomicSlowWorkerTimelyPart, but a plain inline write of 1 MiB of
+// another thread sits between the slow read and the second part. The
+// stream's reader waited in admit (its queue's room held) before it
+// stamped the part's arrival, and the worker, finding the queue empty
+// past the due time, broke the call: ETIMEDOUT for a part sent at once.
+// A request arrives when its frame does now, and the worker waits for a
+// frame the reader holds that came in time.
+func TestAtomicTimelyPartHeldInAdmit(t *testing.T) {
+	const half = 64 << 10
+	a := slowBackendPeer(t)
+	a.write(1, 0, half, 'a', wire.IOAtomic|wire.IOMore)
+	a.read(0, 2<<20, 4096, 0)                 // not atomic, cold: 600 ms
+	a.write(0, 3<<20, wire.MaxInline, 'p', 0) // not atomic, inline, 1 MiB
+	a.write(1, half, half, 'a', wire.IOAtomic)
+	a.ok("first part")
+	a.ok("non-atomic read")
+	a.ok("non-atomic write")
+	if r, _, err := a.reply(); err != nil || r.Code != wire.OK {
+		t.Fatalf("second part, sent right after the first: %+v %v, want OK", r, err)
+	}
+}
+
+// TestAtomicBulkTrickle (found in review): an atomic write whose data
+// comes on a bulk connection takes the file's atomic lock before its data
+// (write -> atomicEnter -> writeOne -> bulkRecv), and each read of it was
+// bounded by bulkTimeout, not the transfer: a rank whose data trickles in
+// (4 KiB every 150 ms: a slow client, simulated; bulkTimeout 300 ms) kept
+// the lock for the whole transfer, 2.3 s here. Under the lock the whole
+// transfer is bounded now (bulkTimeout + 1 s per MiB), and another rank's
+// atomic write gets the lock within 1.5 s.
+func TestAtomicBulkTrickle(t *testing.T) {
+	t.Cleanup(server.SetBulkTimeoutForTest(300 * time.Millisecond))
+	t.Cleanup(server.SetAtomicForTest(300*time.Millisecond, nil))
+	c := testutil.Start(t, testutil.Options{TCP: true})
+	st, b := bulkStream(t, c)
+	rd := wire.NewReader(st, 1<<16)
+	if _, err := rd.Next(); err != nil { // the open's reply
+		t.Fatal(err)
+	}
+	var orep wire.Reply
+	if err := rd.Decode(&orep); err != nil || orep.Code != wire.OK {
+		t.Fatalf("open: %+v %v", orep, err)
+	}
+	const n = 64 << 10
+	var xb wire.Builder
+	xb.Add(0, n)
+	st.Write(frame(wire.TWrite, &wire.Write{File: orep.File, Ext: xb.Bytes(), Flags: wire.IOAtomic, AG: 1,
+		BulkRef: wire.BulkRef{BulkLen: n, BulkSeq: 1}}))
+	h := make([]byte, wire.BulkHeaderSize)
+	(&wire.BulkHeader{Kind: wire.BulkWrite, Seq: 1, Len: n}).Put(h)
+	b.Write(h)
+	done := make(chan struct{})
+	go func() { // trickle
+		defer close(done)
+		for sent := 0; sent < n; sent += 4096 {
+			time.Sleep(150 * time.Millisecond)
+			if _, err := b.Write(make([]byte, 4096)); err != nil {
+				return
+			}
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); c.Servers[0].Stats().Requests["write"] < 1; { // the write holds the lock
+		if time.Now().After(deadline) {
+			t.Fatal("the trickling write did not reach the server")
+		}
+	}
+	p := newAtomicPeer(t, c, filepath.Join(c.Dir, "f"))
+	start := time.Now()
+	p.write(7, 0, 4096, 'b', wire.IOAtomic)
+	r, _, err := p.reply()
+	d := time.Since(start)
+	<-done
+	t.Logf("other rank's atomic write: %+v %v after %v", r.Code, err, d)
+	if d > 1500*time.Millisecond {
+		t.Fatalf("the lock was held %v by a trickling bulk transfer (bulkTimeout 300 ms)", d)
+	}
+}
