@@ -27,10 +27,12 @@ import (
 //     file (the client stops there), at an atomic request of another call,
 //     and when the stream ends;
 //   - every wait on the client while the lock is held is bounded by
-//     bulkTimeout: the next part (its frame must arrive within atomicGap
-//     of the last one's reply, whatever the stream sends meanwhile), a
-//     batch of replies (sendReplies), a large reply or a bulk transfer
-//     (bulk.go: bulkTimeout plus 1 s per MiB, the whole of it);
+//     bulkTimeout: the next part (the worker waits for it at most
+//     atomicGap in all after the last part's reply, counting only the
+//     time it has nothing of the stream to do, and at most
+//     atomicBusyGaps gaps however busy the stream keeps it), a batch of replies
+//     (sendReplies), a large reply or a bulk transfer (bulk.go:
+//     bulkTimeout plus 1 s per MiB, the whole of it);
 //   - what would wait for other streams breaks it: a collective's end
 //     marker between two parts (the other ranks' requests may wait for
 //     this lock); so does a request refused on arrival (it may have been
@@ -63,16 +65,28 @@ type atomicGroup struct {
 	write bool   // held exclusively
 	more  bool   // the last part applied said more parts follow
 	err   error  // broken: the lock was let go, and the call's next parts fail with it
-	// due: the next part must arrive by then (atomicGap after the last
-	// part was applied and its reply sent), whatever else the stream
-	// sends meanwhile (review: a stat every second restarted the wait,
-	// and the lock was never let go). Judged by when a request arrived,
-	// not when the worker gets to it: a slow request of the stream before
-	// a part that came in time does not make it late (review). replied:
-	// the last part's reply is still to be sent (due starts after it).
-	due     time.Time
+	// idle: how long the worker may still wait, with nothing of the
+	// stream to do, for the next part (atomicGap from the last part's
+	// reply). Only idle time counts: while the worker handles the
+	// stream's other requests the client is not late, however long they
+	// take, and the reader may be waiting for the worker to queue frames
+	// sent in time (review: stamps by arrival failed timely parts
+	// behind a slow request and large inline writes); a stream that
+	// sends stats now and then still runs it out (review: a stat every
+	// second restarted a wait counted from the last request).
+	idle time.Duration
+	// due: however busy the stream keeps the worker, the next part must
+	// come by then (atomicBusyGaps gaps after the last part's reply;
+	// review: a stream of large reads kept the lock as long as they came).
+	due time.Time
+	// replied: the last part's reply is still to be sent (the wait starts
+	// after it).
 	replied bool
 }
+
+// atomicBusyGaps: how many gaps a group may wait in all for its next part
+// while the stream keeps the worker busy (atomicGap of it idle at most).
+const atomicBusyGaps = 4
 
 // continuedBy reports whether r is a part of the group's call.
 func (g *atomicGroup) continuedBy(r *request) bool {
@@ -155,10 +169,9 @@ func (st *stream) atomicBefore(r *request) {
 	}
 	switch {
 	case g == nil:
-	case g.err == nil && !g.replied && r.arrived.After(g.due):
-		// r came after the next part was due (counted from the last
-		// part's reply), and the part did not come before it (the queue
-		// is in order): late, whether or not r is the part.
+	case g.err == nil && !g.replied && time.Now().After(g.due):
+		// The stream kept the worker busy past the bound, and the part
+		// did not come before r (the queue is in order).
 		st.atomLate()
 		if !g.continuedBy(r) && atomicOther(r) {
 			st.atomEnd()
@@ -223,9 +236,15 @@ func (st *stream) atomicLeave(rep *wire.Reply, short bool) {
 		g.err = wire.Errorf(rep.Code, "%s: an earlier part of this atomic call failed: %s", g.f.path, rep.Msg)
 	case rep.Code != wire.OK || !g.more || short:
 		st.atomEnd()
-	default: // the call goes on: its next part is due once this reply is sent
-		g.due, g.replied = time.Now().Add(atomicGap), true
+	default: // the call goes on: the wait for its next part starts once this reply is sent
+		g.idle, g.replied = atomicGap, true
 	}
+}
+
+// atomicHeld reports whether the stream holds a file's atomic lock.
+func (st *stream) atomicHeld() bool {
+	g := st.atom
+	return g != nil && g.err == nil
 }
 
 // atomicReplyDue reports whether the reply of a part after which more
@@ -242,7 +261,7 @@ func (st *stream) atomicReplyDue() bool {
 // reply is sent (the client may wait for it before sending the next).
 func (st *stream) atomicReplied() {
 	if g := st.atom; g != nil && g.err == nil && g.replied {
-		g.due, g.replied = time.Now().Add(atomicGap), false
+		g.idle, g.due, g.replied = atomicGap, time.Now().Add(atomicBusyGaps*atomicGap), false
 	}
 }
 
@@ -277,36 +296,35 @@ func (g *atomicGroup) unlock() {
 }
 
 // nextRequest takes the stream's next request; ok is false once the
-// reader is done. While a group waits for its next part, the wait ends
-// when the part is due.
+// reader is done. While a group waits for its next part, the worker's
+// idle time counts against the group's budget (g.idle): once it has
+// waited that long in all, with nothing of the stream to do, the part is
+// late.
 func (st *stream) nextRequest() (r *request, ok bool) {
 	g := st.atom
 	if g == nil || g.err != nil || g.replied { // replied: its reply is not sent, so requests wait
 		r, ok = <-st.q
 		return r, ok
 	}
-	t := time.NewTimer(time.Until(g.due))
-	defer t.Stop()
-	select {
-	case r, ok = <-st.q:
-		return r, ok
-	case <-t.C:
-	}
-	select { // a request that came as the timer fired is judged by its arrival (atomicBefore)
+	select { // work at hand is not idle time
 	case r, ok = <-st.q:
 		return r, ok
 	default:
 	}
-	if h := st.holding.Load(); h != 0 && time.Unix(0, h).Before(g.due) {
-		// The reader holds a request that came in time and waits to
-		// queue it (admit: the stream's earlier requests held its room;
-		// review): it is judged when it comes, within another gap.
-		t.Reset(atomicGap)
-		select {
-		case r, ok = <-st.q:
-			return r, ok
-		case <-t.C:
-		}
+	start := time.Now()
+	t := time.NewTimer(min(g.idle, time.Until(g.due)))
+	defer t.Stop()
+	select {
+	case r, ok = <-st.q:
+		g.idle -= time.Since(start)
+		return r, ok
+	case <-t.C:
+	}
+	select { // a request that came as the timer fired
+	case r, ok = <-st.q:
+		g.idle = 0
+		return r, ok
+	default:
 	}
 	st.atomLate()
 	r, ok = <-st.q

@@ -20,7 +20,7 @@ import (
 // when it arrived.
 func TestAtomicSlowWorkerTimelyPart(t *testing.T) {
 	const half = 64 << 10
-	a := slowBackendPeer(t)
+	a := slowBackendPeer(t, 600*time.Millisecond)
 	a.write(1, 0, half, 'a', wire.IOAtomic|wire.IOMore)
 	a.read(0, 2<<20, 4096, 0) // not atomic: applied inside the call
 	a.write(1, half, half, 'a', wire.IOAtomic)
@@ -37,7 +37,7 @@ func TestAtomicSlowWorkerTimelyPart(t *testing.T) {
 // once the reply comes. It starts once the reply is sent now.
 func TestAtomicSlowPartItself(t *testing.T) {
 	const half = 64 << 10
-	a := slowBackendPeer(t)
+	a := slowBackendPeer(t, 600*time.Millisecond)
 	a.read(1, 0, half, wire.IOAtomic|wire.IOMore)
 	a.ok("first part")
 	a.read(1, half, half, wire.IOAtomic) // at once
@@ -47,12 +47,12 @@ func TestAtomicSlowPartItself(t *testing.T) {
 }
 
 // slowBackendPeer: a raw session with a file of 4 MiB open on a server
-// whose backend reads take 600 ms, and atomic calls' parts due within
+// whose backend reads take delay, and atomic calls' parts due within
 // 300 ms.
-func slowBackendPeer(t *testing.T) *atomicPeer {
+func slowBackendPeer(t *testing.T, delay time.Duration) *atomicPeer {
 	t.Cleanup(server.SetAtomicForTest(300*time.Millisecond, nil))
 	c := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
-		cfg.BackendReadDelay = 600 * time.Millisecond
+		cfg.BackendReadDelay = delay
 	}})
 	path := filepath.Join(c.Dir, "f")
 	if err := os.WriteFile(path, bytes.Repeat([]byte{'z'}, 4<<20), 0o644); err != nil {

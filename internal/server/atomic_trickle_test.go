@@ -20,7 +20,7 @@ import (
 // frame the reader holds that came in time.
 func TestAtomicTimelyPartHeldInAdmit(t *testing.T) {
 	const half = 64 << 10
-	a := slowBackendPeer(t)
+	a := slowBackendPeer(t, 600*time.Millisecond)
 	a.write(1, 0, half, 'a', wire.IOAtomic|wire.IOMore)
 	a.read(0, 2<<20, 4096, 0)                 // not atomic, cold: 600 ms
 	a.write(0, 3<<20, wire.MaxInline, 'p', 0) // not atomic, inline, 1 MiB
@@ -86,5 +86,93 @@ func TestAtomicBulkTrickle(t *testing.T) {
 	t.Logf("other rank's atomic write: %+v %v after %v", r.Code, err, d)
 	if d > 1500*time.Millisecond {
 		t.Fatalf("the lock was held %v by a trickling bulk transfer (bulkTimeout 300 ms)", d)
+	}
+}
+
+// TestAtomicPartBehindHeldFrame (found in review): as
+// TestAtomicTimelyPartHeldInAdmit with a second 1 MiB inline write: the
+// frames behind the one the reader holds were stamped when it got to
+// them, after the part was due, and a part sent at once failed
+// ETIMEDOUT. Frames read after the reader waited for the worker are late
+// only past a second gap (the cold read here takes 1.5 gaps).
+func TestAtomicPartBehindHeldFrame(t *testing.T) {
+	const half = 64 << 10
+	a := slowBackendPeer(t, 450*time.Millisecond)
+	a.write(1, 0, half, 'a', wire.IOAtomic|wire.IOMore)
+	a.read(0, 2<<20, 4096, 0)                 // not atomic, cold: 450 ms
+	a.write(0, 3<<20, wire.MaxInline, 'p', 0) // not atomic, inline, 1 MiB
+	a.write(0, 3<<20, wire.MaxInline, 'q', 0) // not atomic, inline, 1 MiB
+	a.write(1, half, half, 'a', wire.IOAtomic)
+	a.ok("first part")
+	a.ok("non-atomic read")
+	a.ok("non-atomic write")
+	a.ok("non-atomic write 2")
+	if r, _, err := a.reply(); err != nil || r.Code != wire.OK {
+		t.Fatalf("second part, sent right after the first: %+v %v, want OK", r, err)
+	}
+}
+
+// TestAtomicSplicedTrickle (found in review): as TestAtomicBulkTrickle,
+// but the trickling bulk write is a plain one of another thread that
+// comes between two parts of an atomic call (the lock held), large enough
+// to be spliced (DirectBytes 4 KiB here), whose transfer was bounded per
+// wait only: the lock was held for the whole trickle. A write is not
+// spliced while the lock is held, and the ordinary way bounds it whole.
+func TestAtomicSplicedTrickle(t *testing.T) {
+	t.Cleanup(server.SetBulkTimeoutForTest(300 * time.Millisecond))
+	t.Cleanup(server.SetAtomicForTest(300*time.Millisecond, nil))
+	c := testutil.Start(t, testutil.Options{TCP: true, Mutate: func(_ int, cfg *server.Config) { cfg.DirectBytes = 4096 }})
+	st, b := bulkStream(t, c)
+	rd := wire.NewReader(st, 1<<16)
+	next := func(what string) wire.Reply {
+		if _, err := rd.Next(); err != nil {
+			t.Fatal(what, err)
+		}
+		var rep wire.Reply
+		if err := rd.Decode(&rep); err != nil {
+			t.Fatal(what, err)
+		}
+		return rep
+	}
+	orep := next("open")
+	var x1 wire.Builder
+	x1.Add(0, 4096)
+	st.Write(frame(wire.TWrite, &wire.Write{File: orep.File, Ext: x1.Bytes(), Flags: wire.IOAtomic | wire.IOMore, AG: 1},
+		make([]byte, 4096)))
+	if r := next("first part"); r.Code != wire.OK {
+		t.Fatalf("first part: %+v", r)
+	}
+	const n = 64 << 10
+	var xb wire.Builder
+	xb.Add(1<<20, n)
+	st.Write(frame(wire.TWrite, &wire.Write{File: orep.File, Ext: xb.Bytes(),
+		BulkRef: wire.BulkRef{BulkLen: n, BulkSeq: 1}}))
+	h := make([]byte, wire.BulkHeaderSize)
+	(&wire.BulkHeader{Kind: wire.BulkWrite, Seq: 1, Len: n}).Put(h)
+	b.Write(h)
+	done := make(chan struct{})
+	go func() { // trickle
+		defer close(done)
+		for sent := 0; sent < n; sent += 4096 {
+			time.Sleep(150 * time.Millisecond)
+			if _, err := b.Write(make([]byte, 4096)); err != nil {
+				return
+			}
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); c.Servers[0].Stats().Requests["write"] < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the trickling write did not reach the server")
+		}
+	}
+	p := newAtomicPeer(t, c, filepath.Join(c.Dir, "f"))
+	start := time.Now()
+	p.write(7, 0, 4096, 'b', wire.IOAtomic)
+	r, _, err := p.reply()
+	d := time.Since(start)
+	<-done
+	t.Logf("other rank's atomic write: %+v %v after %v", r.Code, err, d)
+	if d > 1500*time.Millisecond {
+		t.Fatalf("the lock was held %v by a trickling spliced bulk write between two parts (bulkTimeout 300 ms)", d)
 	}
 }

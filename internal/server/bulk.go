@@ -276,14 +276,21 @@ func (st *stream) bulkRecvData(w *wire.Write) ([]byte, error) {
 	// client's transfer waits in the socket (its header has no deadline).
 	m := st.ss.srv.xferMem
 	data, err := m.get(int(w.BulkLen), st.ss.closing)
+	var end time.Time
+	if st.atomicHeld() {
+		// The file's atomic lock is held (atomic.go): the whole transfer,
+		// not only each read, is bounded, as a large reply's is (review:
+		// a client that trickled its data held the lock for hours).
+		end = time.Now().Add(bulkTimeout + time.Duration(w.BulkLen>>20)*time.Second)
+	}
 	if errors.Is(err, wire.EAGAIN) {
 		// No room for long: the transfer is taken through a small
 		// buffer and dropped, so that the connection stays in step, and
 		// the writer gets EAGAIN.
-		if rerr := readBulkWriteHeader(c, w); rerr != nil {
+		if rerr := readBulkWriteHeader(c, w, end); rerr != nil {
 			return nil, rerr
 		}
-		if rerr := discardBulk(c, make([]byte, min(int(w.BulkLen), 64<<10)), int64(w.BulkLen)); rerr != nil {
+		if rerr := discardBulk(c, make([]byte, min(int(w.BulkLen), 64<<10)), int64(w.BulkLen), end); rerr != nil {
 			return nil, rerr
 		}
 		st.ss.srv.stats.bulkIn.Add(int64(w.BulkLen))
@@ -291,13 +298,6 @@ func (st *stream) bulkRecvData(w *wire.Write) ([]byte, error) {
 	}
 	if err != nil {
 		return nil, err
-	}
-	var end time.Time
-	if g := st.atom; g != nil && g.err == nil {
-		// The file's atomic lock is held (atomic.go): the whole transfer,
-		// not only each read, is bounded, as a large reply's is (review:
-		// a client that trickled its data held the lock for hours).
-		end = time.Now().Add(bulkTimeout + time.Duration(len(data)>>20)*time.Second)
 	}
 	if err := readBulkWriteHeader(c, w, end); err != nil {
 		m.put(data)

@@ -36,7 +36,10 @@ func (st *stream) bulkDirect(r *request) (rep wire.Reply, ok bool) {
 	ss := st.ss
 	s := ss.srv
 	if w.RingLen > 0 || w.Flags&wire.IOAtomic != 0 || int64(w.BulkLen) < s.engine.set.DirectBytes || w.BulkLen > wire.MaxPayload ||
-		r.ext.Count() != 1 || r.ext.Total() != int64(w.BulkLen) {
+		r.ext.Count() != 1 || r.ext.Total() != int64(w.BulkLen) || st.atomicHeld() {
+		// Not while an atomic call's lock is held: the ordinary way bounds
+		// the whole transfer then (bulkRecvData; review: a spliced write
+		// between two parts, its data trickling in, kept the lock).
 		return rep, false
 	}
 	it := r.ext.Iter()
@@ -153,10 +156,10 @@ func (f *file) writeDirectSplice(off, n int64, c *net.TCPConn, p *splicePipe) (m
 
 // discardBulk reads and drops the n bytes left of a transfer on c, through
 // buf.
-func discardBulk(c net.Conn, buf []byte, n int64) error {
+func discardBulk(c net.Conn, buf []byte, n int64, end ...time.Time) error {
 	for n > 0 {
 		k := min(n, int64(len(buf)))
-		if err := readFullBy(c, buf[:k]); err != nil {
+		if err := readFullBy(c, buf[:k], end...); err != nil {
 			return err
 		}
 		n -= k

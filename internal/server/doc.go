@@ -64,7 +64,9 @@
 // a file entry is made, under nothing).
 // No lock is held across network I/O but file.atomic, by design: an atomic
 // call of several requests holds it from its first to its last, every wait
-// on the client meanwhile bounded by bulkTimeout (atomic.go); file.buf is
+// on the client meanwhile bounded (atomic.go: atomicGap of idle time for the
+// next part, atomicBusyGaps gaps in all; bulkTimeout for replies and
+// transfers); file.buf is
 // never held across backend I/O
 // (read.go's lockWithSize stats the backend before taking it); flushMu is,
 // by design (a collective written from the rings holds it for its whole

@@ -47,10 +47,7 @@ type stream struct {
 	// ownTaken (admit).
 	ownQueued atomic.Int64
 	ownTaken  chan struct{}
-	// holding: when the frame the reader holds, not yet queued, arrived
-	// (UnixNano; 0: none), for the worker's wait for an atomic call's next
-	// part (atomic.go, nextRequest).
-	holding atomic.Int64
+
 	// warnedInline, warnedDesc: the reader logged a request over
 	// wire.MaxInline, over wire.MaxRequestDesc.
 	warnedInline, warnedDesc bool
@@ -249,12 +246,7 @@ func (st *stream) readLoop() {
 	s := st.ss.srv
 	for {
 		h, err := st.rd.Next()
-		// A request arrived when its frame did, not when the reader
-		// could queue it (admit may wait for the worker): atomic.go
-		// judges an atomic call's parts by it, and meanwhile holding
-		// tells the worker that the reader has one.
-		at := time.Now()
-		st.holding.Store(at.UnixNano())
+		at := time.Now() // it arrived: time in queue counts from here (admit may wait)
 		if errors.Is(err, wire.ErrSkipped) {
 			// A description over wire.MaxRequestDesc: skipped unread with
 			// its payload, answered EPROTO (bad_frames counts it); the
@@ -381,7 +373,6 @@ func (st *stream) recoverPanic(who string) {
 func (st *stream) push(r *request) {
 	st.ss.srv.stats.enqueued()
 	st.q <- r
-	st.holding.Store(0)
 }
 
 // handle dispatches one request and counts it.
