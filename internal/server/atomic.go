@@ -26,19 +26,20 @@ import (
 //     remaining parts fail too), at a read part that reaches the end of
 //     file (the client stops there), at an atomic request of another call,
 //     and when the stream ends;
-//   - every wait on the client while the lock is held is bounded by
-//     bulkTimeout: the next part (the worker waits for it at most
-//     atomicGap in all after the last part's reply, counting only the
-//     time it has nothing of the stream to do, and at most
-//     atomicBusyGaps gaps however busy the stream keeps it), a batch of replies
-//     (sendReplies), a large reply or a bulk transfer (bulk.go:
-//     bulkTimeout plus 1 s per MiB, the whole of it);
+//   - every wait on the client while the lock is held is bounded: the
+//     next part (the worker waits for it at most atomicGap in all after
+//     the last part's reply, counting only the time it has nothing of the
+//     stream to do, and at most atomicBusyGaps gaps however busy the
+//     stream keeps it), a batch of replies (sendReplies: bulkTimeout), a
+//     large reply or a bulk transfer (bulk.go: bulkTimeout plus 1 s per
+//     MiB, the whole of it; no splice meanwhile);
 //   - what would wait for other streams breaks it: a collective's end
 //     marker between two parts (the other ranks' requests may wait for
-//     this lock); so does a request refused on arrival (it may have been
-//     a part).
+//     this lock); so does a request refused on arrival that did not
+//     decode (it may have been a part) or was a part.
 //
-// A group whose lock went early (atomicGap, an end marker) is broken: the
+// A group whose lock went early (a late part, an end marker, a refused
+// part) is broken: the
 // lock is let go, a warning is logged, atomic_broken is counted, and the
 // call's remaining parts fail (ETIMEDOUT, EIO), so the call reports that
 // it was not applied as one unit and no part of it lands after the gap.
