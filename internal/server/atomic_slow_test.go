@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,22 +13,35 @@ import (
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
-// TestAtomicSlowWorkerTimelyPart (found in review): the call's second
-// part is sent right behind the first, but a non-atomic request of the
-// same stream between them (a read of cold data, backend 600 ms; a sync of
-// a big file would do the same) kept the worker past the due time, and
-// the part failed with ETIMEDOUT though it came at once. A part is late by
-// when it arrived.
+// TestAtomicSlowWorkerTimelyPart (found in review, three times): the
+// call's second part is sent right behind the first, but the stream's own
+// requests between them keep the worker past the part's due time: a read
+// of cold data (backend 600 ms; a sync of a big file would do the same),
+// then 1 MiB inline writes of another thread, for which the stream's
+// reader waits before it can even read the part (its queue's room held).
+// Judged by when the worker got to it, or by its arrival as the reader
+// stamped it, the part failed with ETIMEDOUT though it came at once; only
+// the worker's idle time counts now.
 func TestAtomicSlowWorkerTimelyPart(t *testing.T) {
 	const half = 64 << 10
-	a := slowBackendPeer(t, 600*time.Millisecond)
-	a.write(1, 0, half, 'a', wire.IOAtomic|wire.IOMore)
-	a.read(0, 2<<20, 4096, 0) // not atomic: applied inside the call
-	a.write(1, half, half, 'a', wire.IOAtomic)
-	a.ok("first part")
-	a.ok("non-atomic read")
-	if r, _, err := a.reply(); err != nil || r.Code != wire.OK {
-		t.Fatalf("second part, sent right after the first: %+v %v, want OK", r, err)
+	for _, writes := range []int{0, 1, 2} {
+		t.Run(fmt.Sprintf("%d inline writes", writes), func(t *testing.T) {
+			a := slowBackendPeer(t, 600*time.Millisecond)
+			a.write(1, 0, half, 'a', wire.IOAtomic|wire.IOMore)
+			a.read(0, 2<<20, 4096, 0) // not atomic, cold: applied inside the call
+			for i := 0; i < writes; i++ {
+				a.write(0, 3<<20, wire.MaxInline, 'p', 0) // not atomic, inline, 1 MiB
+			}
+			a.write(1, half, half, 'a', wire.IOAtomic)
+			a.ok("first part")
+			a.ok("non-atomic read")
+			for i := 0; i < writes; i++ {
+				a.ok("non-atomic write")
+			}
+			if r, _, err := a.reply(); err != nil || r.Code != wire.OK {
+				t.Fatalf("second part, sent right after the first: %+v %v, want OK", r, err)
+			}
+		})
 	}
 }
 

@@ -10,29 +10,6 @@ import (
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
-// TestAtomicTimelyPartHeldInAdmit (found in review): as
-// TestAtomicSlowWorkerTimelyPart, but a plain inline write of 1 MiB of
-// another thread sits between the slow read and the second part. The
-// stream's reader waited in admit (its queue's room held) before it
-// stamped the part's arrival, and the worker, finding the queue empty
-// past the due time, broke the call: ETIMEDOUT for a part sent at once.
-// A request arrives when its frame does now, and the worker waits for a
-// frame the reader holds that came in time.
-func TestAtomicTimelyPartHeldInAdmit(t *testing.T) {
-	const half = 64 << 10
-	a := slowBackendPeer(t, 600*time.Millisecond)
-	a.write(1, 0, half, 'a', wire.IOAtomic|wire.IOMore)
-	a.read(0, 2<<20, 4096, 0)                 // not atomic, cold: 600 ms
-	a.write(0, 3<<20, wire.MaxInline, 'p', 0) // not atomic, inline, 1 MiB
-	a.write(1, half, half, 'a', wire.IOAtomic)
-	a.ok("first part")
-	a.ok("non-atomic read")
-	a.ok("non-atomic write")
-	if r, _, err := a.reply(); err != nil || r.Code != wire.OK {
-		t.Fatalf("second part, sent right after the first: %+v %v, want OK", r, err)
-	}
-}
-
 // TestAtomicBulkTrickle (found in review): an atomic write whose data
 // comes on a bulk connection takes the file's atomic lock before its data
 // (write -> atomicEnter -> writeOne -> bulkRecv), and each read of it was
@@ -86,29 +63,6 @@ func TestAtomicBulkTrickle(t *testing.T) {
 	t.Logf("other rank's atomic write: %+v %v after %v", r.Code, err, d)
 	if d > 1500*time.Millisecond {
 		t.Fatalf("the lock was held %v by a trickling bulk transfer (bulkTimeout 300 ms)", d)
-	}
-}
-
-// TestAtomicPartBehindHeldFrame (found in review): as
-// TestAtomicTimelyPartHeldInAdmit with a second 1 MiB inline write: the
-// frames behind the one the reader holds were stamped when it got to
-// them, after the part was due, and a part sent at once failed
-// ETIMEDOUT. Frames read after the reader waited for the worker are late
-// only past a second gap (the cold read here takes 1.5 gaps).
-func TestAtomicPartBehindHeldFrame(t *testing.T) {
-	const half = 64 << 10
-	a := slowBackendPeer(t, 450*time.Millisecond)
-	a.write(1, 0, half, 'a', wire.IOAtomic|wire.IOMore)
-	a.read(0, 2<<20, 4096, 0)                 // not atomic, cold: 450 ms
-	a.write(0, 3<<20, wire.MaxInline, 'p', 0) // not atomic, inline, 1 MiB
-	a.write(0, 3<<20, wire.MaxInline, 'q', 0) // not atomic, inline, 1 MiB
-	a.write(1, half, half, 'a', wire.IOAtomic)
-	a.ok("first part")
-	a.ok("non-atomic read")
-	a.ok("non-atomic write")
-	a.ok("non-atomic write 2")
-	if r, _, err := a.reply(); err != nil || r.Code != wire.OK {
-		t.Fatalf("second part, sent right after the first: %+v %v, want OK", r, err)
 	}
 }
 
