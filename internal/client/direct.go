@@ -99,16 +99,12 @@ func (f *File) backendFile() *os.File {
 	return d
 }
 
-// readDirect reads ext into mem from the backend file and returns the bytes
-// before the end of file.
-func (f *File) readDirect(mem [][]byte, ext []Extent) (int64, error) {
+// readDirect reads ext (of total bytes) into mem from the backend file and
+// returns the bytes before the end of file.
+func (f *File) readDirect(mem [][]byte, ext []Extent, total int64) (int64, error) {
 	d := f.backendFile()
 	if d == nil {
 		r := reader{f: f}
-		var total int64
-		for _, e := range ext {
-			total += e.Len
-		}
 		return r.run(mem, ext, total)
 	}
 	cur := memCursor{mem: mem}

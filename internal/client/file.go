@@ -546,7 +546,7 @@ func (f *File) Read(mem [][]byte, ext []Extent, o IOOpts) (int64, error) {
 		return 0, err
 	}
 	if f.directOK(st.flags) {
-		return f.readDirect(mem, ext)
+		return f.readDirect(mem, ext, total)
 	}
 	r := reader{f: f, flags: st.flags, tag: st.tag}
 	if st.flags&wire.IOAtomic != 0 {
