@@ -312,10 +312,21 @@ func (x *Index) writeChunk(off, n, stride, count int64, p []byte, ce int64) {
 	x.markGaps(base, oldEnd, newEnd, off, n, stride, count, absorb)
 	for _, it := range absorb {
 		x.remove(it)
+		if base.counted() && it.slot == base.slot {
+			// Already in place and marked: grow counted its bytes as
+			// holes, and only its own holes are.
+			base.nhole -= int64(len(it.data)) - it.nhole
+			x.recycle(it)
+			continue
+		}
 		x.place(base, it.off, it.data)
 		// Holes of the absorbed item are holes of the base too.
 		if it.nhole > 0 {
 			dirtyRuns(it, 0, int64(len(it.data)), func(int64, int64) {}, func(i, n int64) {
+				if base.counted() { // a heap item: place marked its holes
+					base.nhole += base.slot.cs.UnmarkCount(it.off+i-base.slot.off, n)
+					return
+				}
 				x.setHoles(base, it.off-base.off+i, n)
 				if r := base.slot; r != nil && r != it.slot {
 					r.s.Unmark(it.off+i-r.off, n) // place marked them
@@ -415,6 +426,9 @@ func (x *Index) grow(it *item, end, ce int64) {
 		it.data = buf
 	} else {
 		it.data = it.data[:n]
+		if it.counted() {
+			it.nhole += n - old // unmarked until placed (attach)
+		}
 	}
 }
 
@@ -432,6 +446,12 @@ func (x *Index) place(it *item, off int64, p []byte) {
 		// flush writes from here (copies per byte: client memCursor.gather).
 		copy(it.data[i:], p)
 	}
+	if it.counted() {
+		if !inPlace { // in place: the caller counts (writeChunk)
+			it.nhole -= it.slot.cs.MarkCount(off-it.slot.off, int64(len(p)))
+		}
+		return
+	}
 	if it.nhole > 0 {
 		it.nhole -= clearBits(it.holes, i, int64(len(p)))
 	}
@@ -441,8 +461,11 @@ func (x *Index) place(it *item, off int64, p []byte) {
 }
 
 // setHoles marks n bytes of it from i as holes.
+// In a counted item it does nothing: its callers mark as holes only new
+// bytes of the item, which are unmarked and counted already (attach,
+// grow); dropping buffered bytes is an Unmark (Punch).
 func (x *Index) setHoles(it *item, i, n int64) {
-	if n <= 0 {
+	if n <= 0 || it.counted() {
 		return
 	}
 	words := (int64(len(it.data)) + 63) / 64
@@ -545,6 +568,9 @@ func countBits(b []uint64, n int64) (c int64) {
 }
 
 func isHole(it *item, i int64) bool {
+	if it.counted() {
+		return it.nhole > 0 && !it.markedBit(i)
+	}
 	return it.nhole > 0 && i/64 < int64(len(it.holes)) && it.holes[i/64]&(1<<(i%64)) != 0
 }
 
@@ -558,9 +584,13 @@ func dirtyRuns(it *item, lo, hi int64, fn func(i, n int64), hole func(i, n int64
 		fn(lo, hi-lo)
 		return
 	}
+	b, base, holeBit := it.holes, int64(0), true
+	if it.counted() { // holes are the slot's clear bits
+		b, base, holeBit = it.slot.words, it.off-it.slot.off, false
+	}
 	for i := lo; i < hi; {
 		h := isHole(it, i)
-		j := nextChange(it.holes, i+1, hi, h)
+		j := nextChange(b, base+i+1, base+hi, h == holeBit) - base
 		if h {
 			if hole != nil {
 				hole(i, j-i)
@@ -663,7 +693,10 @@ func (x *Index) trim(it *item) {
 	} else {
 		nt.data = append([]byte(nil), it.data[lo:hi]...)
 	}
-	for i := lo; i < hi; i++ {
+	if nt.counted() {
+		nt.nhole = it.nhole - lo - (n - hi) // the edges cut off were holes
+	}
+	for i := lo; i < hi && !nt.counted(); i++ {
 		if isHole(it, i) {
 			x.setHoles(nt, i-lo, 1)
 		}
@@ -695,18 +728,22 @@ func (x *Index) Punch(off, n int64) {
 		return true
 	})
 	for _, it := range hit {
-		if r := it.slot; r != nil {
-			lo, hi := max(off, it.off), min(end, it.end())
-			r.s.Unmark(lo-r.off, hi-lo)
+		whole := it.off >= off && it.end() <= end
+		lo, hi := max(off, it.off)-it.off, min(end, it.end())-it.off
+		if r := it.slot; r != nil && (whole || !it.counted()) {
+			r.s.Unmark(it.off+lo-r.off, hi-lo)
 		}
-		if it.off >= off && it.end() <= end {
+		if whole {
 			x.remove(it)
 			x.recycle(it)
 			continue
 		}
-		lo, hi := max(off, it.off)-it.off, min(end, it.end())-it.off
 		x.account(it, -1)
-		x.setHoles(it, lo, hi-lo)
+		if it.counted() {
+			it.nhole += it.slot.cs.UnmarkCount(it.off+lo-it.slot.off, hi-lo)
+		} else {
+			x.setHoles(it, lo, hi-lo)
+		}
 		x.account(it, 1)
 		x.trim(it)
 	}
@@ -795,7 +832,14 @@ func (x *Index) Check() error {
 	x.tree.Ascend(func(it *item) bool {
 		n := int64(len(it.data))
 		var holes int64
-		if it.nhole > 0 {
+		switch {
+		case it.counted():
+			for i := int64(0); i < n; i++ {
+				if !it.markedBit(i) {
+					holes++
+				}
+			}
+		case it.nhole > 0:
 			holes = countBits(it.holes, n)
 		}
 		switch {

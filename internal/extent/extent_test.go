@@ -87,9 +87,11 @@ func TestModelRandom(t *testing.T) {
 		chunk     int64
 		pooled    bool
 		slotted   bool
-		failEvery int // slotted: every failEvery-th slot cannot be had
-	}{{64, false, false, 0}, {1000, false, false, 0}, {4096, false, false, 0}, {64, true, false, 0}, {1000, true, false, 0}, {4096, true, false, 0},
-		{64, true, true, 0}, {1000, true, true, 0}, {4096, true, true, 0}, {64, true, true, 3}, {1000, true, true, 2}} {
+		failEvery int  // slotted: every failEvery-th slot cannot be had
+		plain     bool // slotted: slots that do not count (items keep hole bitmaps)
+	}{{64, false, false, 0, false}, {1000, false, false, 0, false}, {4096, false, false, 0, false}, {64, true, false, 0, false}, {1000, true, false, 0, false}, {4096, true, false, 0, false},
+		{64, true, true, 0, false}, {1000, true, true, 0, false}, {4096, true, true, 0, false}, {64, true, true, 3, false}, {1000, true, true, 2, false},
+		{64, true, true, 0, true}, {1000, true, true, 0, true}, {1000, true, true, 2, true}} {
 		chunk := tc.chunk
 		r := rand.New(rand.NewPCG(uint64(chunk), 9))
 		x := New(chunk, chunk/8)
@@ -102,7 +104,7 @@ func TestModelRandom(t *testing.T) {
 		if tc.slotted {
 			// Slots come full of garbage too, and Check compares their
 			// marks with the buffered bytes after every operation.
-			ms = &memSlots{chunk: chunk, failEvery: tc.failEvery}
+			ms = &memSlots{chunk: chunk, failEvery: tc.failEvery, plain: tc.plain}
 			x.UseSlots(ms)
 		}
 		m := &model{}

@@ -11,8 +11,19 @@ import (
 func FuzzIndex(f *testing.F) {
 	f.Add([]byte{0, 10, 0, 20, 1, 5, 0, 30, 2, 15, 0})
 	f.Add(bytes.Repeat([]byte{0, 7, 3, 9}, 20))
+	f.Add(append(bytes.Repeat([]byte{0, 7, 3, 3, 9, 1}, 10), 1))
+	f.Add(append(bytes.Repeat([]byte{3, 40, 0x3a, 0, 5, 9, 2, 30, 0}, 6), 2))
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		x := New(32, 4)
+		// The last byte picks the buffers: heap, counting slots (items
+		// without hole bitmaps), or counting slots with every third one
+		// unavailable (heap and slot items mixed in a chunk).
+		if n := len(ops); n%3 == 1 {
+			if mode := ops[n-1] % 3; mode > 0 {
+				x.UseSlots(&memSlots{chunk: 32, failEvery: 3 * int(mode-1)})
+			}
+			ops = ops[:n-1]
+		}
 		m := &model{}
 		for len(ops) >= 3 {
 			op, a, b := ops[0]%4, int64(binary.LittleEndian.Uint16([]byte{ops[1], 0})), int64(ops[2])

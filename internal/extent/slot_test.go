@@ -14,7 +14,19 @@ type memSlots struct {
 	// failEvery: every failEvery-th Acquire finds no slot (0: never), so
 	// heap items and slot items mix in a chunk.
 	failEvery, calls int
+	// plain: the slots do not count (not CountingSlot), so items keep
+	// hole bitmaps of their own.
+	plain bool
 }
+
+// plainSlot hides memSlot's counting.
+type plainSlot struct{ s *memSlot }
+
+func (p plainSlot) Data() []byte        { return p.s.Data() }
+func (p plainSlot) Mark(i, n int64)     { p.s.Mark(i, n) }
+func (p plainSlot) Unmark(i, n int64)   { p.s.Unmark(i, n) }
+func (p plainSlot) Release()            { p.s.Release() }
+func (p plainSlot) MarkWords() []uint64 { return p.s.MarkWords() }
 
 type memSlot struct {
 	ms       *memSlots
@@ -34,6 +46,9 @@ func (m *memSlots) Acquire(off int64) Slot {
 	s := &memSlot{ms: m, off: off, data: bytes.Repeat([]byte{0xA5}, int(m.chunk)), marks: make([]uint64, (m.chunk+63)/64)}
 	m.inUse++
 	m.live[s] = struct{}{}
+	if m.plain {
+		return plainSlot{s}
+	}
 	return s
 }
 
@@ -58,9 +73,21 @@ func (m *memSlots) replay() []byte {
 	return out
 }
 
-func (s *memSlot) Data() []byte        { return s.data }
-func (s *memSlot) Mark(i, n int64)     { setBits(s.marks, i, n) }
-func (s *memSlot) Unmark(i, n int64)   { clearBits(s.marks, i, n) }
+func (s *memSlot) Data() []byte      { return s.data }
+func (s *memSlot) Mark(i, n int64)   { setBits(s.marks, i, n) }
+func (s *memSlot) Unmark(i, n int64) { clearBits(s.marks, i, n) }
+func (s *memSlot) MarkCount(i, n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return setBits(s.marks, i, n)
+}
+func (s *memSlot) UnmarkCount(i, n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return clearBits(s.marks, i, n)
+}
 func (s *memSlot) MarkWords() []uint64 { return s.marks }
 func (s *memSlot) marked(i int64) bool { return s.marks[i/64]>>(i%64)&1 == 1 }
 func (s *memSlot) Release() {

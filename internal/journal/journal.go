@@ -407,9 +407,14 @@ func (s *Slot) clearMarks() {
 func (s *Slot) Data() []byte { return s.data }
 
 // Mark records that bytes [i, i+n) of the chunk were written.
-func (s *Slot) Mark(i, n int64) {
+func (s *Slot) Mark(i, n int64) { s.MarkCount(i, n) }
+
+// MarkCount is Mark, and returns how many of the bytes were not marked
+// (extent.Index keeps no hole bitmap of its own for an item in a slot: its
+// holes are the slot's unmarked bytes).
+func (s *Slot) MarkCount(i, n int64) int64 {
 	if n <= 0 {
-		return
+		return 0
 	}
 	if s.touched != nil {
 		p, last := i/pageBytes, (i+n-1)/pageBytes
@@ -418,11 +423,24 @@ func (s *Slot) Mark(i, n int64) {
 			s.touched[p/64] |= 1 << (p % 64)
 		}
 	}
-	setBits(s.marks, i, n)
+	return setBits(s.marks, i, n)
 }
 
 // Unmark records that bytes [i, i+n) need not be written.
 func (s *Slot) Unmark(i, n int64) { clearBits(s.marks, i, n) }
+
+// UnmarkCount is Unmark, and returns how many of the bytes were marked.
+func (s *Slot) UnmarkCount(i, n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return clearBits(s.marks, i, n)
+}
+
+// MarkWords returns the mark bitmap: bit i%64 of word i/64 is set when
+// byte i of the chunk is marked. The caller only reads it, between its
+// own Mark and Unmark calls.
+func (s *Slot) MarkWords() []uint64 { return s.marks }
 
 // Marked reports whether byte i is marked.
 func (s *Slot) Marked(i int64) bool { return s.marks[i/64]&(1<<(i%64)) != 0 }
@@ -558,42 +576,58 @@ func (j *Journal) Close(remove bool) (bool, error) {
 	return removed, err
 }
 
-// setBits sets bits [i, i+n); whole words take one store each.
-func setBits(b []uint64, i, n int64) {
+// setBits sets bits [i, i+n) and returns how many were clear; whole
+// words take one store each.
+func setBits(b []uint64, i, n int64) (changed int64) {
 	for n > 0 && (i%64 != 0 || n < 64) {
 		w, s := i/64, i%64
 		k := min(64-s, n)
-		b[w] |= ^uint64(0) >> (64 - k) << s
+		mask := ^uint64(0) >> (64 - k) << s
+		changed += int64(bits.OnesCount64(mask &^ b[w]))
+		b[w] |= mask
 		i, n = i+k, n-k
 	}
 	if n == 0 {
-		return
+		return changed
 	}
 	w, e := i/64, (i+n)/64
 	for k := w; k < e; k++ {
+		changed += int64(64 - bits.OnesCount64(b[k]))
 		b[k] = ^uint64(0)
 	}
 	if t := (i + n) % 64; t > 0 {
-		b[e] |= ^uint64(0) >> (64 - t)
+		mask := ^uint64(0) >> (64 - t)
+		changed += int64(bits.OnesCount64(mask &^ b[e]))
+		b[e] |= mask
 	}
+	return changed
 }
 
-// clearBits clears bits [i, i+n); whole words take one store each.
-func clearBits(b []uint64, i, n int64) {
+// clearBits clears bits [i, i+n) and returns how many were set; whole
+// words take one store each.
+func clearBits(b []uint64, i, n int64) (changed int64) {
 	for n > 0 && (i%64 != 0 || n < 64) {
 		w, s := i/64, i%64
 		k := min(64-s, n)
-		b[w] &^= ^uint64(0) >> (64 - k) << s
+		mask := ^uint64(0) >> (64 - k) << s
+		changed += int64(bits.OnesCount64(mask & b[w]))
+		b[w] &^= mask
 		i, n = i+k, n-k
 	}
 	if n == 0 {
-		return
+		return changed
 	}
 	w, e := i/64, (i+n)/64
-	clear(b[w:e])
-	if t := (i + n) % 64; t > 0 {
-		b[e] &^= ^uint64(0) >> (64 - t)
+	for k := w; k < e; k++ {
+		changed += int64(bits.OnesCount64(b[k]))
+		b[k] = 0
 	}
+	if t := (i + n) % 64; t > 0 {
+		mask := ^uint64(0) >> (64 - t)
+		changed += int64(bits.OnesCount64(mask & b[e]))
+		b[e] &^= mask
+	}
+	return changed
 }
 
 // nextChange returns the first bit index in [i, hi) whose value is not v,

@@ -99,13 +99,17 @@ func benchRandom(b *testing.B, slots bool) {
 // Strided 4 KiB and 1 KiB pieces from two "ranks" (bench.c's strided-4k,
 // strided-1k, ior), each rank's batch of 256 pieces one run: written
 // extent by extent (Write) and a chunk at a time (WriteRun).
-func BenchmarkIndexStrided4KExtents(b *testing.B) { benchStrided(b, 4096, false) }
-func BenchmarkIndexStrided4KRuns(b *testing.B)    { benchStrided(b, 4096, true) }
-func BenchmarkIndexStrided1KExtents(b *testing.B) { benchStrided(b, 1024, false) }
-func BenchmarkIndexStrided1KRuns(b *testing.B)    { benchStrided(b, 1024, true) }
+func BenchmarkIndexStrided4KExtents(b *testing.B) { benchStrided(b, 4096, 256, 64<<20, false) }
+func BenchmarkIndexStrided4KRuns(b *testing.B)    { benchStrided(b, 4096, 256, 64<<20, true) }
+func BenchmarkIndexStrided1KExtents(b *testing.B) { benchStrided(b, 1024, 256, 64<<20, false) }
+func BenchmarkIndexStrided1KRuns(b *testing.B)    { benchStrided(b, 1024, 256, 64<<20, true) }
 
-func benchStrided(b *testing.B, piece int64, runs bool) {
-	const chunk, total, batch = 1 << 20, 64 << 20, 256
+// bench.c's view and view-all: each "rank" writes 4 MiB as one run of
+// 65,536 pieces of 64 bytes, interleaved with the other's.
+func BenchmarkIndexView64Runs(b *testing.B) { benchStrided(b, 64, 65536, 8<<20, true) }
+
+func benchStrided(b *testing.B, piece, batch, total int64, runs bool) {
+	const chunk = 1 << 20
 	dir, err := os.MkdirTemp("/dev/shm", "dlg-bench-")
 	if err != nil {
 		b.Skip("no /dev/shm")
