@@ -16,7 +16,9 @@
 //	I3. Two items in the same chunk are more than gap bytes apart.
 //	I4. The first and last byte of an item are buffered (not holes). An
 //	    item that never had holes has no bitmap; one that had keeps it
-//	    (holes come and go as ranks fill each other's gaps).
+//	    (holes come and go as ranks fill each other's gaps). An item in
+//	    a counting slot (CountingSlot: the server's journal) has none at
+//	    all: its holes are the slot's unmarked bytes of its range.
 //	I5. Bytes() is the number of buffered bytes; Alloc() the memory held
 //	    by buffers and bitmaps.
 //
@@ -319,19 +321,22 @@ func (x *Index) writeChunk(off, n, stride, count int64, p []byte, ce int64) {
 			x.recycle(it)
 			continue
 		}
+		holes := func(i, n int64) { x.setHoles(base, it.off-base.off+i, n) }
+		if base.slot != nil && it.slot == nil {
+			// A heap item into the slot: only its buffered bytes are
+			// copied and marked, never its holes (they hold what a Punch
+			// left: bytes a direct write superseded), not even for the
+			// moment a crash could catch between a mark and an unmark.
+			dirtyRuns(it, 0, int64(len(it.data)), func(i, n int64) {
+				x.place(base, it.off+i, it.data[i:i+n])
+			}, holes)
+			x.recycle(it)
+			continue
+		}
 		x.place(base, it.off, it.data)
 		// Holes of the absorbed item are holes of the base too.
 		if it.nhole > 0 {
-			dirtyRuns(it, 0, int64(len(it.data)), func(int64, int64) {}, func(i, n int64) {
-				if base.counted() { // a heap item: place marked its holes
-					base.nhole += base.slot.cs.UnmarkCount(it.off+i-base.slot.off, n)
-					return
-				}
-				x.setHoles(base, it.off-base.off+i, n)
-				if r := base.slot; r != nil && r != it.slot {
-					r.s.Unmark(it.off+i-r.off, n) // place marked them
-				}
-			})
+			dirtyRuns(it, 0, int64(len(it.data)), func(int64, int64) {}, holes)
 		}
 		// A heap base (no slot could be had) took bytes out of a slot.
 		if r := it.slot; r != nil && r != base.slot {
