@@ -31,10 +31,15 @@ type Client struct {
 	pending           *atomic.Int64 // the fence word (fence.go)
 	shared            *atomic.Int64 // paths open more than once
 	descRaw, descWire atomic.Int64
-	directReads       atomic.Int64 // reads served from the backend file directly
-	bulkReadParts     atomic.Int64 // Stats.BulkReadParts
-	leaseWrites       atomic.Int64 // writes made to the backend file directly (lease.go)
-	leaseSyncs        atomic.Int64 // fsyncs of the backend file after lease writes
+	// corkGen counts the ring slots corked batches took or grew: a write
+	// or read waiting for ring space sends the corked batches again when
+	// it changed (shm.Ring.AllocKick), since one corked by another thread
+	// after the waiter sent them would hold the space it waits for.
+	corkGen       atomic.Int64
+	directReads   atomic.Int64 // reads served from the backend file directly
+	bulkReadParts atomic.Int64 // Stats.BulkReadParts
+	leaseWrites   atomic.Int64 // writes made to the backend file directly (lease.go)
+	leaseSyncs    atomic.Int64 // fsyncs of the backend file after lease writes
 	// leaseTurns holds a token per nonblocking lease write in its pwrite
 	// (lease.go, File.writeLeaseBackground): at most GOMAXPROCS-1 of them.
 	leaseTurns chan struct{}

@@ -103,8 +103,7 @@ func (r *reader) ringSlots(totals []int64) ([]*shm.Slot, error) {
 				slots[i] = nil
 			}
 		}
-		f.cl.sendAllCorked()
-		sl, err := f.sess[missing].ring.Alloc(uint64(totals[missing]))
+		sl, err := f.sess[missing].ring.AllocKick(uint64(totals[missing]), f.cl.corkGen.Load, f.cl.sendAllCorked)
 		if err != nil {
 			return nil, err
 		}

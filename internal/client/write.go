@@ -226,6 +226,7 @@ func (w *writer) release() error {
 	case joinedCork:
 		w.joined = 0
 		w.f.mu.Unlock()
+		w.s.corkedRing()
 		return nil
 	case joinedQueue:
 		w.joined = 0
@@ -249,6 +250,7 @@ func (w *writer) release() error {
 			s.submit(prev) // replaced by a newer batch: a full batch goes out
 		}
 		f.corkMu.Unlock()
+		s.corkedRing()
 		return nil
 	}
 	s.submit(c)
@@ -320,15 +322,15 @@ func (f *File) reserveData(s *session, c *call, n int64, beforeWait func()) (int
 	}
 	if slot == nil {
 		// Corked batches hold ring space until they are sent: send them
-		// before waiting for space, or the wait would never end; so do
-		// the write's own requests for other servers (beforeWait, first:
+		// before waiting for space, and again whenever one was corked
+		// meanwhile (AllocKick), or the wait would never end; so do the
+		// write's own requests for other servers (beforeWait, first:
 		// corked, they become batches).
 		if beforeWait != nil {
 			beforeWait()
 		}
-		f.cl.sendAllCorked()
 		var err error
-		if slot, err = s.ring.Alloc(uint64(n)); err != nil {
+		if slot, err = s.ring.AllocKick(uint64(n), f.cl.corkGen.Load, f.cl.sendAllCorked); err != nil {
 			return 0, err
 		}
 	}
@@ -350,6 +352,18 @@ func (f *File) reserveInline(s *session, c *call, n int64) error {
 	}
 	c.data = getInline(size)
 	return nil
+}
+
+// corkedRing tells the session's ring waiters that a corked batch took or
+// grew a slot of it (Client.corkGen): they send the corked batches again
+// instead of waiting for space the batch holds (another thread's cork,
+// after they sent them, held it for ever: found in review).
+func (s *session) corkedRing() {
+	if s.ring == nil {
+		return
+	}
+	s.cl.corkGen.Add(1)
+	s.ring.Wake()
 }
 
 // sendAllCorked sends the corked batches of every open file.

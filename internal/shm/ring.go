@@ -2,6 +2,7 @@ package shm
 
 import (
 	"sync"
+	"sync/atomic"
 )
 
 // Ring allocates slots of a region in FIFO order for one client session.
@@ -23,6 +24,9 @@ type Ring struct {
 	// waits: a test learns that a waiter is blocked (cond.Wait releases
 	// mu only once it waits) without sleeping.
 	beforeWait func()
+	// waiting counts the allocations waiting in AllocKick (read without
+	// mu by Wake).
+	waiting atomic.Int64
 }
 
 // Slot is an allocated piece of the ring.
@@ -75,6 +79,61 @@ func (r *Ring) Alloc(n uint64) (*Slot, error) {
 		}
 		r.cond.Wait()
 	}
+}
+
+// AllocKick is Alloc for a client whose own held slots may be what the
+// ring waits for (a corked batch holds its slot until it is sent): before
+// it first waits, and whenever gen has changed since it last looked (and
+// Wake woke it), it runs kick without the lock, which sends them. gen
+// counts the slots so held (a batch corked or grown); the generation is
+// read before kick runs, so one held after that is seen on the next look.
+func (r *Ring) AllocKick(n uint64, gen func() int64, kick func()) (*Slot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	waited, kicked, seen := false, false, int64(0)
+	for {
+		if r.err != nil {
+			return nil, r.err
+		}
+		if s := r.allocLocked(n); s != nil {
+			if waited {
+				r.waits++
+			}
+			return s, nil
+		}
+		if g := gen(); !kicked || g != seen {
+			kicked, seen = true, g
+			r.mu.Unlock()
+			kick()
+			r.mu.Lock()
+			continue
+		}
+		waited = true
+		if r.beforeWait != nil {
+			r.beforeWait()
+		}
+		// Counted before gen is read again on the next turn (above): a
+		// Wake that follows a change of gen the waiter has not seen finds
+		// it counted, and takes mu, which Wait gives up only once asleep.
+		r.waiting.Add(1)
+		if g := gen(); g != seen {
+			r.waiting.Add(-1)
+			continue
+		}
+		r.cond.Wait()
+		r.waiting.Add(-1)
+	}
+}
+
+// Wake wakes the allocations waiting in AllocKick, so that they look at
+// their gen again; it costs one atomic load when none waits.
+func (r *Ring) Wake() {
+	if r.waiting.Load() == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.cond.Broadcast()
+	r.mu.Unlock()
 }
 
 // TryAlloc is Alloc without waiting: it returns nil if the ring is full.

@@ -3,6 +3,7 @@ package shm
 import (
 	"errors"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -144,5 +145,87 @@ func TestRingWakesBlockedWaiter(t *testing.T) {
 				t.Fatalf("%d allocations counted as waited, want 1", ring.waits)
 			}
 		})
+	}
+}
+
+// TestRingAllocKickSendsHeldSlots: an allocation that must wait first runs
+// kick (the client sends its corked batches, whose slots it would
+// otherwise wait for), and runs it again when woken (Wake) after gen
+// changed: a slot held after its first kick (another thread's cork) is
+// released by the second, and the allocation goes through. Without the
+// second kick the waiter stays blocked on a slot nobody releases.
+func TestRingAllocKickSendsHeldSlots(t *testing.T) {
+	ring := NewRing(0, 4096)
+	var gen atomic.Int64
+	held := make(chan *Slot, 4) // slots "corked": released by a kick
+	kicks := make(chan struct{}, 8)
+	kick := func() {
+		kicks <- struct{}{}
+		for {
+			select {
+			case s := <-held:
+				ring.Free(s)
+			default:
+				return
+			}
+		}
+	}
+	// In flight: x at [2500,3500) and b at [0,1500) (after a wrap); 1,000
+	// bytes free, at [1500,2500).
+	a, _ := ring.Alloc(2500)
+	x, _ := ring.Alloc(1000)
+	ring.Free(a)
+	b, _ := ring.Alloc(1500)
+	blocked := make(chan struct{}, 16)
+	ring.beforeWait = func() { blocked <- struct{}{} }
+	got := make(chan error, 1)
+	go func() {
+		_, err := ring.AllocKick(2048, gen.Load, kick)
+		got <- err
+	}()
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case <-blocked:
+		case err := <-got:
+			t.Fatalf("%s: the allocation returned (%v)", what, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the allocation never waited", what)
+		}
+	}
+	wait("a full ring")
+	if len(kicks) != 1 {
+		t.Fatalf("%d kicks before the first wait, want 1", len(kicks))
+	}
+	<-kicks
+	// Another thread corks: 900 bytes at [1500,2400), held.
+	corked, err := ring.Alloc(900)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held <- corked
+	// The slots in flight come back; the corked one alone keeps 2,048
+	// bytes from fitting (from 2400 to the end, or from 0 to 1500).
+	ring.Free(x)
+	wait("x freed")
+	ring.Free(b)
+	wait("b freed")
+	if len(kicks) != 0 {
+		t.Fatal("kicked again without a change of gen")
+	}
+	gen.Add(1)
+	ring.Wake()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		ring.Close(errors.New("test over"))
+		<-got
+		t.Fatal("the allocation still waits for a slot its kick would release")
+	}
+	if len(kicks) != 1 {
+		t.Fatalf("%d kicks after the change of gen, want 1", len(kicks))
 	}
 }
