@@ -19,36 +19,28 @@ import (
 	"github.com/delegate-io/delegate/internal/journal"
 )
 
-type model struct {
-	data []byte
-	have []bool
+// model is the bytes the index should hold: offset -> value.
+type model map[int64]byte
+
+func (m model) write(off int64, p []byte) {
+	for i, b := range p {
+		m[off+int64(i)] = b
+	}
 }
 
-func (m *model) ensure(n int64) {
-	for int64(len(m.data)) < n {
-		m.data = append(m.data, 0)
-		m.have = append(m.have, false)
-	}
-}
-func (m *model) write(off int64, p []byte) {
-	m.ensure(off + int64(len(p)))
-	copy(m.data[off:], p)
-	for i := range p {
-		m.have[off+int64(i)] = true
-	}
-}
-func (m *model) punch(off, n int64) {
-	for i := off; i < off+n && i < int64(len(m.have)); i++ {
-		m.have[i] = false
-	}
-}
-func (m *model) bytes() (c int64) {
-	for _, h := range m.have {
-		if h {
-			c++
+// punch drops [off, off+n) (n may reach far past the span: Truncate).
+func (m model) punch(off, n int64) {
+	for o := range m {
+		if o >= off && o-off < n {
+			delete(m, o)
 		}
 	}
-	return
+}
+
+// at returns the byte at o and whether the index should hold it.
+func (m model) at(o int64) (byte, bool) {
+	b, ok := m[o]
+	return b, ok
 }
 
 // slots wraps the journal: it records which slot serves which chunk, and
@@ -129,7 +121,7 @@ func runStress(t *testing.T, seed uint64, failPct int) {
 		return x
 	}
 	x := newX()
-	m := &model{}
+	m := model{}
 	const span = 5 * chunk
 	rnd := func(n int) []byte {
 		p := make([]byte, n)
@@ -185,8 +177,8 @@ func runStress(t *testing.T, seed uint64, failPct int) {
 			for i := int64(0); i < n; i++ {
 				o := off + i
 				want[i] = 0xEE
-				if o < int64(len(m.have)) && m.have[o] {
-					want[i] = m.data[o]
+				if b, ok := m.at(o); ok {
+					want[i] = b
 				}
 			}
 			if !bytes.Equal(got, want) {
@@ -201,12 +193,11 @@ func runStress(t *testing.T, seed uint64, failPct int) {
 				t.Fatalf("op %d: taken: %v", op, err)
 			}
 			checkRuns(t, op, y, m)
-			for o := int64(0); o < int64(len(m.have)); o += chunk {
-				// the taken chunks are flushed: the model drops them
-				if fullIn(y, o, chunk) {
-					m.punch(o, chunk)
-				}
-			}
+			// the taken chunks are flushed: the model drops them
+			y.Runs(1<<40, func(r extent.Run) error {
+				m.punch(r.Off, r.Len)
+				return nil
+			})
 			if y.Bytes()%chunk != 0 || y.Bytes() != y.FullBytes() {
 				t.Fatalf("op %d: taken %d bytes, full %d", op, y.Bytes(), y.FullBytes())
 			}
@@ -217,7 +208,7 @@ func runStress(t *testing.T, seed uint64, failPct int) {
 			checkRuns(t, op, x, m)
 			x.Release()
 			x = newX()
-			m = &model{}
+			m = model{}
 			desc = "flush"
 		default:
 			j.Trim()
@@ -226,8 +217,8 @@ func runStress(t *testing.T, seed uint64, failPct int) {
 		if err := x.Check(); err != nil {
 			t.Fatalf("op %d (%s): %v", op, desc, err)
 		}
-		if x.Bytes() != m.bytes() {
-			t.Fatalf("op %d (%s): %d bytes, model %d", op, desc, x.Bytes(), m.bytes())
+		if x.Bytes() != int64(len(m)) {
+			t.Fatalf("op %d (%s): %d bytes, model %d", op, desc, x.Bytes(), len(m))
 		}
 		// crash: every marked byte of a slot in use is a buffered byte
 		// with its value; without failures, every buffered byte is marked.
@@ -237,8 +228,8 @@ func runStress(t *testing.T, seed uint64, failPct int) {
 			d := s.Data()
 			for i := int64(0); i < chunk; i++ {
 				o := off + i
-				has := o < int64(len(m.have)) && m.have[o]
-				if s.Marked(i) && (!has || m.data[o] != d[i]) {
+				v, has := m.at(o)
+				if s.Marked(i) && (!has || v != d[i]) {
 					t.Fatalf("op %d (%s): crash replays byte %d (buffered %v)", op, desc, o, has)
 				}
 				if failPct == 0 && has && !s.Marked(i) {
@@ -253,20 +244,7 @@ func runStress(t *testing.T, seed uint64, failPct int) {
 	}
 }
 
-func fullIn(y *extent.Index, o, n int64) bool {
-	var got int64
-	y.Runs(1<<40, func(r extent.Run) error {
-		if r.Off >= o && r.Off < o+n {
-			got += min(r.Len, o+n-r.Off)
-		} else if r.Off < o && r.Off+r.Len > o {
-			got += min(r.Off+r.Len, o+n) - o
-		}
-		return nil
-	})
-	return got == n
-}
-
-func checkRuns(t *testing.T, op int, x *extent.Index, m *model) {
+func checkRuns(t *testing.T, op int, x *extent.Index, m model) {
 	t.Helper()
 	var total int64
 	err := x.Runs(1<<20, func(r extent.Run) error {
@@ -274,10 +252,11 @@ func checkRuns(t *testing.T, op int, x *extent.Index, m *model) {
 		for _, b := range r.Bufs {
 			for i := range b {
 				p := o + int64(i)
-				if p >= int64(len(m.have)) || !m.have[p] {
+				v, ok := m.at(p)
+				if !ok {
 					return fmt.Errorf("run writes byte %d, a hole", p)
 				}
-				if m.data[p] != b[i] {
+				if v != b[i] {
 					return fmt.Errorf("run writes byte %d wrong", p)
 				}
 			}

@@ -59,27 +59,7 @@ func (r *Ring) MaxSlot() uint64 { return r.size / 2 }
 // Alloc returns a slot of n bytes (0 < n <= MaxSlot), waiting while the ring
 // is full. A slot never wraps: the unusable end of the ring is padding
 // owned by the slot. It fails only after Close.
-func (r *Ring) Alloc(n uint64) (*Slot, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	waited := false
-	for {
-		if r.err != nil {
-			return nil, r.err
-		}
-		if s := r.allocLocked(n); s != nil {
-			if waited {
-				r.waits++
-			}
-			return s, nil
-		}
-		waited = true
-		if r.beforeWait != nil {
-			r.beforeWait()
-		}
-		r.cond.Wait()
-	}
-}
+func (r *Ring) Alloc(n uint64) (*Slot, error) { return r.AllocKick(n, nil, nil) }
 
 // AllocKick is Alloc for a client whose own held slots may be what the
 // ring waits for (a corked batch holds its slot until it is sent): before
@@ -87,6 +67,7 @@ func (r *Ring) Alloc(n uint64) (*Slot, error) {
 // Wake woke it), it runs kick without the lock, which sends them. gen
 // counts the slots so held (a batch corked or grown); the generation is
 // read before kick runs, so one held after that is seen on the next look.
+// Without kick (Alloc) it only waits.
 func (r *Ring) AllocKick(n uint64, gen func() int64, kick func()) (*Slot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -101,12 +82,14 @@ func (r *Ring) AllocKick(n uint64, gen func() int64, kick func()) (*Slot, error)
 			}
 			return s, nil
 		}
-		if g := gen(); !kicked || g != seen {
-			kicked, seen = true, g
-			r.mu.Unlock()
-			kick()
-			r.mu.Lock()
-			continue
+		if g := int64(0); kick != nil {
+			if g = gen(); !kicked || g != seen {
+				kicked, seen = true, g
+				r.mu.Unlock()
+				kick()
+				r.mu.Lock()
+				continue
+			}
 		}
 		waited = true
 		if r.beforeWait != nil {
@@ -116,7 +99,7 @@ func (r *Ring) AllocKick(n uint64, gen func() int64, kick func()) (*Slot, error)
 		// Wake that follows a change of gen the waiter has not seen finds
 		// it counted, and takes mu, which Wait gives up only once asleep.
 		r.waiting.Add(1)
-		if g := gen(); g != seen {
+		if kick != nil && gen() != seen {
 			r.waiting.Add(-1)
 			continue
 		}
