@@ -136,11 +136,14 @@ type session struct {
 	released sync.Once    // the session's reference to shmem
 	replaced atomic.Bool  // dead, and the client has dialled the server again (sessions)
 	space    sync.Cond    // signalled when inflight drops or the session dies
-	acked    sync.Cond    // signalled when a write completes or the session dies
-	wake     chan struct{}
-	done     chan struct{}
-	nowEnc   *wire.Encoder // sendNow's encoder, used by the goroutine that set mu.sending
-	wg       sync.WaitGroup
+	// spaceWaiting counts the reserves waiting on space (read without mu
+	// by corked).
+	spaceWaiting atomic.Int64
+	acked        sync.Cond // signalled when a write completes or the session dies
+	wake         chan struct{}
+	done         chan struct{}
+	nowEnc       *wire.Encoder // sendNow's encoder, used by the goroutine that set mu.sending
+	wg           sync.WaitGroup
 }
 
 // dial connects to the server at index idx of the list. A server named by
@@ -447,12 +450,38 @@ func (s *session) sendNow(c *call) error {
 }
 
 // reserve counts n bytes against the inflight limit of an inline session,
-// waiting while the limit is reached.
-func (s *session) reserve(c *call, n int64) error {
+// waiting while the limit is reached. Corked batches hold their room until
+// they are sent, as they hold ring space (shm.Ring.AllocKick): before it
+// first waits (after beforeWait) and whenever a batch was corked or grew
+// since (Client.corkGen, session.corked), it sends them, without s.mu; a
+// batch corked by another thread after the waiter sent them held the room
+// for ever (found in review, with the same hang on the ring).
+func (s *session) reserve(c *call, n int64, beforeWait func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	kicked, seen := false, int64(0)
 	for s.mu.err == nil && s.mu.inflight > 0 && s.mu.inflight+n > s.cl.cfg.MaxInflightBytes {
+		if g := s.cl.corkGen.Load(); !kicked || g != seen {
+			first := !kicked
+			kicked, seen = true, g
+			s.mu.Unlock()
+			if first && beforeWait != nil {
+				beforeWait()
+			}
+			s.cl.sendAllCorked()
+			s.mu.Lock()
+			continue
+		}
+		// Counted before the generation is read again: a corked() that
+		// follows a change the waiter has not seen finds it counted and
+		// takes s.mu, which Wait gives up only once asleep.
+		s.spaceWaiting.Add(1)
+		if s.cl.corkGen.Load() != seen {
+			s.spaceWaiting.Add(-1)
+			continue
+		}
 		s.space.Wait()
+		s.spaceWaiting.Add(-1)
 	}
 	if s.mu.err != nil {
 		return s.mu.err

@@ -226,7 +226,7 @@ func (w *writer) release() error {
 	case joinedCork:
 		w.joined = 0
 		w.f.mu.Unlock()
-		w.s.corkedRing()
+		w.s.corked()
 		return nil
 	case joinedQueue:
 		w.joined = 0
@@ -250,7 +250,7 @@ func (w *writer) release() error {
 			s.submit(prev) // replaced by a newer batch: a full batch goes out
 		}
 		f.corkMu.Unlock()
-		s.corkedRing()
+		s.corked()
 		return nil
 	}
 	s.submit(c)
@@ -306,7 +306,7 @@ func (f *File) reserveData(s *session, c *call, n int64, beforeWait func()) (int
 	if s.ring == nil {
 		c.flags &^= wire.IOHold // only ring slots are held
 		n = min(n, wire.MaxInline)
-		return n, f.reserveInline(s, c, n)
+		return n, f.reserveInline(s, c, n, beforeWait)
 	}
 	slot := s.ring.TryAlloc(uint64(n))
 	if slot == nil && c.flags&wire.IOHold != 0 {
@@ -318,7 +318,7 @@ func (f *File) reserveData(s *session, c *call, n int64, beforeWait func()) (int
 		// small, since the ring is free again soon after.
 		c.flags &^= wire.IOHold
 		n = min(n, inlineMin, wire.MaxInline)
-		return n, f.reserveInline(s, c, n)
+		return n, f.reserveInline(s, c, n, beforeWait)
 	}
 	if slot == nil {
 		// Corked batches hold ring space until they are sent: send them
@@ -342,28 +342,33 @@ func (f *File) reserveData(s *session, c *call, n int64, beforeWait func()) (int
 // reserveInline gives c an inline buffer for n bytes (at most
 // wire.MaxInline, as later writes joined to it: grow), counted against the
 // session's inflight limit.
-func (f *File) reserveInline(s *session, c *call, n int64) error {
+func (f *File) reserveInline(s *session, c *call, n int64, beforeWait func()) error {
 	size := n
 	if n <= f.cl.cfg.MergeBytes {
 		size = min(max(n, inlineMin), wire.MaxInline)
 	}
-	if err := s.reserve(c, size); err != nil {
+	if err := s.reserve(c, size, beforeWait); err != nil {
 		return err
 	}
 	c.data = getInline(size)
 	return nil
 }
 
-// corkedRing tells the session's ring waiters that a corked batch took or
-// grew a slot of it (Client.corkGen): they send the corked batches again
-// instead of waiting for space the batch holds (another thread's cork,
-// after they sent them, held it for ever: found in review).
-func (s *session) corkedRing() {
-	if s.ring == nil {
-		return
-	}
+// corked tells the session's waiters for ring space and in-flight room
+// that a corked batch took or grew some (Client.corkGen): they send the
+// corked batches again instead of waiting for what the batch holds
+// (another thread's cork, after they sent them, held it for ever: found
+// in review).
+func (s *session) corked() {
 	s.cl.corkGen.Add(1)
-	s.ring.Wake()
+	if s.ring != nil {
+		s.ring.Wake()
+	}
+	if s.spaceWaiting.Load() > 0 {
+		s.mu.Lock()
+		s.space.Broadcast()
+		s.mu.Unlock()
+	}
 }
 
 // sendAllCorked sends the corked batches of every open file.
