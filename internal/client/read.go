@@ -103,7 +103,7 @@ func (r *reader) ringSlots(totals []int64) ([]*shm.Slot, error) {
 				slots[i] = nil
 			}
 		}
-		sl, err := f.sess[missing].ring.AllocKick(uint64(totals[missing]), f.cl.corkGen.Load, f.cl.sendAllCorked)
+		sl, err := f.sess[missing].ring.AllocKick(uint64(totals[missing]), f.cl.corkKicker())
 		if err != nil {
 			return nil, err
 		}

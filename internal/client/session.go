@@ -459,16 +459,16 @@ func (s *session) sendNow(c *call) error {
 func (s *session) reserve(c *call, n int64, beforeWait func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kicked, seen := false, int64(0)
+	k := s.cl.corkKicker()
+	first := true
 	for s.mu.err == nil && s.mu.inflight > 0 && s.mu.inflight+n > s.cl.cfg.MaxInflightBytes {
-		if g := s.cl.corkGen.Load(); !kicked || g != seen {
-			first := !kicked
-			kicked, seen = true, g
+		if k.Due() {
 			s.mu.Unlock()
 			if first && beforeWait != nil {
 				beforeWait()
 			}
-			s.cl.sendAllCorked()
+			first = false
+			k.Kick()
 			s.mu.Lock()
 			continue
 		}
@@ -476,7 +476,7 @@ func (s *session) reserve(c *call, n int64, beforeWait func()) error {
 		// follows a change the waiter has not seen finds it counted and
 		// takes s.mu, which Wait gives up only once asleep.
 		s.spaceWaiting.Add(1)
-		if s.cl.corkGen.Load() != seen {
+		if k.Moved() {
 			s.spaceWaiting.Add(-1)
 			continue
 		}

@@ -3,6 +3,7 @@ package client
 import (
 	"sync"
 
+	"github.com/delegate-io/delegate/internal/shm"
 	"github.com/delegate-io/delegate/internal/wire"
 )
 
@@ -330,7 +331,7 @@ func (f *File) reserveData(s *session, c *call, n int64, beforeWait func()) (int
 			beforeWait()
 		}
 		var err error
-		if slot, err = s.ring.AllocKick(uint64(n), f.cl.corkGen.Load, f.cl.sendAllCorked); err != nil {
+		if slot, err = s.ring.AllocKick(uint64(n), f.cl.corkKicker()); err != nil {
 			return 0, err
 		}
 	}
@@ -369,6 +370,13 @@ func (s *session) corked() {
 		s.space.Broadcast()
 		s.mu.Unlock()
 	}
+}
+
+// corkKicker is the rule of a wait for ring space or in-flight room: send
+// the corked batches before waiting, and again whenever one was corked or
+// grew since (shm.Kicker).
+func (cl *Client) corkKicker() *shm.Kicker {
+	return &shm.Kicker{Gen: cl.corkGen.Load, Kick: cl.sendAllCorked}
 }
 
 // sendAllCorked sends the corked batches of every open file.

@@ -59,19 +59,43 @@ func (r *Ring) MaxSlot() uint64 { return r.size / 2 }
 // Alloc returns a slot of n bytes (0 < n <= MaxSlot), waiting while the ring
 // is full. A slot never wraps: the unusable end of the ring is padding
 // owned by the slot. It fails only after Close.
-func (r *Ring) Alloc(n uint64) (*Slot, error) { return r.AllocKick(n, nil, nil) }
+func (r *Ring) Alloc(n uint64) (*Slot, error) { return r.AllocKick(n, nil) }
+
+// Kicker is the rule of a waiter whose own held resources may be what it
+// waits for (a client's corked batch holds its ring slot or its in-flight
+// room until it is sent): before it first waits, and whenever Gen has
+// changed since it last looked, it runs Kick, without its lock, which
+// sends them. Gen counts the resources so held (a batch corked or grown);
+// it is read before Kick runs, so one held after that is seen next time.
+// Used by AllocKick and by the client's wait for in-flight room.
+type Kicker struct {
+	Gen    func() int64
+	Kick   func()
+	kicked bool
+	seen   int64
+}
+
+// Due reports whether Kick must run now, and if so records Gen.
+func (k *Kicker) Due() bool {
+	if g := k.Gen(); !k.kicked || g != k.seen {
+		k.kicked, k.seen = true, g
+		return true
+	}
+	return false
+}
+
+// Moved reports whether Gen changed since Due recorded it: a waiter that
+// counted itself as waiting checks it before it sleeps, so that a wake
+// that follows such a change finds it counted.
+func (k *Kicker) Moved() bool { return k.Gen() != k.seen }
 
 // AllocKick is Alloc for a client whose own held slots may be what the
-// ring waits for (a corked batch holds its slot until it is sent): before
-// it first waits, and whenever gen has changed since it last looked (and
-// Wake woke it), it runs kick without the lock, which sends them. gen
-// counts the slots so held (a batch corked or grown); the generation is
-// read before kick runs, so one held after that is seen on the next look.
-// Without kick (Alloc) it only waits.
-func (r *Ring) AllocKick(n uint64, gen func() int64, kick func()) (*Slot, error) {
+// ring waits for: it follows k (nil: it only waits, as Alloc), woken by
+// Wake when a slot is held anew.
+func (r *Ring) AllocKick(n uint64, k *Kicker) (*Slot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	waited, kicked, seen := false, false, int64(0)
+	waited := false
 	for {
 		if r.err != nil {
 			return nil, r.err
@@ -82,24 +106,21 @@ func (r *Ring) AllocKick(n uint64, gen func() int64, kick func()) (*Slot, error)
 			}
 			return s, nil
 		}
-		if g := int64(0); kick != nil {
-			if g = gen(); !kicked || g != seen {
-				kicked, seen = true, g
-				r.mu.Unlock()
-				kick()
-				r.mu.Lock()
-				continue
-			}
+		if k != nil && k.Due() {
+			r.mu.Unlock()
+			k.Kick()
+			r.mu.Lock()
+			continue
 		}
 		waited = true
 		if r.beforeWait != nil {
 			r.beforeWait()
 		}
-		// Counted before gen is read again on the next turn (above): a
-		// Wake that follows a change of gen the waiter has not seen finds
-		// it counted, and takes mu, which Wait gives up only once asleep.
+		// Counted before Gen is read again: a Wake that follows a change
+		// the waiter has not seen finds it counted, and takes mu, which
+		// Wait gives up only once asleep.
 		r.waiting.Add(1)
-		if kick != nil && gen() != seen {
+		if k != nil && k.Moved() {
 			r.waiting.Add(-1)
 			continue
 		}

@@ -180,7 +180,7 @@ func TestRingAllocKickSendsHeldSlots(t *testing.T) {
 	ring.beforeWait = func() { blocked <- struct{}{} }
 	got := make(chan error, 1)
 	go func() {
-		_, err := ring.AllocKick(2048, gen.Load, kick)
+		_, err := ring.AllocKick(2048, &Kicker{Gen: gen.Load, Kick: kick})
 		got <- err
 	}()
 	wait := func(what string) {
