@@ -76,8 +76,11 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # One server for the delegate: runs, started by hand so that each run's
 # counters can be read: delegate-server stats before and after.
+# DELEGATE_BENCH_SERVER_ARGS adds options to its command line (to compare
+# settings: --direct 4k, --coll-direct=false).
 server() {
-    delegate-server --listen "unix:$work/s.sock" --final-stats "$work/final.json" --log-level warn &
+    # shellcheck disable=SC2086 # DELEGATE_BENCH_SERVER_ARGS: words
+    delegate-server --listen "unix:$work/s.sock" --final-stats "$work/final.json" --log-level warn ${DELEGATE_BENCH_SERVER_ARGS:-} &
     spid=$!
     for _ in $(seq 100); do [ -S "$work/s.sock" ] && break; sleep 0.05; done
 }
@@ -111,6 +114,14 @@ for w in $workloads; do
         tu+=("$(field secs <<<"$out")")
         visible_u+=("$(field visible <<<"$out")")
         bytes=$(field bytes <<<"$out")
+        # Each side's file goes as soon as its run ends (below, too), so
+        # that each run follows the removal of the other side's: the
+        # kernel hands the pages just freed to the next writer, and pages
+        # freed longer ago may have gone back to a hypervisor (free page
+        # reporting), whose first touch of each costs a trap. Removing both
+        # files after the delegate: run gave ufs: the recycled pages and
+        # delegate: fresh ones on such a machine.
+        rm -f "$data/u.$r"
         prepare "$w" delegate: "$data/d.$r"
         before=$(stats_json)
         c0=$(cpu_ticks)
@@ -123,7 +134,7 @@ for w in $workloads; do
         # Unlinked at once, their dirty pages are dropped instead of piling
         # up until the kernel throttles writers (which then hits one side
         # or the other at random).
-        rm -f "$data/u.$r" "$data/d.$r"
+        rm -f "$data/d.$r"
     done
     kill -TERM $spid
     wait $spid
