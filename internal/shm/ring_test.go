@@ -229,3 +229,39 @@ func TestRingAllocKickSendsHeldSlots(t *testing.T) {
 		t.Fatalf("%d kicks after the change of gen, want 1", len(kicks))
 	}
 }
+
+// Prefault touches pages but changes no byte, in either mode, also on a
+// region whose end is not on a page boundary, and through both mappings.
+func TestPrefaultKeepsBytes(t *testing.T) {
+	for _, size := range []int{pageBytes, 5*pageBytes + 123} {
+		r, err := Create("test", size) // Prefault(write) ran on an empty region
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, size)
+		rng := rand.New(rand.NewPCG(uint64(size), 1))
+		for i := range want {
+			want[i] = byte(rng.Uint32())
+		}
+		copy(r.Bytes(), want)
+		fd, err := dup(r.FD())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := Attach(fd, uint64(size)) // Prefault(read) over the bytes
+		if err != nil {
+			t.Fatal(err)
+		}
+		Prefault(r.Bytes(), true)
+		Prefault(a.Bytes(), true)
+		Prefault(r.Bytes(), false)
+		for i, b := range a.Bytes() {
+			if b != want[i] {
+				t.Fatalf("size %d: byte %d is %#x, want %#x", size, i, b, want[i])
+			}
+		}
+		a.Close()
+		r.Close()
+	}
+	Prefault(nil, true)
+}
