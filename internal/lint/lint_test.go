@@ -46,7 +46,7 @@ func TestDependencyDirection(t *testing.T) {
 		"internal/route":     {},
 		"internal/units":     {},
 		"internal/shm":       {},
-		"internal/journal":   {},
+		"internal/journal":   {"internal/shm"}, // shm.Prefault for its slots
 		"internal/stats":     {"internal/wire"},
 		"internal/backend":   {},
 		"internal/transport": {"internal/wire"},

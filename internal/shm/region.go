@@ -101,11 +101,11 @@ func Attach(fd int, size uint64) (*Region, error) {
 func Prefault(mem []byte, write bool) {
 	var sum uint32
 	for i := 0; i+4 <= len(mem); i += pageBytes {
-		p := (*uint32)(unsafe.Pointer(&mem[i]))
+		w := (*atomic.Uint32)(unsafe.Pointer(&mem[i]))
 		if write {
-			atomic.AddUint32(p, 0)
+			w.Add(0)
 		} else {
-			sum += atomic.LoadUint32(p)
+			sum += w.Load()
 		}
 	}
 	prefaultSink.Store(sum)
