@@ -95,8 +95,9 @@ func Attach(fd int, size uint64) (*Region, error) {
 // paravirtualized guest), the first user write to each page of a mapping
 // still traps to the hypervisor: measured there, about 4 us a page against
 // 0.03 us once written, and 1.4 us for a first read (a write after it
-// traps again). A 16 MiB ring is 4,096 such traps: 19 ms per rank when
-// they fell in the timed writes. On bare metal the loop costs a load or a
+// traps again). A 16 MiB ring is 4,096 such traps, about 19 ms per rank
+// by arithmetic, which fell in the timed writes (ior-hard: 108 ms against
+// 29 with the rings prefaulted). On bare metal the loop costs a load or a
 // store per page. mem must start on a page boundary.
 func Prefault(mem []byte, write bool) {
 	var sum uint32
