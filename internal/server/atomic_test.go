@@ -36,10 +36,16 @@ func oneExtent(off, n int64) []byte {
 }
 
 func (p *atomicPeer) send(typ wire.Type, desc any, payload ...[]byte) {
-	p.id++
-	if _, err := p.st.Write(frameID(typ, p.id, desc, payload...)); err != nil {
+	if err := p.trySend(typ, desc, payload...); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// trySend is send for a caller to whom a failed write is an outcome.
+func (p *atomicPeer) trySend(typ wire.Type, desc any, payload ...[]byte) error {
+	p.id++
+	_, err := p.st.Write(frameID(typ, p.id, desc, payload...))
+	return err
 }
 
 // write and read send a request of atomic call ag (0: not atomic).
@@ -306,8 +312,7 @@ func TestAtomicReplyDeadline(t *testing.T) {
 	for i := 0; i < 80; i++ { // 5 MiB of replies, never read
 		// The server may drop a's session before all are sent (its reply
 		// waited bulkTimeout): then a write fails, which is the point.
-		a.id++
-		if _, err := a.st.Write(frameID(wire.TRead, a.id, &wire.Read{File: a.f, Ext: oneExtent(0, half)})); err != nil {
+		if a.trySend(wire.TRead, &wire.Read{File: a.f, Ext: oneExtent(0, half)}) != nil {
 			break
 		}
 	}
