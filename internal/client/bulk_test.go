@@ -44,10 +44,19 @@ func TestBulkData(t *testing.T) {
 			path := filepath.Join(c.Dir, "bulk")
 			f := open(t, cl, path, wire.ORdwr|wire.OCreat, map[string]string{"delegate_region_size": "1M"})
 			rng := rand.New(rand.NewPCG(1, 2))
-			want := []byte{}
+			// want's whole length up front: growing it by appends copied
+			// it again and again, most of this test's time under -race.
+			var total int64
+			for _, n := range sizes {
+				total += n
+				if n >= 3 {
+					total += n + 4096
+				}
+			}
+			want := make([]byte, 0, total)
 			put := func(off int64, b []byte) {
 				if n := off + int64(len(b)); n > int64(len(want)) {
-					want = append(want, make([]byte, n-int64(len(want)))...)
+					want = want[:n]
 				}
 				copy(want[off:], b)
 			}

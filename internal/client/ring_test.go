@@ -68,7 +68,7 @@ func ringCycle(t *testing.T, c *testutil.Cluster, path string, delay time.Durati
 			t.Fatal(err)
 		}
 	}
-	var mem [][]byte
+	mem := make([][]byte, 0, 7*mib/4+1)
 	for i := 0; i < 7*mib; i += 4 {
 		mem = append(mem, buf[i:i+4])
 	}

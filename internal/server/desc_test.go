@@ -175,14 +175,14 @@ func TestDescQueueBounded(t *testing.T) {
 	}
 }
 
-// TestDescSplitByClient: a write of 1,000,000 one-byte extents at random
+// TestDescSplitByClient: a write of 250,000 one-byte extents at random
 // offsets (in random order) and the read of them back are cut by the
 // client into requests of at most wire.MaxRequestRuns runs: no bad frame,
 // every byte where it belongs, the counts reported whole. Through a ring,
 // inline over TCP, and striped over two servers.
 func TestDescSplitByClient(t *testing.T) {
 	const (
-		pieces = 1_000_000
+		pieces = 250_000 // about 30 requests of wire.MaxRequestRuns runs each way
 		span   = 4 << 20
 	)
 	rng := rand.New(rand.NewSource(7))
