@@ -33,6 +33,11 @@ func (s *hookSlot) MarkCount(i, n int64) int64 {
 	s.h.check(s.memSlot, "MarkCount")
 	return c
 }
+func (s *hookSlot) MarkRunCount(i, n, stride, count int64) int64 {
+	c := s.memSlot.MarkRunCount(i, n, stride, count)
+	s.h.check(s.memSlot, "MarkRunCount")
+	return c
+}
 func (s *hookSlot) Mark(i, n int64) { s.memSlot.Mark(i, n); s.h.check(s.memSlot, "Mark") }
 
 // TestAbsorbHeapItemMarksNoHole: a slot's base absorbing a heap item (one

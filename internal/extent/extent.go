@@ -374,6 +374,9 @@ func (x *Index) fill(h *item, off, n, stride, count int64, p []byte) {
 // inside it) that none of the count pieces of n bytes at off, off+stride,
 // ... and none of the items in absorb (in offset order) covers.
 func (x *Index) markGaps(it *item, lo, hi, off, n, stride, count int64, absorb []*item) {
+	if it.counted() {
+		return // its holes are its slot's unmarked bytes (setHoles)
+	}
 	pos := lo // every byte of [lo, pos) is covered or marked
 	var k int64
 	a := 0
@@ -399,6 +402,23 @@ func (x *Index) markGaps(it *item, lo, hi, off, n, stride, count int64, absorb [
 // placeRun places count pieces of n bytes, back to back in p, at off,
 // off+stride, ... (inside it).
 func (x *Index) placeRun(it *item, off, n, stride, count int64, p []byte) {
+	if count > 1 && it.counted() {
+		// place's work for every piece at once: the bytes first, then
+		// the marks (what a crash in between replays is only older bytes'
+		// absence). p is the request's data, never a view of the slot.
+		d := it.data[off-it.off:]
+		if n == 64 {
+			for k := int64(0); k < count; k++ {
+				*(*[64]byte)(d[k*stride:]) = *(*[64]byte)(p[k*64:])
+			}
+		} else {
+			for k := int64(0); k < count; k++ {
+				copy(d[k*stride:k*stride+n], p[k*n:(k+1)*n])
+			}
+		}
+		it.nhole -= it.slot.cs.MarkRunCount(off-it.slot.off, n, stride, count)
+		return
+	}
 	for k := int64(0); k < count; k++ {
 		x.place(it, off+k*stride, p[k*n:(k+1)*n])
 	}

@@ -52,6 +52,9 @@ type CountingSlot interface {
 	MarkWords() []uint64
 	// MarkCount is Mark; it returns how many of the bytes were unmarked.
 	MarkCount(i, n int64) int64
+	// MarkRunCount is MarkCount for count pieces of n bytes at i,
+	// i+stride, ... (stride >= n); it returns the sum.
+	MarkRunCount(i, n, stride, count int64) int64
 	// UnmarkCount is Unmark; it returns how many of the bytes were marked.
 	UnmarkCount(i, n int64) int64
 }

@@ -2,6 +2,7 @@ package extent
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -81,6 +82,12 @@ func (s *memSlot) MarkCount(i, n int64) int64 {
 		return 0
 	}
 	return setBits(s.marks, i, n)
+}
+func (s *memSlot) MarkRunCount(i, n, stride, count int64) (c int64) {
+	for k := int64(0); k < count; k++ {
+		c += s.MarkCount(i+k*stride, n)
+	}
+	return c
 }
 func (s *memSlot) UnmarkCount(i, n int64) int64 {
 	if n <= 0 {
@@ -183,5 +190,45 @@ func TestSlotsPunchUnmarks(t *testing.T) {
 	x.Punch(0, 1024)
 	if ms.inUse != 0 || x.Alloc() != 0 {
 		t.Fatalf("%d slots in use, alloc %d after everything was punched", ms.inUse, x.Alloc())
+	}
+}
+
+// Strided runs of 64-byte pieces (a 64-byte file view's) and of other
+// sizes into counting slots take placeRun's one pass: bytes and marks
+// match the model, over a hot item, a base that absorbs items, and chunk
+// ends.
+func TestWriteRunIntoCountingSlots(t *testing.T) {
+	const chunk = 4096
+	for _, n := range []int64{64, 48, 100} {
+		x := New(chunk, chunk/8)
+		ms := &memSlots{chunk: chunk}
+		x.UseSlots(ms)
+		m := &model{}
+		r := rand.New(rand.NewPCG(uint64(n), 1))
+		put := func(off, stride, count int64) {
+			p := make([]byte, count*n)
+			for i := range p {
+				p[i] = byte(r.Uint32())
+			}
+			x.WriteRun(off, n, stride, count, p)
+			for i := int64(0); i < count; i++ {
+				m.write(off+i*stride, p[i*n:(i+1)*n])
+			}
+			if err := x.Check(); err != nil {
+				t.Fatalf("piece %d: %v", n, err)
+			}
+		}
+		put(3*n, 2*n, 10)     // an item to absorb later
+		put(0, 2*n, 200)      // rank 0 across chunks, absorbing it
+		put(n, 2*n, 200)      // rank 1 into the same items
+		put(500*n, 3*n, 50)   // past them: a new item
+		put(500*n+n, 3*n, 50) // the hot item
+		put(7*chunk+5, n, 30) // adjacent pieces
+		if got, want := readIndex(x, 0, 800*n), m.overlay(0, 800*n); !bytes.Equal(got, want) {
+			t.Fatalf("piece %d: the index reads other bytes than were written", n)
+		}
+		if off, ok := ms.subsetOf(m); !ok {
+			t.Fatalf("piece %d: byte %d is marked but not buffered with its value", n, off)
+		}
 	}
 }

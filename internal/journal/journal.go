@@ -435,6 +435,44 @@ func (s *Slot) MarkCount(i, n int64) int64 {
 	return setBits(s.marks, i, n)
 }
 
+// MarkRunCount is MarkCount for count pieces of n bytes at i, i+stride,
+// ... (stride >= n), in one pass: a strided run's pieces (a 64-byte file
+// view's 65,536 a rank) took a call chain and their page's touched bit
+// each, 40% of the index's time for them (issue 13).
+func (s *Slot) MarkRunCount(i, n, stride, count int64) (changed int64) {
+	if n <= 0 || count <= 0 {
+		return 0
+	}
+	if s.touched != nil {
+		if stride <= pageBytes {
+			// every page of the run's span holds a byte of some piece
+			for p, last := i/pageBytes, (i+(count-1)*stride+n-1)/pageBytes; p <= last; p++ {
+				s.touched[p/64] |= 1 << (p % 64)
+			}
+		} else {
+			for k := int64(0); k < count; k++ {
+				o := i + k*stride
+				for p, last := o/pageBytes, (o+n-1)/pageBytes; p <= last; p++ {
+					s.touched[p/64] |= 1 << (p % 64)
+				}
+			}
+		}
+	}
+	if n == 64 && i%64 == 0 && stride%64 == 0 {
+		// a word a piece
+		m := s.marks
+		for w, step, e := i/64, stride/64, i/64+count*(stride/64); w < e; w += step {
+			changed += int64(64 - bits.OnesCount64(m[w]))
+			m[w] = ^uint64(0)
+		}
+		return changed
+	}
+	for k := int64(0); k < count; k++ {
+		changed += setBits(s.marks, i+k*stride, n)
+	}
+	return changed
+}
+
 // Unmark records that bytes [i, i+n) need not be written.
 func (s *Slot) Unmark(i, n int64) { clearBits(s.marks, i, n) }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -324,5 +325,56 @@ func TestTrimKeepsKeep(t *testing.T) {
 			}
 		}
 		j.Close(false)
+	}
+}
+
+// MarkRunCount marks and counts what MarkCount does piece by piece, and
+// records the same touched pages (which a reuse clears), over marks that
+// were partly set before: its word-a-piece path for 64-byte pieces and its
+// general one.
+func TestMarkRunCountIsMarkCount(t *testing.T) {
+	const big = 16 * pageBytes
+	for _, tc := range []struct {
+		name                string
+		i, n, stride, count int64
+		pre                 [][2]int64 // marked before the run
+	}{
+		{"64 aligned", 64, 64, 128, 200, [][2]int64{{64, 64}, {300, 5}}},
+		{"64 adjacent", 0, 64, 64, 512, [][2]int64{{1000, 3000}}},
+		{"64 unaligned", 32, 64, 128, 100, nil},
+		{"64 odd stride", 0, 64, 96, 100, [][2]int64{{0, 10}}},
+		{"1 KiB", 512, 1024, 2048, 20, [][2]int64{{600, 100}}},
+		{"pages apart", 100, 300, 3 * pageBytes, 5, [][2]int64{{3*pageBytes + 150, 10}}},
+		{"across pages", pageBytes - 10, 20, pageBytes, 10, nil},
+		{"one piece", 7, 5, 5, 1, [][2]int64{{9, 1}}},
+		{"nothing", 0, 0, 64, 10, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j, _, err := Open(t.TempDir(), big, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close(true)
+			run, each := j.Acquire("/run", FileID{}, 0), j.Acquire("/each", FileID{}, 0)
+			for _, s := range []*Slot{run, each} {
+				for _, p := range tc.pre {
+					s.Mark(p[0], p[1])
+				}
+			}
+			got := run.MarkRunCount(tc.i, tc.n, tc.stride, tc.count)
+			var want int64
+			for k := int64(0); k < tc.count; k++ {
+				want += each.MarkCount(tc.i+k*tc.stride, tc.n)
+			}
+			if got != want {
+				t.Errorf("counted %d newly marked bytes, want %d", got, want)
+			}
+			if !slices.Equal(run.marks, each.marks) {
+				t.Errorf("marks differ from piece-by-piece marking")
+			}
+			if !slices.Equal(run.touched, each.touched) {
+				t.Errorf("touched pages %x, want %x", run.touched, each.touched)
+			}
+		})
 	}
 }
