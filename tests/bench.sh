@@ -82,7 +82,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # One server for the delegate: runs, started by hand so that each run's
 # counters can be read: delegate-server stats before and after.
 # DELEGATE_BENCH_SERVER_ARGS adds options to its command line (to compare
-# settings: --direct 4k, --coll-direct=false).
+# settings: --direct 4k, --coll-direct).
 server() {
     # shellcheck disable=SC2086 # DELEGATE_BENCH_SERVER_ARGS: words
     delegate-server --listen "unix:$work/s.sock" --final-stats "$work/final.json" --log-level warn ${DELEGATE_BENCH_SERVER_ARGS:-} &

@@ -105,7 +105,7 @@ vopts() {
     local o=
     case $1 in
         0) o="" ;;
-        1) o="--chunk 64K --direct 256K --flush-run 256K" ;;
+        1) o="--chunk 64K --direct 256K --flush-run 256K --coll-direct" ;;
         2) o="--buffer 16M --high-water 40 --flush-idle 100ms" ;;
         3) o="" ;;
     esac

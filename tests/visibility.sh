@@ -57,6 +57,18 @@ out=$(run delegate-run --quiet --servers 2 -- mpiexec -n 4 "$vis" "delegate:$wor
 check "4 ranks, 2 servers" 15 "$out"
 rm -f "$work"/x*
 
+echo "== delegate:, collectives held in the rings until the end markers (--coll-direct, off by default; 200 trials)"
+out=$(run delegate-run --servers 2 --coll-direct=true -- mpiexec -n 4 "$vis" "delegate:$work/h" 200 --modes coll,collonly 2>&1)
+check "4 ranks, 2 servers, --coll-direct" 6 "$out"
+# the servers' summaries: the held path ran, or the case above tested the default's
+held=$(sed -n 's/.*collective writes (\([0-9]*\) held for the end markers.*/\1/p' <<<"$out" | awk '{s += $1} END {print s + 0}')
+if [ "$held" -gt 0 ]; then
+    ok "--coll-direct: $held collective writes held for their end markers"
+else
+    bad "--coll-direct: no collective write held"
+fi
+rm -f "$work"/h*
+
 echo "== the same without the fence: the test must be able to fail"
 out=$(DELEGATE_FENCE=0 run delegate-run --quiet --servers 2 -- mpiexec -n 4 "$vis" "delegate:$work/nofence" 50 --modes barrier,sendrecv 2>&1)
 stale=$(awk '/reads stale/ {n += $(NF-4)} END {print n + 0}' <<<"$out")

@@ -236,6 +236,7 @@ func TestCollectiveDirect(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cl := testutil.Start(t, testutil.Options{Servers: c.servers, Mutate: func(_ int, cfg *server.Config) {
+				cfg.CollDirect = true // off by default
 				cfg.DirectBytes = c.direct
 				cfg.FlushIdle = time.Hour // the buffered bytes stay buffered until the sync
 				cfg.FlushFull = false
@@ -261,10 +262,10 @@ func TestCollectiveDirect(t *testing.T) {
 	}
 }
 
-// TestCollectiveDirectOff: with --coll-direct off nothing is held and the
-// bytes are the same.
+// TestCollectiveDirectOff: with --coll-direct off (the default) nothing is
+// held and the bytes are the same.
 func TestCollectiveDirectOff(t *testing.T) {
-	cl := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.CollDirect = false }})
+	cl := testutil.Start(t, testutil.Options{})
 	ct := newCollTest(t, cl, 2, nil)
 	ct.independent(0, 100)
 	ct.collective(interleaved(2, 16384, 64, 0))
@@ -281,7 +282,10 @@ func TestCollectiveDirectOff(t *testing.T) {
 // collective, over it, come back.
 func TestCollectiveDirectCrash(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
-	cl := testutil.Start(t, testutil.Options{Mutate: stateConfig(stateDir)}) // --direct 32 KiB
+	cl := testutil.Start(t, testutil.Options{Mutate: func(i int, cfg *server.Config) {
+		stateConfig(stateDir)(i, cfg) // --direct 32 KiB
+		cfg.CollDirect = true
+	}})
 	ct := newCollTest(t, cl, 2, nil)
 	for i := int64(0); i < 100; i++ {
 		ct.independent(i*5000, 1000) // buffered, in the journal
@@ -316,6 +320,7 @@ func TestCollectiveDirectCrash(t *testing.T) {
 func TestCollectiveDirectSkippedOverlap(t *testing.T) {
 	const k = 64 << 10
 	cl := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.CollDirect = true
 		cfg.DirectBytes = 32 << 10
 		cfg.FlushIdle = time.Hour
 		cfg.FlushFull = false
@@ -337,7 +342,10 @@ func TestCollectiveHeldBounded(t *testing.T) {
 		for m := most.Load(); int64(n) > m && !most.CompareAndSwap(m, int64(n)); m = most.Load() {
 		}
 	}))
-	cl := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) { cfg.DirectBytes = 32 << 10 }})
+	cl := testutil.Start(t, testutil.Options{Mutate: func(_ int, cfg *server.Config) {
+		cfg.CollDirect = true
+		cfg.DirectBytes = 32 << 10
+	}})
 	ct := newCollTest(t, cl, 2, func(cfg *client.Config) { cfg.MaxRequestBytes = 64 << 10 })
 	ct.collective(interleaved(2, 256, 4096, 0)) // 1 MiB a rank: 16 requests each
 	ct.check()
