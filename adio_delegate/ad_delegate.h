@@ -88,6 +88,9 @@ typedef struct ADIOI_DELEGATE_File {
                                          * ad_delegate_nb.c */
     int shfp_used;              /* this process used the shared file pointer since the
                                  * last reset (ADIOI_DELEGATE_Reset_shared_fp) */
+    int async_close_all;        /* every rank of the collective open had
+                                 * delegate_async_close=true then (agreed in OpenColl):
+                                 * Close sends no end markers */
 } ADIOI_DELEGATE_File;
 
 /* The two lists of one request: memory pieces in typemap order and file

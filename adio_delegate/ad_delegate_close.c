@@ -27,8 +27,13 @@ void ADIOI_DELEGATE_Close(ADIO_File fd, int *error_code)
      * close a server handles then finds every rank's data there and writes
      * it out as large ordered runs, instead of flushing one rank's pieces
      * before the others' fill the gaps between them; and no rank waits for a
-     * barrier or an acknowledgement here. */
-    if ((fd->access_mode & (ADIO_WRONLY | ADIO_RDWR)) && fd->comm != MPI_COMM_NULL) {
+     * barrier or an acknowledgement here. Not when every rank opened with
+     * delegate_async_close=true (f->async_close_all, agreed at open): the
+     * servers then write the file once its last handle goes, when every
+     * rank's data is there anyway, and the markers only made each rank's
+     * close wait for the last rank's (README, Performance). */
+    if ((fd->access_mode & (ADIO_WRONLY | ADIO_RDWR)) && fd->comm != MPI_COMM_NULL &&
+        !f->async_close_all) {
         int nprocs;
         MPI_Comm_size(fd->comm, &nprocs);
         if (nprocs > 1) {

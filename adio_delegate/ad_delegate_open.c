@@ -150,12 +150,25 @@ static int remote_error(ADIO_File fd, int code, int cls, int root, const char *m
     return ADIOI_DELEGATE_Err_msg(MPI_SUCCESS, myname, line, cls, NULL, msg);
 }
 
+/* Whether this rank's open file has delegate_async_close=true (its hints
+ * or the library's default). */
+static int async_close_set(ADIO_File fd)
+{
+    ADIOI_DELEGATE_File *f = fd->fs_ptr;
+    char value[16];
+
+    return f != NULL && ADIOI_DLG.delegate_get_hint(f->fh, "delegate_async_close", value,
+                                                    sizeof(value)) == DELEGATE_OK
+        && strcmp(value, "true") == 0;
+}
+
 /* Collective open. Without MPI_MODE_EXCL every rank opens at once (a
  * create without EXCL is idempotent on the servers). With it, ranklist[0]
  * creates first, so that exactly one rank can win, and broadcasts the
  * outcome; the others then open what it created. Either way the ranks end
- * with one MPI_Allreduce that agrees on success and on the collective group
- * id (the largest of the ids the ranks drew): if any rank failed, those that
+ * with one MPI_Allreduce that agrees on success, on the collective group
+ * id (the largest of the ids the ranks drew) and on whether every rank
+ * closes asynchronously: if any rank failed, those that
  * succeeded close again and fail too, so ADIO_Open never closes the file on
  * only some ranks, and Close may be collective. */
 void ADIOI_DELEGATE_OpenColl(ADIO_File fd, int rank, int access_mode, int *error_code)
@@ -167,8 +180,9 @@ void ADIOI_DELEGATE_OpenColl(ADIO_File fd, int rank, int access_mode, int *error
     int excl = (access_mode & ADIO_CREATE) && (access_mode & ADIO_EXCL);
     /* what ranklist[0] broadcasts with EXCL: its delegate code and error class */
     int64_t result[2] = { DELEGATE_OK, MPI_SUCCESS };
-    /* what the ranks agree on: whether one failed, and the group id */
-    int64_t mine[2], agreed[2];
+    /* what the ranks agree on: whether one failed, the group id, and
+     * whether one does not close asynchronously */
+    int64_t mine[3], agreed[3];
 
     /* every rank needs the library; a rank that cannot load it fails alone
      * and the agreement below makes the others fail with it */
@@ -204,7 +218,8 @@ void ADIOI_DELEGATE_OpenColl(ADIO_File fd, int rank, int access_mode, int *error
 
     mine[0] = *error_code != MPI_SUCCESS;
     mine[1] = new_group_id();
-    MPI_Allreduce(mine, agreed, 2, MPI_INT64_T, MPI_MAX, fd->comm);
+    mine[2] = mine[0] || !async_close_set(fd);
+    MPI_Allreduce(mine, agreed, 3, MPI_INT64_T, MPI_MAX, fd->comm);
     if (agreed[0]) {
         if (*error_code == MPI_SUCCESS) {
             f = fd->fs_ptr;
@@ -219,6 +234,9 @@ void ADIOI_DELEGATE_OpenColl(ADIO_File fd, int rank, int access_mode, int *error
 
     f = fd->fs_ptr;
     f->coll_group = agreed[1];
+    /* decided here, the same on every rank, never from a later
+     * MPI_File_set_info: one rank's end marker would wait for the others' */
+    f->async_close_all = agreed[2] == 0;
     /* what ADIOI_GEN_OpenColl leaves behind: a sane block size for code
      * that reads it, an open file, no writes yet */
     fd->blksize = 4 * 1024 * 1024;
