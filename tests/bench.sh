@@ -194,5 +194,5 @@ echo "2 ranks, 1 server, $reps runs each, median; ratio = ufs time / delegate ti
 echo "ufs-wr: pwrite calls of the ufs: run (strace -f); dlg-wr: the server's backend writes for the delegate: run;"
 echo "ufs-a, dlg-a: the share of them that start on a 1 MiB boundary; coalesc: client extents per backend write;"
 echo "qpeak, wait-p99: the server's queue depth peak and time in queue (p99, power-of-two buckets);"
-echo "cpu-s/GiB: the server's CPU seconds (user + system) per GiB moved, over the timed delegate: runs."
+echo "cpu-s/GiB: the server's CPU seconds (user + system) per GiB moved, over the whole delegate: runs (the ranks' connect included: mapping their rings)."
 for k in "${!summary[@]}"; do echo "${summary[$k]}"; done
