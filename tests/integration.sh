@@ -178,5 +178,25 @@ else
 fi
 rm -f "$work"/sum.* "$work/big" "$work/big.warmup"
 
+echo "== a collective close and delegate_async_close (tests/prog/closetest.c)"
+# The close sends end markers unless every rank opened with the hint (the
+# driver agrees on it at open); a rank alone without markers would leave
+# the others' waiting until the servers' collective timeout. The servers'
+# summaries count the markers they answered.
+for c in all later mixed none; do
+    out=$(run delegate-run --servers 2 -- mpiexec -n 3 "$top/build/tests/closetest" "delegate:$work/close.$c" $c 2>&1)
+    ends=$(sed -n 's/.* \([0-9]*\) collective ends.*/\1/p' <<<"$out" | awk '{s += $1} END {print s + 0}')
+    case $c in
+    all | later) want="no markers" good=$((ends == 0)) ;;
+    *) want="markers" good=$((ends > 0)) ;;
+    esac
+    if grep -q "closetest $c ok" <<<"$out" && [ "$good" = 1 ]; then
+        ok "close, 3 ranks, case $c: every byte there, $want ($ends end markers answered)"
+    else
+        bad "close, 3 ranks, case $c: want $want, $ends end markers answered: $(grep -E 'closetest|rror' <<<"$out" | head -3 | tr '\n' ' ')"
+    fi
+    rm -f "$work/close.$c"
+done
+
 echo "== integration: $failures failure(s)"
 exit $((failures > 0))
