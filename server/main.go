@@ -67,6 +67,7 @@ func serve(args []string) int {
 	tokenFile := fs.String("token-file", env("DELEGATE_TOKEN_FILE", ""), "file holding the token clients must present ($DELEGATE_TOKEN also works)")
 	tlsCert := fs.String("tls-cert", env("DELEGATE_TLS_CERT", ""), "TLS certificate (PEM file, or base64: and the file's base64) for TCP connections; needs --tls-key ($DELEGATE_TLS_CERT)")
 	tlsKey := fs.String("tls-key", env("DELEGATE_TLS_KEY", ""), "the certificate's private key, in the same forms ($DELEGATE_TLS_KEY)")
+	// Every fs.Bool here is in delegate-run's boolServerFlags too.
 	insecure := fs.Bool("insecure", false, "allow a TCP listener without a token (anyone who reaches the port gets in)")
 	handshakeTimeout := fs.Duration("handshake-timeout", def.HandshakeTimeout, "a new connection must finish its hello (and authenticate) within this")
 	maxHellos := fs.Int("max-hellos", def.MaxHellos, "connections allowed in the hello at once; new ones beyond it are closed")

@@ -135,7 +135,14 @@ func cut(s string) (string, string, bool) {
 	return s, "", false
 }
 
-func isBoolServerFlag(key string) bool { return key == "print-config" }
+// boolServerFlags are delegate-server's options that take no value
+// (server/main.go's fs.Bool): the argument after one is not its value.
+// --coll-direct followed by --quiet sent --quiet to the servers, which
+// refused to start.
+var boolServerFlags = map[string]bool{"insecure": true, "flush-full": true, "coll-direct": true,
+	"print-config": true, "stop-on-eof": true}
+
+func isBoolServerFlag(key string) bool { return boolServerFlags[key] }
 
 func findServer() string {
 	if exe, err := os.Executable(); err == nil {
