@@ -49,12 +49,13 @@ int main(int argc, char **argv)
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     const char *path = argv[1], *c = argv[2];
-    int async = !strcmp(c, "all") || !strcmp(c, "later") || (!strcmp(c, "mixed") && rank == 0);
     if (strcmp(c, "all") && strcmp(c, "mixed") && strcmp(c, "later") && strcmp(c, "none")) {
         if (rank == 0)
             fprintf(stderr, "closetest: unknown case %s\n", c);
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
+    /* this rank asks for an asynchronous close at open */
+    int async = !strcmp(c, "all") || !strcmp(c, "later") || (!strcmp(c, "mixed") && rank == 0);
     if (async) {
         MPI_Info_create(&info);
         MPI_Info_set(info, "delegate_async_close", "true");
