@@ -231,12 +231,15 @@ link_start() {
 }
 
 # link_failed: waits (at most 30 s) until a rank says on the FIFO that a
-# call failed.
+# call failed, and sets $line to that rank's error line (taken from the
+# FIFO: MPI_Abort may end the job before hydra forwards the rank's stdout).
 link_failed() {
-    local word
-    while read -r -t 30 -u 3 word _; do
+    local word r
+    line=
+    while read -r -t 30 -u 3 word r line; do
         [ "$word" = failed ] && return 0
     done
+    line=
     return 1
 }
 
@@ -253,10 +256,9 @@ ip -n "$tag-3" link set dlg0 up
 wait $job
 rc=$?
 exec 3<&-
-line=$(grep -m1 "failed after" "$work/link.out")
-if [ $rc -ne 0 ] && grep -q "class=MPI_ERR_IO" <<<"$line" && grep -q "${hosts[2]}.*lost" "$work/link.out" &&
+if [ $rc -ne 0 ] && grep -q "class=MPI_ERR_IO" <<<"$line" && grep -q "${hosts[2]}.*lost" <<<"$line" &&
     [ $((tfail - tdown)) -le 30 ]; then
-    ok "link down: error $((tfail - tdown))s after, job over $((SECONDS - tdown))s after: ${line:0:120} ... $(grep -o "connection to delegate server [^ ]* lost[^,]*" "$work/link.out" | head -1)"
+    ok "link down: error $((tfail - tdown))s after, job over $((SECONDS - tdown))s after: ${line:0:120} ... $(grep -o "connection to delegate server [^ ]* lost[^,]*" <<<"$line" | head -1)"
 else
     bad "link down: status $rc, $((tfail - tdown))s: ${line:-$(tail -5 "$work/link.out")}"
 fi
@@ -267,12 +269,13 @@ echo "== a host that stays off the network"
 link_start gone 4 10s
 ip -n "$tag-3" link set dlg0 down
 tdown=$SECONDS
+link_failed
 wait $job
 rc=$?
 tend=$SECONDS
 exec 3<&-
 ip -n "$tag-3" link set dlg0 up
-if [ $rc -ne 0 ] && grep -q "class=MPI_ERR_IO" "$work/gone.out" &&
+if [ $rc -ne 0 ] && grep -q "class=MPI_ERR_IO" <<<"$line" &&
     grep -q "did not drain within 10s" "$work/gone.out" && grep -q "server tcp:${hosts[2]}:[0-9]* sent no final statistics" "$work/gone.out" &&
     [ $((tend - tdown)) -le 60 ]; then
     ok "host gone: the job ended $((tend - tdown))s after, with status $rc: $(grep -o "server tcp:${hosts[2]}:[0-9]* sent no final statistics[^)]*)" "$work/gone.out")"

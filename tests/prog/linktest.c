@@ -13,8 +13,10 @@
  * and aborts the job. With FIFO (a named pipe the caller holds open for
  * reading), each rank also writes "writing R" there once it has written
  * READY_PIECES pieces (its writes reach every server by then), and
- * "failed R" before it aborts: the caller waits on the pipe instead of
- * polling the output and sleeping.
+ * "failed R <the line above>" before it aborts: the caller waits on the
+ * pipe instead of polling the output and sleeping, and takes the error from
+ * there, since MPI_Abort may end the job before hydra has forwarded the
+ * rank's stdout.
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -33,17 +35,18 @@ static long pieces;
 static const char *fifo;
 
 /* One line to the caller's pipe; never blocks (no reader: dropped). A line
- * is shorter than PIPE_BUF, so lines of several ranks do not mix. */
-static void tell(const char *word)
+ * is shorter than PIPE_BUF (at least 4096 bytes; what follows the word is
+ * cut to 3,000), so lines of several ranks do not mix. */
+static void tell(const char *word, const char *rest)
 {
-    char line[64];
+    char line[3100];
     int fd, n;
     if (fifo == NULL)
         return;
     fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return;
-    n = snprintf(line, sizeof(line), "%s %d\n", word, rank);
+    n = snprintf(line, sizeof(line), "%s %d %.3000s\n", word, rank, rest);
     if (write(fd, line, n) != n)
         perror("linktest: fifo");
     close(fd);
@@ -53,14 +56,19 @@ static void check(int rc, const char *what)
 {
     if (rc == MPI_SUCCESS)
         return;
-    char msg[MPI_MAX_ERROR_STRING];
+    char msg[MPI_MAX_ERROR_STRING], line[MPI_MAX_ERROR_STRING + 200];
     int len, cls;
     MPI_Error_string(rc, msg, &len);
     MPI_Error_class(rc, &cls);
-    printf("linktest: rank %d: %s failed after %.1f s (piece %ld): class=%s %s\n", rank, what,
-           MPI_Wtime() - t0, pieces, cls == MPI_ERR_IO ? "MPI_ERR_IO" : "other", msg);
+    /* The message can span lines; the pipe's line must not. */
+    for (char *c = msg; *c; c++)
+        if (*c == '\n')
+            *c = ' ';
+    snprintf(line, sizeof(line), "linktest: rank %d: %s failed after %.1f s (piece %ld): class=%s %s",
+             rank, what, MPI_Wtime() - t0, pieces, cls == MPI_ERR_IO ? "MPI_ERR_IO" : "other", msg);
+    printf("%s\n", line);
     fflush(stdout);
-    tell("failed");
+    tell("failed", line);
     MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
@@ -92,7 +100,7 @@ int main(int argc, char **argv)
         check(MPI_File_write_at(fh, off, buf, PIECE, MPI_BYTE, MPI_STATUS_IGNORE), "write");
         pieces++;
         if (pieces == READY_PIECES)
-            tell("writing");
+            tell("writing", "");
         usleep(20000);
     }
     check(MPI_File_close(&fh), "close");
