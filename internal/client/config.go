@@ -72,6 +72,16 @@ type Config struct {
 	// Not below the servers' --direct (DirectBytes): smaller writes would
 	// lose the servers' coalescing. DELEGATE_LEASE_MIN.
 	LeaseMin int64
+	// LeaseMinLocal replaces LeaseMin and the servers' --direct for a file
+	// on a local file system (ext2/3/4, XFS, Btrfs, F2FS, tmpfs: localFS),
+	// where the page cache gathers a rank's writes into large ones as a
+	// server would: a piece this long costs one copy written by the rank
+	// against three through a server (ring, slot, page cache), and the
+	// servers' coalescing buys the backend nothing. Below it they still
+	// pay (small pieces: one system call for thousands). 0: LeaseMin
+	// applies on every file system. Leases stay off with LeaseMin 0.
+	// DELEGATE_LEASE_MIN_LOCAL.
+	LeaseMinLocal int64
 	// Name identifies the client in server logs (default host:pid).
 	Name string
 	// Logger receives the library's log; nil discards it.
@@ -89,6 +99,14 @@ type Config struct {
 // (server.DefaultConfig().DirectBytes; TestLeaseMinDefault keeps them equal).
 const DefaultLeaseMin = 1 << 20
 
+// DefaultLeaseMinLocal is LeaseMinLocal's default, measured (README,
+// Performance, twelfth session): two ranks writing interleaved pieces of a
+// shared file on ext4, 32 MiB each, buffered by a server against leased:
+// 8 KiB pieces 30-99 ms against 46-54, 16 KiB 25-160 against 33-37, 32
+// KiB 34-44 against 23-30 (ufs: 19-28); 4 KiB pieces gain 1.4-3x from
+// the servers.
+const DefaultLeaseMinLocal = 32 << 10
+
 // DefaultConfig returns the defaults, with no servers.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
@@ -105,6 +123,7 @@ func DefaultConfig() Config {
 		Compression:      wire.Compression{MinBytes: 16 << 10, MinSavingsPct: 50},
 		PreferLocal:      true,
 		LeaseMin:         DefaultLeaseMin,
+		LeaseMinLocal:    DefaultLeaseMinLocal,
 		Name:             fmt.Sprintf("%s:%d", host, os.Getpid()),
 	}
 }
@@ -192,6 +211,13 @@ func FromEnv() (Config, error) {
 		}
 		c.LeaseMin = n
 	}
+	if s := os.Getenv("DELEGATE_LEASE_MIN_LOCAL"); s != "" {
+		n, err := units.ParseSize(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DELEGATE_LEASE_MIN_LOCAL: %w", err))
+		}
+		c.LeaseMinLocal = n
+	}
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
@@ -224,6 +250,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BulkConns > 0 && c.BulkMin < 4<<10 {
 		errs = append(errs, fmt.Errorf("bulk minimum %d: want at least 4 KiB", c.BulkMin))
+	}
+	if c.LeaseMinLocal < 0 {
+		errs = append(errs, fmt.Errorf("local lease minimum %d: want 0 (LeaseMin applies) or more", c.LeaseMinLocal))
 	}
 	if c.LeaseMin < 0 {
 		errs = append(errs, fmt.Errorf("lease minimum %d: want 0 (off) or more", c.LeaseMin))

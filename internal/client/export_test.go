@@ -25,3 +25,7 @@ func SetCorkTakenHookForTest(h func()) (restore func()) {
 	corkTakenHook = h
 	return func() { corkTakenHook = old }
 }
+
+// LocalFS is localFS: whether a statfs f_type is a local file system
+// (LeaseMinLocal applies to files on it).
+var LocalFS = localFS

@@ -78,6 +78,11 @@ type File struct {
 	// summary (sent with the close, closeOn).
 	leaseWrites, leaseBytes atomic.Int64
 
+	// fsKind: whether the backend file is on a local file system
+	// (onLocalFS, for LeaseMinLocal): fsUnknown until the first write
+	// long enough to ask.
+	fsKind atomic.Int32
+
 	// lost is the first of sess that died (lose): f is unusable (lostErr).
 	// Set under mu, read without it on every operation's way in.
 	lost atomic.Pointer[session]

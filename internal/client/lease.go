@@ -2,10 +2,12 @@ package client
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"sync"
 
 	"github.com/delegate-io/delegate/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Lease writes: a large blocking write goes straight to the backend file,
@@ -34,7 +36,9 @@ import (
 //
 // Only independent, non-atomic writes whose every extent is at least
 // Config.LeaseMin bytes (the server's --direct threshold by default:
-// writes it would not buffer, so no coalescing is lost). A nonblocking
+// writes it would not buffer, so no coalescing is lost), or on a local
+// file system Config.LeaseMinLocal (32 KiB: there the page cache gathers
+// pieces that long as well as a server, at a third of the copies). A nonblocking
 // write (IWrite) may lease too: it runs on its own goroutine, so its
 // pwrite overlaps the caller's computation as ROMIO's ufs: aio does, and
 // it needs one copy instead of the ring's plus the server's. Its ordering
@@ -272,16 +276,19 @@ func (f *File) iwriteLease(mem [][]byte, ext []Extent, o IOOpts) (*Request, bool
 // leaseQuick is the part of leaseCheck that needs no lock: every extent
 // long enough, lease writes on.
 func (f *File) leaseQuick(ext []Extent, o *IOOpts) bool {
-	lim := f.leaseMin()
-	if lim <= 0 || o.atomic {
+	if f.cl.cfg.LeaseMin <= 0 || o.atomic {
 		return false
 	}
+	short := int64(math.MaxInt64)
 	for _, e := range ext {
-		if e.Len < lim {
-			return false
-		}
+		short = min(short, e.Len)
 	}
-	return true
+	// No file system lookup for pieces too short for any threshold
+	// (small records never cost one).
+	if loc := f.cl.cfg.LeaseMinLocal; short < f.cl.cfg.LeaseMin && (loc <= 0 || short < loc) {
+		return false
+	}
+	return short >= f.leaseMin()
 }
 
 // run writes the queued jobs in order, each as a nonblocking lease write
@@ -345,8 +352,8 @@ func (f *File) closeLease() {
 
 // leaseMin is the smallest extent of a lease write on f: the client's
 // LeaseMin, raised to the largest direct threshold its servers said in
-// their hello (a write a server would buffer keeps its coalescing).
-// 0: no lease writes.
+// their hello (a write a server would buffer keeps its coalescing), or
+// on a local file system LeaseMinLocal (Config). 0: no lease writes.
 func (f *File) leaseMin() int64 {
 	lim := f.cl.cfg.LeaseMin
 	if lim <= 0 {
@@ -355,5 +362,48 @@ func (f *File) leaseMin() int64 {
 	for _, s := range f.sess {
 		lim = max(lim, s.direct)
 	}
+	if loc := f.cl.cfg.LeaseMinLocal; loc > 0 && loc < lim && f.onLocalFS() {
+		return loc
+	}
 	return lim
+}
+
+// File system kinds of File.fsKind.
+const (
+	fsUnknown int32 = iota // not looked up yet
+	fsLocal                // localFS
+	fsOther                // any other, or the lookup failed
+)
+
+// onLocalFS reports whether f's backend file is on a local file system,
+// looked up once (a statfs of the path: the same file the lease writes
+// open; a client on another host never lease-writes, whatever it finds).
+func (f *File) onLocalFS() bool {
+	switch f.fsKind.Load() {
+	case fsLocal:
+		return true
+	case fsOther:
+		return false
+	}
+	k := fsOther
+	var st unix.Statfs_t
+	if unix.Statfs(f.path, &st) == nil && localFS(st.Type) {
+		k = fsLocal
+	}
+	f.fsKind.Store(k)
+	return k == fsLocal
+}
+
+// localFS reports whether a statfs f_type is a file system whose data
+// lives in this host's page cache and on its own devices: every writer of
+// a file is on this host, so nothing is gained by gathering pieces before
+// the kernel does. Network and parallel file systems (NFS, Lustre, GPFS,
+// FUSE mounts such as sshfs) and overlays are not: there the servers'
+// large ordered runs are the point.
+func localFS(t int64) bool {
+	switch t {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.F2FS_SUPER_MAGIC, unix.TMPFS_MAGIC:
+		return true
+	}
+	return false
 }

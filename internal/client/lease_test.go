@@ -18,6 +18,7 @@ import (
 	"github.com/delegate-io/delegate/internal/stats"
 	"github.com/delegate-io/delegate/internal/testutil"
 	"github.com/delegate-io/delegate/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 const leaseSize = 4 << 20
@@ -53,6 +54,33 @@ func TestLeaseMinDefault(t *testing.T) {
 	}
 }
 
+// TestLocalFS: the file systems where LeaseMinLocal applies (the page
+// cache of this host gathers the pieces) and some where it must not (the
+// servers' runs are the point there).
+func TestLocalFS(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		magic int64
+		local bool
+	}{
+		{"ext2/3/4", unix.EXT4_SUPER_MAGIC, true},
+		{"xfs", unix.XFS_SUPER_MAGIC, true},
+		{"btrfs", unix.BTRFS_SUPER_MAGIC, true},
+		{"f2fs", unix.F2FS_SUPER_MAGIC, true},
+		{"tmpfs", unix.TMPFS_MAGIC, true},
+		{"nfs", unix.NFS_SUPER_MAGIC, false},
+		{"lustre", 0x0BD00BD0, false},
+		{"gpfs", 0x47504653, false},
+		{"fuse (sshfs)", unix.FUSE_SUPER_MAGIC, false},
+		{"overlay", unix.OVERLAYFS_SUPER_MAGIC, false},
+		{"cifs", unix.CIFS_SUPER_MAGIC, false},
+	} {
+		if got := client.LocalFS(tc.magic); got != tc.local {
+			t.Errorf("%s (%#x): local %v, want %v", tc.name, tc.magic, got, tc.local)
+		}
+	}
+}
+
 // TestLeaseWrites: a large blocking write goes to the backend from the
 // client exactly when the lease conditions hold (counted in LeaseWrites),
 // and what every reader sees afterwards is right either way.
@@ -65,6 +93,7 @@ func TestLeaseWrites(t *testing.T) {
 		io      client.IOOpts
 		iwrite  bool
 		lease   bool // the 4 MiB write is a lease write
+		local   bool // the case needs the test's directory on a local file system
 		want    func() []byte
 	}{
 		{name: "clean, 1 server", lease: true},
@@ -99,7 +128,15 @@ func TestLeaseWrites(t *testing.T) {
 			}},
 		{name: "DELEGATE_LEASE_MIN=0", mutate: func(c *client.Config) { c.LeaseMin = 0 }, lease: false},
 		{name: "below the server's --direct", lease: false,
+			mutate: func(c *client.Config) { c.LeaseMinLocal = 0 },
+			opts:   testutil.Options{Mutate: func(_ int, c *server.Config) { c.DirectBytes = 8 << 20 }}},
+		// On a local file system LeaseMinLocal applies instead (skipped
+		// where the test's directory is on another).
+		{name: "below the server's --direct, local file system", lease: true, local: true,
 			opts: testutil.Options{Mutate: func(_ int, c *server.Config) { c.DirectBytes = 8 << 20 }}},
+		{name: "below LeaseMinLocal", lease: false, local: true,
+			mutate: func(c *client.Config) { c.LeaseMinLocal = leaseSize + 1 },
+			opts:   testutil.Options{Mutate: func(_ int, c *server.Config) { c.DirectBytes = 8 << 20 }}},
 		{name: "tcp", opts: testutil.Options{TCP: true}, lease: false},
 		{name: "no ring", mutate: func(c *client.Config) { c.RingBytes = 0 }, lease: false},
 	}
@@ -107,6 +144,10 @@ func TestLeaseWrites(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := testutil.Start(t, tc.opts)
 			path := filepath.Join(c.Dir, "lease")
+			var st unix.Statfs_t
+			if tc.local && (unix.Statfs(c.Dir, &st) != nil || !client.LocalFS(st.Type)) {
+				t.Skipf("%s is not on a local file system", c.Dir)
+			}
 			cl, ocl := c.Client(t, tc.mutate), c.Client(t, nil)
 			mine := open(t, cl, path, wire.ORdwr|wire.OCreat, nil)
 			other := open(t, ocl, path, wire.ORdwr|wire.OCreat, nil)

@@ -177,7 +177,7 @@ func TestKeptDroppedForSpace(t *testing.T) {
 		cfg.Logger = slog.New(countHandler{slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}),
 			"dropping buffered data", &logged})
 	}})
-	cl := c.Client(t, nil)
+	cl := c.Client(t, throughServers)
 	open := func(name string) *client.File {
 		f, err := cl.Open(context.Background(), filepath.Join(c.Dir, name), wire.ORdwr|wire.OCreat, 0o644, nil)
 		if err != nil {
@@ -233,7 +233,7 @@ func TestKeptDropRacesReopen(t *testing.T) {
 		cfg.Wrap = func(f backend.FS) backend.FS { ffs.FS = f; return ffs }
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}})
-	cl := c.Client(t, nil)
+	cl := c.Client(t, throughServers)
 	ctx := context.Background()
 	badPath := filepath.Join(c.Dir, "bad")
 	open := func(path string) (*client.File, error) {
@@ -463,6 +463,13 @@ func TestKeptBackoffUnderPressure(t *testing.T) {
 // fillAndKeep writes f (whose backend fails) until the server's buffers
 // are nearly full, closes it (its flush fails with ENOSPC) and waits until
 // the flusher kept its data. It returns the bytes written.
+// throughServers makes a client whose writes go through the servers at
+// any size, as LeaseMin and the servers' --direct say: a test of the
+// servers' buffer runs in a temporary directory on a local file system,
+// where LeaseMinLocal would let the client write pieces of 32 KiB and
+// more itself.
+func throughServers(cfg *client.Config) { cfg.LeaseMinLocal = 0 }
+
 func fillAndKeep(t *testing.T, c *testutil.Cluster, f *client.File) int64 {
 	t.Helper()
 	limit := c.Servers[0].Stats().BufferLimit
