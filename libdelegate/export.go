@@ -344,6 +344,27 @@ func dlgDirectSetup(fh C.int, mirror *C.int64_t, words **C.uint64_t, max C.int, 
 	return C.int(len(ws))
 }
 
+// dlgLeaseSetup lets direct.c make fh's lease writes itself
+// (client.File.ExportLease): it sets *lim to the file's lease threshold
+// and, when shortest (the shortest extent of the write at hand) reaches it,
+// *fd to the backend file opened for writing, whose writes direct.c counts
+// in counters (C memory, three int64s, kept until after dlgClose). It
+// returns client.LeaseReady, LeaseLater (below the threshold: ask again
+// for a longer write) or LeaseNever.
+//
+//export dlgLeaseSetup
+func dlgLeaseSetup(fh C.int, shortest C.int64_t, counters *C.int64_t, lim *C.int64_t, fd *C.int) (state C.int) {
+	state = client.LeaseNever
+	defer guard(int(fh), new(C.int))
+	f, err := fileOf(fh)
+	if err != nil {
+		return client.LeaseNever
+	}
+	d, l, st := f.ExportLease(int64(shortest), (*[3]atomic.Int64)(unsafe.Pointer(counters)))
+	*lim, *fd = C.int64_t(l), C.int(d)
+	return C.int(st)
+}
+
 //export dlgIO
 func dlgIO(fh C.int, write C.int, mem *C.delegate_iov, nmem C.int64_t, ext *C.delegate_extent, next C.int64_t,
 	opts *C.delegate_io_opts, nbytes *C.int64_t) (rc C.int) {

@@ -109,6 +109,8 @@ int delegate_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate
     if (dlg_stage_write(fh, mem, nmem, ext, next, opts, nbytes, &rc))
         return rc;
     HAND_OVER_STAGED(fh);
+    if (dlg_direct_write(fh, mem, nmem, ext, next, opts, nbytes, &rc))
+        return rc;
     return dlgIO(fh, 1, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                  (delegate_io_opts *) opts, nbytes);
 }

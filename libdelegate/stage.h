@@ -55,5 +55,10 @@ void dlg_direct_drop_all(void);
  * dlg_stage_hand_over first. */
 int dlg_direct_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
                     int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc);
+/* dlg_direct_write makes a lease write in C when that is allowed
+ * (client.File.ExportLease) and returns 1 with *rc set, or returns 0 when
+ * the write must go to Go. Call dlg_stage_hand_over first. */
+int dlg_direct_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
+                     int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc);
 
 #endif

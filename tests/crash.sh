@@ -34,7 +34,7 @@ ok() { printf '  ok    %s (%ds)\n' "$*" $SECONDS; }
 bad() { printf '  FAIL  %s (%ds)\n' "$*" $SECONDS; failures=$((failures + 1)); }
 
 ranks=2
-per=$((4 << 20)) # bytes per rank, in 64 KiB pieces: buffered (below --direct)
+per=$((4 << 20)) # bytes per rank, in 16 KiB pieces: buffered (below --direct and DELEGATE_LEASE_MIN_LOCAL)
 total=$((ranks * per))
 
 # check FILE: 0 if FILE holds acktest's bytes, byte for byte; prints where

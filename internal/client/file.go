@@ -71,6 +71,10 @@ type File struct {
 		lease   *os.File // the backend file, written directly by lease writes (lease.go)
 		noLease bool     // lease writes are impossible (cannot open it for writing, closed)
 		leased  bool     // a lease write since the last Sync: Sync fsyncs lease
+		// cLease: the counters of the C library's lease writes (ExportLease:
+		// a write since the last Sync, writes, bytes), C memory; folded
+		// into leased and the counts by Sync and Close.
+		cLease *[3]atomic.Int64
 	}
 	idle sync.Cond // on mu: signalled when reqs drops to 0
 

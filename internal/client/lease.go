@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/delegate-io/delegate/internal/wire"
 	"golang.org/x/sys/unix"
@@ -323,7 +324,11 @@ var leaseTurnHook func(turn bool)
 func (f *File) syncLease() error {
 	f.mu.Lock()
 	d := f.mu.lease
-	if !f.mu.leased || d == nil {
+	leased := f.mu.leased
+	if c := f.mu.cLease; c != nil && c[0].Swap(0) != 0 {
+		leased = true // the C library wrote through d (ExportLease)
+	}
+	if !leased || d == nil {
 		f.mu.Unlock()
 		return nil
 	}
@@ -339,15 +344,65 @@ func (f *File) syncLease() error {
 	return nil
 }
 
-// closeLease closes the backend file of lease writes.
+// closeLease closes the backend file of lease writes, after counting the
+// C library's (they are in the close's summary and the client's Stats
+// from then on; the C memory is freed after Close).
 func (f *File) closeLease() {
 	f.mu.Lock()
 	d := f.mu.lease
 	f.mu.lease, f.mu.noLease = nil, true
+	if c := f.mu.cLease; c != nil {
+		n := c[1].Swap(0)
+		f.leaseWrites.Add(n)
+		f.leaseBytes.Add(c[2].Swap(0))
+		f.cl.leaseWrites.Add(n)
+		f.mu.cLease = nil
+	}
 	f.mu.Unlock()
 	if d != nil {
 		d.Close()
 	}
+}
+
+// Results of ExportLease.
+const (
+	LeaseNever = -1 // f never lease-writes
+	LeaseLater = 0  // not for this write: its shortest extent is below the threshold
+	LeaseReady = 1  // the descriptor is open and exported
+)
+
+// ExportLease lets the C library (libdelegate/direct.c) make f's lease
+// writes itself, without the call into Go (0.5-4 us a write: the C->Go
+// call, the Go runtime's system call bookkeeping, these locks): it reports
+// f's lease threshold (leaseMin) and, when a write whose shortest extent
+// (shortest) is long enough, opens the backend file for writing and returns
+// its descriptor. counters (C memory, freed after Close) take the C
+// writes: [0] is set after each one (the next Sync fsyncs the descriptor),
+// [1] and [2] count them and their bytes (folded into f's counts by
+// Close). The C side writes only when the direct-read conditions hold
+// (ExportDirect's word and the servers' words, in that order), no path is
+// open twice with a write in flight (Config.Shared and Pending), the call
+// is an independent one and every extent is at least lim: leaseCheck's
+// rule for a blocking write, without its wait for acknowledgements (such a
+// write comes to Go, which may wait).
+func (f *File) ExportLease(shortest int64, counters *[3]atomic.Int64) (fd int, lim int64, state int) {
+	lim = f.leaseMin()
+	if lim <= 0 || f.flags&(wire.OWronly|wire.ORdwr) == 0 {
+		return -1, lim, LeaseNever
+	}
+	if shortest < lim {
+		return -1, lim, LeaseLater
+	}
+	if !f.leaseFileOK() {
+		return -1, lim, LeaseNever
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.closed || f.mu.lease == nil {
+		return -1, lim, LeaseNever
+	}
+	f.mu.cLease = counters
+	return int(f.mu.lease.Fd()), lim, LeaseReady
 }
 
 // leaseMin is the smallest extent of a lease write on f: the client's

@@ -21,7 +21,7 @@ int main(int argc, char **argv)
     if (argc != 3)
         MPI_Abort(MPI_COMM_WORLD, 2);
     long n = atol(argv[2]);
-    const long piece = 65536;
+    const long piece = 16384; /* below DELEGATE_LEASE_MIN_LOCAL: buffered by the servers */
     MPI_Info info;
     MPI_Info_create(&info);
     MPI_Info_set(info, "delegate_write_ack", "sync");
