@@ -103,7 +103,7 @@ const DefaultLeaseMin = 1 << 20
 // Performance, twelfth session): two ranks writing interleaved pieces of a
 // shared file on ext4, 32 MiB each, buffered by a server against leased:
 // 8 KiB pieces 30-99 ms against 46-54, 16 KiB 25-160 against 33-37, 32
-// KiB 34-44 against 23-30 (ufs: 19-28); 4 KiB pieces gain 1.4-3x from
+// KiB 34-44 against 23-30 (ufs: 19-26); 4 KiB pieces gain 1.4-3x from
 // the servers.
 const DefaultLeaseMinLocal = 32 << 10
 
