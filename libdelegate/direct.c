@@ -131,52 +131,78 @@ static int ready(struct direct *d)
     return __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) == 1;
 }
 
-int dlg_direct_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
-                    int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc)
+/* plain reports whether a call is one the C paths take: no flags, one
+ * piece of memory, valid extents whose lengths add up to it; *shortest is
+ * the shortest extent's length. */
+static int plain(const delegate_iov *mem, int64_t nmem, const delegate_extent *ext, int64_t next,
+                 const delegate_io_opts *opts, int64_t *shortest)
 {
-    struct direct *d = find(fh);
-    int64_t want = 0, got = 0;
-    char *p;
-    if (d == NULL || (opts != NULL && opts->flags != 0) || nmem != 1 || next < 1 ||
-        mem == NULL || ext == NULL || mem[0].len <= 0 || mem[0].base == NULL)
+    int64_t want = 0;
+    *shortest = INT64_MAX;
+    if ((opts != NULL && opts->flags != 0) || nmem != 1 || next < 1 || mem == NULL || ext == NULL ||
+        mem[0].len <= 0 || mem[0].base == NULL)
         return 0;
     for (int64_t i = 0; i < next; i++) {
         if (ext[i].off < 0 || ext[i].len < 0 || ext[i].off > INT64_MAX - ext[i].len)
             return 0;
         want += ext[i].len;
+        if (ext[i].len < *shortest)
+            *shortest = ext[i].len;
     }
-    if (want != mem[0].len || !ready(d))
-        return 0;
-    /* The order matters (ExportDirect): our writes first, then the servers'. */
+    return want == mem[0].len;
+}
+
+/* clean reports whether d's backend file holds every acknowledged write
+ * of the file: this client has none in flight (Go's word) and no server
+ * holds dirty data of it (their words). The order matters (ExportDirect):
+ * our writes first, then the servers'. */
+static int clean(struct direct *d)
+{
     if (__atomic_load_n(&d->mirror, __ATOMIC_ACQUIRE) != 0)
         return 0;
     for (int i = 0; i < d->nwords; i++)
         if (__atomic_load_n(d->words[i], __ATOMIC_ACQUIRE) != 0)
             return 0;
-    p = mem[0].base;
+    return 1;
+}
+
+/* transfer moves the extents' bytes between p and fd with system call nr
+ * (SYS_pread64 or SYS_pwrite64) itself, not libc's wrapper: with the Go
+ * runtime's threads in the process libc makes each call a cancellation
+ * point (enable and disable, 35-40 ns, a tenth of a 64-byte read's cost;
+ * MPI-IO has no use for thread cancellation). A read stops at the end of
+ * the file. It returns 1, or 0 on an error; *moved counts the bytes moved
+ * either way. */
+static int transfer(long nr, int fd, char *p, const delegate_extent *ext, int64_t next, int64_t *moved)
+{
     for (int64_t i = 0; i < next; i++) {
         int64_t off = ext[i].off, n = ext[i].len;
         while (n > 0) {
-            /* the system call itself, not libc's pread: with the Go
-             * runtime's threads in the process, libc wraps it as a
-             * cancellation point (enable and disable, 35-40 ns a read,
-             * a tenth of a 64-byte read's cost; MPI-IO has no use for
-             * thread cancellation) */
-            ssize_t r = syscall(SYS_pread64, d->fd, p, (size_t) n, (off_t) off);
-            if (r < 0) {
-                if (errno == EINTR)
-                    continue;
-                return 0;       /* Go reads again and reports the error */
-            }
+            ssize_t r = syscall(nr, fd, p, (size_t) n, (off_t) off);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0 || (r == 0 && nr != SYS_pread64))
+                return 0;
             if (r == 0)
-                goto eof;
+                return 1;       /* end of file */
             p += r;
-            got += r;
+            *moved += r;
             off += r;
             n -= r;
         }
     }
-  eof:
+    return 1;
+}
+
+int dlg_direct_read(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
+                    int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc)
+{
+    struct direct *d = find(fh);
+    int64_t got = 0, shortest;
+    if (d == NULL || !plain(mem, nmem, ext, next, opts, &shortest) || !ready(d) || !clean(d))
+        return 0;
+    if (!transfer(SYS_pread64, d->fd, mem[0].base, ext, next, &got))
+        return 0;               /* Go reads again and reports the error */
     if (nbytes != NULL)
         *nbytes = got;
     *rc = DELEGATE_OK;
@@ -184,8 +210,9 @@ int dlg_direct_read(int fh, const delegate_iov *mem, int64_t nmem, const delegat
 }
 
 /* wready sets up lease writes of d for a write whose shortest extent is
- * short: the threshold once, the descriptor once a write reaches it (calls
- * into Go, made without d->mu; a write that comes meanwhile goes to Go). */
+ * shortest bytes: the threshold once, the descriptor once a write reaches
+ * it (calls into Go, made without d->mu; a write that comes meanwhile goes
+ * to Go). */
 static int wready(struct direct *d, int64_t shortest)
 {
     int st = __atomic_load_n(&d->wstate, __ATOMIC_ACQUIRE), fd = -1, r;
@@ -214,52 +241,24 @@ int dlg_direct_write(int fh, const delegate_iov *mem, int64_t nmem, const delega
                      int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc)
 {
     struct direct *d = find(fh);
-    int64_t want = 0, done = 0, shortest = INT64_MAX;
-    const char *p;
-    if (d == NULL || (opts != NULL && opts->flags != 0) || nmem != 1 || next < 1 ||
-        mem == NULL || ext == NULL || mem[0].len <= 0 || mem[0].base == NULL)
-        return 0;
-    for (int64_t i = 0; i < next; i++) {
-        if (ext[i].off < 0 || ext[i].len <= 0 || ext[i].off > INT64_MAX - ext[i].len)
-            return 0;
-        want += ext[i].len;
-        if (ext[i].len < shortest)
-            shortest = ext[i].len;
-    }
-    if (want != mem[0].len || __atomic_load_n(&d->wstate, __ATOMIC_ACQUIRE) == -1 ||
-        shortest < 4096 || !ready(d) || !wready(d, shortest) ||
+    int64_t done = 0, shortest;
+    /* (4 KiB: no setup call into Go for the small writes of a file) */
+    if (d == NULL || !plain(mem, nmem, ext, next, opts, &shortest) || shortest < 4096 ||
+        __atomic_load_n(&d->wstate, __ATOMIC_ACQUIRE) == -1 || !ready(d) || !wready(d, shortest) ||
         shortest < __atomic_load_n(&d->wmin, __ATOMIC_ACQUIRE))
         return 0;
     /* Another handle of a path open twice is not in this file's word:
      * then nothing of this process may be in flight (Go: leaseCheck). */
     if (dlg_shared() && __atomic_load_n(dlg_fence_word(), __ATOMIC_ACQUIRE) != 0)
         return 0;
-    /* The order matters (ExportDirect): our writes first, then the servers'. */
-    if (__atomic_load_n(&d->mirror, __ATOMIC_ACQUIRE) != 0)
+    if (!clean(d))
         return 0;
-    for (int i = 0; i < d->nwords; i++)
-        if (__atomic_load_n(d->words[i], __ATOMIC_ACQUIRE) != 0)
-            return 0;
-    p = mem[0].base;
-    for (int64_t i = 0; i < next; i++) {
-        int64_t off = ext[i].off, n = ext[i].len;
-        while (n > 0) {
-            /* the system call itself (dlg_direct_read says why) */
-            ssize_t r = syscall(SYS_pwrite64, d->wfd, p, (size_t) n, (off_t) off);
-            if (r < 0) {
-                if (errno == EINTR)
-                    continue;
-                /* Go writes it all again and reports the error; the bytes
-                 * written here are the same ones. */
-                if (done > 0)
-                    __atomic_store_n(&d->wcount[0], 1, __ATOMIC_RELEASE);
-                return 0;
-            }
-            p += r;
-            done += r;
-            off += r;
-            n -= r;
-        }
+    if (!transfer(SYS_pwrite64, d->wfd, mem[0].base, ext, next, &done)) {
+        /* Go writes it all again and reports the error; the bytes written
+         * here are the same ones. */
+        if (done > 0)
+            __atomic_store_n(&d->wcount[0], 1, __ATOMIC_RELEASE);
+        return 0;
     }
     /* After the bytes: a sync that comes after this write fsyncs them. */
     __atomic_store_n(&d->wcount[0], 1, __ATOMIC_RELEASE);
