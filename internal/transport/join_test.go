@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -70,7 +71,7 @@ func TestJoinFramesWrites(t *testing.T) {
 				got = append(got, len(w))
 				sent = append(sent, w...)
 			}
-			if !equalInts(got, tc.want) {
+			if !slices.Equal(got, tc.want) {
 				t.Errorf("underlying writes %v, want %v", got, tc.want)
 			}
 			if !bytes.Equal(sent, all) {
@@ -78,18 +79,6 @@ func TestJoinFramesWrites(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // countConn counts the Write calls that reach a real socket.
