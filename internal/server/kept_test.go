@@ -460,9 +460,6 @@ func TestKeptBackoffUnderPressure(t *testing.T) {
 	ffs.fail.Store(false) // the shutdown writes the kept data
 }
 
-// fillAndKeep writes f (whose backend fails) until the server's buffers
-// are nearly full, closes it (its flush fails with ENOSPC) and waits until
-// the flusher kept its data. It returns the bytes written.
 // throughServers makes a client whose writes go through the servers at
 // any size, as LeaseMin and the servers' --direct say: a test of the
 // servers' buffer runs in a temporary directory on a local file system,
@@ -470,6 +467,9 @@ func TestKeptBackoffUnderPressure(t *testing.T) {
 // more itself.
 func throughServers(cfg *client.Config) { cfg.LeaseMinLocal = 0 }
 
+// fillAndKeep writes f (whose backend fails) until the server's buffers
+// are nearly full, closes it (its flush fails with ENOSPC) and waits until
+// the flusher kept its data. It returns the bytes written.
 func fillAndKeep(t *testing.T, c *testutil.Cluster, f *client.File) int64 {
 	t.Helper()
 	limit := c.Servers[0].Stats().BufferLimit
