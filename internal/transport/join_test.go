@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,7 +70,7 @@ func TestJoinFramesWrites(t *testing.T) {
 				got = append(got, len(w))
 				sent = append(sent, w...)
 			}
-			if !slices.Equal(got, tc.want) {
+			if !equalInts(got, tc.want) {
 				t.Errorf("underlying writes %v, want %v", got, tc.want)
 			}
 			if !bytes.Equal(sent, all) {
@@ -79,6 +78,18 @@ func TestJoinFramesWrites(t *testing.T) {
 			}
 		})
 	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // countConn counts the Write calls that reach a real socket.
