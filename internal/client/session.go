@@ -180,7 +180,7 @@ func dial(ctx context.Context, cl *Client, idx int) (*session, error) {
 	if s.via.Net == "tcp" {
 		s.dialBulk(ctx, s.via, rep)
 	}
-	s.ymx, err = yamux.Client(transport.JoinFrames(conn), transport.YamuxConfig(s.log, cfg.Timeout)) // one system call per frame
+	s.ymx, err = yamux.Client(conn, transport.YamuxConfig(s.log, cfg.Timeout))
 	if err == nil {
 		s.st, err = s.ymx.OpenStream()
 	}

@@ -47,7 +47,7 @@ func Connect(ctx context.Context, addr, token string, tc *tls.Config, timeout ti
 		c.Close()
 		return nil, fmt.Errorf("delegate server %s: %w", a, err)
 	}
-	ymx, err := yamux.Client(transport.JoinFrames(c), transport.YamuxConfig(nil, 0))
+	ymx, err := yamux.Client(c, transport.YamuxConfig(nil, 0))
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -88,9 +88,7 @@ func (ss *session) run() {
 		}
 		return
 	}
-	// One system call per frame (transport.JoinFrames); ss.conn stays the raw
-	// connection for everything else.
-	ymx, err := yamux.Server(transport.JoinFrames(ss.conn), transport.ServerYamuxConfig(ss.log, s.cfg.KeepAlive))
+	ymx, err := yamux.Server(ss.conn, transport.ServerYamuxConfig(ss.log, s.cfg.KeepAlive))
 	if err != nil {
 		ss.log.Error("yamux", "err", err)
 		return
