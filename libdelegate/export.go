@@ -345,23 +345,24 @@ func dlgDirectSetup(fh C.int, mirror *C.int64_t, words **C.uint64_t, max C.int, 
 }
 
 // dlgLeaseSetup lets direct.c make fh's lease writes itself
-// (client.File.ExportLease): it sets *lim to the file's lease threshold
-// and, when shortest (the shortest extent of the write at hand) reaches it,
-// *fd to the backend file opened for writing, whose writes direct.c counts
+// (client.File.ExportLease): it sets *lim to the file's lease threshold,
+// *far to that of a far write (0: none) and, when shortest (the shortest
+// extent of the write at hand) reaches either, *fd to the backend file
+// opened for writing, whose writes direct.c counts
 // in counters (C memory, three int64s, kept until after dlgClose). It
 // returns client.LeaseReady, LeaseLater (below the threshold: ask again
 // for a longer write) or LeaseNever.
 //
 //export dlgLeaseSetup
-func dlgLeaseSetup(fh C.int, shortest C.int64_t, counters *C.int64_t, lim *C.int64_t, fd *C.int) (state C.int) {
+func dlgLeaseSetup(fh C.int, shortest C.int64_t, counters *C.int64_t, lim, far *C.int64_t, fd *C.int) (state C.int) {
 	state = client.LeaseNever
 	defer guard(int(fh), new(C.int))
 	f, err := fileOf(fh)
 	if err != nil {
 		return client.LeaseNever
 	}
-	d, l, st := f.ExportLease(int64(shortest), (*[3]atomic.Int64)(unsafe.Pointer(counters)))
-	*lim, *fd = C.int64_t(l), C.int(d)
+	d, l, fa, st := f.ExportLease(int64(shortest), (*[3]atomic.Int64)(unsafe.Pointer(counters)))
+	*lim, *far, *fd = C.int64_t(l), C.int64_t(fa), C.int(d)
 	return C.int(st)
 }
 

@@ -106,10 +106,14 @@ int delegate_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate
 {
     int rc;
     GUARD();
+    /* A lease write first (direct.c), when nothing is staged: a far 4 KiB
+     * piece would otherwise be staged; then after the hand-over. */
+    if (dlg_direct_write(fh, mem, nmem, ext, next, opts, 1, nbytes, &rc))
+        return rc;
     if (dlg_stage_write(fh, mem, nmem, ext, next, opts, nbytes, &rc))
         return rc;
     HAND_OVER_STAGED(fh);
-    if (dlg_direct_write(fh, mem, nmem, ext, next, opts, nbytes, &rc))
+    if (dlg_direct_write(fh, mem, nmem, ext, next, opts, 0, nbytes, &rc))
         return rc;
     return dlgIO(fh, 1, (delegate_iov *) mem, nmem, (delegate_extent *) ext, next,
                  (delegate_io_opts *) opts, nbytes);

@@ -57,8 +57,11 @@ int dlg_direct_read(int fh, const delegate_iov *mem, int64_t nmem, const delegat
                     int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc);
 /* dlg_direct_write makes a lease write in C when that is allowed
  * (client.File.ExportLease) and returns 1 with *rc set, or returns 0 when
- * the write must go to Go. Call dlg_stage_hand_over first. */
+ * the write must go to Go. With first, it is called before
+ * dlg_stage_write, once for every write (it notes where the write lies,
+ * and a far one may be leased then, when nothing is staged); without, after
+ * dlg_stage_hand_over. */
 int dlg_direct_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
-                     int64_t next, const delegate_io_opts *opts, int64_t *nbytes, int *rc);
+                     int64_t next, const delegate_io_opts *opts, int first, int64_t *nbytes, int *rc);
 
 #endif

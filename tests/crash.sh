@@ -35,6 +35,9 @@ bad() { printf '  FAIL  %s (%ds)\n' "$*" $SECONDS; failures=$((failures + 1)); }
 
 ranks=2
 per=$((4 << 20)) # bytes per rank, in 16 KiB pieces: buffered (below --direct and DELEGATE_LEASE_MIN_LOCAL)
+# and each rank's first piece too: not leased as a far write (README,
+# Semantics: lease writes), so that every byte is the server's to lose
+export DELEGATE_LEASE_MIN_FAR=0
 total=$((ranks * per))
 
 # check FILE: 0 if FILE holds acktest's bytes, byte for byte; prints where

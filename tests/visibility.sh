@@ -150,6 +150,20 @@ if timeout 10 head -1 "$work/lease.ready" >/dev/null; then
     # every byte at the server
     lease clean $((2 * big)) $((2 * big)) DELEGATE_LEASE_MIN=0
     lease iwrite $((2 * big)) $((2 * big)) DELEGATE_LEASE_MIN=0
+    # 4 KiB pieces: leased only when each lies far from the rank's previous
+    # write (random), on a local file system; near ones (sequential,
+    # interleaved) go to the server, which gathers them, but for the first
+    # of each rank (nothing to gather it with yet) unless the other rank's
+    # pieces are buffered by then
+    case $(stat -f -c %T "$work") in
+    ext2/ext3 | xfs | btrfs | f2fs | tmpfs)
+        lease far 0 0
+        lease near $((2 * big - 2 * 4096)) $((2 * big))
+        lease far $((2 * big)) $((2 * big)) DELEGATE_LEASE_MIN_FAR=0
+        lease far $((2 * big)) $((2 * big)) DELEGATE_LEASE_MIN_LOCAL=0
+        ;;
+    *) lease far $((2 * big)) $((2 * big)) ;; # not local: the servers gather them
+    esac
 else
     bad "lease writes: the server did not start ($(tail -2 "$work/lease.log"))"
 fi

@@ -374,36 +374,52 @@ const (
 // ExportLease lets the C library (libdelegate/direct.c) make f's lease
 // writes itself, without the call into Go (the C->Go call, the Go
 // runtime's system call bookkeeping, these locks: 2-4 us more than ufs:'s
-// pwrite for a 47,008-byte write, measured): it reports
-// f's lease threshold (leaseMin) and, when a write whose shortest extent
-// (shortest) is long enough, opens the backend file for writing and returns
-// its descriptor. counters (C memory, freed after Close) take the C
-// writes: [0] is set after each one (the next Sync fsyncs the descriptor),
-// [1] and [2] count them and their bytes (folded into f's counts by
-// Close). The C side writes only when the direct-read conditions hold
-// (ExportDirect's word and the servers' words, in that order), no path is
-// open twice with a write in flight (Config.Shared and Pending), the call
-// is an independent one and every extent is at least lim: leaseCheck's
-// rule for a blocking write, without its wait for acknowledgements (such a
-// write comes to Go, which may wait).
-func (f *File) ExportLease(shortest int64, counters *[3]atomic.Int64) (fd int, lim int64, state int) {
+// pwrite for a 47,008-byte write, measured): it reports f's lease
+// threshold (leaseMin), the threshold of a far write (leaseFar: 0, none)
+// and, when a write whose shortest extent (shortest) reaches either,
+// opens the backend file for writing and returns its descriptor. counters
+// (C memory, freed after Close) take the C writes: [0] is set after each
+// one (the next Sync fsyncs the descriptor), [1] and [2] count them and
+// their bytes (folded into f's counts by Close). The C side writes only
+// when the direct-read conditions hold (ExportDirect's word and the
+// servers' words, in that order), no path is open twice with a write in
+// flight (Config.Shared and Pending), the call is an independent one and
+// every extent is at least lim, or it is one extent of at least far that
+// lies far from the handle's previous write (C keeps where that ended;
+// nothing staged or unacknowledged in the process): leaseCheck's rule for
+// a blocking write, without its wait for acknowledgements (such a write
+// comes to Go, which may wait), and with the far rule, which only C
+// applies.
+func (f *File) ExportLease(shortest int64, counters *[3]atomic.Int64) (fd int, lim, far int64, state int) {
 	lim = f.leaseMin()
 	if lim <= 0 || f.flags&(wire.OWronly|wire.ORdwr) == 0 {
-		return -1, lim, LeaseNever
+		return -1, lim, 0, LeaseNever
 	}
-	if shortest < lim {
-		return -1, lim, LeaseLater
+	far = f.leaseFar(lim)
+	if shortest < lim && (far == 0 || shortest < far) {
+		return -1, lim, far, LeaseLater
 	}
 	if !f.leaseFileOK() {
-		return -1, lim, LeaseNever
+		return -1, lim, far, LeaseNever
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.mu.closed || f.mu.lease == nil {
-		return -1, lim, LeaseNever
+		return -1, lim, far, LeaseNever
 	}
 	f.mu.cLease = counters
-	return int(f.mu.lease.Fd()), lim, LeaseReady
+	return int(f.mu.lease.Fd()), lim, far, LeaseReady
+}
+
+// leaseFar is the smallest extent of a far lease write on f
+// (Config.LeaseMinFar) below its threshold lim, 0 when there is none:
+// only on a local file system with LeaseMinLocal on.
+func (f *File) leaseFar(lim int64) int64 {
+	far := f.cl.cfg.LeaseMinFar
+	if far <= 0 || far >= lim || f.cl.cfg.LeaseMinLocal <= 0 || !f.onLocalFS() {
+		return 0
+	}
+	return far
 }
 
 // leaseMin is the smallest extent of a lease write on f: the client's

@@ -54,6 +54,57 @@ func TestLeaseMinDefault(t *testing.T) {
 	}
 }
 
+// TestExportLeaseThresholds: what ExportLease hands the C library (the
+// lease threshold, the far threshold, whether the write at hand gets the
+// descriptor), on a local file system.
+func TestExportLeaseThresholds(t *testing.T) {
+	const far, local = client.DefaultLeaseMinFar, client.DefaultLeaseMinLocal
+	tests := []struct {
+		name         string
+		mutate       func(*client.Config)
+		shortest     int64
+		lim, wantFar int64
+		state        int
+		readOnly     bool
+	}{
+		{name: "a far-sized write", shortest: far, lim: local, wantFar: far, state: client.LeaseReady},
+		{name: "below both", shortest: far - 1, lim: local, wantFar: far, state: client.LeaseLater},
+		{name: "LeaseMinFar 0", mutate: func(c *client.Config) { c.LeaseMinFar = 0 },
+			shortest: far, lim: local, state: client.LeaseLater},
+		{name: "LeaseMinLocal 0: no local rule at all", mutate: func(c *client.Config) { c.LeaseMinLocal = 0 },
+			shortest: far, lim: client.DefaultLeaseMin, state: client.LeaseLater},
+		{name: "far not below the threshold", mutate: func(c *client.Config) { c.LeaseMinFar = local },
+			shortest: local, lim: local, state: client.LeaseReady},
+		{name: "leases off", mutate: func(c *client.Config) { c.LeaseMin = 0 }, shortest: 1 << 20, state: client.LeaseNever},
+		{name: "read-only", shortest: 1 << 20, lim: local, state: client.LeaseNever, readOnly: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{})
+			var st unix.Statfs_t
+			if unix.Statfs(c.Dir, &st) != nil || !client.LocalFS(st.Type) {
+				t.Skipf("%s is not on a local file system", c.Dir)
+			}
+			path := filepath.Join(c.Dir, "f")
+			if err := os.WriteFile(path, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			flags := uint32(wire.ORdwr)
+			if tc.readOnly {
+				flags = wire.ORdonly
+			}
+			f := open(t, c.Client(t, tc.mutate), path, flags, nil)
+			defer f.Close()
+			var counters [3]atomic.Int64
+			fd, lim, gotFar, state := f.ExportLease(tc.shortest, &counters)
+			if state != tc.state || lim != tc.lim || gotFar != tc.wantFar || (state == client.LeaseReady) != (fd >= 0) {
+				t.Fatalf("ExportLease(%d) = fd %d, lim %d, far %d, state %d; want lim %d, far %d, state %d",
+					tc.shortest, fd, lim, gotFar, state, tc.lim, tc.wantFar, tc.state)
+			}
+		})
+	}
+}
+
 // TestLocalFS: the file systems where LeaseMinLocal applies (the page
 // cache of this host gathers the pieces) and some where it must not (the
 // servers' runs are the point there).

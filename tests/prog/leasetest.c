@@ -17,6 +17,10 @@
  *   atomic   MPI_File_set_atomicity(1), then as clean (never leased)
  *   sync     as clean, then MPI_File_sync (the rank fsyncs its own
  *            writes: the test counts the ranks' fsync calls with strace)
+ *   far      as clean, in 4 KiB writes, each 2 MiB from the rank's
+ *            previous one (on a local file system: all leased, from C)
+ *   near     the same 8 MiB in 4 KiB pieces interleaved between the ranks
+ *            (through the server, but for each rank's first)
  *
  * After close, rank 0 reopens the file and checks every byte. Prints
  * "leasetest CASE ok" or "leasetest CASE BAD: ..." and exits non-zero.
@@ -29,6 +33,7 @@
 #define BIG (4 << 20)
 #define SMALL 64
 #define SMALL_OFF 1000
+#define PIECE 4096
 
 static int rank;
 
@@ -84,6 +89,20 @@ int main(int argc, char **argv)
         }
         if (!strcmp(c, "sync"))
             check(MPI_File_sync(fh), "sync");
+        MPI_Barrier(MPI_COMM_WORLD);
+        check(MPI_File_read_at(fh, other, got, BIG, MPI_BYTE, MPI_STATUS_IGNORE), "read_at");
+        bad |= same(got, want + other, BIG, "the other rank's segment");
+    } else if (!strcmp(c, "far") || !strcmp(c, "near")) {
+        /* far: pieces 0, 512, 1, 513, ... of the rank's segment: every
+         * write starts 2 MiB from where its previous one ended; near:
+         * piece 2i + rank of the file, 4 KiB from it (and a rank's pieces
+         * never touch, so Go cannot merge them into a long extent) */
+        const long n = BIG / PIECE;
+        for (long i = 0; i < n; i++) {
+            MPI_Offset off = !strcmp(c, "near") ? (MPI_Offset) (2 * i + rank) * PIECE
+                : mine + (MPI_Offset) (i % 2 == 0 ? i / 2 : n / 2 + i / 2) * PIECE;
+            check(MPI_File_write_at(fh, off, want + off, PIECE, MPI_BYTE, MPI_STATUS_IGNORE), "write_at");
+        }
         MPI_Barrier(MPI_COMM_WORLD);
         check(MPI_File_read_at(fh, other, got, BIG, MPI_BYTE, MPI_STATUS_IGNORE), "read_at");
         bad |= same(got, want + other, BIG, "the other rank's segment");
