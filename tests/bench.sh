@@ -82,10 +82,11 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # One server for the delegate: runs, started by hand so that each run's
 # counters can be read: delegate-server stats before and after.
 # DELEGATE_BENCH_SERVER_ARGS adds options to its command line (to compare
-# settings: --direct 4k, --coll-direct).
+# settings: --direct 4k, --coll-direct), DELEGATE_BENCH_SERVER_ENV
+# assignments to its environment only (GOMAXPROCS=1).
 server() {
-    # shellcheck disable=SC2086 # DELEGATE_BENCH_SERVER_ARGS: words
-    delegate-server --listen "unix:$work/s.sock" --final-stats "$work/final.json" --log-level warn ${DELEGATE_BENCH_SERVER_ARGS:-} &
+    # shellcheck disable=SC2086 # DELEGATE_BENCH_SERVER_ENV, _ARGS: words
+    env ${DELEGATE_BENCH_SERVER_ENV:-} delegate-server --listen "unix:$work/s.sock" --final-stats "$work/final.json" --log-level warn ${DELEGATE_BENCH_SERVER_ARGS:-} &
     spid=$!
     for _ in $(seq 100); do [ -S "$work/s.sock" ] && break; sleep 0.05; done
 }
