@@ -252,7 +252,8 @@ static int wready(struct direct *d, int64_t shortest, int isfar)
     pthread_mutex_unlock(&d->mu);
     if (st != 0 && st != 3)
         return st == 1;
-    /* a near write asks with its length; a far one may use the far threshold */
+    /* Go answers with both thresholds, and the descriptor once shortest
+     * reaches either (a near write below wmin still goes to Go: wlim) */
     r = dlgLeaseSetup(d->fh, shortest, d->wcount, &lim, &far, &fd);
     pthread_mutex_lock(&d->mu);
     d->wfd = fd;
