@@ -161,6 +161,7 @@ if timeout 10 head -1 "$work/lease.ready" >/dev/null; then
         lease near $((2 * big - 2 * 4096)) $((2 * big))
         lease far $((2 * big)) $((2 * big)) DELEGATE_LEASE_MIN_FAR=0
         lease far $((2 * big)) $((2 * big)) DELEGATE_LEASE_MIN_LOCAL=0
+        lease staged $((64 + 64 + 4096)) $((64 + 64 + 4096)) # never past staged writes
         ;;
     *) lease far $((2 * big)) $((2 * big)) ;; # not local: the servers gather them
     esac

@@ -21,6 +21,11 @@
  *            previous one (on a local file system: all leased, from C)
  *   near     the same 8 MiB in 4 KiB pieces interleaved between the ranks
  *            (through the server, but for each rank's first)
+ *   staged   delegate_cork: rank 0 writes 64 B at 1 MiB + 1000 and at
+ *            3 MiB + 500 (held in the library's stage), then 4 KiB at
+ *            1 MiB, far from the last: not leased past the staged bytes
+ *            it covers, which it must overwrite (all three through the
+ *            server, in order)
  *
  * After close, rank 0 reopens the file and checks every byte. Prints
  * "leasetest CASE ok" or "leasetest CASE BAD: ..." and exits non-zero.
@@ -75,7 +80,12 @@ int main(int argc, char **argv)
     fill(want, BIG, 0, 1);
     fill(want + BIG, BIG, BIG, 2);
     fill(small, SMALL, SMALL_OFF, 9);
-    check(MPI_File_open(MPI_COMM_WORLD, path, MPI_MODE_CREATE | MPI_MODE_RDWR, MPI_INFO_NULL, &fh), "open");
+    MPI_Info info;
+    MPI_Info_create(&info);
+    if (!strcmp(c, "staged"))
+        MPI_Info_set(info, "delegate_cork", "true");
+    check(MPI_File_open(MPI_COMM_WORLD, path, MPI_MODE_CREATE | MPI_MODE_RDWR, info, &fh), "open");
+    MPI_Info_free(&info);
     MPI_File_set_errhandler(fh, MPI_ERRORS_RETURN);
     if (!strcmp(c, "atomic"))
         check(MPI_File_set_atomicity(fh, 1), "set_atomicity");
@@ -106,6 +116,22 @@ int main(int argc, char **argv)
         MPI_Barrier(MPI_COMM_WORLD);
         check(MPI_File_read_at(fh, other, got, BIG, MPI_BYTE, MPI_STATUS_IGNORE), "read_at");
         bad |= same(got, want + other, BIG, "the other rank's segment");
+    } else if (!strcmp(c, "staged")) {
+        const MPI_Offset a = (1 << 20) + 1000, b = (3 << 20) + 500, far = 1 << 20;
+        size = b + SMALL;
+        memset(want, 0, size);
+        fill(want + far, PIECE, far, 1);
+        fill(want + b, SMALL, b, 9);
+        if (rank == 0) {
+            unsigned char old[SMALL];
+            fill(old, SMALL, a, 9);
+            check(MPI_File_write_at(fh, a, old, SMALL, MPI_BYTE, MPI_STATUS_IGNORE), "small write");
+            check(MPI_File_write_at(fh, b, want + b, SMALL, MPI_BYTE, MPI_STATUS_IGNORE), "small write");
+            check(MPI_File_write_at(fh, far, want + far, PIECE, MPI_BYTE, MPI_STATUS_IGNORE), "write_at");
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+        check(MPI_File_read_at(fh, 0, got, (int) size, MPI_BYTE, MPI_STATUS_IGNORE), "read_at");
+        bad |= same(got, want, size, "after the barrier");
     } else if (!strcmp(c, "beneath") || !strcmp(c, "newer")) {
         int beneath = !strcmp(c, "beneath");
         size = BIG;
