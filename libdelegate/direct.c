@@ -225,7 +225,7 @@ int dlg_direct_read(int fh, const delegate_iov *mem, int64_t nmem, const delegat
     return 1;
 }
 
-/* wlim is the lease threshold of a write (far: see far()) once wready
+/* wlim is the lease threshold of a write (isfar: dlg_direct_write) once wready
  * knows the file's thresholds. */
 static int64_t wlim(struct direct *d, int isfar)
 {
@@ -264,35 +264,45 @@ static int wready(struct direct *d, int64_t shortest, int isfar)
     return __atomic_load_n(&d->wstate, __ATOMIC_ACQUIRE) == 1;
 }
 
-/* far reports whether a write lies far from the previous write of d by
- * this process: one extent starting more than FAR_BYTES from where that
- * one ended, or the first (nothing to gather it with yet). It remembers
- * where this one ends, for the next. */
-static int far(struct direct *d, const delegate_extent *ext, int64_t next)
+/* ended remembers where a write of d ends (its last extent's end; -1 for
+ * a list that is not a valid one) and returns where the previous write of
+ * d by this process ended (-1: none yet). A hint, without a lock. */
+static int64_t ended(struct direct *d, const delegate_extent *ext, int64_t next)
 {
-    int64_t prev = __atomic_load_n(&d->wend, __ATOMIC_RELAXED), gap;
-    __atomic_store_n(&d->wend, ext[next - 1].off + ext[next - 1].len, __ATOMIC_RELAXED);
-    if (next != 1)
-        return 0;
-    gap = ext[0].off - prev;
-    return prev < 0 || gap > FAR_BYTES || gap < -FAR_BYTES;
+    int64_t end = -1, prev = __atomic_load_n(&d->wend, __ATOMIC_RELAXED);
+    if (ext != NULL && next >= 1) {
+        const delegate_extent *e = &ext[next - 1];
+        if (e->off >= 0 && e->len >= 0 && e->off <= INT64_MAX - e->len)
+            end = e->off + e->len;
+    }
+    __atomic_store_n(&d->wend, end, __ATOMIC_RELAXED);
+    return prev;
 }
 
 int dlg_direct_write(int fh, const delegate_iov *mem, int64_t nmem, const delegate_extent *ext,
                      int64_t next, const delegate_io_opts *opts, int first, int64_t *nbytes, int *rc)
 {
     struct direct *d = find(fh);
-    int64_t done = 0, shortest;
+    int64_t done = 0, shortest, prev = -1;
     int isfar = 0;
-    if (d == NULL || !plain(mem, nmem, ext, next, opts, &shortest))
+    if (d == NULL)
         return 0;
     if (first) {
-        isfar = far(d, ext, next);
-        /* Before staging: a write of the file still staged (or any other
-         * in the fence word) would be overtaken. */
-        if (__atomic_load_n(dlg_fence_word(), __ATOMIC_ACQUIRE) != 0)
+        /* Before staging: note where the write ends. Only a one-extent
+         * write may lease here, and only while nothing is staged or
+         * unacknowledged in the process (a staged write of the file would
+         * be overtaken); any other waits for the call after the hand-over,
+         * so a long extent list is checked once. Far: it starts more than
+         * FAR_BYTES from where the previous write ended, or is the first
+         * (nothing to gather it with yet). */
+        prev = ended(d, ext, next);
+        if (next != 1 || __atomic_load_n(dlg_fence_word(), __ATOMIC_ACQUIRE) != 0)
             return 0;
     }
+    if (!plain(mem, nmem, ext, next, opts, &shortest))
+        return 0;
+    if (first)
+        isfar = prev < 0 || ext[0].off - prev > FAR_BYTES || prev - ext[0].off > FAR_BYTES;
     /* (4 KiB: no setup call into Go for the small writes of a file) */
     if (shortest < 4096 || __atomic_load_n(&d->wstate, __ATOMIC_ACQUIRE) == -1 || !ready(d) ||
         !wready(d, shortest, isfar) || shortest < wlim(d, isfar))
