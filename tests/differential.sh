@@ -232,12 +232,18 @@ show_trace() { # seed n k v steps dir
 
 mismatches=0 inconclusive=0
 failed_seeds=() inconclusive_seeds=()
-report() { # seed n k v reason
+report() { # seed n k v reason [stderr of the failing run]
     local s=$1 n=$2 k=$3 v=$4
     mismatches=$((mismatches + 1))
     failed_seeds+=("$s")
     echo
     echo "MISMATCH seed=$s ranks=$n servers=$k ($(vdesc "$v")) steps=$nops: $5"
+    if [ -n "${6:-}" ]; then
+        # the failing run's own words: the reruns below may pass (CI's
+        # seed 176 failed once in four and printed none)
+        echo "    its stderr (delegate side):"
+        grep -v '^$' "$6" | grep -v yamux | head -n 8 | cut -c1-400 | sed 's/^/      /'
+    fi
     if [ "$mismatches" -gt 10 ]; then
         # something is badly broken: keep the run bounded
         echo "    reproduce: $(repro_cmd "$s" "$n" "$k" "$v" "$nops")"
@@ -300,7 +306,7 @@ run_group() {
                     continue
                 fi
                 reason="fails alone: exit status ufs $(cat "$work/one/u.rc"), delegate $(cat "$work/one/d.rc")"
-                report "$s" "$n" "$k" "$v" "$reason"
+                report "$s" "$n" "$k" "$v" "$reason" "$work/one/d.err"
             elif ! reason=$(check_seed "$s" "$dir"); then
                 ran=$((ran + 1))
                 report "$s" "$n" "$k" "$v" "$reason"

@@ -358,3 +358,72 @@ func TestCorkThenAtomic(t *testing.T) {
 		t.Fatalf("byte 0 = %d after W1 (1, corked) then W2 (2, atomic) by one thread", b[0])
 	}
 }
+
+// TestAtomicCallThenMarker (differential seed 176, found in CI): a
+// nonblocking atomic write of several parts runs in its own goroutine
+// while the caller's next call, a collective, sends its end marker on the
+// same session. The marker went out between two parts of the atomic call;
+// the server, which would wait with the file's atomic lock for the other
+// ranks' markers, broke the call instead (atomic_broken), and the rank's
+// MPI_Test failed with "not applied as one unit". A marker now waits for
+// the session's atomic call to be sent (File.endCollective).
+func TestAtomicCallThenMarker(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ring bool
+	}{{"inline", false}, {"ring", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testutil.Start(t, testutil.Options{})
+			path := filepath.Join(c.Dir, "atomic")
+			cfg := func(c *client.Config) {
+				c.MaxRequestBytes = 64 << 10
+				c.LeaseMin, c.LeaseMinLocal = 0, 0
+				if !tc.ring {
+					c.RingBytes = 0
+				}
+			}
+			f := open(t, c.Client(t, cfg), path, wire.ORdwr|wire.OCreat, nil)
+			if err := f.SetAtomic(true); err != nil {
+				t.Fatal(err)
+			}
+			coll := make(chan error, 1)
+			waits := make(chan struct{}, 1)
+			var once sync.Once
+			t.Cleanup(client.SetAtomicHooksForTest(func() {
+				// The call's first part is out: now the collective.
+				once.Do(func() {
+					go func() {
+						tag := wire.CollTag{Seq: 1, Rank: 0, Size: 1, Group: 3}
+						_, err := f.Write(nil, nil, client.IOOpts{Coll: &tag})
+						coll <- err
+					}()
+					select {
+					case <-waits:
+					case err := <-coll:
+						coll <- err
+						t.Errorf("the collective's end marker went out between two parts of an atomic call")
+					}
+				})
+			}, func() { waits <- struct{}{} }))
+			const span = 1 << 20
+			data := bytes.Repeat([]byte{'a'}, span)
+			r, err := f.IWrite([][]byte{data}, []client.Extent{{Off: 0, Len: span}}, client.IOOpts{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Wait(); err != nil {
+				t.Errorf("atomic write: %v", err)
+			}
+			if err := <-coll; err != nil {
+				t.Errorf("collective: %v", err)
+			}
+			if n := c.Servers[0].Stats().AtomicBroken; n != 0 {
+				t.Errorf("%d atomic calls were not applied as one unit", n)
+			}
+			got := make([]byte, span)
+			if n, err := f.Read([][]byte{got}, []client.Extent{{Off: 0, Len: span}}, client.IOOpts{}); err != nil || n != span || !bytes.Equal(got, data) {
+				t.Errorf("read back %d bytes (%v), equal %v", n, err, bytes.Equal(got, data))
+			}
+		})
+	}
+}

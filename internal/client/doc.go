@@ -19,7 +19,9 @@
 // unmapped by its last holder, never under a lock. One lock is held across
 // network I/O, by design: session.atomicMu, by an atomic-mode call while
 // it sends its requests (a read: until its last reply), so that two calls'
-// parts never interleave on the stream (File.atomicCall). A call takes it
-// before anything else (ring space, bulk connections), so no holder of
-// those waits for it.
+// parts never interleave on the stream (File.atomicCall); an end marker
+// takes it for its submission (session.lockAtomic), after a stat that
+// makes the server let go of ring space this rank's pieces hold for that
+// marker. A call takes it before anything else (ring space, bulk
+// connections), so no holder of those waits for it.
 package client

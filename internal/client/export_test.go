@@ -29,3 +29,12 @@ func SetCorkTakenHookForTest(h func()) (restore func()) {
 // LocalFS is localFS: whether a statfs f_type is a local file system
 // (LeaseMinLocal applies to files on it).
 var LocalFS = localFS
+
+// SetAtomicHooksForTest sets the hooks that run when an atomic write has
+// handed over a part with more to come (part) and when an end marker waits
+// for its session's atomic call (markerWait).
+func SetAtomicHooksForTest(part, markerWait func()) (restore func()) {
+	oldP, oldM := atomicPartHook, markerWaitHook
+	atomicPartHook, markerWaitHook = part, markerWait
+	return func() { atomicPartHook, markerWaitHook = oldP, oldM }
+}

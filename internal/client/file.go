@@ -160,6 +160,12 @@ func (f *File) enter(op string) error {
 // The markers of a collective write are fenced calls (call.fenced), counted
 // in the fence word until answered; end records where they are for
 // FenceScoped.
+//
+// A marker never goes between two parts of an atomic call on its session
+// (session.lockAtomic): the server would wait with the file's atomic lock
+// for the other ranks' markers, whose ranks' atomic requests may wait for
+// that lock, so it breaks the call instead (found by the differential
+// test: a nonblocking atomic write, then a collective).
 func (f *File) endCollective(tag wire.CollTag, write bool) {
 	if f.live() != nil {
 		return
@@ -180,7 +186,10 @@ func (f *File) endCollective(tag wire.CollTag, write bool) {
 		if write {
 			f.cl.pending.Add(1)
 		}
-		if s.submit(c) != nil {
+		s.lockAtomic(f.ids[i])
+		err := s.submit(c)
+		s.atomicMu.Unlock()
+		if err != nil {
 			end = nil
 		} else if end != nil {
 			end[i] = c.fseq

@@ -129,6 +129,8 @@ type session struct {
 	// server's lock on its file from its first part to its last, which
 	// must not interleave with another call's (File.atomicCall).
 	// atomicID, under it, numbers the calls (wire.Write.AG).
+	// A collective's end marker takes it too (lockAtomic), so that it
+	// never comes between two parts of a call.
 	atomicMu sync.Mutex
 	atomicID uint64
 	wdone    atomic.Int64 // fenced calls completed
@@ -386,6 +388,30 @@ func (s *session) submit(c *call) error {
 	s.kick()
 	return nil
 }
+
+// lockAtomic takes atomicMu for an end marker, which must not come
+// between two parts of an atomic call (File.endCollective). The call that
+// holds it may be waiting for ring space that this rank's pieces of a
+// collective hold on the server until their marker (wire.IOHold), the one
+// waiting here: so a stat of the marker's file (handle id) goes first,
+// which makes the server apply and answer what the stream holds
+// (server passesHeld) and free their space.
+func (s *session) lockAtomic(id uint64) {
+	if s.atomicMu.TryLock() {
+		return
+	}
+	if s.ring != nil {
+		s.submit(newCall(wire.TStat, &wire.FileOp{File: id})) // its answer is not waited for
+	}
+	if markerWaitHook != nil {
+		markerWaitHook()
+	}
+	s.atomicMu.Lock()
+}
+
+// markerWaitHook, when set (tests), runs when an end marker waits for an
+// atomic call of its session (lockAtomic).
+var markerWaitHook func()
 
 // roundTrip sends c and waits for its reply.
 func (s *session) roundTrip(c *call) error {

@@ -131,7 +131,8 @@ func runAt(ext []Extent) (count int, stride int64) {
 
 // next hands over the current request and starts the next one.
 func (w *writer) next() error {
-	if w.c != nil && w.st.flags&wire.IOAtomic != 0 {
+	part := w.c != nil && w.st.flags&wire.IOAtomic != 0
+	if part {
 		// The call goes on in the next request: the server applies its
 		// parts as one unit (wire.IOMore). Atomic requests never join
 		// others (place), so the flag stays on this call's parts.
@@ -139,6 +140,9 @@ func (w *writer) next() error {
 	}
 	if err := w.release(); err != nil {
 		return err
+	}
+	if part && atomicPartHook != nil {
+		atomicPartHook()
 	}
 	bulk := !w.st.cork && w.s.useBulk(w.left)
 	if !bulk && w.merge && w.left <= w.f.cl.cfg.MergeBytes && w.join() {
@@ -415,6 +419,10 @@ func (f *File) sendCorked() error {
 	}
 	return first
 }
+
+// atomicPartHook, when set (tests), runs when a part of an atomic write
+// with more parts to come was handed over.
+var atomicPartHook func()
 
 // corkTakenHook, for tests, runs in sendCorked between taking the batches
 // and submitting them.

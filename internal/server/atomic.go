@@ -16,8 +16,9 @@ import (
 // them and the call is one unit, as MPI's atomic mode asks (ROMIO's ufs:
 // locks the call's whole range). A client sends one atomic call at a time
 // per session (client.File.atomicCall), so parts of two calls never
-// interleave; its other requests may come between two parts and are
-// applied as usual, the group going on (they take no atomic lock).
+// interleave, and no end marker between two parts (client
+// session.lockAtomic); its other requests may come between two parts and
+// are applied as usual, the group going on (they take no atomic lock).
 //
 // The lock is held across requests, and so across the worker's waits
 // between them (the one lock held across network I/O, by design). What
