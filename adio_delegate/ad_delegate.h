@@ -59,6 +59,7 @@
     X(delegate_set_log_fd)      \
     X(delegate_fence)           \
     X(delegate_fence_scope)     \
+    X(delegate_fence_scope_close) \
     X(delegate_fence_word)
 
 /* *INDENT-OFF* */
@@ -208,5 +209,8 @@ void ADIOI_DELEGATE_Get_shared_fp(ADIO_File fd, ADIO_Offset incr, ADIO_Offset * 
 void ADIOI_DELEGATE_Set_shared_fp(ADIO_File fd, ADIO_Offset offset, int *error_code);
 /* Called by every rank from MPI_File_set_view (the ROMIO patch). */
 void ADIOI_DELEGATE_Reset_shared_fp(ADIO_File fd, int *error_code);
+/* Called by every rank from MPI_File_close in place of its MPI_Barrier (the
+ * ROMIO patch). */
+void ADIOI_DELEGATE_Close_barrier(ADIO_File fd);
 
 #endif /* AD_DELEGATE_H_INCLUDED */

@@ -408,6 +408,20 @@ int delegate_fence(void);
 int delegate_fence_scope(int fh);
 
 /**
+ * Scopes this thread's fences to a close of fh that sends end markers (the
+ * ROMIO driver's close of a file written through it, unless every rank
+ * opened it with delegate_async_close), until delegate_fence_scope
+ * (DELEGATE_NOHANDLE) is called. While it is set, delegate_fence sends what
+ * is staged or corked and does not wait on fh's servers: each rank's close
+ * is answered only once every rank's end markers came, after every
+ * request the rank sent those servers before them, so no rank's close
+ * returns before that is applied. It still waits on any other server.
+ * For the messages of MPI_File_close's own barrier, which comes first.
+ * @return DELEGATE_OK.
+ */
+int delegate_fence_scope_close(int fh);
+
+/**
  * A word that is nonzero while this process may hold a write that
  * delegate_fence would wait for. Read it atomically (acquire); when it is 0
  * the fence has nothing to do, so a caller on a hot path (an MPI send) can

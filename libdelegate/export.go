@@ -153,6 +153,25 @@ func dlgFenceScoped(h C.int) (rc C.int) {
 	return fail(noHandle, cl.FenceScoped(f))
 }
 
+// dlgFenceClose is the fence inside a close of handle h that sends end
+// markers (client.Client.FenceClose); with a bad handle, the full fence.
+//
+//export dlgFenceClose
+func dlgFenceClose(h C.int) (rc C.int) {
+	defer guard(noHandle, &rc)
+	lib.Lock()
+	cl := lib.cl
+	lib.Unlock()
+	if cl == nil {
+		return C.DELEGATE_OK
+	}
+	f, err := fileOf(h)
+	if err != nil {
+		return fail(noHandle, cl.Fence())
+	}
+	return fail(noHandle, cl.FenceClose(f))
+}
+
 //export dlgFinalize
 func dlgFinalize() (rc C.int) {
 	defer guard(noHandle, &rc)

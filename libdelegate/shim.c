@@ -274,10 +274,20 @@ int delegate_set_log_fd(int fd)
  * (delegate_fence_scope); DELEGATE_NOHANDLE outside one. Per thread: the
  * scope covers the messages of the thread that runs the collective. */
 static __thread int fence_scope = DELEGATE_NOHANDLE;
+/* whether the scope is a close's (delegate_fence_scope_close) */
+static __thread int fence_close;
 
 int delegate_fence_scope(int fh)
 {
     fence_scope = fh;
+    fence_close = 0;
+    return DELEGATE_OK;
+}
+
+int delegate_fence_scope_close(int fh)
+{
+    fence_scope = fh;
+    fence_close = fh != DELEGATE_NOHANDLE;
     return DELEGATE_OK;
 }
 
@@ -288,7 +298,7 @@ int delegate_fence(void)
         return DELEGATE_OK;
     dlg_stage_hand_over_fence();
     if (fence_scope != DELEGATE_NOHANDLE)
-        return dlgFenceScoped(fence_scope);
+        return fence_close ? dlgFenceClose(fence_scope) : dlgFenceScoped(fence_scope);
     return dlgFence();
 }
 

@@ -1,5 +1,7 @@
 package client
 
+import "slices"
+
 // The visibility fence.
 //
 // Writes return before their servers acknowledge them, so a write that
@@ -30,7 +32,7 @@ package client
 // (the failed writes are reported on their files as always). It never
 // hangs: a silent server is declared dead by the session's keepalive.
 func (cl *Client) Fence() error {
-	return cl.fence(nil)
+	return cl.fence(nil, false)
 }
 
 // FenceScoped is the fence inside the collective write that f's last
@@ -45,16 +47,31 @@ func (cl *Client) Fence() error {
 // which anything fenced was queued after the marker (another thread, a
 // cork or a staged buffer sent by this fence) is fenced in full.
 func (cl *Client) FenceScoped(f *File) error {
-	return cl.fence(f)
+	return cl.fence(f, false)
 }
 
-func (cl *Client) fence(scope *File) error {
+// FenceClose is the fence inside a close of f that sends end markers
+// (libdelegate's delegate_fence_scope_close, for the messages of ROMIO's
+// barrier in MPI_File_close, which comes before the driver's close): it
+// sends the corked batches and does not wait on f's sessions at all. The
+// close stands in for it there: each rank sends every server of f its end
+// markers and then its close, and a server answers a marker, and so the
+// close behind it, only once every rank's markers came, after everything
+// each rank sent it before them; so no rank's close returns before every
+// rank's earlier writes on those servers are applied. Sessions that are
+// not f's are fenced in full.
+func (cl *Client) FenceClose(f *File) error {
+	return cl.fence(f, true)
+}
+
+// fence is Fence, FenceScoped (scope set) or FenceClose (closing set).
+func (cl *Client) fence(scope *File, closing bool) error {
 	if cl.pending.Load() == 0 {
 		return nil
 	}
 	cl.sendAllCorked()
 	var skip map[*session][2]int64 // session: base, end of the collective
-	if scope != nil {
+	if scope != nil && !closing {
 		skip = scope.collRange()
 	}
 	cl.mu.Lock()
@@ -77,6 +94,9 @@ func (cl *Client) fence(scope *File) error {
 	cl.mu.Unlock()
 	var first error
 	for _, s := range ss {
+		if closing && slices.Contains(scope.sess, s) {
+			continue // the close waits for it (FenceClose)
+		}
 		r, ok := skip[s]
 		if !ok {
 			r = [2]int64{-1, -1}

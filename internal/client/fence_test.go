@@ -163,3 +163,35 @@ func TestFenceScoped(t *testing.T) {
 		})
 	}
 }
+
+// TestFenceCloseSendsCorked: the fence inside a close of file a (FenceClose,
+// MPI_File_close's barrier) waits on none of a's servers, but it still
+// sends what any file holds corked: b's corked write must go before a's
+// end markers, which stand in for the wait, or a peer told by the close
+// would not see it. After FenceClose and a round trip on the same stream
+// (a's size) the server has b's bytes; without the send it has none.
+func TestFenceCloseSendsCorked(t *testing.T) {
+	c := testutil.Start(t, testutil.Options{})
+	cl := c.Client(t, func(cfg *client.Config) { cfg.LeaseMin, cfg.LeaseMinLocal = 0, 0 })
+	fa := open(t, cl, filepath.Join(c.Dir, "a"), wire.ORdwr|wire.OCreat, nil)
+	fb := open(t, cl, filepath.Join(c.Dir, "b"), wire.ORdwr|wire.OCreat, map[string]string{"delegate_cork": "true"})
+	rec := bytes.Repeat([]byte{'b'}, 4096)
+	if _, err := fb.Write([][]byte{rec}, []client.Extent{{Off: 0, Len: 4096}}, client.IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	before := c.Servers[0].Stats().BytesIn
+	if err := cl.FenceClose(fa); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fa.Size(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Servers[0].Stats().BytesIn - before; got != 4096 {
+		t.Errorf("the server received %d bytes of b's corked write after FenceClose(a), want 4096", got)
+	}
+	for _, f := range []*client.File{fa, fb} {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -17,6 +17,13 @@
  *              every rank's end marker orders the pieces
  *   win        MPI_File_write_at, MPI_Put of a flag into the neighbour's
  *              window, MPI_Win_fence
+ *   third      every rank but the last: MPI_File_write_at_all and
+ *              MPI_File_set_view on a handle of theirs, then all an
+ *              MPI_Barrier; the last rank, which took no part in the
+ *              collective, reads one of the records through a handle of
+ *              its own (the servers hold only the collective's ranks'
+ *              later requests until its end markers: the fences must
+ *              cover the rest)
  *
  * Then the same process through two handles of one file: write through
  * the first, read through the second at once (TRIALS per size).
@@ -68,8 +75,14 @@ static MPI_Offset slot(int k, int r, int size)
     return ((MPI_Offset) (k % 16) * nranks + r) * SLOT + (MPI_Offset) (k % 8) * size;
 }
 
-enum { BARRIER, SENDRECV, IWRITE, COLL, COLLONLY, WIN, NMODES };
-static const char *names[NMODES] = { "barrier", "sendrecv", "iwrite", "coll", "collonly", "win" };
+enum { BARRIER, SENDRECV, IWRITE, COLL, COLLONLY, WIN, THIRD, NMODES };
+static const char *names[NMODES] = { "barrier", "sendrecv", "iwrite", "coll", "collonly", "win",
+    "third"
+};
+
+/* for the third mode: the handle of every rank but the last (opened on
+ * their communicator) or the last rank's own (MPI_COMM_SELF) */
+static MPI_File third_fh = MPI_FILE_NULL;
 
 /* wanted reports whether mode name runs: listed in modes (all when NULL);
  * a delegate-only mode runs only on a delegate: path */
@@ -89,6 +102,8 @@ static int wanted(const char *modes, const char *name, const char *path, int del
 /* one case: returns the number of stale reads of this rank */
 static int run(MPI_File fh, int mode, int size, int salt, MPI_Win win, int *flag)
 {
+    if (size <= 0)              /* (sizes[] are positive; tells gcc's -Wstringop-overflow) */
+        return 0;
     char *rec = malloc(size), *want = malloc(size), *got = malloc(size);
     int left = (rank + nranks - 1) % nranks, right = (rank + 1) % nranks, stale = 0;
     for (int k = 0; k < trials; k++) {
@@ -122,6 +137,25 @@ static int run(MPI_File fh, int mode, int size, int salt, MPI_Win win, int *flag
             if (mode == COLL)
                 MPI_Barrier(MPI_COMM_WORLD);
             break;
+        case THIRD:
+            if (rank < nranks - 1) {
+                CHECK(MPI_File_write_at_all(third_fh, slot(k, rank, size), rec, size, MPI_BYTE,
+                                      MPI_STATUS_IGNORE));
+                CHECK(MPI_File_set_view(third_fh, 0, MPI_BYTE, MPI_BYTE, "native",
+                                        MPI_INFO_NULL));
+            }
+            MPI_Barrier(MPI_COMM_WORLD);
+            if (rank == nranks - 1) {
+                int w = k % (nranks - 1);
+                fill(want, size, k, w, salt);
+                memset(got, 0, size);
+                CHECK(MPI_File_read_at(third_fh, slot(k, w, size), got, size, MPI_BYTE,
+                                       MPI_STATUS_IGNORE));
+                if (memcmp(want, got, size) != 0)
+                    stale++;
+            }
+            /* the next round writes other slots (slot() cycles over 16) */
+            continue;
         case WIN:
             CHECK(MPI_File_write_at(fh, slot(k, rank, size), rec, size, MPI_BYTE, MPI_STATUS_IGNORE));
             MPI_Put(&one, 1, MPI_INT, right, 0, 1, MPI_INT, win);
@@ -209,19 +243,27 @@ int main(int argc, char **argv)
     *flag = 0;
     MPI_Win_fence(0, win);
     CHECK(MPI_File_open(MPI_COMM_WORLD, argv[1], MPI_MODE_CREATE | MPI_MODE_RDWR, info, &fh));
+    if (nranks > 1 && wanted(modes, names[THIRD], argv[1], 0)) {
+        MPI_Comm sub;
+        MPI_Comm_split(MPI_COMM_WORLD, rank == nranks - 1, rank, &sub);
+        CHECK(MPI_File_open(sub, argv[1], MPI_MODE_RDWR, info, &third_fh));
+        MPI_Comm_free(&sub);
+    }
     for (int m = 0; m < NMODES; m++)
         for (int s = 0; s < 3; s++) {
-            if (!wanted(modes, names[m], argv[1], m == COLLONLY))
+            if (!wanted(modes, names[m], argv[1], m == COLLONLY) || (m == THIRD && nranks < 2))
                 continue;
             cases++;
             int stale = run(fh, m, sizes[s], ++salt, win, flag), all;
             MPI_Reduce(&stale, &all, 1, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
             if (rank == 0)
                 printf("vistest: %d ranks, %-8s %6d-byte records: %d of %d reads stale\n", nranks,
-                       names[m], sizes[s], all, trials * nranks);
+                       names[m], sizes[s], all, m == THIRD ? trials : trials * nranks);
             total += stale;
         }
     CHECK(MPI_File_close(&fh));
+    if (third_fh != MPI_FILE_NULL)
+        CHECK(MPI_File_close(&third_fh));
     snprintf(path2, sizeof path2, "%s.%d", argv[1], rank);
     for (int s = 0; s < 3 && wanted(modes, "handles", argv[1], 0); s++) {
         int stale = two_handles(path2, info, sizes[s]), all;
