@@ -140,17 +140,7 @@ func dlgFence() (rc C.int) {
 //export dlgFenceScoped
 func dlgFenceScoped(h C.int) (rc C.int) {
 	defer guard(noHandle, &rc)
-	lib.Lock()
-	cl := lib.cl
-	lib.Unlock()
-	if cl == nil {
-		return C.DELEGATE_OK
-	}
-	f, err := fileOf(h)
-	if err != nil {
-		return fail(noHandle, cl.Fence())
-	}
-	return fail(noHandle, cl.FenceScoped(f))
+	return fenceFor(h, (*client.Client).FenceScoped)
 }
 
 // dlgFenceClose is the fence inside a close of handle h that sends end
@@ -159,6 +149,12 @@ func dlgFenceScoped(h C.int) (rc C.int) {
 //export dlgFenceClose
 func dlgFenceClose(h C.int) (rc C.int) {
 	defer guard(noHandle, &rc)
+	return fenceFor(h, (*client.Client).FenceClose)
+}
+
+// fenceFor runs fence, a fence scoped to handle h, or the full fence if h
+// is not a handle.
+func fenceFor(h C.int, fence func(*client.Client, *client.File) error) C.int {
 	lib.Lock()
 	cl := lib.cl
 	lib.Unlock()
@@ -169,7 +165,7 @@ func dlgFenceClose(h C.int) (rc C.int) {
 	if err != nil {
 		return fail(noHandle, cl.Fence())
 	}
-	return fail(noHandle, cl.FenceClose(f))
+	return fail(noHandle, fence(cl, f))
 }
 
 //export dlgFinalize
