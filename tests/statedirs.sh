@@ -6,7 +6,8 @@
 #
 #   statedirs_mark     remembers the state directories that exist now
 #   statedirs_sweep    removes those made since the mark whose lock no
-#                      server holds (a running server's stay), and says so
+#                      server holds (a running server's stay), and empty
+#                      ones without a lock, and says so
 
 statedirs_before=
 
@@ -19,7 +20,12 @@ statedirs_mark() {
 statedirs_sweep() {
     local d n=0
     for d in $(ls -d /dev/shm/delegate-"$(id -u)"-* 2>/dev/null | sort | comm -13 <(echo "$statedirs_before") -); do
-        [ -f "$d/lock" ] || continue
+        if [ ! -f "$d/lock" ]; then
+            # no lock: a server killed while it made or removed the
+            # directory; rmdir takes it only if nothing is in it
+            rmdir "$d" 2>/dev/null && n=$((n + 1))
+            continue
+        fi
         # flock -n fails while a live server holds the directory.
         if flock -n "$d/lock" true 2>/dev/null; then
             rm -rf "$d" && n=$((n + 1))

@@ -606,16 +606,22 @@ func (j *Journal) Close(remove bool) (bool, error) {
 			seg.unmap()
 		}
 		j.mu.segs = nil
+		// The lock goes last, just before the directory: a server killed
+		// in between leaves a directory that still has its lock (a test's
+		// sweep, tests/statedirs.sh, and a restart both know it) or an
+		// empty one, never segments without a lock.
 		entries, _ := os.ReadDir(j.dir)
 		for _, e := range entries {
-			if e.Name() == "lock" || strings.HasPrefix(e.Name(), "seg-") || e.Name() == "root" {
+			if strings.HasPrefix(e.Name(), "seg-") || e.Name() == "root" {
 				if rerr := os.Remove(filepath.Join(j.dir, e.Name())); rerr != nil && err == nil {
 					err = rerr
 				}
 			}
 		}
-		if rerr := os.Remove(j.dir); rerr != nil && err == nil {
-			err = rerr
+		for _, p := range []string{filepath.Join(j.dir, "lock"), j.dir} {
+			if rerr := os.Remove(p); rerr != nil && err == nil {
+				err = rerr
+			}
 		}
 		removed = err == nil
 	}
